@@ -1,0 +1,411 @@
+"""The `omni` command line: a thin Typer shell over the call-core.
+
+Each command builds Settings, then awaits a flow from `omnicli.runner` on a
+`Phone`. Errors become one line and an exit code here, in `run()`, and nowhere else.
+Heavy modules (aiortc, av, cv2, sounddevice) are imported inside commands only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import typer
+
+from .errors import ExitCode, OmniError, UsageError, exit_code_for_reason
+from .settings import Settings, load
+
+app = typer.Typer(
+    help="omni: a command-line WebRTC video softphone with its own signaling server.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+session_app = typer.Typer(help="Create a session and stay online.", no_args_is_help=True)
+app.add_typer(session_app, name="session")
+
+# -- options shared by the client commands ----------------------------------------------
+
+Server = Annotated[str | None, typer.Option("--server", help="Signaling server URL "
+                   "(env OMNI_SERVER; default ws://127.0.0.1:8765).", show_default=False)]
+ServiceId = Annotated[str | None, typer.Option("--service-id", help="Service id "
+                      "(env OMNI_SERVICE_ID; default dev).", show_default=False)]
+ServiceKey = Annotated[str | None, typer.Option("--service-key", help="Service key "
+                       "(env OMNI_SERVICE_KEY).", show_default=False)]
+VideoSource = Annotated[str | None, typer.Option("--video-source", help="test (moving "
+                        "pattern), none, or a media file.", show_default=False)]
+AudioSource = Annotated[str | None, typer.Option("--audio-source", help="tone, tone:HZ, "
+                        "silence, none, or a media file.", show_default=False)]
+VideoSize = Annotated[str, typer.Option("--video-size", help="Size of the test pattern, WxH.")]
+Fps = Annotated[int, typer.Option("--fps", min=1, max=60, help="Frame rate of the test pattern.")]
+NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
+Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
+UserId = Annotated[str | None, typer.Option("--user-id", "-u", help="Your user id "
+                   "(random if omitted).", show_default=False)]
+Duration = Annotated[float, typer.Option("--duration", "-d", min=0,
+                     help="Hang up this many seconds after connecting (0: stay).")]
+
+
+def _settings(**flags: Any) -> Settings:
+    size = flags.pop("video_size", None)
+    if size is not None:
+        try:
+            width, height = (int(x) for x in size.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"--video-size must look like 640x480, not '{size}'") from None
+        if not (16 <= width <= 3840 and 16 <= height <= 2160):
+            raise UsageError("--video-size must be between 16x16 and 3840x2160")
+        flags["width"], flags["height"] = width, height
+    flags["window"] = None if not flags.pop("no_window", False) else False
+    settings = load(flags)
+    _logging(settings.verbose)
+    return settings
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        for noisy in ("aioice", "aiortc", "websockets", "libav"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def run(flow: Callable[[], Awaitable[int | None]]) -> None:
+    """Run one async flow; the only place errors become messages and exit codes."""
+    try:
+        code = asyncio.run(flow())
+    except OmniError as exc:
+        typer.echo(f"omni: {exc}", err=True)
+        raise typer.Exit(int(exc.exit_code)) from None
+    except KeyboardInterrupt:
+        typer.echo("omni: interrupted", err=True)
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    raise typer.Exit(int(code or 0))
+
+
+def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None) -> Any:
+    from .core import MediaOptions, Phone, PhoneConfig
+
+    media = MediaOptions(
+        video_source=settings.video_source,
+        audio_source=settings.audio_source,
+        width=settings.width,
+        height=settings.height,
+        fps=settings.fps,
+    )
+    config = PhoneConfig(
+        server_url=settings.server,
+        service_id=settings.service_id,
+        service_key=settings.service_key,
+        token=settings.token,
+        ca_file=settings.ca_file,
+        media=media,
+    )
+    return Phone(config, video_sink=video_sink)
+
+
+def _output(settings: Settings, label: str | None = None) -> Any:
+    from .render import Output
+
+    return Output(json_mode=settings.json, label=label)
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+@app.command()
+def server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free).")] = 8765,
+    service: Annotated[list[str] | None, typer.Option("--service", help="ID:KEY of a "
+                       "service (repeatable; env OMNI_SERVICES=ID:KEY,...). Default: an "
+                       "open 'dev' service, loopback only.", show_default=False)] = None,
+    ring_timeout: Annotated[float, typer.Option(min=1, help="Seconds a call may ring.")] = 60.0,
+    connect_timeout: Annotated[float, typer.Option(min=1, help="Seconds from answer to "
+                               "media up before the call fails.")] = 20.0,
+    ice_server: Annotated[list[str] | None, typer.Option("--ice-server", help="STUN/TURN URL "
+                          "handed to clients (repeatable).", show_default=False)] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Run the signaling server."""
+    from .server import ServerConfig, SignalingServer
+    from .state import Service
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
+    services = tuple(_service(s) for s in specs) or (Service("dev", None),)
+    config = ServerConfig(
+        host=host, port=port, services=services, ring_timeout=ring_timeout,
+        connect_timeout=connect_timeout,
+        ice_servers=tuple({"urls": [url]} for url in ice_server or []),
+        tls_cert=tls_cert, tls_key=tls_key,
+    )
+
+    async def flow() -> int:
+        try:
+            srv = SignalingServer(config)
+            await srv.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        print(f"omni server listening on {srv.url}", flush=True)
+        try:
+            await srv.serve_forever()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await srv.close()
+        return 0
+
+    run(flow)
+
+
+def _service(spec: str) -> Any:
+    from .state import Service
+
+    service_id, _, key = spec.partition(":")
+    if not service_id:
+        raise UsageError(f"--service must look like ID:KEY, not '{spec}'")
+    return Service(service_id, key or None)
+
+
+@session_app.command("create")
+def session_create(
+    user_id: UserId = None,
+    auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
+    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    video_source: VideoSource = None, audio_source: AudioSource = None,
+    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
+    json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Register as USER_ID and stay online, showing and answering calls."""
+    settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         video_source=video_source, audio_source=audio_source,
+                         video_size=video_size, fps=fps, no_window=no_window, json=json,
+                         verbose=verbose)
+
+    async def flow() -> int:
+        from .render import session_panel
+        from .runner import Stopper, answer_forever
+
+        out = _output(settings)
+        stopper = Stopper.install()
+        phone = _phone(settings)
+        try:
+            info = await phone.create_session(user_id)
+            if not settings.json:
+                out.show(session_panel(info.user_id, info.session, settings.server,
+                                       settings.service_id))
+                out.status("waiting for calls; Ctrl-C to leave")
+            else:
+                out.json({"event": "SESSION", "session": info.session, "user_id": info.user_id})
+            ask = None if auto_answer else _asker(out)
+            return await answer_forever(phone, out, stop=stopper.event,
+                                        auto_answer=auto_answer, ask=ask)
+        finally:
+            await phone.close()
+
+    run(flow)
+
+
+def _asker(out: Any) -> Callable[[Any], Awaitable[bool]] | None:
+    """Ask on the terminal whether to answer; None when there is no terminal to ask on."""
+    if not sys.stdin.isatty():
+        return None
+
+    async def ask(ringing: Any) -> bool:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[str] = loop.create_future()
+        out.err.print(f"answer the {ringing.call_type} from {ringing.caller}? [y/N] ", end="")
+
+        def readable() -> None:
+            if not answer.done():
+                answer.set_result(sys.stdin.readline())
+
+        loop.add_reader(sys.stdin.fileno(), readable)
+        try:
+            return (await answer).strip().lower() in ("y", "yes")
+        finally:
+            loop.remove_reader(sys.stdin.fileno())
+
+    return ask
+
+
+@app.command()
+def sessions(
+    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    json: Json = False, verbose: Verbose = False,
+) -> None:
+    """List who is online under the service, and who is busy."""
+    settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         json=json, verbose=verbose)
+
+    async def flow() -> int:
+        from .render import sessions_table
+
+        phone = _phone(settings)
+        try:
+            peers = await phone.session_list()
+        finally:
+            await phone.close()
+        out = _output(settings)
+        if settings.json:
+            for peer in peers:
+                out.json({"user_id": peer.user_id, "state": peer.state,
+                          "call_type": peer.call_type})
+        else:
+            out.show(sessions_table(peers))
+        return 0
+
+    run(flow)
+
+
+CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call or audio only.")]
+
+
+@app.command()
+def call(
+    callee: Annotated[str, typer.Argument(help="User id to call.")],
+    video: CallTypeOpt = True,
+    record: Annotated[bool, typer.Option("--record", help="Ask for the call to be "
+                      "recorded.")] = False,
+    duration: Duration = 0.0,
+    user_id: UserId = None,
+    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    video_source: VideoSource = None, audio_source: AudioSource = None,
+    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
+    json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Call CALLEE; Ctrl-C or q in the window hangs up."""
+    settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         video_source=video_source, audio_source=audio_source,
+                         video_size=video_size, fps=fps, no_window=no_window, json=json,
+                         verbose=verbose)
+
+    async def flow() -> int:
+        async def place(phone: Any) -> None:
+            await phone.offer_call("videocall" if video else "audiocall", callee, record)
+
+        return await _one_call(settings, user_id, duration, place, f"omni: {callee}")
+
+    run(flow)
+
+
+@app.command()
+def answer(
+    caller: Annotated[str, typer.Argument(help="User id whose call to answer.")],
+    user_id: Annotated[str, typer.Option("--user-id", "-u", help="Your user id.")],
+    video: Annotated[bool | None, typer.Option("--video/--audio", help="Expected call "
+                     "type (default: whatever the caller offered).", show_default=False)] = None,
+    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for the call "
+                    "to ring.")] = 60.0,
+    duration: Duration = 0.0,
+    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    video_source: VideoSource = None, audio_source: AudioSource = None,
+    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
+    json: Json = False, verbose: Verbose = False,
+) -> None:
+    """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
+    settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         video_source=video_source, audio_source=audio_source,
+                         video_size=video_size, fps=fps, no_window=no_window, json=json,
+                         verbose=verbose)
+    call_type = None if video is None else ("videocall" if video else "audiocall")
+
+    async def flow() -> int:
+        async def pick_up(phone: Any) -> None:
+            await phone.answer_call(call_type, caller, wait=wait)
+
+        return await _one_call(settings, user_id, duration, pick_up, f"omni: {caller}")
+
+    run(flow)
+
+
+async def _one_call(
+    settings: Settings, user_id: str | None, duration: float,
+    start: Callable[[Any], Awaitable[None]], title: str,
+) -> int:
+    """Register, start a call with `start`, follow it to its end; the exit code."""
+    from .runner import Stopper, Window, follow_call
+
+    out = _output(settings)
+    stopper = Stopper.install()
+    window = Window(title, stopper.press) if Window.wanted(settings.window, out) else None
+    phone = _phone(settings, video_sink=window.show if window else None)
+    try:
+        await phone.create_session(user_id)
+        await start(phone)
+        leave = await follow_call(phone, out, duration=duration, stop=stopper.event,
+                                  window=window)
+        return exit_code_for_reason(leave.reason)
+    finally:
+        await phone.close()
+        if window is not None:
+            window.close()
+
+
+@app.command()
+def demo(
+    duration: Duration = 10.0,
+    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
+    json: Json = False, verbose: Verbose = False,
+) -> None:
+    """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
+    settings = _settings(video_size=video_size, fps=fps, no_window=no_window, json=json,
+                         verbose=verbose)
+
+    async def flow() -> int:
+        from dataclasses import replace
+
+        from .runner import Stopper, Window, answer_forever, follow_call
+        from .server import ServerConfig, SignalingServer
+
+        out = _output(settings)
+        stopper = Stopper.install()
+        async with SignalingServer(ServerConfig(port=0)) as srv:
+            local = replace(settings, server=srv.url, service_id="dev", service_key=None)
+            out.status(f"embedded server on {srv.url}; calling the demo peer 'bob' as 'alice'")
+            bob = _phone(replace(local, audio_source="tone:660"))
+            await bob.create_session("bob")
+            bob_stop = asyncio.Event()
+            bob_task = asyncio.create_task(answer_forever(
+                bob, out.with_label("bob"), stop=bob_stop, auto_answer=True, max_calls=1))
+            window = Window("omni demo: bob", stopper.press) \
+                if Window.wanted(settings.window, out) else None
+            alice = _phone(replace(local, audio_source="tone:440"),
+                           video_sink=window.show if window else None)
+            try:
+                await alice.create_session("alice")
+                await alice.offer_call("videocall", "bob")
+                leave = await follow_call(alice, out.with_label("alice"), duration=duration,
+                                          stop=stopper.event, window=window)
+                await asyncio.wait_for(bob_task, 10)
+                return exit_code_for_reason(leave.reason)
+            finally:
+                bob_stop.set()
+                await alice.close()
+                await bob.close()
+                if window is not None:
+                    window.close()
+
+    run(flow)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

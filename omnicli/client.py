@@ -1,0 +1,141 @@
+"""The signaling client: one websocket to `omni server`, requests and pushed events.
+
+`request()` sends a frame and awaits the response with the same id; events are
+handed to `on_event` in arrival order. When the socket goes away every pending
+request fails with ServerUnreachable and `on_close` is called once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from . import protocol as p
+from .errors import ServerRefused, ServerUnreachable, UsageError
+
+log = logging.getLogger("omnicli.client")
+
+REQUEST_TIMEOUT = 15.0
+
+
+class SignalingClient:
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_event: Callable[[dict[str, Any]], None],
+        on_close: Callable[[str], None] | None = None,
+        ca_file: str | None = None,
+        open_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self._on_event = on_event
+        self._on_close = on_close
+        self._ca_file = ca_file
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed_reason: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None and self._closed_reason is None
+
+    async def connect(self) -> None:
+        tls = None
+        if self.url.startswith("wss://"):
+            tls = ssl.create_default_context(cafile=self._ca_file)
+        elif not self.url.startswith("ws://"):
+            raise UsageError(f"server URL must start with ws:// or wss://, not '{self.url}'")
+        try:
+            self._ws = await connect(
+                self.url,
+                ssl=tls,
+                open_timeout=self._open_timeout,
+                max_size=p.MAX_MESSAGE_BYTES * 4,
+                compression=None,
+                ping_interval=5.0,
+                ping_timeout=5.0,
+            )
+        except InvalidURI as exc:
+            raise UsageError(f"bad server URL '{self.url}': {exc}") from None
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ServerUnreachable(f"cannot reach the server at {self.url}: {detail}") from None
+        self._reader = asyncio.create_task(self._read_loop(), name="omni-signaling-reader")
+
+    async def request(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request; its result, or ServerRefused / ServerUnreachable."""
+        if self._ws is None or self._closed_reason is not None:
+            raise ServerUnreachable(f"not connected to the server ({self._closed_reason or 'closed'})")
+        rid = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        frame = {"op": op, "id": rid, **{k: v for k, v in fields.items() if v is not None}}
+        try:
+            await self._ws.send(p.encode(frame))
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                response = await future
+        except ConnectionClosed:
+            raise ServerUnreachable("the server closed the connection") from None
+        except TimeoutError:
+            raise ServerUnreachable(f"the server did not answer '{op}' in time") from None
+        finally:
+            self._pending.pop(rid, None)
+        if response.get("ok"):
+            return dict(response.get("result") or {})
+        err = response.get("error") or {}
+        raise ServerRefused(int(err.get("code", 0)), str(err.get("reason")), str(err.get("message")))
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
+
+    async def _read_loop(self) -> None:
+        assert self._ws is not None
+        reason = "closed"
+        try:
+            async for text in self._ws:
+                self._receive(text)
+        except ConnectionClosed as exc:
+            reason = f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
+        finally:
+            self._closed_reason = reason
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ServerUnreachable(f"server {reason}"))
+            if self._on_close is not None:
+                self._on_close(reason)
+
+    def _receive(self, text: str | bytes) -> None:
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            log.warning("ignoring a frame that is not JSON")
+            return
+        if not isinstance(msg, dict):
+            return
+        if "event" in msg:
+            self._on_event(msg)
+            return
+        future = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(msg)
+        elif msg.get("ok") is False:
+            log.warning("server error: %s", msg.get("error"))

@@ -1,0 +1,488 @@
+"""The call-core: an SDK-like phone that the CLI and the REPL both drive.
+
+`Phone` mirrors the Omnitalk SDK: `create_session`, `session_list`, `offer_call`,
+`answer_call`, `leave`, `set_mute`/`set_unmute`, and a stream of typed events
+(`omnicli.events`). It ties the signaling client to the media layer; it never
+prints, and it imports aiortc only when a call needs media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from . import events as ev
+from .client import SignalingClient
+from .errors import CallRejected, MediaFailed, OmniError, ServerRefused, UsageError
+from .protocol import VERSION, CallType, ErrorCode, Track
+from .summary import summarize
+
+if TYPE_CHECKING:
+    from .peer import PeerLink
+
+log = logging.getLogger("omnicli.core")
+
+STATS_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class MediaOptions:
+    """Where outgoing media comes from (see `omnicli.sources.open_source`)."""
+
+    video_source: str = "test"
+    audio_source: str = "tone"
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    connect_timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class PhoneConfig:
+    server_url: str = "ws://127.0.0.1:8765"
+    service_id: str = "dev"
+    service_key: str | None = None
+    token: str | None = None
+    ca_file: str | None = None
+    media: MediaOptions = field(default_factory=MediaOptions)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    session: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Peer:
+    user_id: str
+    state: str  # "idle" | "busy"
+    call_type: str | None
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    call_id: str
+    peer: str
+    call_type: str
+    role: str  # "caller" | "callee"
+
+
+@dataclass
+class _Offer:
+    """A call ringing here, as RINGING described it."""
+
+    call_id: str
+    caller: str
+    call_type: str
+    record: bool
+    sdp: str
+
+
+@dataclass
+class _Call:
+    peer: str
+    role: str
+    call_type: str
+    record: bool
+    link: PeerLink
+    call_id: str | None = None
+    state: str = "calling"
+    started: float = field(default_factory=time.monotonic)
+    connected_at: float | None = None
+    muted: set[str] = field(default_factory=set)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+class Phone:
+    """One user's phone on one signaling server."""
+
+    def __init__(
+        self,
+        config: PhoneConfig,
+        *,
+        video_sink: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.video_sink = video_sink
+        self.events: asyncio.Queue[ev.CallEvent] = asyncio.Queue()
+        self.session: SessionInfo | None = None
+        self.ice_servers: list[dict[str, Any]] = []
+        self._client = SignalingClient(
+            config.server_url,
+            on_event=self._on_server_event,
+            on_close=self._on_server_closed,
+            ca_file=config.ca_file,
+        )
+        self._call: _Call | None = None
+        self._ringing: dict[str, _Offer] = {}
+        self._ring_changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+
+    # -- state, for front ends ---------------------------------------------------------
+
+    @property
+    def call_state(self) -> str:
+        """idle, ringing, calling, connecting, connected (or offline before a session)."""
+        if self.session is None:
+            return "offline"
+        if self._call is not None:
+            return self._call.state
+        return "ringing" if self._ringing else "idle"
+
+    @property
+    def call(self) -> CallInfo | None:
+        c = self._call
+        if c is None or c.call_id is None:
+            return None
+        return CallInfo(c.call_id, c.peer, c.call_type, c.role)
+
+    @property
+    def muted(self) -> frozenset[str]:
+        return frozenset(self._call.muted) if self._call else frozenset()
+
+    @property
+    def ringing_from(self) -> list[str]:
+        return list(self._ringing)
+
+    # -- the SDK surface ---------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the signaling connection and authenticate (the SDK's init)."""
+        await self._client.connect()
+        await self._client.request(
+            "hello",
+            version=VERSION,
+            service_id=self.config.service_id,
+            service_key=self.config.service_key,
+            token=self.config.token,
+            client="omnicli",
+        )
+
+    async def create_session(self, user_id: str | None = None) -> SessionInfo:
+        if not self._client.connected:
+            await self.connect()
+        result = await self._client.request("create_session", user_id=user_id)
+        self.session = SessionInfo(result["session"], result["user_id"])
+        self.ice_servers = list(result.get("ice_servers") or [])
+        self._emit(ev.SessionCreated(self.session.session, self.session.user_id))
+        return self.session
+
+    async def session_list(self) -> list[Peer]:
+        if not self._client.connected:
+            await self.connect()
+        result = await self._client.request("session_list")
+        return [Peer(s["user_id"], s["state"], s.get("call_type")) for s in result["sessions"]]
+
+    async def offer_call(
+        self, call_type: str | CallType, callee: str, record: bool = False
+    ) -> CallInfo:
+        """Call `callee`; returns once the server accepted the offer (RINGBACK)."""
+        kind = _call_type(call_type)
+        self._need_idle()
+        call = _Call(peer=callee, role="caller", call_type=kind, record=record,
+                     link=self._new_link(kind))
+        self._call = call
+        try:
+            sdp = await call.link.create_offer(kind)
+            result = await self._client.request(
+                "offer_call", call_type=kind, callee=callee, record=record, sdp=sdp
+            )
+        except BaseException as exc:
+            await self._drop(call)
+            if isinstance(exc, ServerRefused) and exc.code == ErrorCode.BUSY:
+                raise CallRejected("busy", f"{callee} is busy") from None
+            raise
+        call.call_id = call.call_id or result["call_id"]
+        call.state = "calling"
+        return CallInfo(call.call_id, callee, kind, "caller")
+
+    async def answer_call(
+        self,
+        call_type: str | CallType | None = None,
+        caller: str | None = None,
+        *,
+        wait: float | None = 0.0,
+    ) -> CallInfo:
+        """Answer the call ringing from `caller` (any, if None).
+
+        As in the seed, a callee that registered after the offer may name the call
+        type and caller it was told; the server rings it on registration. `wait`
+        is how long to wait for that call to ring (None: for ever).
+        """
+        kind = _call_type(call_type) if call_type else None
+        offer = await self._wait_ringing(caller, wait)
+        if kind is not None and kind != offer.call_type:
+            raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
+        self._need_idle()
+        call = _Call(peer=offer.caller, role="callee", call_type=offer.call_type,
+                     record=offer.record, link=self._new_link(offer.call_type),
+                     call_id=offer.call_id, state="connecting")
+        self._call = call
+        self._ringing.pop(offer.caller, None)
+        try:
+            sdp = await call.link.accept_offer(offer.sdp)
+            await self._client.request("answer_call", sdp=sdp, caller=offer.caller,
+                                       call_type=offer.call_type)
+        except BaseException as exc:
+            if self._call is call:
+                await self._drop(call)
+            if isinstance(exc, ServerRefused) and exc.code in (404, 412):
+                raise CallRejected("cancelled", f"the call from {offer.caller} is gone") from None
+            raise
+        call.started = time.monotonic()
+        self._spawn(self._watch_media(call), call)
+        return CallInfo(offer.call_id, offer.caller, offer.call_type, "callee")
+
+    async def leave(self) -> str | None:
+        """Decline while ringing, cancel while calling, hang up when connected."""
+        call = self._call
+        if call is None and not self._ringing:
+            return None
+        reason = "hangup"
+        try:
+            result = await self._client.request("leave")
+            reason = result.get("reason", reason)
+        except ServerRefused:
+            pass  # the call ended on the server already
+        except OmniError:
+            reason = "connection_lost"
+        me = self.session.user_id if self.session else None
+        if call is not None and self._call is call:
+            await self._finish(call, reason, me)
+        else:
+            for offer in list(self._ringing.values()):
+                self._ringing.pop(offer.caller, None)
+                self._emit(ev.Leave(offer.call_id, reason, me))
+        return reason
+
+    async def set_mute(self, track: str | Track) -> None:
+        await self._set_muted(Track(track), True)
+
+    async def set_unmute(self, track: str | Track) -> None:
+        await self._set_muted(Track(track), False)
+
+    async def set_recording(self, on: bool) -> None:
+        self._need_call()
+        await self._client.request("recording", on=on)
+
+    async def stats(self) -> dict[str, Any] | None:
+        call = self._call
+        if call is None or call.connected_at is None:
+            return None
+        return await self._sample(call)
+
+    async def next_event(self, timeout: float | None = None) -> ev.CallEvent:
+        async with asyncio.timeout(timeout):
+            return await self.events.get()
+
+    async def close(self) -> None:
+        """Hang up if needed, then close the session and every task."""
+        if self._closing:
+            return
+        with contextlib.suppress(OmniError):
+            if self._call is not None or self._ringing:
+                await self.leave()
+        self._closing = True
+        if self._call is not None:
+            await self._drop(self._call)
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._client.close()
+
+    # -- internals: media ----------------------------------------------------------
+
+    def _new_link(self, call_type: str) -> PeerLink:
+        from .peer import PeerLink  # heavy: aiortc, av, cv2
+        from .sources import open_source
+
+        m = self.config.media
+        video = None
+        if call_type == CallType.VIDEO.value:
+            video = open_source("video", m.video_source, width=m.width, height=m.height, fps=m.fps)
+        audio = open_source("audio", m.audio_source)
+        link = PeerLink(self.ice_servers, video=video, audio=audio)
+        if self.video_sink is not None:
+            link.video_in.on_frame = self.video_sink
+        return link
+
+    async def _watch_media(self, call: _Call) -> None:
+        """Report our side's media state to the server, which announces CONNECTED."""
+        try:
+            await call.link.wait_connected(self.config.media.connect_timeout)
+        except MediaFailed as exc:
+            self._emit(ev.Notice(f"media failed: {exc}"))
+            with contextlib.suppress(OmniError):
+                await self._client.request("media_state", state="failed")
+            return
+        with contextlib.suppress(OmniError):
+            await self._client.request("media_state", state="connected")
+
+    async def _stats_loop(self, call: _Call) -> None:
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            figures = await self._sample(call)
+            call.samples.append(figures)
+            self._emit(ev.Stats(figures))
+
+    async def _sample(self, call: _Call) -> dict[str, Any]:
+        figures = dict(await call.link.stats())
+        figures["muted"] = sorted(call.muted)
+        return figures
+
+    async def _set_muted(self, track: Track, muted: bool) -> None:
+        call = self._need_call()
+        out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
+        if out is None:
+            raise UsageError(f"this call sends no {track.value}")
+        out.set_muted(muted)
+        (call.muted.add if muted else call.muted.discard)(track.value)
+        await self._client.request("mute" if muted else "unmute", track=track.value)
+
+    # -- internals: events from the server ---------------------------------------------
+
+    def _on_server_event(self, msg: dict[str, Any]) -> None:
+        name = msg.get("event")
+        call = self._call
+        ours = call is not None and msg.get("call_id") in (call.call_id, None)
+        if name == "RINGBACK" and call is not None and call.role == "caller":
+            call.call_id = call.call_id or msg["call_id"]
+            self._emit(ev.Ringback(msg["call_id"], msg["callee"], msg["call_type"],
+                                   bool(msg.get("record")), bool(msg.get("callee_online"))))
+        elif name == "RINGING":
+            offer = _Offer(msg["call_id"], msg["caller"], msg["call_type"],
+                           bool(msg.get("record")), msg["sdp"])
+            self._ringing[offer.caller] = offer
+            self._ring_changed.set()
+            self._emit(ev.Ringing(offer.call_id, offer.caller, offer.call_type, offer.record))
+        elif name == "ANSWERED" and ours and call is not None:
+            call.state = "connecting"
+            self._emit(ev.Answered(msg["call_id"], call.peer))
+            self._spawn(self._on_answered(call, msg["sdp"]), call)
+        elif name == "CONNECTED" and ours and call is not None:
+            call.state = "connected"
+            call.connected_at = time.monotonic()
+            setup = (call.connected_at - call.started) * 1000
+            self._emit(ev.Connected(msg["call_id"], call.peer, call.call_type,
+                                    bool(msg.get("record")), round(setup, 1)))
+            self._spawn(self._stats_loop(call), call)
+        elif name in ("LEAVE", "CANCEL") and ours and call is not None:
+            self._spawn(self._finish(call, msg.get("reason", "hangup"), msg.get("by")))
+        elif name == "CANCEL":
+            for caller, offer in list(self._ringing.items()):
+                if offer.call_id == msg.get("call_id"):
+                    del self._ringing[caller]
+                    self._emit(ev.Cancel(offer.call_id, msg.get("reason", "cancelled"),
+                                         msg.get("by")))
+        elif name in ("MUTE", "UNMUTE") and ours:
+            cls = ev.Mute if name == "MUTE" else ev.Unmute
+            self._emit(cls(msg["user_id"], msg["track"]))
+        elif name == "RECORDING" and ours:
+            self._emit(ev.Recording(msg["user_id"], bool(msg.get("on"))))
+        else:
+            log.debug("event %s not for the current call: %s", name, msg.get("call_id"))
+
+    async def _on_answered(self, call: _Call, sdp: str) -> None:
+        try:
+            await call.link.accept_answer(sdp)
+        except Exception as exc:  # a broken answer SDP ends the call as a media failure
+            log.debug("bad answer SDP", exc_info=True)
+            self._emit(ev.Notice(f"cannot use the callee's answer: {exc}"))
+            with contextlib.suppress(OmniError):
+                await self._client.request("media_state", state="failed")
+            return
+        await self._watch_media(call)
+
+    def _on_server_closed(self, reason: str) -> None:
+        if self._closing:
+            return
+        self._emit(ev.ServerLost(reason))
+        if self._call is not None:
+            self._spawn(self._finish(self._call, "connection_lost", None))
+
+    # -- internals: bookkeeping --------------------------------------------------------
+
+    async def _wait_ringing(self, caller: str | None, wait: float | None) -> _Offer:
+        loop = asyncio.get_running_loop()
+        deadline = None if wait is None else loop.time() + wait
+        while True:
+            for offer in self._ringing.values():
+                if caller is None or offer.caller == caller:
+                    return offer
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                who = f" from {caller}" if caller else ""
+                raise CallRejected("no_call", f"no call{who} is ringing")
+            self._ring_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._ring_changed.wait()
+
+    async def _finish(self, call: _Call, reason: str, by: str | None) -> None:
+        """The call is over: stop its media, then emit LEAVE with its summary."""
+        if self._call is not call:
+            return
+        self._call = None
+        ended = time.monotonic()
+        received = {
+            "video": call.link.video_in.snapshot(),
+            "audio": call.link.audio_in.snapshot(),
+        }
+        await self._drop(call)
+        summary = summarize(
+            call.samples,
+            duration_s=(ended - call.connected_at) if call.connected_at else 0.0,
+            reason=reason,
+            received=received,
+        )
+        self._emit(ev.Leave(call.call_id or "", reason, by, summary))
+
+    async def _drop(self, call: _Call) -> None:
+        current = asyncio.current_task()
+        for task in call.tasks:
+            if task is not current:
+                task.cancel()
+        if self._call is call:
+            self._call = None
+        await call.link.close()
+
+    def _spawn(self, coro: Any, call: _Call | None = None) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if call is not None:
+            call.tasks.append(task)
+
+    def _emit(self, event: ev.CallEvent) -> None:
+        self.events.put_nowait(event)
+
+    def _need_idle(self) -> None:
+        if self.session is None:
+            raise UsageError("create a session first")
+        if self._call is not None:
+            raise UsageError(f"already in a call with {self._call.peer}; hang up first")
+
+    def _need_call(self) -> _Call:
+        if self._call is None:
+            raise UsageError("not in a call")
+        return self._call
+
+
+def _call_type(value: str | CallType) -> str:
+    try:
+        return CallType(value).value
+    except ValueError:
+        raise UsageError(f"call type must be videocall or audiocall, not '{value}'") from None
+
+
+__all__ = ["CallInfo", "MediaOptions", "Peer", "Phone", "PhoneConfig", "SessionInfo"]

@@ -1,0 +1,257 @@
+"""`PeerLink`: the one wrapper around aiortc's RTCPeerConnection that call-core uses.
+
+Negotiation is one offer and one answer, no trickle ICE: aiortc gathers every candidate
+inside setLocalDescription, so the SDP returned already carries them.
+
+m-lines: the offerer always offers audio, plus video for a "videocall". A kind is
+sendrecv when its local `SwitchableTrack` (`audio_out` / `video_out`) has a source at
+negotiation time and recvonly otherwise, so the peer can still send it to us. Both
+`*_out` tracks always exist; giving a recvonly track a source later does not put it
+on the wire (that would need a renegotiation). Remote tracks feed `video_in` and
+`audio_in`, which always exist (empty until a track arrives).
+"""
+
+from __future__ import annotations
+
+import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+
+# isort: split
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+
+from omnicli.errors import MediaFailed
+from omnicli.probes import AudioProbe, VideoProbe
+from omnicli.quality import Counters, QualityMeter, QualitySample
+from omnicli.tracks import SwitchableTrack
+
+logger = logging.getLogger(__name__)
+
+CALL_TYPES = ("videocall", "audiocall")
+RTP_CLOCK = {"audio": 48_000, "video": 90_000}
+
+
+def ensure_host_candidates() -> bool:
+    """Let aioice use 127.0.0.1 when the machine has no other address; True if patched.
+
+    aioice leaves 127.0.0.1 out of its host candidates, so on a machine with only the
+    loopback interface no candidate pair exists. Only in that case its module-level
+    `get_host_addresses` is wrapped to fall back to 127.0.0.1.
+    """
+    from aioice import ice
+
+    if getattr(ice.get_host_addresses, "omnicli_loopback", False):
+        return True
+    if ice.get_host_addresses(use_ipv4=True, use_ipv6=False):
+        return False
+    original = ice.get_host_addresses
+
+    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        addresses = original(use_ipv4, use_ipv6)
+        return addresses or (["127.0.0.1"] if use_ipv4 else [])
+
+    with_loopback.omnicli_loopback = True  # type: ignore[attr-defined]
+    ice.get_host_addresses = with_loopback
+    logger.info("no non-loopback address: ICE will use 127.0.0.1")
+    return True
+
+
+def ice_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    """An explicit configuration: an empty list means no STUN (aiortc's default is public)."""
+    servers = []
+    for entry in ice_servers:
+        urls = entry.get("urls") or entry.get("url")
+        if not urls:
+            raise ValueError(f"ICE server entry without urls: {entry!r}")
+        servers.append(RTCIceServer(urls=urls, username=entry.get("username"),
+                                    credential=entry.get("credential")))
+    return RTCConfiguration(iceServers=servers)
+
+
+class PeerLink:
+    """One call's media: local tracks out, probes on the remote tracks, quality figures."""
+
+    def __init__(self, ice_servers: list[dict[str, Any]], *, video: MediaStreamTrack | None,
+                 audio: MediaStreamTrack | None,
+                 on_state: Callable[[str], None] | None = None) -> None:
+        ensure_host_candidates()
+        self.on_state = on_state
+        self.video_out = SwitchableTrack("video", video)
+        self.audio_out = SwitchableTrack("audio", audio)
+        self.video_in = VideoProbe()
+        self.audio_in = AudioProbe()
+        self.call_type: str | None = None
+        self._pc = RTCPeerConnection(ice_configuration(ice_servers))
+        self._state_changed = asyncio.Event()
+        self._closed = False
+        self._meter = QualityMeter()
+        self._pc.on("connectionstatechange", self._on_connection_state)
+        self._pc.on("track", self._on_track)
+
+    @property
+    def pc(self) -> RTCPeerConnection:
+        return self._pc
+
+    @property
+    def state(self) -> str:
+        return self._pc.connectionState
+
+    # negotiation ---------------------------------------------------------------------
+
+    async def create_offer(self, call_type: str) -> str:
+        """Offerer: the SDP offer (all candidates included) for a video or audio call."""
+        if call_type not in CALL_TYPES:
+            raise ValueError(f"call_type must be one of {CALL_TYPES}, not {call_type!r}")
+        self.call_type = call_type
+        kinds = ("audio", "video") if call_type == "videocall" else ("audio",)
+        for kind in kinds:
+            out = self._out(kind)
+            if out.source is not None:
+                self._pc.addTransceiver(out, direction="sendrecv")
+            else:
+                self._pc.addTransceiver(kind, direction="recvonly")
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        return self._pc.localDescription.sdp
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answerer: apply the offer, attach local tracks, return the SDP answer."""
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        kinds = {t.kind for t in self._pc.getTransceivers()}
+        self.call_type = "videocall" if "video" in kinds else "audiocall"
+        for kind in ("audio", "video"):
+            out = self._out(kind)
+            if kind in kinds and out.source is not None:
+                self._pc.addTrack(out)  # takes the transceiver the offer created
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        return self._pc.localDescription.sdp
+
+    async def accept_answer(self, sdp: str) -> None:
+        """Offerer: apply the peer's answer; ICE and DTLS start now."""
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    def _out(self, kind: str) -> SwitchableTrack:
+        return self.video_out if kind == "video" else self.audio_out
+
+    # connection state ------------------------------------------------------------------
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Return once connected; MediaFailed if the connection fails, closes or times out."""
+        state = self._pc.connectionState
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    state = self._pc.connectionState
+                    if state == "connected":
+                        return
+                    if state in ("failed", "closed"):
+                        raise MediaFailed(f"media connection {state}")
+                    self._state_changed.clear()
+                    await self._state_changed.wait()
+        except TimeoutError:
+            raise MediaFailed(f"media did not connect within {timeout:g} s "
+                              f"(state {state})") from None
+
+    def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        logger.debug("connection state %s", state)
+        self._state_changed.set()
+        if self.on_state is not None:
+            try:
+                self.on_state(state)
+            except Exception:
+                logger.exception("on_state callback failed")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        logger.debug("remote %s track", track.kind)
+        probe = self.video_in if track.kind == "video" else self.audio_in
+        probe.start(track)
+
+    # quality ---------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """Current quality figures (rates are over the time since the previous call)."""
+        report = await self._pc.getStats()
+        inbound: dict[str, dict[str, Any]] = {}
+        outbound: dict[str, dict[str, Any]] = {}
+        bytes_in = bytes_out = 0
+        rtts: list[float] = []
+        for entry in report.values():
+            kind = getattr(entry, "kind", None)
+            if entry.type == "transport":
+                bytes_in += entry.bytesReceived
+                bytes_out += entry.bytesSent
+            elif entry.type == "inbound-rtp":
+                inbound[kind] = {"packets": entry.packetsReceived, "lost": entry.packetsLost,
+                                 "jitter_ms": 1000 * entry.jitter / RTP_CLOCK[kind]}
+            elif entry.type == "outbound-rtp":
+                outbound.setdefault(kind, {}).update(packets=entry.packetsSent,
+                                                     bytes=entry.bytesSent)
+            elif entry.type == "remote-inbound-rtp":
+                rtt = entry.roundTripTime
+                outbound.setdefault(kind, {}).update(
+                    remote_lost=entry.packetsLost,
+                    rtt_ms=None if rtt is None else 1000 * rtt)
+                if rtt is not None:
+                    rtts.append(rtt)
+        jitter = inbound.get("audio", inbound.get("video", {})).get("jitter_ms")
+        sample = self._meter.update(Counters(
+            at=time.monotonic(), bytes_in=bytes_in, bytes_out=bytes_out,
+            packets_in=sum(d["packets"] for d in inbound.values()),
+            packets_lost_in=sum(d["lost"] for d in inbound.values()),
+            packets_out=sum(d.get("packets", 0) for d in outbound.values()),
+            rtt_s=sum(rtts) / len(rtts) if rtts else None,
+            jitter_s=None if jitter is None else jitter / 1000,
+            fps_in=self.video_in.fps() if self.video_in.track else None,
+            width_in=self.video_in.width, height_in=self.video_in.height,
+            audio_level=self.audio_in.rms() if self.audio_in.track else None,
+        ))
+        return _figures(sample) | {
+            "state": self._pc.connectionState,
+            "inbound": inbound,
+            "outbound": outbound,
+            "video_in": self.video_in.snapshot(),
+            "audio_in": self.audio_in.snapshot(),
+            "muted": {"audio": self.audio_out.muted, "video": self.video_out.muted},
+        }
+
+    # shutdown --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the probes, the connection and the local tracks; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.video_in.stop()
+        await self.audio_in.stop()
+        await self._pc.close()
+        self.video_out.stop()
+        self.audio_out.stop()
+
+
+def _figures(sample: QualitySample) -> dict[str, Any]:
+    def r(value: float | None, digits: int = 1) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return {
+        "rtt_ms": r(sample.rtt_ms),
+        "jitter_ms": r(sample.jitter_ms),
+        "packets_lost": sample.packets_lost,
+        "loss_pct": r(sample.loss_pct_total, 2),
+        "bitrate_in_kbps": r(sample.bitrate_in_kbps),
+        "bitrate_out_kbps": r(sample.bitrate_out_kbps),
+        "fps_in": r(sample.fps_in),
+        "width_in": sample.width_in,
+        "height_in": sample.height_in,
+        "audio_level": r(sample.audio_level, 4),
+        "sample": sample.as_dict(),
+    }

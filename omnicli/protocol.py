@@ -1,0 +1,351 @@
+"""The wire protocol: JSON text frames between `omni` clients and `omni server`.
+
+Pure: stdlib only, no I/O. `docs/protocol.md` is the prose version of this module.
+
+Three kinds of frame:
+
+* request, client to server: ``{"op": "offer_call", "id": 7, ...fields}``
+* response, server to client, one per request, echoing its id:
+  ``{"id": 7, "ok": true, "result": {...}}`` or
+  ``{"id": 7, "ok": false, "error": {"code": 486, "reason": "busy", "message": "..."}}``
+* event, pushed by the server: ``{"event": "RINGING", ...fields}``
+
+The first request on a connection must be `hello` carrying `version`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+from typing import Any
+
+VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MAX_USER_ID = 64
+MAX_PEER_ID = 128
+MAX_SDP = 60 * 1024
+USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
+
+
+class ErrorCode(IntEnum):
+    """Numbered error codes; the number is stable, the slug is `.reason`."""
+
+    BAD_REQUEST = 400  # malformed frame, missing or mistyped field
+    UNAUTHORIZED = 401  # no hello yet, unknown service, wrong key or token
+    FORBIDDEN = 403  # acting on something that is not yours
+    NOT_FOUND = 404  # no such call (e.g. no call from that caller is ringing)
+    USER_ID_TAKEN = 409  # that user id is online already
+    WRONG_STATE = 412  # the request does not fit the call's or session's state
+    TOO_LARGE = 413  # frame over MAX_MESSAGE_BYTES
+    INVALID_USER_ID = 422  # user id empty, too long or with forbidden characters
+    VERSION_UNSUPPORTED = 426  # hello carried a protocol version we do not speak
+    SESSION_REQUIRED = 428  # create_session first
+    RATE_LIMITED = 429  # too many requests on this connection
+    BUSY = 486  # the callee is in another call
+    INTERNAL = 500  # a bug in the server; the connection stays usable
+    UNKNOWN_OP = 501  # op is not one the server knows
+    SERVER_FULL = 503  # the service holds as many sessions as allowed
+
+    @property
+    def reason(self) -> str:
+        return self.name.lower()
+
+
+class CallType(str, Enum):
+    VIDEO = "videocall"
+    AUDIO = "audiocall"
+
+
+class Track(str, Enum):
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class EndReason(str, Enum):
+    """Why a call ended; both sides are told the same reason."""
+
+    HANGUP = "hangup"
+    DECLINED = "declined"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    CANCELLED = "cancelled"
+    UNAVAILABLE = "unavailable"
+    CONNECTION_LOST = "connection_lost"
+    MEDIA_FAILED = "media_failed"
+
+
+class Event(str, Enum):
+    """Events pushed by the server (names follow the SDK's `*_EVENT`s)."""
+
+    RINGBACK = "RINGBACK"
+    RINGING = "RINGING"
+    ANSWERED = "ANSWERED"
+    CONNECTED = "CONNECTED"
+    LEAVE = "LEAVE"
+    CANCEL = "CANCEL"
+    MUTE = "MUTE"
+    UNMUTE = "UNMUTE"
+    RECORDING = "RECORDING"
+
+
+class ProtocolError(Exception):
+    """A frame that does not follow the protocol; `code` says how."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# -- field checks -------------------------------------------------------------
+
+
+def _str(fields: dict[str, Any], name: str, *, limit: int, required: bool = True) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        if required:
+            raise ProtocolError(f"missing field '{name}'")
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"field '{name}' must be a string")
+    if len(value) > limit:
+        raise ProtocolError(f"field '{name}' is longer than {limit} characters")
+    return value
+
+
+def _bool(fields: dict[str, Any], name: str, default: bool = False) -> bool:
+    value = fields.get(name, default)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"field '{name}' must be true or false")
+    return value
+
+
+def _enum(fields: dict[str, Any], name: str, enum: type[Enum], required: bool = True) -> Any:
+    raw = _str(fields, name, limit=32, required=required)
+    if raw is None:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in enum)
+        raise ProtocolError(f"field '{name}' must be one of: {allowed}") from None
+
+
+def check_user_id(user_id: str) -> str | None:
+    """Why `user_id` is not acceptable, or None when it is."""
+    if not user_id:
+        return "user id is empty"
+    if len(user_id) > MAX_USER_ID:
+        return f"user id is longer than {MAX_USER_ID} characters"
+    if not USER_ID_RE.fullmatch(user_id):  # not .match: "$" also matches before a final "\n"
+        return "user id may hold letters, digits and _ . @ + - and must start with a letter or digit"
+    return None
+
+
+# -- requests -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    version: int
+    service_id: str
+    service_key: str | None
+    token: str | None
+    client: str | None
+
+
+@dataclass(frozen=True)
+class CreateSession:
+    user_id: str | None
+
+
+@dataclass(frozen=True)
+class SessionList:
+    pass
+
+
+@dataclass(frozen=True)
+class OfferCall:
+    call_type: CallType
+    callee: str
+    record: bool
+    sdp: str
+
+
+@dataclass(frozen=True)
+class AnswerCall:
+    sdp: str
+    call_type: CallType | None
+    caller: str | None
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True)
+class SetMute:
+    track: Track
+    muted: bool
+
+
+@dataclass(frozen=True)
+class MediaState:
+    state: str  # "connected" | "failed"
+
+
+@dataclass(frozen=True)
+class SetRecording:
+    on: bool
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Body = (
+    Hello
+    | CreateSession
+    | SessionList
+    | OfferCall
+    | AnswerCall
+    | Leave
+    | SetMute
+    | MediaState
+    | SetRecording
+    | Ping
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    id: int
+    op: str
+    body: Body
+
+
+def _parse_hello(f: dict[str, Any]) -> Hello:
+    version = f.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ProtocolError("field 'version' must be an integer")
+    if version != VERSION:
+        raise ProtocolError(
+            f"protocol version {version} is not supported (this server speaks {VERSION})",
+            ErrorCode.VERSION_UNSUPPORTED,
+        )
+    return Hello(
+        version=version,
+        service_id=_str(f, "service_id", limit=MAX_PEER_ID) or "",
+        service_key=_str(f, "service_key", limit=1024, required=False),
+        token=_str(f, "token", limit=4096, required=False),
+        client=_str(f, "client", limit=128, required=False),
+    )
+
+
+def _parse_create_session(f: dict[str, Any]) -> CreateSession:
+    # check_user_id owns the length rule, so an over-long id is INVALID_USER_ID too
+    user_id = _str(f, "user_id", limit=1024, required=False)
+    if user_id is not None and (why := check_user_id(user_id)):
+        raise ProtocolError(why, ErrorCode.INVALID_USER_ID)
+    return CreateSession(user_id=user_id)
+
+
+def _parse_offer(f: dict[str, Any]) -> OfferCall:
+    return OfferCall(
+        call_type=_enum(f, "call_type", CallType),
+        callee=_str(f, "callee", limit=MAX_PEER_ID) or "",
+        record=_bool(f, "record"),
+        sdp=_str(f, "sdp", limit=MAX_SDP) or "",
+    )
+
+
+def _parse_answer(f: dict[str, Any]) -> AnswerCall:
+    return AnswerCall(
+        sdp=_str(f, "sdp", limit=MAX_SDP) or "",
+        call_type=_enum(f, "call_type", CallType, required=False),
+        caller=_str(f, "caller", limit=MAX_PEER_ID, required=False),
+    )
+
+
+def _parse_media_state(f: dict[str, Any]) -> MediaState:
+    state = _str(f, "state", limit=16) or ""
+    if state not in ("connected", "failed"):
+        raise ProtocolError("field 'state' must be 'connected' or 'failed'")
+    return MediaState(state=state)
+
+
+_PARSERS = {
+    "hello": _parse_hello,
+    "create_session": _parse_create_session,
+    "session_list": lambda f: SessionList(),
+    "offer_call": _parse_offer,
+    "answer_call": _parse_answer,
+    "leave": lambda f: Leave(),
+    "mute": lambda f: SetMute(track=_enum(f, "track", Track), muted=True),
+    "unmute": lambda f: SetMute(track=_enum(f, "track", Track), muted=False),
+    "media_state": _parse_media_state,
+    "recording": lambda f: SetRecording(on=_bool(f, "on")),
+    "ping": lambda f: Ping(),
+}
+OPS = tuple(_PARSERS)
+
+
+def decode(text: str | bytes) -> dict[str, Any]:
+    """A JSON object from a text frame, or ProtocolError."""
+    if isinstance(text, bytes):
+        raise ProtocolError("binary frames are not part of the protocol; send JSON text")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("frame must be a JSON object")
+    return obj
+
+
+def request_id(obj: dict[str, Any]) -> int | None:
+    """The request id of a decoded frame if it has a usable one."""
+    rid = obj.get("id")
+    if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 2**53:
+        return rid
+    return None
+
+
+def parse_request(obj: dict[str, Any]) -> Request:
+    """A typed Request from a decoded frame, or ProtocolError."""
+    rid = request_id(obj)
+    if rid is None:
+        raise ProtocolError("field 'id' must be a non-negative integer")
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError("field 'op' must be a string")
+    parser = _PARSERS.get(op)
+    if parser is None:
+        raise ProtocolError(f"unknown op '{op[:40]}'", ErrorCode.UNKNOWN_OP)
+    return Request(id=rid, op=op, body=parser(obj))
+
+
+# -- server to client -------------------------------------------------------------
+
+
+def ok(rid: int, **result: Any) -> dict[str, Any]:
+    return {"id": rid, "ok": True, "result": result}
+
+
+def error(rid: int | None, code: ErrorCode, message: str) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "ok": False,
+        "error": {"code": int(code), "reason": code.reason, "message": message},
+    }
+
+
+def event(name: Event, **fields: Any) -> dict[str, Any]:
+    return {"event": name.value, **fields}
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"))

@@ -1,0 +1,159 @@
+"""How events, tables and summaries look: Rich for people, JSON lines for scripts.
+
+Builders return Rich renderables without printing; `Output` decides where they go:
+data to stdout, status to stderr, and with `--json` one JSON object per line on
+stdout and nothing else there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from . import events as ev
+from .summary import one_line
+
+STYLES = {
+    "RINGBACK": "cyan",
+    "RINGING": "bold yellow",
+    "ANSWERED": "cyan",
+    "CONNECTED": "bold green",
+    "LEAVE": "bold red",
+    "CANCEL": "red",
+    "MUTE": "magenta",
+    "UNMUTE": "magenta",
+    "RECORDING": "magenta",
+    "SESSION": "blue",
+    "NOTICE": "yellow",
+    "SERVER_LOST": "bold red",
+}
+
+
+def describe(event: ev.CallEvent) -> str:
+    """The human sentence for one event."""
+    match event:
+        case ev.SessionCreated(session=session, user_id=user):
+            return f"online as {user} (session {session})"
+        case ev.Ringback(callee=callee, call_type=kind, callee_online=online):
+            where = "" if online else f" ({callee} is not online yet: the offer waits)"
+            return f"ringing {callee} ({kind}){where}"
+        case ev.Ringing(caller=caller, call_type=kind, record=record):
+            return f"incoming {kind} from {caller}" + (" (recorded)" if record else "")
+        case ev.Answered(peer=peer):
+            return f"{peer} answered; connecting media"
+        case ev.Connected(peer=peer, setup_ms=setup):
+            return f"connected with {peer} (setup {setup:.0f} ms)"
+        case ev.Leave(reason=reason, by=by):
+            who = f" by {by}" if by else ""
+            return f"call ended: {reason.replace('_', ' ')}{who}"
+        case ev.Cancel(reason=reason, by=by):
+            return f"call cancelled: {reason.replace('_', ' ')}" + (f" by {by}" if by else "")
+        case ev.Mute(user_id=user, track=track):
+            return f"{user} muted {track}"
+        case ev.Unmute(user_id=user, track=track):
+            return f"{user} unmuted {track}"
+        case ev.Recording(user_id=user, on=on):
+            return f"{user} {'started' if on else 'stopped'} recording"
+        case ev.Notice(text=text):
+            return text
+        case ev.ServerLost(reason=reason):
+            return f"lost the signaling server: {reason}"
+        case ev.Stats(figures=figures):
+            return stats_line(figures)
+    return event.name
+
+
+def _n(value: Any, fmt: str = "{:.0f}", unit: str = "") -> str:
+    return "–" if value is None else fmt.format(value) + unit
+
+
+def stats_line(f: dict[str, Any]) -> str:
+    size = f"{f['width_in']}x{f['height_in']}" if f.get("width_in") else "no video"
+    return (
+        f"in {_n(f.get('fps_in'), '{:.1f}')} fps {size} {_n(f.get('bitrate_in_kbps'))} kbit/s"
+        f" · out {_n(f.get('bitrate_out_kbps'))} kbit/s"
+        f" · rtt {_n(f.get('rtt_ms'), '{:.1f}', ' ms')}"
+        f" · jitter {_n(f.get('jitter_ms'), '{:.1f}', ' ms')}"
+        f" · loss {_n(f.get('loss_pct'), '{:.1f}', ' %')}"
+    )
+
+
+def sessions_table(peers: list[Any]) -> Table:
+    table = Table(title="Sessions", title_justify="left")
+    table.add_column("user id")
+    table.add_column("state")
+    table.add_column("call type")
+    for peer in peers:
+        style = "yellow" if peer.state == "busy" else "green"
+        table.add_row(peer.user_id, Text(peer.state, style=style), peer.call_type or "")
+    return table
+
+
+def session_panel(user_id: str, session: str, server: str, service_id: str) -> Panel:
+    body = Text.assemble(
+        ("user id  ", "dim"), (user_id, "bold"), "\n",
+        ("session  ", "dim"), session, "\n",
+        ("server   ", "dim"), f"{server} (service {service_id})",
+    )
+    return Panel(body, title="omni session", expand=False)
+
+
+class Output:
+    """Where everything the CLI shows goes."""
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.json_mode = json_mode
+        self.stdout = stdout or sys.stdout
+        self.err = Console(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self.out = Console(file=self.stdout, highlight=False, soft_wrap=True)
+        self.label = label
+        self._t0 = time.monotonic()
+
+    def with_label(self, label: str) -> Output:
+        twin = Output(json_mode=self.json_mode, stdout=self.stdout, label=label)
+        twin.err, twin.out, twin._t0 = self.err, self.out, self._t0
+        return twin
+
+    def json(self, obj: dict[str, Any]) -> None:
+        if self.label:
+            obj = {"who": self.label, **obj}
+        self.stdout.write(json.dumps(obj, default=str) + "\n")
+        self.stdout.flush()
+
+    def event(self, event: ev.CallEvent) -> None:
+        if self.json_mode:
+            self.json(event.as_dict())
+            return
+        stamp = f"{time.monotonic() - self._t0:6.1f}s"
+        who = f"{self.label:>6} " if self.label else ""
+        style = STYLES.get(event.name, "dim")
+        line = Text.assemble((stamp + " ", "dim"), who, (f"{event.name:<10}", style), " ",
+                             describe(event))
+        self.err.print(line)
+        if isinstance(event, ev.Leave) and event.summary:
+            self.summary(event.summary)
+
+    def summary(self, summary: dict[str, Any]) -> None:
+        who = f"{self.label}: " if self.label else ""
+        self.out.print(Text(f"{who}call summary: {one_line(summary)}", style="bold"))
+
+    def status(self, text: str, style: str = "dim") -> None:
+        if not self.json_mode:
+            self.err.print(Text(text, style=style))
+
+    def show(self, renderable: Any) -> None:
+        self.out.print(renderable)

@@ -1,0 +1,392 @@
+"""The server's registry of sessions and its call state machine.
+
+Pure: no sockets, no tasks, no clock of its own. The driver (`omnicli.server`)
+feeds it requests, disconnects and the time; it answers with `Send`s (a message
+for one connection) and exposes `next_deadline()` for the ring and connect timers.
+
+A call moves through::
+
+    calling ──(callee registers)──> ringing ──answer──> answered ──both media up──> connected
+       │                               │                   │                           │
+       └── ring timeout: unavailable   ├── timeout: no_answer                          │
+       └── caller leaves: cancelled    ├── callee leaves: declined                     │
+                                       └── caller leaves: cancelled                    │
+                                           answered: connect timeout / media failed ───┤
+                                           anyone leaves: hangup; socket gone: connection_lost
+
+A user is busy from the moment a call names it (even before it is online) until
+the call ends; after that it is idle again and keeps its session.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from . import protocol as p
+from .protocol import EndReason, ErrorCode, Event
+
+
+class CallState(str, Enum):
+    CALLING = "calling"  # callee not online yet: the offer is held
+    RINGING = "ringing"
+    ANSWERED = "answered"  # SDP answer sent; waiting for both media reports
+    CONNECTED = "connected"
+
+
+@dataclass(frozen=True)
+class Send:
+    conn: int
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Service:
+    service_id: str
+    key: str | None  # None: open service, no key needed
+    max_sessions: int = 100_000
+
+
+@dataclass
+class Conn:
+    conn: int
+    service_id: str | None = None
+    user_id: str | None = None
+    session: str | None = None
+    allowed_user: str | None = None  # set when a token pins the user id
+
+
+@dataclass
+class Call:
+    call_id: str
+    service_id: str
+    caller: str
+    callee: str
+    call_type: p.CallType
+    record: bool
+    sdp_offer: str
+    state: CallState
+    deadline: float
+    media_up: set[str] = field(default_factory=set)
+    started: float = 0.0
+
+    def other(self, user_id: str) -> str:
+        return self.callee if user_id == self.caller else self.caller
+
+
+class Refusal(Exception):
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _random_id(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(6)}"
+
+
+class Switchboard:
+    """All sessions and calls of one server process."""
+
+    def __init__(
+        self,
+        services: list[Service],
+        *,
+        ring_timeout: float = 60.0,
+        connect_timeout: float = 20.0,
+        ice_servers: list[dict[str, Any]] | None = None,
+        new_id: Callable[[str], str] = _random_id,
+    ) -> None:
+        self.services = {s.service_id: s for s in services}
+        self.ring_timeout = ring_timeout
+        self.connect_timeout = connect_timeout
+        self.ice_servers = ice_servers or []
+        self._new_id = new_id
+        self.conns: dict[int, Conn] = {}
+        self.users: dict[tuple[str, str], int] = {}  # (service, user) -> conn
+        self.calls: dict[str, Call] = {}
+        self.user_call: dict[tuple[str, str], str] = {}  # (service, user) -> call id
+
+    # -- driver entry points -------------------------------------------------------
+
+    def connect(self, conn: int) -> None:
+        self.conns[conn] = Conn(conn)
+
+    def handle(self, conn: int, request: p.Request, now: float) -> list[Send]:
+        """The response (always exactly one, first) and any events a request causes."""
+        out: list[Send] = []
+        try:
+            result = self._dispatch(self.conns[conn], request.body, now, out)
+        except Refusal as refusal:
+            return [Send(conn, p.error(request.id, refusal.code, refusal.message))]
+        return [Send(conn, p.ok(request.id, **result)), *out]
+
+    def disconnect(self, conn: int, now: float) -> list[Send]:
+        """The connection is gone: its session ends and so does its call."""
+        c = self.conns.pop(conn, None)
+        if c is None or c.user_id is None or c.service_id is None:
+            return []
+        out: list[Send] = []
+        call = self._call_of(c.service_id, c.user_id)
+        if call is not None:
+            self._end(call, EndReason.CONNECTION_LOST, c.user_id, out)
+        self.users.pop((c.service_id, c.user_id), None)
+        return out
+
+    def next_deadline(self) -> float | None:
+        finite = [c.deadline for c in self.calls.values() if c.deadline != float("inf")]
+        return min(finite, default=None)
+
+    def expire(self, now: float) -> list[Send]:
+        """End every call whose ring or connect timer has run out."""
+        out: list[Send] = []
+        for call in [c for c in self.calls.values() if c.deadline <= now]:
+            if call.state is CallState.CALLING:
+                self._end(call, EndReason.UNAVAILABLE, None, out)
+            elif call.state is CallState.RINGING:
+                self._end(call, EndReason.NO_ANSWER, None, out)
+            elif call.state is CallState.ANSWERED:
+                self._end(call, EndReason.MEDIA_FAILED, None, out)
+        return out
+
+    def allow_user(self, conn: int, user_id: str) -> None:
+        """Pin the user id a connection may register as (set by a verified token)."""
+        self.conns[conn].allowed_user = user_id
+
+    def user_of(self, conn: int) -> str | None:
+        c = self.conns.get(conn)
+        return c.user_id if c else None
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _dispatch(self, c: Conn, body: p.Body, now: float, out: list[Send]) -> dict[str, Any]:
+        if isinstance(body, p.Ping):
+            return {}
+        if isinstance(body, p.Hello):
+            return self._hello(c, body)
+        if c.service_id is None:
+            raise Refusal(ErrorCode.UNAUTHORIZED, "say hello first")
+        if isinstance(body, p.SessionList):
+            return {"sessions": self.session_list(c.service_id)}
+        if isinstance(body, p.CreateSession):
+            return self._create_session(c, body, out)
+        if c.user_id is None:
+            raise Refusal(ErrorCode.SESSION_REQUIRED, "create a session first")
+        if isinstance(body, p.OfferCall):
+            return self._offer(c, body, now, out)
+        if isinstance(body, p.AnswerCall):
+            return self._answer(c, body, now, out)
+        if isinstance(body, p.Leave):
+            call = self._own_call(c)
+            reason = self._leave_reason(call, c.user_id)
+            self._end(call, reason, c.user_id, out)
+            return {"call_id": call.call_id, "reason": reason.value}
+        if isinstance(body, p.MediaState):
+            return self._media_state(c, body, now, out)
+        if isinstance(body, p.SetMute):
+            call = self._own_call(c, need_answered=True)
+            name = Event.MUTE if body.muted else Event.UNMUTE
+            msg = p.event(name, call_id=call.call_id, user_id=c.user_id, track=body.track.value)
+            self._tell(call, call.other(c.user_id), msg, out)
+            return {"track": body.track.value, "muted": body.muted}
+        if isinstance(body, p.SetRecording):
+            call = self._own_call(c, need_answered=True)
+            msg = p.event(Event.RECORDING, call_id=call.call_id, user_id=c.user_id, on=body.on)
+            self._tell(call, call.other(c.user_id), msg, out)
+            return {"on": body.on}
+        raise Refusal(ErrorCode.UNKNOWN_OP, "unknown op")  # pragma: no cover
+
+    def _hello(self, c: Conn, hello: p.Hello) -> dict[str, Any]:
+        if c.service_id is not None:
+            raise Refusal(ErrorCode.WRONG_STATE, "hello was already said on this connection")
+        service = self.services.get(hello.service_id)
+        if service is None:
+            raise Refusal(ErrorCode.UNAUTHORIZED, f"unknown service id '{hello.service_id}'")
+        if service.key is not None and not hmac.compare_digest(
+            (hello.service_key or "").encode(), service.key.encode()
+        ):
+            raise Refusal(ErrorCode.UNAUTHORIZED, "wrong service key")
+        c.service_id = service.service_id
+        return {"version": p.VERSION, "service_id": service.service_id}
+
+    def _create_session(self, c: Conn, req: p.CreateSession, out: list[Send]) -> dict[str, Any]:
+        assert c.service_id is not None
+        if c.user_id is not None:
+            raise Refusal(ErrorCode.WRONG_STATE, f"this connection is already '{c.user_id}'")
+        user_id = req.user_id or c.allowed_user
+        if c.allowed_user is not None and user_id != c.allowed_user:
+            raise Refusal(ErrorCode.FORBIDDEN, f"your token is for '{c.allowed_user}'")
+        if user_id is None:
+            user_id = self._new_user_id(c.service_id)
+        elif (c.service_id, user_id) in self.users:
+            raise Refusal(ErrorCode.USER_ID_TAKEN, f"user id '{user_id}' is online already")
+        service = self.services[c.service_id]
+        online = sum(1 for svc, _ in self.users if svc == c.service_id)
+        if online >= service.max_sessions:
+            raise Refusal(ErrorCode.SERVER_FULL, "this service holds its maximum of sessions")
+        c.user_id = user_id
+        c.session = self._new_id("s-")
+        self.users[(c.service_id, user_id)] = c.conn
+        pending = self._call_of(c.service_id, user_id)
+        if pending is not None and pending.state is CallState.CALLING:
+            pending.state = CallState.RINGING
+            out.append(Send(c.conn, self._ringing(pending)))
+        return {"session": c.session, "user_id": user_id, "ice_servers": self.ice_servers}
+
+    def _offer(self, c: Conn, req: p.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
+        assert c.service_id is not None and c.user_id is not None
+        if self._call_of(c.service_id, c.user_id) is not None:
+            raise Refusal(ErrorCode.WRONG_STATE, "you are in a call already; leave it first")
+        if why := p.check_user_id(req.callee):
+            raise Refusal(ErrorCode.INVALID_USER_ID, f"callee: {why}")
+        if req.callee == c.user_id:
+            raise Refusal(ErrorCode.WRONG_STATE, "you cannot call yourself")
+        if self._call_of(c.service_id, req.callee) is not None:
+            raise Refusal(ErrorCode.BUSY, f"'{req.callee}' is busy")
+        if not req.sdp.strip():
+            raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
+        online = (c.service_id, req.callee) in self.users
+        call = Call(
+            call_id=self._new_id("c-"),
+            service_id=c.service_id,
+            caller=c.user_id,
+            callee=req.callee,
+            call_type=req.call_type,
+            record=req.record,
+            sdp_offer=req.sdp,
+            state=CallState.RINGING if online else CallState.CALLING,
+            deadline=now + self.ring_timeout,
+            started=now,
+        )
+        self.calls[call.call_id] = call
+        self.user_call[(c.service_id, call.caller)] = call.call_id
+        self.user_call[(c.service_id, call.callee)] = call.call_id
+        ringback = p.event(
+            Event.RINGBACK,
+            call_id=call.call_id,
+            callee=call.callee,
+            call_type=call.call_type.value,
+            record=call.record,
+            callee_online=online,
+        )
+        out.append(Send(c.conn, ringback))
+        if online:
+            out.append(Send(self.users[(c.service_id, call.callee)], self._ringing(call)))
+        return {"call_id": call.call_id, "callee_online": online}
+
+    def _answer(self, c: Conn, req: p.AnswerCall, now: float, out: list[Send]) -> dict[str, Any]:
+        assert c.service_id is not None and c.user_id is not None
+        call = self._call_of(c.service_id, c.user_id)
+        if call is None or call.callee != c.user_id or (req.caller and req.caller != call.caller):
+            who = f" from '{req.caller}'" if req.caller else ""
+            raise Refusal(ErrorCode.NOT_FOUND, f"no call{who} is ringing for you")
+        if call.state is not CallState.RINGING:
+            raise Refusal(ErrorCode.WRONG_STATE, f"the call is {call.state.value}, not ringing")
+        if req.call_type is not None and req.call_type is not call.call_type:
+            raise Refusal(
+                ErrorCode.BAD_REQUEST,
+                f"the call is a {call.call_type.value}, not a {req.call_type.value}",
+            )
+        if not req.sdp.strip():
+            raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
+        call.state = CallState.ANSWERED
+        call.deadline = now + self.connect_timeout
+        answered = p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=req.sdp)
+        self._tell(call, call.caller, answered, out)
+        return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
+
+    def _media_state(self, c: Conn, req: p.MediaState, now: float, out: list[Send]) -> dict:
+        call = self._own_call(c, need_answered=True)
+        assert c.user_id is not None
+        if req.state == "failed":
+            self._end(call, EndReason.MEDIA_FAILED, None, out)
+            return {}
+        call.media_up.add(c.user_id)
+        if call.state is CallState.ANSWERED and call.media_up >= {call.caller, call.callee}:
+            call.state = CallState.CONNECTED
+            call.deadline = float("inf")
+            for user in (call.caller, call.callee):
+                msg = p.event(
+                    Event.CONNECTED,
+                    call_id=call.call_id,
+                    peer=call.other(user),
+                    call_type=call.call_type.value,
+                    record=call.record,
+                )
+                self._tell(call, user, msg, out)
+        return {}
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def session_list(self, service_id: str) -> list[dict[str, Any]]:
+        rows = []
+        for svc, user in sorted(self.users):
+            if svc != service_id:
+                continue
+            call = self._call_of(svc, user)
+            rows.append(
+                {
+                    "user_id": user,
+                    "state": "busy" if call else "idle",
+                    "call_type": call.call_type.value if call else None,
+                }
+            )
+        return rows
+
+    def _new_user_id(self, service_id: str) -> str:
+        while True:
+            candidate = self._new_id("user-")
+            if (service_id, candidate) not in self.users:
+                return candidate
+
+    def _call_of(self, service_id: str, user_id: str) -> Call | None:
+        call_id = self.user_call.get((service_id, user_id))
+        return self.calls.get(call_id) if call_id else None
+
+    def _own_call(self, c: Conn, *, need_answered: bool = False) -> Call:
+        assert c.service_id is not None and c.user_id is not None
+        call = self._call_of(c.service_id, c.user_id)
+        if call is None:
+            raise Refusal(ErrorCode.NOT_FOUND, "you are not in a call")
+        if need_answered and call.state not in (CallState.ANSWERED, CallState.CONNECTED):
+            raise Refusal(ErrorCode.WRONG_STATE, f"the call is {call.state.value}")
+        return call
+
+    @staticmethod
+    def _leave_reason(call: Call, user_id: str) -> EndReason:
+        if call.state in (CallState.CALLING, CallState.RINGING):
+            return EndReason.CANCELLED if user_id == call.caller else EndReason.DECLINED
+        return EndReason.HANGUP
+
+    def _ringing(self, call: Call) -> dict[str, Any]:
+        return p.event(
+            Event.RINGING,
+            call_id=call.call_id,
+            caller=call.caller,
+            call_type=call.call_type.value,
+            record=call.record,
+            sdp=call.sdp_offer,
+        )
+
+    def _tell(self, call: Call, user: str, message: dict[str, Any], out: list[Send]) -> None:
+        conn = self.users.get((call.service_id, user))
+        if conn is not None:
+            out.append(Send(conn, message))
+
+    def _end(self, call: Call, reason: EndReason, by: str | None, out: list[Send]) -> None:
+        """Close the call; every party but `by` (who gets a response) hears why."""
+        ringing = call.state in (CallState.CALLING, CallState.RINGING)
+        for user in (call.caller, call.callee):
+            if user == by:
+                continue
+            name = Event.CANCEL if ringing and user == call.callee else Event.LEAVE
+            msg = p.event(name, call_id=call.call_id, reason=reason.value, by=by)
+            self._tell(call, user, msg, out)
+        self.calls.pop(call.call_id, None)
+        for user in (call.caller, call.callee):
+            if self.user_call.get((call.service_id, user)) == call.call_id:
+                del self.user_call[(call.service_id, user)]

@@ -1,0 +1,190 @@
+"""`SwitchableTrack`: the track actually given to the peer connection.
+
+It forwards frames from a replaceable source, so the source can change mid-call without
+renegotiation, and it can be muted.
+
+Muting: while muted, `recv()` keeps pulling (and dropping) source frames so nothing
+piles up, but returns nothing: the peer sees frames stop. aiortc's sender awaits
+`recv()` in its RTP task only; RTCP (sender reports, RTT) runs in a separate task and
+`RTCRtpSender.stop()` cancels the RTP task, so a `recv()` held open while muted is safe.
+
+Timeline: output pts are re-stamped (video in 90 kHz, audio in samples at the frame's
+sample rate) as ``base + (source pts - source's first pts)``. On a source change the
+new base continues from the last frame seen plus the wall-clock time since (at least
+one frame), so pts stay monotonic and follow the wall clock across switches and mutes.
+
+With no source, `recv()` waits until one is set (no frames, as when muted).
+"""
+
+from __future__ import annotations
+
+import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+
+# isort: split
+import asyncio
+import contextlib
+import fractions
+import logging
+import time
+
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
+from av.frame import Frame
+
+logger = logging.getLogger(__name__)
+
+VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
+DEFAULT_VIDEO_STEP = 3000  # one frame at 30 fps, in 90 kHz ticks
+
+
+class SwitchableTrack(MediaStreamTrack):
+    """A track whose source can be replaced or muted while it is being sent."""
+
+    def __init__(self, kind: str, source: MediaStreamTrack | None) -> None:
+        super().__init__()
+        if kind not in ("audio", "video"):
+            raise ValueError(f"kind must be 'audio' or 'video', not {kind!r}")
+        if source is not None and source.kind != kind:
+            raise ValueError(f"a {source.kind} source cannot feed a {kind} track")
+        self.kind = kind
+        self._source = source
+        self._muted = False
+        self._changed = asyncio.Event()
+        self._generation = 0
+        self._pending: asyncio.Future[Frame] | None = None
+        self._pending_source: MediaStreamTrack | None = None
+        # timeline state
+        self._src_first: float | None = None  # first source time (s) of the current source
+        self._base = 0.0  # output time (s) that the current source's first frame maps to
+        self._last_time: float | None = None  # output time (s) of the last frame seen
+        self._last_step = 0.0  # duration (s) of the last frame seen
+        self._last_wall = 0.0
+        self._last_pts: int | None = None
+        self.frames_out = 0
+        self.frames_dropped = 0
+
+    @property
+    def source(self) -> MediaStreamTrack | None:
+        return self._source
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    def set_muted(self, muted: bool) -> None:
+        """Stop (True) or resume (False) returning frames; the source keeps running."""
+        if muted != self._muted:
+            self._muted = muted
+            self._signal()
+
+    def set_source(self, source: MediaStreamTrack | None, *, stop_old: bool = True) -> None:
+        """Switch to `source` (None: send nothing); the old source is stopped unless told not."""
+        if source is not None and source.kind != self.kind:
+            raise ValueError(f"a {source.kind} source cannot feed a {self.kind} track")
+        old, self._source = self._source, source
+        if old is source:
+            return
+        self._generation += 1
+        self._src_first = None
+        if old is not None and stop_old:
+            old.stop()
+        self._signal()
+
+    def stop(self) -> None:
+        if self.readyState == "live" and self._source is not None:
+            self._source.stop()
+        self._cancel_pending()
+        super().stop()
+        self._signal()
+
+    async def recv(self) -> Frame:
+        while True:
+            frame = await self._next_source_frame()
+            self._restamp(frame)
+            if self._muted:
+                self.frames_dropped += 1
+                continue
+            self.frames_out += 1
+            return frame
+
+    def _signal(self) -> None:
+        self._changed.set()
+
+    async def _next_source_frame(self) -> Frame:
+        """The next frame of the current source, waiting through source changes."""
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            source, generation = self._source, self._generation
+            if source is None:
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            if self._pending is None or self._pending_source is not source:
+                self._cancel_pending()
+                self._pending = asyncio.ensure_future(source.recv())
+                self._pending_source = source
+            self._changed.clear()
+            changed = asyncio.ensure_future(self._changed.wait())
+            try:
+                await asyncio.wait({self._pending, changed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            if not self._pending.done():
+                continue  # woken by mute/switch/stop: re-check, keep the pending recv
+            pending, self._pending, self._pending_source = self._pending, None, None
+            error = None if pending.cancelled() else pending.exception()
+            if generation != self._generation or pending.cancelled():
+                continue  # a frame of a replaced source
+            if error is None:
+                return pending.result()
+            if not isinstance(error, MediaStreamError):
+                raise error
+            logger.info("%s source ended; waiting for a new one", self.kind)
+            if self._source is source:
+                self._source = None
+                self._generation += 1
+
+    def _cancel_pending(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+            with contextlib.suppress(BaseException):
+                self._pending.exception()  # mark retrieved: no "never retrieved" warning
+            self._pending = None
+            self._pending_source = None
+
+    def _restamp(self, frame: Frame) -> None:
+        now = time.monotonic()
+        if isinstance(frame, AudioFrame):
+            time_base = fractions.Fraction(1, frame.sample_rate)
+            step = frame.samples / frame.sample_rate
+        else:
+            time_base = VIDEO_TIME_BASE
+            step = self._last_step or DEFAULT_VIDEO_STEP / 90_000
+        src_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
+        if self._src_first is None or src_time is None or src_time < self._src_first:
+            # a new source (or one without usable pts): continue after the last frame
+            if self._last_time is None:
+                self._base = 0.0
+            else:
+                gap = max(now - self._last_wall, self._last_step or step)
+                self._base = self._last_time + gap
+            self._src_first = src_time if src_time is not None else 0.0
+            out_time = self._base
+        else:
+            out_time = self._base + (src_time - self._src_first)
+        pts = round(out_time / time_base)
+        if self._last_pts is not None and self._last_time is not None:
+            last_in_this_base = round(self._last_time / time_base)
+            if pts <= last_in_this_base:
+                pts = last_in_this_base + 1
+                out_time = float(pts * time_base)
+        if self._last_time is not None and not isinstance(frame, AudioFrame):
+            delta = out_time - self._last_time
+            if 0 < delta < 1:
+                self._last_step = delta
+        elif isinstance(frame, AudioFrame):
+            self._last_step = step
+        frame.pts, frame.time_base = pts, time_base
+        self._last_time, self._last_wall, self._last_pts = out_time, now, pts
