@@ -346,6 +346,7 @@ async def _one_call(
     phone = _phone(settings, video_sink=window.show if window else None)
     try:
         await phone.create_session(user_id)
+        out.event(await phone.next_event())  # the SESSION event, before any waiting
         await start(phone)
         leave = await follow_call(phone, out, duration=duration, stop=stopper.event,
                                   window=window)

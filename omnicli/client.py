@@ -121,7 +121,7 @@ class SignalingClient:
                 if not future.done():
                     future.set_exception(ServerUnreachable(f"server {reason}"))
             if self._on_close is not None:
-                self._on_close(reason)
+                asyncio.get_running_loop().call_soon(self._on_close, reason)
 
     def _receive(self, text: str | bytes) -> None:
         try:
@@ -132,7 +132,9 @@ class SignalingClient:
         if not isinstance(msg, dict):
             return
         if "event" in msg:
-            self._on_event(msg)
+            # Scheduled, not called: a request's awaiting coroutine resumes before the
+            # events that followed its response, as the server ordered them.
+            asyncio.get_running_loop().call_soon(self._on_event, msg)
             return
         future = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
         if future is not None and not future.done():

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import events as ev
 from .client import SignalingClient
 from .errors import CallRejected, MediaFailed, OmniError, ServerRefused, UsageError
-from .protocol import VERSION, CallType, ErrorCode, Track
+from .protocol import VERSION, CallType, ErrorCode, Track, check_user_id
 from .summary import summarize
 
 if TYPE_CHECKING:
@@ -167,6 +167,8 @@ class Phone:
         )
 
     async def create_session(self, user_id: str | None = None) -> SessionInfo:
+        if user_id is not None and (why := check_user_id(user_id)):
+            raise UsageError(f"bad user id '{user_id[:80]}': {why}")
         if not self._client.connected:
             await self.connect()
         result = await self._client.request("create_session", user_id=user_id)

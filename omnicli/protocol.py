@@ -114,7 +114,9 @@ def _str(fields: dict[str, Any], name: str, *, limit: int, required: bool = True
     return value
 
 
-def _bool(fields: dict[str, Any], name: str, default: bool = False) -> bool:
+def _bool(fields: dict[str, Any], name: str, default: bool = False, required: bool = False) -> bool:
+    if required and name not in fields:
+        raise ProtocolError(f"missing field '{name}'")
     value = fields.get(name, default)
     if not isinstance(value, bool):
         raise ProtocolError(f"field '{name}' must be true or false")
@@ -287,7 +289,7 @@ _PARSERS = {
     "mute": lambda f: SetMute(track=_enum(f, "track", Track), muted=True),
     "unmute": lambda f: SetMute(track=_enum(f, "track", Track), muted=False),
     "media_state": _parse_media_state,
-    "recording": lambda f: SetRecording(on=_bool(f, "on")),
+    "recording": lambda f: SetRecording(on=_bool(f, "on", required=True)),
     "ping": lambda f: Ping(),
 }
 OPS = tuple(_PARSERS)

@@ -137,8 +137,9 @@ async def answer_forever(
             return int(ExitCode.UNREACHABLE)
         if not isinstance(event, ev.Ringing):
             continue
-        accept = auto_answer or (ask is not None and await ask(event))
-        if not accept:
+        if not auto_answer and ask is None:
+            continue  # nobody to ask: let it ring until the caller or the timer ends it
+        if not (auto_answer or await ask(event)):
             await phone.leave()
             continue
         try:

@@ -28,7 +28,8 @@ log = logging.getLogger("omnicli.server")
 
 SEND_QUEUE = 256  # messages queued for one client before it counts as stalled
 PING_INTERVAL = 4.0  # a vanished client is noticed within PING_INTERVAL + PING_TIMEOUT
-PING_TIMEOUT = 4.0
+PING_TIMEOUT = 4.0  # (+ CLOSE_TIMEOUT: after a ping timeout websockets still waits that long)
+CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
 
 
@@ -137,6 +138,7 @@ class SignalingServer:
             max_size=p.MAX_MESSAGE_BYTES,
             ping_interval=PING_INTERVAL,
             ping_timeout=PING_TIMEOUT,
+            close_timeout=CLOSE_TIMEOUT,
             compression=None,
         )
         self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")

@@ -289,7 +289,7 @@ class Switchboard:
         if req.call_type is not None and req.call_type is not call.call_type:
             raise Refusal(
                 ErrorCode.BAD_REQUEST,
-                f"the call is a {call.call_type.value}, not a {req.call_type.value}",
+                f"the call is {call.call_type.value}, not {req.call_type.value}",
             )
         if not req.sdp.strip():
             raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")

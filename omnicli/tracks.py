@@ -125,15 +125,16 @@ class SwitchableTrack(MediaStreamTrack):
                 self._cancel_pending()
                 self._pending = asyncio.ensure_future(source.recv())
                 self._pending_source = source
+            pending = self._pending
             self._changed.clear()
             changed = asyncio.ensure_future(self._changed.wait())
             try:
-                await asyncio.wait({self._pending, changed}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({pending, changed}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 changed.cancel()
-            if not self._pending.done():
-                continue  # woken by mute/switch/stop: re-check, keep the pending recv
-            pending, self._pending, self._pending_source = self._pending, None, None
+            if self._pending is not pending or not pending.done():
+                continue  # woken by mute/switch/stop: re-check, keep any pending recv
+            self._pending, self._pending_source = None, None
             error = None if pending.cancelled() else pending.exception()
             if generation != self._generation or pending.cancelled():
                 continue  # a frame of a replaced source

@@ -242,7 +242,7 @@ def test_create_session_user_id_at_limit() -> None:
 # -- check_user_id ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("user_id", ["a", "A9", "bob", "alice.smith+test@example.com", "x_-.@+", "9"])
+@pytest.mark.parametrize("user_id", ["a", "A9", "bob", "al.smith+t@example.com", "x_-.@+", "9"])
 def test_check_user_id_accepts(user_id: str) -> None:
     """Letters, digits and _ . @ + - are fine after a leading letter or digit."""
     assert p.check_user_id(user_id) is None

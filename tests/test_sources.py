@@ -143,7 +143,7 @@ def test_unreadable_file_raises_source_error(tmp_path: Path) -> None:
     """A file that is not media raises a one-line SourceError naming the file."""
     path = tmp_path / "notes.mp4"
     path.write_text("this is not a video\n")
-    with pytest.raises(SourceError, match="notes.mp4") as info:
+    with pytest.raises(SourceError, match=r"notes\.mp4") as info:
         open_source("video", str(path))
     assert "\n" not in str(info.value)
 

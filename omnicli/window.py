@@ -1,0 +1,164 @@
+"""`VideoWindow`: an OpenCV window showing the remote video, in a thread of its own.
+
+Every cv2 GUI call happens in the window's thread. Frames come in through a one-slot
+queue that keeps only the newest frame, so a slow window never delays the call.
+`on_key` is called from the window thread: marshal it into asyncio with
+``loop.call_soon_threadsafe``. Closing the window with the mouse reports the key
+``"close"``.
+
+Only create a window when `VideoWindow.available()` says so: without a display,
+`cv2.imshow` aborts the whole process (see docs/platform-notes.md). This module
+imports cv2 first, before anything can import av.
+"""
+
+from __future__ import annotations
+
+import cv2
+
+# isort: split
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PLACEHOLDER_SIZE = (480, 640)  # rows, columns
+PREVIEW_FRACTION = 4  # the preview is 1/4 of the window's width
+WAIT_MS = 15
+
+
+def _has_gui_backend() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        name, _, value = line.strip().partition(":")
+        if name.strip() == "GUI":
+            return value.strip().upper() not in ("", "NONE")
+    return False
+
+
+def compose(remote: np.ndarray | None, preview: np.ndarray | None, status: str) -> np.ndarray:
+    """The image to show: remote video (or a dark placeholder), local preview, status line."""
+    placeholder = remote is None
+    img = np.full((*PLACEHOLDER_SIZE, 3), 32, dtype=np.uint8) if placeholder else remote.copy()
+    height, width = img.shape[:2]
+    if preview is not None and width >= 64:
+        pw = width // PREVIEW_FRACTION
+        ph = max(1, pw * preview.shape[0] // max(1, preview.shape[1]))
+        if ph < height - 8:
+            small = cv2.resize(preview, (pw, ph), interpolation=cv2.INTER_AREA)
+            y, x = height - ph - 8, width - pw - 8
+            cv2.rectangle(img, (x - 2, y - 2), (x + pw + 1, y + ph + 1), (255, 255, 255), 2)
+            img[y : y + ph, x : x + pw] = small
+    if status:
+        scale = max(0.4, width / 1280)
+        thickness = max(1, round(scale * 2))
+        (tw, th), base = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        cv2.rectangle(img, (0, height - th - base - 12), (tw + 12, height), (0, 0, 0), -1)
+        cv2.putText(img, status, (6, height - base - 6), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+    return img
+
+
+class VideoWindow:
+    """A window for the remote video with an optional local preview and a status line."""
+
+    @staticmethod
+    def available() -> bool:
+        """True only if there is an X display and this cv2 build has a GUI backend."""
+        return bool(os.environ.get("DISPLAY")) and _has_gui_backend()
+
+    def __init__(self, title: str, on_key: Callable[[str], None] | None = None) -> None:
+        self.title = title
+        self.on_key = on_key
+        self._frames: queue.Queue[np.ndarray] = queue.Queue(maxsize=1)
+        self._preview: np.ndarray | None = None
+        self._status = ""
+        self._dirty = threading.Event()
+        self._quit = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.frames_shown = 0
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        if not self.available():
+            raise RuntimeError("no display for a video window (DISPLAY unset or no GUI)")
+        self._thread = threading.Thread(target=self._run, name="video-window", daemon=True)
+        self._thread.start()
+        # a GUI thread still running when the interpreter exits aborts the process
+        atexit.register(self.close)
+
+    def show(self, remote_bgr: np.ndarray) -> None:
+        """Queue a remote frame; any frame not yet shown is dropped. Any thread."""
+        while True:
+            try:
+                self._frames.put_nowait(remote_bgr)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._frames.get_nowait()
+
+    def set_preview(self, local_bgr: np.ndarray | None) -> None:
+        """Picture-in-picture of the local video (None removes it)."""
+        self._preview = local_bgr
+        self._dirty.set()
+
+    def set_status(self, text: str) -> None:
+        """The overlay line, e.g. peer name and call state."""
+        self._status = text
+        self._dirty.set()
+
+    def close(self) -> None:
+        """Destroy the window and join its thread; idempotent."""
+        self._quit.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=5)
+            atexit.unregister(self.close)
+
+    def _run(self) -> None:
+        remote: np.ndarray | None = None
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            self._dirty.set()
+            while not self._quit.is_set():
+                try:
+                    frame = self._frames.get_nowait()
+                except queue.Empty:
+                    frame = None
+                fresh = frame is not None
+                if frame is not None:
+                    if remote is None or remote.shape != frame.shape:
+                        cv2.resizeWindow(self.title, frame.shape[1], frame.shape[0])
+                    remote = frame
+                if fresh or self._dirty.is_set():
+                    self._dirty.clear()
+                    cv2.imshow(self.title, compose(remote, self._preview, self._status))
+                    self.frames_shown += fresh
+                key = cv2.waitKey(WAIT_MS)
+                if key not in (-1, 255):
+                    self._key(chr(key & 0xFF))
+                if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                    self._key("close")
+                    break
+        except cv2.error:
+            logger.exception("video window failed")
+        finally:
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass
+
+    def _key(self, key: str) -> None:
+        if self.on_key is None:
+            return
+        try:
+            self.on_key(key)
+        except Exception:
+            logger.exception("on_key callback failed")

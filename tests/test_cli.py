@@ -1,0 +1,140 @@
+"""The command line as a user meets it: help, mistakes, an unreachable or refusing server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from procs import Omni, omni_env, run_omni, start_server
+
+HEAVY = ("aiortc", "av", "cv2", "sounddevice")
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The one `omni: ...` line a failed command ended with, checked to be no traceback."""
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("omni: ")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.rstrip().endswith(errors[0])
+    return errors[0]
+
+
+def test_help_does_not_import_media_libraries():
+    """`omni --help` runs without importing aiortc, av, cv2 or sounddevice."""
+    code = (
+        "import sys\n"
+        "from omnicli.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=omni_env(), timeout=30)
+    assert "call" in result.stdout and "server" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_unreachable_server_is_one_line_and_exit_3():
+    """A call to a server that is not there says so in one line and exits 3."""
+    result = run_omni("call", "bob", "--server", "ws://127.0.0.1:9", "--no-window")
+    assert result.returncode == 3
+    assert one_line_error(result).startswith("omni: cannot reach the server at ws://127.0.0.1:9")
+
+
+def test_bad_server_url_is_a_usage_error():
+    """A server URL that is not ws:// or wss:// is a usage error (exit 2)."""
+    result = run_omni("sessions", "--server", "http://example.invalid")
+    assert result.returncode == 2
+    assert "must start with ws:// or wss://" in one_line_error(result)
+
+
+def test_unknown_command_is_a_usage_error():
+    """An unknown command exits 2 without a traceback."""
+    result = run_omni("dial", "bob")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "dial" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = start_server("--ring-timeout", "1.5")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed_server():
+    proc, url = start_server("--service", "acme:s3cret")
+    yield url
+    proc.stop()
+
+
+def test_invalid_user_id_is_refused_before_connecting(server):
+    """A user id with a space is explained in one line, exit 2."""
+    result = run_omni("call", "bob", "--user-id", "bad id", "--server", server, "--no-window")
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("omni: bad user id 'bad id'")
+
+
+def test_wrong_service_key_is_refused_with_exit_4(keyed_server):
+    """A wrong service key gets the server's refusal in one line and exit 4."""
+    result = run_omni("sessions", "--server", keyed_server, "--service-id", "acme",
+                      "--service-key", "wrong")
+    assert result.returncode == 4
+    assert one_line_error(result) == "omni: wrong service key (unauthorized, 401)"
+    good = run_omni("sessions", "--server", keyed_server, "--service-id", "acme",
+                    "--service-key", "s3cret", "--json")
+    assert good.returncode == 0 and good.stdout == ""
+
+
+def test_taken_user_id_is_refused(server):
+    """Registering a user id that is online already exits 4 naming the id."""
+    bob = Omni("session", "create", "--user-id", "bob", "--server", server, "--json",
+               "--no-window")
+    try:
+        bob.event("SESSION")
+        result = run_omni("call", "alice", "--user-id", "bob", "--server", server, "--no-window")
+        assert result.returncode == 4
+        assert "'bob' is online already" in one_line_error(result)
+    finally:
+        bob.stop()
+
+
+def test_unanswered_call_ends_with_no_answer(server):
+    """A callee who never answers: after the ring timeout the caller exits 5, reason no_answer."""
+    bob = Omni("session", "create", "--user-id", "dave", "--server", server, "--json",
+               "--no-window")
+    try:
+        bob.event("SESSION")
+        result = run_omni("call", "dave", "--user-id", "erin", "--server", server, "--json",
+                          "--no-window")
+        assert result.returncode == 5, result.stderr
+        last = json.loads(result.stdout.splitlines()[-1])
+        assert (last["event"], last["reason"]) == ("LEAVE", "no_answer")
+        assert bob.event("RINGING")["caller"] == "erin"
+        assert bob.event("CANCEL")["reason"] == "no_answer"
+    finally:
+        bob.stop()
+
+
+def test_answer_with_no_call_gives_up_after_wait(server):
+    """`omni answer` for a call that never comes exits 5 after --wait seconds."""
+    result = run_omni("answer", "nobody", "--user-id", "frank", "--wait", "0.5",
+                      "--server", server, "--no-window")
+    assert result.returncode == 5
+    assert one_line_error(result) == "omni: no call from nobody is ringing"
+
+
+def test_missing_media_file_is_a_usage_error(server):
+    """A --video-source file that does not exist is named in one line, exit 2."""
+    bob = Omni("session", "create", "--user-id", "gina", "--server", server, "--json",
+               "--no-window", "--auto-answer")
+    try:
+        bob.event("SESSION")
+        result = run_omni("call", "gina", "--server", server, "--no-window",
+                          "--video-source", "/nonexistent/clip.mp4")
+        assert result.returncode == 2
+        assert "/nonexistent/clip.mp4" in one_line_error(result)
+    finally:
+        bob.stop()
