@@ -71,14 +71,15 @@ class SignalingClient:
         except InvalidURI as exc:
             raise UsageError(f"bad server URL '{self.url}': {exc}") from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            detail = getattr(exc, "strerror", None) or type(exc).__name__
             raise ServerUnreachable(f"cannot reach the server at {self.url}: {detail}") from None
         self._reader = asyncio.create_task(self._read_loop(), name="omni-signaling-reader")
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request; its result, or ServerRefused / ServerUnreachable."""
         if self._ws is None or self._closed_reason is not None:
-            raise ServerUnreachable(f"not connected to the server ({self._closed_reason or 'closed'})")
+            why = self._closed_reason or "closed"
+            raise ServerUnreachable(f"not connected to the server ({why})")
         rid = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
@@ -96,7 +97,8 @@ class SignalingClient:
         if response.get("ok"):
             return dict(response.get("result") or {})
         err = response.get("error") or {}
-        raise ServerRefused(int(err.get("code", 0)), str(err.get("reason")), str(err.get("message")))
+        code, reason, message = err.get("code", 0), err.get("reason"), err.get("message")
+        raise ServerRefused(int(code), str(reason), str(message))
 
     async def close(self) -> None:
         if self._ws is not None:

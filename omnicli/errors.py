@@ -87,7 +87,9 @@ class DeviceMissing(OmniError):
     exit_code = ExitCode.DEVICE
 
 
-REJECTED_REASONS = frozenset({"busy", "declined", "no_answer", "cancelled", "unavailable", "no_call"})
+REJECTED_REASONS = frozenset(
+    {"busy", "declined", "no_answer", "cancelled", "unavailable", "no_call"}
+)
 LOST_REASONS = frozenset({"connection_lost", "media_failed"})
 
 

@@ -139,6 +139,11 @@ class PeerLink:
         """Offerer: apply the peer's answer; ICE and DTLS start now."""
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
+    def sends(self, kind: str) -> bool:
+        """True if our `kind` track was negotiated onto the wire (sendrecv or sendonly)."""
+        out = self._out(kind)
+        return any(t.sender.track is out for t in self._pc.getTransceivers())
+
     def _out(self, kind: str) -> SwitchableTrack:
         return self.video_out if kind == "video" else self.audio_out
 

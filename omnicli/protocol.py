@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from enum import Enum, IntEnum
+from enum import Enum, IntEnum, StrEnum
 from typing import Any
 
 VERSION = 1
@@ -53,17 +53,17 @@ class ErrorCode(IntEnum):
         return self.name.lower()
 
 
-class CallType(str, Enum):
+class CallType(StrEnum):
     VIDEO = "videocall"
     AUDIO = "audiocall"
 
 
-class Track(str, Enum):
+class Track(StrEnum):
     AUDIO = "audio"
     VIDEO = "video"
 
 
-class EndReason(str, Enum):
+class EndReason(StrEnum):
     """Why a call ended; both sides are told the same reason."""
 
     HANGUP = "hangup"
@@ -76,7 +76,7 @@ class EndReason(str, Enum):
     MEDIA_FAILED = "media_failed"
 
 
-class Event(str, Enum):
+class Event(StrEnum):
     """Events pushed by the server (names follow the SDK's `*_EVENT`s)."""
 
     RINGBACK = "RINGBACK"
@@ -141,7 +141,9 @@ def check_user_id(user_id: str) -> str | None:
     if len(user_id) > MAX_USER_ID:
         return f"user id is longer than {MAX_USER_ID} characters"
     if not USER_ID_RE.fullmatch(user_id):  # not .match: "$" also matches before a final "\n"
-        return "user id may hold letters, digits and _ . @ + - and must start with a letter or digit"
+        return (
+            "user id may hold letters, digits and _ . @ + - and must start with a letter or digit"
+        )
     return None
 
 

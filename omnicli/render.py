@@ -71,7 +71,7 @@ def describe(event: ev.CallEvent) -> str:
 
 
 def _n(value: Any, fmt: str = "{:.0f}", unit: str = "") -> str:
-    return "–" if value is None else fmt.format(value) + unit
+    return "-" if value is None else fmt.format(value) + unit
 
 
 def stats_line(f: dict[str, Any]) -> str:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import ipaddress
+import itertools
 import logging
 import ssl
 import time
@@ -104,6 +104,7 @@ class SignalingServer:
         self._server: Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._closing: set[asyncio.Future[None]] = set()
 
     @property
     def port(self) -> int:
@@ -214,7 +215,9 @@ class SignalingServer:
             client = self._clients.get(send.conn)
             if client is not None and not client.push(send.message):
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
-                asyncio.ensure_future(client.ws.close(1008, "send queue full"))
+                task = asyncio.ensure_future(client.ws.close(1008, "send queue full"))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
 
     def _log(self, conn: int, request: p.Request, sends: list[Send], before: str | None) -> None:
         response = sends[0].message

@@ -24,14 +24,14 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from . import protocol as p
 from .protocol import EndReason, ErrorCode, Event
 
 
-class CallState(str, Enum):
+class CallState(StrEnum):
     CALLING = "calling"  # callee not online yet: the offer is held
     RINGING = "ringing"
     ANSWERED = "answered"  # SDP answer sent; waiting for both media reports

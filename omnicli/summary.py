@@ -42,7 +42,7 @@ def summarize(
 
 
 def _fmt(value: float | None, unit: str) -> str:
-    return "–" if value is None else f"{value:g}{unit}"
+    return "-" if value is None else f"{value:g}{unit}"
 
 
 def one_line(summary: dict[str, Any]) -> str:

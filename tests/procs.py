@@ -41,7 +41,8 @@ class Omni:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.stderr_lines: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True).start()
+        pump = threading.Thread(target=self._pump, args=(self.proc.stdout, self.lines), daemon=True)
+        pump.start()
         threading.Thread(target=self._drain_err, daemon=True).start()
 
     @staticmethod

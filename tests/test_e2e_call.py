@@ -33,7 +33,7 @@ def assert_received(summary: dict, tone_hz: float, seconds: float) -> None:
 
 
 def test_call_between_two_processes_carries_video_and_audio_both_ways(server):
-    """`omni session create --auto-answer` and `omni call` exchange frames and tones, then hang up."""
+    """`session create --auto-answer` and `call` exchange frames and tones, then hang up."""
     bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
                "--audio-source", "tone:660", *MEDIA)
     try:

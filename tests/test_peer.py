@@ -112,9 +112,11 @@ async def test_audio_call_and_recvonly_video() -> None:
         assert await until(lambda: b.audio_in.seconds_received > 0.5, 3)
         assert a.video_in.track is None and b.video_in.track is None
         assert "m=video" not in a.pc.localDescription.sdp
+        assert a.sends("audio") and not a.sends("video") and not b.sends("video")
     async with call(a_video=False) as (a, b):
         assert await until(lambda: a.video_in.frames_received > 5, 3)
         assert b.video_in.frames_received == 0
+        assert not a.sends("video") and b.sends("video")
 
 
 async def test_wait_connected_times_out_and_close_is_idempotent() -> None:
