@@ -338,15 +338,13 @@ class Phone:
             self._emit(ev.Stats(figures))
 
     async def _sample(self, call: _Call) -> dict[str, Any]:
-        figures = dict(await call.link.stats())
-        figures["muted"] = sorted(call.muted)
-        return figures
+        return dict(await call.link.stats())
 
     async def _set_muted(self, track: Track, muted: bool) -> None:
         call = self._need_call()
-        out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
-        if out is None:
+        if not call.link.sends(track.value):
             raise UsageError(f"this call sends no {track.value}")
+        out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
         out.set_muted(muted)
         (call.muted.add if muted else call.muted.discard)(track.value)
         await self._client.request("mute" if muted else "unmute", track=track.value)

@@ -82,9 +82,12 @@ def test_media_state() -> None:
 
 
 def test_recording() -> None:
-    """recording parses `on`, defaulting to false."""
+    """recording parses `on`, which is required."""
     assert req("recording", on=True).body == p.SetRecording(True)
-    assert req("recording").body == p.SetRecording(False)
+    assert req("recording", on=False).body == p.SetRecording(False)
+    with pytest.raises(ProtocolError, match="'on'") as info:
+        req("recording")
+    assert info.value.code is ErrorCode.BAD_REQUEST
 
 
 def test_every_op_is_covered() -> None:

@@ -1,10 +1,10 @@
-"""QualityMeter and QualitySummary arithmetic, without aiortc."""
+"""QualityMeter arithmetic, without aiortc."""
 
 from __future__ import annotations
 
 import pytest
 
-from omnicli.quality import Counters, QualityMeter, QualitySummary, kbps, loss_pct
+from omnicli.quality import Counters, QualityMeter, kbps, loss_pct
 
 
 def test_first_sample_has_no_rates() -> None:
@@ -44,25 +44,3 @@ def test_helpers() -> None:
     assert loss_pct(99, 1) == pytest.approx(1.0)
     assert kbps(1000, 0) is None
     assert kbps(1000, 1) == pytest.approx(8.0)
-
-
-def test_summary_averages_and_line() -> None:
-    """QualitySummary averages known figures, skips unknown ones, and renders one line."""
-    meter = QualityMeter()
-    samples = [
-        meter.update(Counters(at=0.0, bytes_in=0, packets_in=0, fps_in=30.0)),
-        meter.update(Counters(at=1.0, bytes_in=100_000, packets_in=100, rtt_s=0.010,
-                              jitter_s=0.002, fps_in=28.0)),
-        meter.update(Counters(at=2.0, bytes_in=300_000, packets_in=199, packets_lost_in=1,
-                              rtt_s=0.020, jitter_s=0.006, fps_in=29.0)),
-    ]
-    summary = QualitySummary.of(samples)
-    assert summary.samples == 3 and summary.duration_s == pytest.approx(2.0)
-    assert summary.rtt_ms == pytest.approx(15.0)
-    assert summary.jitter_ms_max == pytest.approx(6.0)
-    assert summary.bitrate_in_kbps == pytest.approx(1200.0)  # mean of 800 and 1600
-    assert summary.loss_pct == pytest.approx(0.5)
-    assert summary.fps_in == pytest.approx(29.0)
-    assert summary.line() == ("rtt 15 ms, jitter 4 ms, loss 0.5%, in 1200 kbps, out 0 kbps, "
-                              "video 29.0 fps")
-    assert QualitySummary.of([]).line().startswith("rtt n/a")

@@ -258,6 +258,16 @@ def test_create_session_twice(b: Board) -> None:
     assert b.sb.user_of(conn) == "alice"
 
 
+def test_create_session_pinned_by_token(b: Board) -> None:
+    """A connection pinned to a user id (by a token) gets it by default and no other."""
+    conn = b.connect()
+    b.ok(conn, "hello", version=1, service_id="dev")
+    b.sb.allow_user(conn, "alice")
+    assert b.refused(conn, "create_session", user_id="bob") is p.ErrorCode.FORBIDDEN
+    result, _ = b.ok(conn, "create_session")
+    assert result["user_id"] == "alice"
+
+
 def test_create_session_service_full() -> None:
     """A service at its session limit refuses with SERVER_FULL."""
     b = Board()
