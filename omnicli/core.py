@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
@@ -271,6 +271,20 @@ class Phone:
     async def set_unmute(self, track: str | Track) -> None:
         await self._set_muted(Track(track), False)
 
+    async def set_video_device(self, device_id: str) -> None:
+        """Switch the camera (or any video source spec) mid-call, without renegotiating."""
+        await self._switch_source(Track.VIDEO, device_id)
+
+    async def set_audio_device(self, device_id: str) -> None:
+        """Switch the microphone (or any audio source spec) mid-call."""
+        await self._switch_source(Track.AUDIO, device_id)
+
+    def get_device_list(self) -> dict[str, list[dict[str, Any]]]:
+        """Audio inputs, audio outputs and video inputs, each with id and name."""
+        from .devices import list_devices
+
+        return list_devices()
+
     async def set_recording(self, on: bool) -> None:
         self._need_call()
         await self._client.request("recording", on=on)
@@ -339,6 +353,23 @@ class Phone:
 
     async def _sample(self, call: _Call) -> dict[str, Any]:
         return dict(await call.link.stats())
+
+    async def _switch_source(self, track: Track, spec: str) -> None:
+        """Later calls use `spec` too; a call in progress switches now."""
+        from .sources import open_source
+
+        m = self.config.media
+        call = self._call
+        if call is not None and not call.link.sends(track.value):
+            raise UsageError(f"this call sends no {track.value}")
+        source = None
+        if call is not None:
+            source = open_source(track.value, spec, width=m.width, height=m.height, fps=m.fps)
+        key = "video_source" if track is Track.VIDEO else "audio_source"
+        self.config = replace(self.config, media=replace(m, **{key: spec}))
+        if call is not None:
+            out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
+            out.set_source(source)
 
     async def _set_muted(self, track: Track, muted: bool) -> None:
         call = self._need_call()

@@ -1,0 +1,152 @@
+"""The call-core API (`Phone`) against a real in-process server, with real aiortc media."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from omnicli import events as ev
+from omnicli.core import MediaOptions, Phone, PhoneConfig
+from omnicli.errors import CallRejected, SourceError, UsageError
+from omnicli.server import ServerConfig, SignalingServer
+
+
+@pytest.fixture
+async def server():
+    async with SignalingServer(ServerConfig(port=0, ring_timeout=5)) as srv:
+        yield srv
+
+
+def phone(srv: SignalingServer, tone: str = "tone:440", size: int = 320) -> Phone:
+    media = MediaOptions(audio_source=tone, width=size, height=size * 3 // 4)
+    return Phone(PhoneConfig(server_url=srv.url, media=media))
+
+
+async def until(p: Phone, kind: type[ev.CallEvent], timeout: float = 10) -> ev.CallEvent:
+    """The next event of `kind` (skipping others)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await p.next_event()
+            if isinstance(event, kind):
+                return event
+
+
+async def eventually(check, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not check():
+            await asyncio.sleep(0.05)
+
+
+async def connected_pair(srv: SignalingServer) -> tuple[Phone, Phone]:
+    alice, bob = phone(srv), phone(srv, "tone:660")
+    await alice.create_session("alice")
+    await bob.create_session("bob")
+    await alice.offer_call("videocall", "bob")
+    ringing = await until(bob, ev.Ringing)
+    assert (ringing.caller, ringing.call_type) == ("alice", "videocall")
+    await bob.answer_call("videocall", "alice")
+    await until(alice, ev.Connected)
+    await until(bob, ev.Connected)
+    return alice, bob
+
+
+async def test_mute_and_unmute_reach_the_peer_as_events_and_stopped_frames(server):
+    """set_mute(video) gives the peer MUTE and no frames; set_unmute brings both back."""
+    alice, bob = await connected_pair(server)
+    try:
+        probe = bob._call.link.video_in
+        await eventually(lambda: probe.frames_received > 10)
+        await alice.set_mute("video")
+        mute = await until(bob, ev.Mute)
+        assert (mute.user_id, mute.track) == ("alice", "video")
+        await asyncio.sleep(0.3)  # frames in flight drain
+        before = probe.frames_received
+        await asyncio.sleep(0.7)
+        assert probe.frames_received - before <= 1
+        await alice.set_unmute("video")
+        assert (await until(bob, ev.Unmute)).track == "video"
+        await eventually(lambda: probe.frames_received > before + 10, timeout=3)
+        assert alice.muted == frozenset()
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_switching_the_video_source_mid_call_keeps_frames_coming(server):
+    """set_video_device to another source changes what the peer gets, with no renegotiation."""
+    alice, bob = await connected_pair(server)
+    try:
+        probe = bob._call.link.video_in
+        await eventually(lambda: probe.width == 320)
+        await alice.set_video_device("test")  # same kind of source, new instance
+        frames = probe.frames_received
+        await eventually(lambda: probe.frames_received > frames + 15, timeout=3)
+        with pytest.raises(SourceError):
+            await alice.set_video_device("/no/such/clip.mp4")
+        assert alice.config.media.video_source == "test"  # a failed switch changes nothing
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_session_survives_the_call_and_takes_the_next_one(server):
+    """After a hang-up both users are idle and can call again on the same session."""
+    alice, bob = await connected_pair(server)
+    try:
+        probe = alice._call.link.video_in
+        await eventually(lambda: probe.frames_received > 0)
+        assert await alice.leave() == "hangup"
+        assert (await until(bob, ev.Leave)).reason == "hangup"
+        leave = await until(alice, ev.Leave)
+        assert leave.summary["received"]["video"]["frames_received"] > 0
+        assert {p.state for p in await alice.session_list()} == {"idle"}
+        await bob.offer_call("audiocall", "alice")
+        await until(alice, ev.Ringing)
+        await alice.answer_call()
+        assert (await until(bob, ev.Connected)).call_type == "audiocall"
+        with pytest.raises(UsageError, match="sends no video"):
+            await bob.set_mute("video")
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_decline_and_cancel_reach_the_other_side(server):
+    """leave() while ringing declines (caller hears it); while calling it cancels."""
+    alice, bob = phone(server), phone(server)
+    try:
+        await alice.create_session("alice")
+        await bob.create_session("bob")
+        await alice.offer_call("videocall", "bob")
+        await until(bob, ev.Ringing)
+        assert await bob.leave() == "declined"
+        assert (await until(alice, ev.Leave)).reason == "declined"
+        await alice.offer_call("videocall", "bob")
+        await until(bob, ev.Ringing)
+        assert await alice.leave() == "cancelled"
+        assert (await until(bob, ev.Cancel)).reason == "cancelled"
+        assert bob.call_state == "idle"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_answer_waits_for_a_late_offer_and_busy_is_rejected(server):
+    """answer_call(wait=) waits for the ring; a third caller then gets CallRejected('busy')."""
+    alice, bob, carol = phone(server), phone(server), phone(server)
+    try:
+        await bob.create_session("bob")
+        answering = asyncio.create_task(bob.answer_call("videocall", "alice", wait=5))
+        await asyncio.sleep(0.2)
+        await alice.create_session("alice")
+        await alice.offer_call("videocall", "bob")
+        info = await answering
+        assert (info.peer, info.role) == ("alice", "callee")
+        await carol.create_session("carol")
+        with pytest.raises(CallRejected) as rejected:
+            await carol.offer_call("videocall", "bob")
+        assert rejected.value.reason == "busy"
+    finally:
+        for p in (alice, bob, carol):
+            await p.close()
