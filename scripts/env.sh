@@ -4,8 +4,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# System libraries: PortAudio for sounddevice, GL/GLib for OpenCV, Xvfb for window tests.
-SYSTEM_PACKAGES=(libportaudio2 libgl1 libglib2.0-0 xvfb xauth)
+# System packages: PortAudio for sounddevice, GL/GLib for OpenCV, Xvfb for window tests,
+# Chromium as a real browser peer for the protocol tests.
+SYSTEM_PACKAGES=(libportaudio2 libgl1 libglib2.0-0 xvfb xauth chromium)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -13,8 +14,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing system packages: ${missing[*]}" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
+      --no-install-recommends "${missing[@]}" >&2
   fi
 fi
 

@@ -1,0 +1,70 @@
+"""A browser page written from docs/protocol.md calls, and is called by, real `omni` users."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from chromium import PAGE, Chromium, chromium_binary
+from procs import Omni, run_omni, start_server
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(chromium_binary() is None,
+                       reason="chromium is not installed (scripts/test.sh installs it as root)"),
+]
+
+MEDIA = ("--json", "--no-window", "--video-size", "320x240", "--audio-source", "tone:440")
+
+
+@pytest.fixture
+def server():
+    proc, url = start_server()
+    yield url
+    proc.stop()
+
+
+def page_url(**params: str) -> str:
+    return f"{PAGE.as_uri()}?{urlencode(params)}"
+
+
+def test_browser_calls_an_omni_user(server):
+    """Chromium offers a videocall to `omni session create --auto-answer`; media flows both ways."""
+    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
+               *MEDIA)
+    browser = None
+    try:
+        bob.event("SESSION")
+        browser = Chromium(page_url(server=server, user="web", callee="bob", seconds="4"))
+        assert bob.event("RINGING")["caller"] == "web"
+        assert bob.event("CONNECTED", timeout=30)["peer"] == "web"
+        page = browser.wait_for(lambda r: r.get("connected") and r["videoFramesDecoded"] > 30)
+        assert page["error"] is None
+        assert page["remoteWidth"] == 320
+        assert page["audioSamplesReceived"] > 48000 // 2
+        leave = bob.event("LEAVE", timeout=30)
+        assert (leave["reason"], leave["by"]) == ("hangup", "web")
+        video = leave["summary"]["received"]["video"]
+        audio = leave["summary"]["received"]["audio"]
+        assert video["frames_received"] > 30, video
+        assert audio["seconds_received"] > 2, audio
+    finally:
+        if browser is not None:
+            browser.close()
+        bob.stop()
+
+
+def test_omni_calls_a_browser(server):
+    """`omni call` reaches a browser page that answers; the page decodes omni's test pattern."""
+    browser = Chromium(page_url(server=server, user="web"))
+    try:
+        browser.wait_for(lambda r: r.get("userId") == "web")
+        call = run_omni("call", "web", "--user-id", "alice", "--duration", "3",
+                        "--server", server, *MEDIA, timeout=60)
+        assert call.returncode == 0, call.stderr
+        page = browser.wait_for(lambda r: r.get("ended") == "hangup")
+        assert page["error"] is None and page["connected"]
+        assert page["videoFramesDecoded"] > 30 and page["remoteWidth"] == 320
+        assert page["audioSamplesReceived"] > 48000
+    finally:
+        browser.close()
