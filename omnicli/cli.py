@@ -20,14 +20,16 @@ from .errors import ExitCode, OmniError, UsageError, exit_code_for_reason
 from .settings import Settings, load
 
 app = typer.Typer(
-    help="omni: a command-line WebRTC video softphone with its own signaling server.",
-    no_args_is_help=True,
+    help="omni: a command-line WebRTC video softphone with its own signaling server. "
+    "With no command: the interactive prompt (omni repl).",
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 session_app = typer.Typer(help="Create a session and stay online.", no_args_is_help=True)
 app.add_typer(session_app, name="session")
+token_app = typer.Typer(help="Per-user access tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
 
 # -- options shared by the client commands ----------------------------------------------
 
@@ -37,12 +39,31 @@ ServiceId = Annotated[str | None, typer.Option("--service-id", help="Service id 
                       "(env OMNI_SERVICE_ID; default dev).", show_default=False)]
 ServiceKey = Annotated[str | None, typer.Option("--service-key", help="Service key "
                        "(env OMNI_SERVICE_KEY).", show_default=False)]
-VideoSource = Annotated[str | None, typer.Option("--video-source", help="test (moving "
-                        "pattern), none, or a media file.", show_default=False)]
-AudioSource = Annotated[str | None, typer.Option("--audio-source", help="tone, tone:HZ, "
-                        "silence, none, or a media file.", show_default=False)]
-VideoSize = Annotated[str, typer.Option("--video-size", help="Size of the test pattern, WxH.")]
-Fps = Annotated[int, typer.Option("--fps", min=1, max=60, help="Frame rate of the test pattern.")]
+Token = Annotated[str | None, typer.Option("--token", help="Per-user access token from "
+                  "'omni token create' (env OMNI_TOKEN).", show_default=False)]
+CaFile = Annotated[str | None, typer.Option("--ca-file", help="CA certificate (PEM) to "
+                   "trust for a wss:// server (env OMNI_CA_FILE).", show_default=False)]
+VideoSource = Annotated[str | None, typer.Option("--video-source", help="auto (camera, else "
+                        "test), camera[:ID], test (moving pattern), none, or a media file.",
+                        show_default=False)]
+AudioSource = Annotated[str | None, typer.Option("--audio-source", help="auto (microphone, "
+                        "else tone), mic[:ID], tone, tone:HZ, silence, none, or a media file.",
+                        show_default=False)]
+VideoSize = Annotated[str, typer.Option("--video-size", help="Capture size of the camera or "
+                      "test pattern, WxH.")]
+Fps = Annotated[int, typer.Option("--fps", min=1, max=60, help="Frame rate of the camera or "
+                "test pattern.")]
+Mic = Annotated[str | None, typer.Option("--mic", help="Microphone id or name (omni devices); "
+                "same as --audio-source mic:ID.", show_default=False)]
+Speaker = Annotated[str | None, typer.Option("--speaker", help="Speaker id or name (omni "
+                    "devices), auto, or none.", show_default=False)]
+Camera = Annotated[str | None, typer.Option("--camera", help="Camera id (omni devices); same "
+                   "as --video-source camera:ID.", show_default=False)]
+RequireDevices = Annotated[bool, typer.Option("--require-devices", help="Fail (exit 7) instead "
+                           "of falling back when a camera, microphone or speaker is missing.")]
+Record = Annotated[bool, typer.Option("--record", help="Record every call answered, here.")]
+RecordFile = Annotated[str | None, typer.Option("--record-file", help="Where --record writes "
+                       "(default omni-ME-PEER-TIME.mp4).", show_default=False)]
 NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
@@ -53,6 +74,18 @@ Duration = Annotated[float, typer.Option("--duration", "-d", min=0,
 
 
 def _settings(**flags: Any) -> Settings:
+    for device, source, word in (("mic", "audio_source", "mic"),
+                                 ("camera", "video_source", "camera")):
+        chosen = flags.pop(device, None)
+        if chosen is not None:
+            if flags.get(source) is not None:
+                raise UsageError(f"--{device} and --{source.replace('_', '-')} both choose the "
+                                 f"{source.split('_')[0]} source: give one")
+            flags[source] = f"{word}:{chosen}"
+    if not flags.get("require_devices"):
+        flags.pop("require_devices", None)
+    if not flags.get("record"):
+        flags.pop("record", None)
     size = flags.pop("video_size", None)
     if size is not None:
         try:
@@ -92,7 +125,8 @@ def run(flow: Callable[[], Awaitable[int | None]]) -> None:
     raise typer.Exit(int(code or 0))
 
 
-def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None) -> Any:
+def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None,
+           preview_sink: Callable[[Any], None] | None = None) -> Any:
     from .core import MediaOptions, Phone, PhoneConfig
 
     media = MediaOptions(
@@ -101,6 +135,10 @@ def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None) 
         width=settings.width,
         height=settings.height,
         fps=settings.fps,
+        speaker=settings.speaker,
+        require_devices=settings.require_devices,
+        record=settings.record,
+        record_file=settings.record_file,
     )
     config = PhoneConfig(
         server_url=settings.server,
@@ -110,7 +148,7 @@ def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None) 
         ca_file=settings.ca_file,
         media=media,
     )
-    return Phone(config, video_sink=video_sink)
+    return Phone(config, video_sink=video_sink, preview_sink=preview_sink)
 
 
 def _output(settings: Settings, label: str | None = None) -> Any:
@@ -136,9 +174,32 @@ def server(
                           "handed to clients (repeatable).", show_default=False)] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
+    require_tokens: Annotated[bool, typer.Option("--require-tokens", help="Accept a client "
+                              "only with a per-user token (omni token create).")] = False,
+    max_sessions: Annotated[int, typer.Option(min=1, help="Sessions a service may hold "
+                            "at once.")] = 100_000,
+    rate_limit: Annotated[float, typer.Option(min=0, help="Requests per second per "
+                          "connection, sustained (0: no limit); error 429 beyond.")] = 20.0,
+    turn_url: Annotated[list[str] | None, typer.Option("--turn-url", help="TURN URL handed "
+                        "out with short-lived credentials (repeatable; needs --turn-secret).",
+                        show_default=False)] = None,
+    turn_secret: Annotated[str | None, typer.Option("--turn-secret", envvar="OMNI_TURN_SECRET",
+                           help="coturn's static-auth-secret (env OMNI_TURN_SECRET).",
+                           show_default=False)] = None,
+    turn_ttl: Annotated[float, typer.Option(min=60, help="Seconds a TURN credential "
+                        "lives.")] = 3600.0,
+    resume_secret: Annotated[str | None, typer.Option("--resume-secret",
+                             envvar="OMNI_RESUME_SECRET", help="Signs resume tokens; give "
+                             "the same one after a restart so clients resume their calls "
+                             "(env OMNI_RESUME_SECRET; default: random).",
+                             show_default=False)] = None,
+    resume_grace: Annotated[float, typer.Option(min=0, max=60, help="Seconds a dropped "
+                            "client may take to resume its session (0: never).")] = 6.0,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
+    from dataclasses import replace
+
     from .server import ServerConfig, SignalingServer
     from .state import Service
 
@@ -147,11 +208,19 @@ def server(
     logging.getLogger("websockets").setLevel(logging.WARNING)
     specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
     services = tuple(_service(s) for s in specs) or (Service("dev", None),)
+    services = tuple(replace(s, max_sessions=max_sessions) for s in services)
+    turn = None
+    if turn_url or turn_secret:
+        from .turn import TurnConfig
+
+        turn = TurnConfig(tuple(turn_url or ()), turn_secret or "", turn_ttl)
     config = ServerConfig(
         host=host, port=port, services=services, ring_timeout=ring_timeout,
         connect_timeout=connect_timeout,
         ice_servers=tuple({"urls": [url]} for url in ice_server or []),
-        tls_cert=tls_cert, tls_key=tls_key,
+        tls_cert=tls_cert, tls_key=tls_key, require_tokens=require_tokens, turn=turn,
+        resume_secret=resume_secret.encode() if resume_secret else None,
+        resume_grace=resume_grace, rate_limit=rate_limit,
     )
 
     async def flow() -> int:
@@ -172,6 +241,47 @@ def server(
     run(flow)
 
 
+@token_app.command("create")
+def token_create(
+    user_id: Annotated[str, typer.Option("--user-id", "-u", help="The user id the token "
+                       "lets its holder register as.")],
+    ttl: Annotated[str, typer.Option("--ttl", help="How long it is valid: 90s, 15m, 1h, "
+                   "7d.")] = "1h",
+    service_id: ServiceId = None, service_key: ServiceKey = None,
+    json: Json = False,
+) -> None:
+    """Print an access token for USER_ID, signed with the service key (HS256 JWT)."""
+    import time
+
+    from .protocol import check_user_id
+    from .tokens import mint_user_token, parse_ttl
+
+    settings = _settings(service_id=service_id, service_key=service_key, json=json)
+
+    async def flow() -> int:
+        if why := check_user_id(user_id):
+            raise UsageError(f"bad user id '{user_id[:80]}': {why}")
+        if not settings.service_key:
+            raise UsageError("a token is signed with the service key: give --service-key "
+                             "or OMNI_SERVICE_KEY")
+        try:
+            seconds = parse_ttl(ttl)
+        except ValueError as exc:
+            raise UsageError(f"--ttl: {exc}") from None
+        now = time.time()
+        token = mint_user_token(settings.service_key, service_id=settings.service_id,
+                                user_id=user_id, ttl=seconds, now=now)
+        if settings.json:
+            _output(settings).json({"token": token, "user_id": user_id,
+                                    "service_id": settings.service_id,
+                                    "expires_at": int(now + seconds)})
+        else:
+            print(token, flush=True)
+        return 0
+
+    run(flow)
+
+
 def _service(spec: str) -> Any:
     from .state import Service
 
@@ -186,23 +296,41 @@ def session_create(
     user_id: UserId = None,
     auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
     server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    token: Token = None, ca_file: CaFile = None,
     video_source: VideoSource = None, audio_source: AudioSource = None,
+    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    require_devices: RequireDevices = False,
+    record: Record = False, record_file: RecordFile = None,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
-    """Register as USER_ID and stay online, showing and answering calls."""
+    """Register as USER_ID and stay online, showing and answering calls.
+
+    In a terminal (and without --json) this opens the interactive prompt on the session.
+    """
     settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         token=token, ca_file=ca_file,
                          video_source=video_source, audio_source=audio_source,
+                         mic=mic, speaker=speaker, camera=camera,
+                         require_devices=require_devices, record=record,
+                         record_file=record_file,
                          video_size=video_size, fps=fps, no_window=no_window, json=json,
                          verbose=verbose)
+    if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json:
+        _repl(settings, user_id, auto_answer)
+        return
 
     async def flow() -> int:
         from .render import session_panel
-        from .runner import Stopper, answer_forever
+        from .runner import Stopper, Window, answer_forever
 
         out = _output(settings)
         stopper = Stopper.install()
         phone = _phone(settings)
+        window_for = None
+        if Window.wanted(settings.window, out):
+            def window_for(caller: str) -> Any:  # q in the window hangs up, not leaves
+                return Window(f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()))
         try:
             info = await phone.create_session(user_id)
             if not settings.json:
@@ -213,7 +341,8 @@ def session_create(
                 out.json({"event": "SESSION", "session": info.session, "user_id": info.user_id})
             ask = None if auto_answer else _asker(out)
             return await answer_forever(phone, out, stop=stopper.event,
-                                        auto_answer=auto_answer, ask=ask)
+                                        auto_answer=auto_answer, ask=ask,
+                                        window_for=window_for)
         finally:
             await phone.close()
 
@@ -243,13 +372,74 @@ def _asker(out: Any) -> Callable[[Any], Awaitable[bool]] | None:
     return ask
 
 
+@app.callback(invoke_without_command=True)
+def _no_command(ctx: typer.Context) -> None:
+    if ctx.invoked_subcommand is None:
+        _repl(_settings(), None, False)
+
+
+@app.command()
+def repl(
+    user_id: UserId = None,
+    auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
+    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    token: Token = None, ca_file: CaFile = None,
+    video_source: VideoSource = None, audio_source: AudioSource = None,
+    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
+    json: Json = False, verbose: Verbose = False,
+) -> None:
+    """An interactive prompt on one long-lived session (also: omni with no command)."""
+    settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         token=token, ca_file=ca_file,
+                         video_source=video_source, audio_source=audio_source,
+                         video_size=video_size, fps=fps, no_window=no_window, json=json,
+                         verbose=verbose)
+    _repl(settings, user_id, auto_answer)
+
+
+def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
+    async def flow() -> int:
+        from .repl import Repl, ReplOptions
+
+        options = ReplOptions(user_id=user_id, auto_answer=auto_answer, window=settings.window,
+                              json=settings.json, server=settings.server,
+                              service_id=settings.service_id)
+        return await Repl(lambda sink: _phone(settings, video_sink=sink), options).run()
+
+    run(flow)
+
+
+@app.command()
+def devices(json: Json = False, verbose: Verbose = False) -> None:
+    """List microphones, speakers and cameras with their ids (for --mic, --speaker, --camera)."""
+    settings = _settings(json=json, verbose=verbose)
+
+    async def flow() -> int:
+        from .devices import probe
+        from .render import devices_table
+
+        report = probe()
+        out = _output(settings)
+        if settings.json:
+            out.json(report.as_dict())
+        else:
+            out.show(devices_table(report.as_dict()))
+        for problem in report.problems:
+            out.status(problem, "yellow")
+        return 0
+
+    run(flow)
+
+
 @app.command()
 def sessions(
     server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    token: Token = None, ca_file: CaFile = None,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
     """List who is online under the service, and who is busy."""
     settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         token=token, ca_file=ca_file,
                          json=json, verbose=verbose)
 
     async def flow() -> int:
@@ -279,18 +469,25 @@ CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call o
 def call(
     callee: Annotated[str, typer.Argument(help="User id to call.")],
     video: CallTypeOpt = True,
-    record: Annotated[bool, typer.Option("--record", help="Ask for the call to be "
-                      "recorded.")] = False,
+    record: Annotated[bool, typer.Option("--record", help="Record the call (here, as a file; "
+                      "the callee is told).")] = False,
+    record_file: RecordFile = None,
     duration: Duration = 0.0,
     user_id: UserId = None,
     server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    token: Token = None, ca_file: CaFile = None,
     video_source: VideoSource = None, audio_source: AudioSource = None,
+    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    require_devices: RequireDevices = False,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
-    """Call CALLEE; Ctrl-C or q in the window hangs up."""
+    """Call CALLEE; Ctrl-C or q in the window hangs up (m: mic on/off, v: camera on/off)."""
     settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         token=token, ca_file=ca_file,
                          video_source=video_source, audio_source=audio_source,
+                         mic=mic, speaker=speaker, camera=camera,
+                         require_devices=require_devices, record_file=record_file,
                          video_size=video_size, fps=fps, no_window=no_window, json=json,
                          verbose=verbose)
 
@@ -313,13 +510,21 @@ def answer(
                     "to ring.")] = 60.0,
     duration: Duration = 0.0,
     server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
+    token: Token = None, ca_file: CaFile = None,
     video_source: VideoSource = None, audio_source: AudioSource = None,
+    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    require_devices: RequireDevices = False,
+    record: Record = False, record_file: RecordFile = None,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
     settings = _settings(server=server, service_id=service_id, service_key=service_key,
+                         token=token, ca_file=ca_file,
                          video_source=video_source, audio_source=audio_source,
+                         mic=mic, speaker=speaker, camera=camera,
+                         require_devices=require_devices, record=record,
+                         record_file=record_file,
                          video_size=video_size, fps=fps, no_window=no_window, json=json,
                          verbose=verbose)
     call_type = None if video is None else ("videocall" if video else "audiocall")
@@ -343,7 +548,10 @@ async def _one_call(
     out = _output(settings)
     stopper = Stopper.install()
     window = Window(title, stopper.press) if Window.wanted(settings.window, out) else None
-    phone = _phone(settings, video_sink=window.show if window else None)
+    phone = _phone(settings, video_sink=window.show if window else None,
+                   preview_sink=window.preview if window else None)
+    if window is not None:
+        window.bind(phone)
     try:
         await phone.create_session(user_id)
         out.event(await phone.next_event())  # the SESSION event, before any waiting
@@ -376,7 +584,8 @@ def demo(
         out = _output(settings)
         stopper = Stopper.install()
         async with SignalingServer(ServerConfig(port=0)) as srv:
-            local = replace(settings, server=srv.url, service_id="dev", service_key=None)
+            local = replace(settings, server=srv.url, service_id="dev", service_key=None,
+                            video_source="test", speaker="none")
             out.status(f"embedded server on {srv.url}; calling the demo peer 'bob' as 'alice'")
             bob = _phone(replace(local, audio_source="tone:660"))
             await bob.create_session("bob")
@@ -405,7 +614,11 @@ def demo(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except OmniError as exc:  # raised while reading options (`_settings`), before run()
+        typer.echo(f"omni: {exc}", err=True)
+        raise SystemExit(int(exc.exit_code)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

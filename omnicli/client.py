@@ -2,7 +2,9 @@
 
 `request()` sends a frame and awaits the response with the same id; events are
 handed to `on_event` in arrival order. When the socket goes away every pending
-request fails with ServerUnreachable and `on_close` is called once.
+request fails with ServerUnreachable and `on_close` is called once; `close_code`
+then says how the server closed it (None: no close frame). `connect()` may be called
+again after that: the call-core reconnects this way and resumes its session.
 """
 
 from __future__ import annotations
@@ -47,12 +49,16 @@ class SignalingClient:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closed_reason: str | None = None
+        self.close_code: int | None = None
 
     @property
     def connected(self) -> bool:
         return self._ws is not None and self._closed_reason is None
 
     async def connect(self) -> None:
+        """Open the websocket (again, after a drop); UsageError or ServerUnreachable."""
+        if self._reader is not None and not self._reader.done():
+            raise UsageError("already connected")
         tls = None
         if self.url.startswith("wss://"):
             tls = ssl.create_default_context(cafile=self._ca_file)
@@ -73,6 +79,8 @@ class SignalingClient:
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             detail = getattr(exc, "strerror", None) or type(exc).__name__
             raise ServerUnreachable(f"cannot reach the server at {self.url}: {detail}") from None
+        self._closed_reason = None
+        self.close_code = None
         self._reader = asyncio.create_task(self._read_loop(), name="omni-signaling-reader")
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
@@ -118,6 +126,10 @@ class SignalingClient:
         except ConnectionClosed as exc:
             reason = f"connection lost ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
         finally:
+            rcvd = self._ws.protocol.close_rcvd
+            self.close_code = rcvd.code if rcvd is not None else None
+            if rcvd is not None and rcvd.reason and reason == "closed":
+                reason = f"closed by the server ({rcvd.code} {rcvd.reason})"
             self._closed_reason = reason
             for future in self._pending.values():
                 if not future.done():

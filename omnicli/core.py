@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("omnicli.core")
 
 STATS_INTERVAL = 1.0
+PREVIEW_FPS = 15
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class MediaOptions:
     height: int = 480
     fps: int = 30
     connect_timeout: float = 15.0
+    speaker: str = "none"  # none, auto, default or an output device id (omnicli.devices)
+    require_devices: bool = False  # a missing real device is DeviceMissing, not a fallback
+    record: bool = False  # record every call (the caller's `record` flag records too)
+    record_file: str | None = None  # default: omni-ME-PEER-TIME.mp4 in the current directory
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class _Call:
     muted: set[str] = field(default_factory=set)
     samples: list[dict[str, Any]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    speaker: Any = None  # audio_io.SpeakerSink
+    recorder: Any = None  # recorder.CallRecorder
 
 
 class Phone:
@@ -108,9 +115,12 @@ class Phone:
         config: PhoneConfig,
         *,
         video_sink: Callable[[Any], None] | None = None,
+        preview_sink: Callable[[Any], None] | None = None,
     ) -> None:
         self.config = config
-        self.video_sink = video_sink
+        self.video_sink = video_sink  # remote video, BGR images (read at each call's start)
+        self.preview_sink = preview_sink  # local video, BGR images, at most PREVIEW_FPS
+        self._preview_at = 0.0
         self.events: asyncio.Queue[ev.CallEvent] = asyncio.Queue()
         self.session: SessionInfo | None = None
         self.ice_servers: list[dict[str, Any]] = []
@@ -125,6 +135,9 @@ class Phone:
         self._ring_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.resume_token: str | None = None  # from create_session; see omnicli.resume
+        self.resume_grace = 0.0
+        self._resuming = False
 
     # -- state, for front ends ---------------------------------------------------------
 
@@ -174,6 +187,8 @@ class Phone:
         result = await self._client.request("create_session", user_id=user_id)
         self.session = SessionInfo(result["session"], result["user_id"])
         self.ice_servers = list(result.get("ice_servers") or [])
+        self.resume_token = result.get("resume_token")
+        self.resume_grace = float(result.get("resume_grace") or 0.0)
         self._emit(ev.SessionCreated(self.session.session, self.session.user_id))
         return self.session
 
@@ -189,10 +204,11 @@ class Phone:
         """Call `callee`; returns once the server accepted the offer (RINGBACK)."""
         kind = _call_type(call_type)
         self._need_idle()
-        call = _Call(peer=callee, role="caller", call_type=kind, record=record,
-                     link=self._new_link(kind))
+        link, notes = self._new_link(kind)
+        call = _Call(peer=callee, role="caller", call_type=kind, record=record, link=link)
         self._call = call
         try:
+            self._attach_media(call, notes)
             sdp = await call.link.create_offer(kind)
             result = await self._client.request(
                 "offer_call", call_type=kind, callee=callee, record=record, sdp=sdp
@@ -224,12 +240,13 @@ class Phone:
         if kind is not None and kind != offer.call_type:
             raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
         self._need_idle()
+        link, notes = self._new_link(offer.call_type)
         call = _Call(peer=offer.caller, role="callee", call_type=offer.call_type,
-                     record=offer.record, link=self._new_link(offer.call_type),
-                     call_id=offer.call_id, state="connecting")
+                     record=offer.record, link=link, call_id=offer.call_id, state="connecting")
         self._call = call
         self._ringing.pop(offer.caller, None)
         try:
+            self._attach_media(call, notes)
             sdp = await call.link.accept_offer(offer.sdp)
             await self._client.request("answer_call", sdp=sdp, caller=offer.caller,
                                        call_type=offer.call_type)
@@ -279,6 +296,20 @@ class Phone:
         """Switch the microphone (or any audio source spec) mid-call."""
         await self._switch_source(Track.AUDIO, device_id)
 
+    async def set_speaker_device(self, device_id: str) -> None:
+        """Play remote audio on another output (``none``: not at all), mid-call too."""
+        self.config = replace(self.config, media=replace(self.config.media, speaker=device_id))
+        call = self._call
+        if call is None:
+            return
+        old, call.speaker = call.speaker, None
+        if old is not None:
+            old.close()
+        call.speaker, note = self._open_speaker(strict=True)
+        self._route(call)
+        if note:
+            self._emit(ev.Notice(note))
+
     def get_device_list(self) -> dict[str, list[dict[str, Any]]]:
         """Audio inputs, audio outputs and video inputs, each with id and name."""
         from .devices import list_devices
@@ -286,8 +317,57 @@ class Phone:
         return list_devices()
 
     async def set_recording(self, on: bool) -> None:
-        self._need_call()
-        await self._client.request("recording", on=on)
+        """Start or stop recording the call (see `recording_start`)."""
+        if on:
+            await self.recording_start()
+        else:
+            await self.recording_stop()
+
+    async def recording_start(self, path: str | None = None) -> str:
+        """Record the call here (remote video, both parties' audio) and tell the peer.
+
+        Returns the file's path: `path`, else the configured `record_file`, else
+        ``omni-ME-PEER-TIME.mp4``. Needs a connected call.
+        """
+        from .recorder import CallRecorder, default_path
+
+        call = self._need_call()
+        if call.state != "connected":
+            raise UsageError("recording starts once the call is connected")
+        if call.recorder is not None:
+            return str(call.recorder.path)
+        me = self.session.user_id if self.session else "me"
+        target = path or self.config.media.record_file or default_path(me, call.peer)
+        probe = call.link.video_in
+        size = (probe.width or self.config.media.width, probe.height or self.config.media.height)
+        call.recorder = CallRecorder(target, video=call.call_type == CallType.VIDEO.value,
+                                     size=size)
+        self._route(call)
+        self._emit(ev.Recording(me, True))
+        self._emit(ev.Notice(f"recording to {target}"))
+        with contextlib.suppress(OmniError):
+            await self._client.request("recording", on=True)
+        return target
+
+    async def recording_stop(self) -> str | None:
+        """Finish the recording file and tell the peer; its path (None if none ran)."""
+        call = self._call
+        if call is None or call.recorder is None:
+            return None
+        path = await self._stop_recording(call)
+        with contextlib.suppress(OmniError):
+            await self._client.request("recording", on=False)
+        return path
+
+    async def _stop_recording(self, call: _Call) -> str:
+        recorder, call.recorder = call.recorder, None
+        self._route(call)
+        recorder.finish()
+        done = await asyncio.to_thread(recorder.stop)
+        me = self.session.user_id if self.session else "me"
+        self._emit(ev.Recording(me, False))
+        self._emit(ev.Notice(f"recording saved: {done.path} ({done.duration_s:.1f} s)"))
+        return str(done.path)
 
     async def stats(self) -> dict[str, Any] | None:
         call = self._call
@@ -318,19 +398,136 @@ class Phone:
 
     # -- internals: media ----------------------------------------------------------
 
-    def _new_link(self, call_type: str) -> PeerLink:
+    def _new_link(self, call_type: str) -> tuple[PeerLink, list[str]]:
+        """The call's PeerLink with its sources open, and notes on devices that fell back."""
         from .peer import PeerLink  # heavy: aiortc, av, cv2
-        from .sources import open_source
+
+        kinds = ["audio"] + (["video"] if call_type == CallType.VIDEO.value else [])
+        tracks: dict[str, Any] = {}
+        notes: list[str] = []
+        try:
+            for kind in kinds:
+                tracks[kind], note = self._open_local(kind, self._media_spec(kind))
+                if note:
+                    notes.append(note)
+        except BaseException:
+            for track in tracks.values():
+                if track is not None:
+                    track.stop()
+            raise
+        link = PeerLink(self.ice_servers, video=tracks.get("video"), audio=tracks.get("audio"))
+        return link, notes
+
+    def _media_spec(self, kind: str) -> str:
+        m = self.config.media
+        return m.video_source if kind == "video" else m.audio_source
+
+    def _open_local(self, kind: str, spec: str, *, strict: bool = False) -> tuple[Any, str | None]:
+        """A tapped local source for `spec` (falling back unless strict) and a note if it did."""
+        from .handoff import TapTrack
+        from .sources import open_source, open_with_fallback
 
         m = self.config.media
-        video = None
-        if call_type == CallType.VIDEO.value:
-            video = open_source("video", m.video_source, width=m.width, height=m.height, fps=m.fps)
-        audio = open_source("audio", m.audio_source)
-        link = PeerLink(self.ice_servers, video=video, audio=audio)
+        loop = asyncio.get_running_loop()
+
+        def lost(reason: str) -> None:  # any thread
+            loop.call_soon_threadsafe(self._device_lost, kind, reason)
+
+        if strict:
+            track = open_source(kind, spec, width=m.width, height=m.height, fps=m.fps,
+                                on_lost=lost)
+            note = None
+        else:
+            opened = open_with_fallback(kind, spec, width=m.width, height=m.height, fps=m.fps,
+                                        require=m.require_devices, on_lost=lost)
+            track, note = opened.track, opened.fallback
+        if track is None:
+            return None, note
+        return TapTrack(track, lambda frame: self._local_frame(kind, frame)), note
+
+    def _open_speaker(self, *, strict: bool = False) -> tuple[Any, str | None]:
+        """The speaker sink the config names (None for ``none``) and a note if it fell back."""
+        spec = self.config.media.speaker.strip()
+        if spec in ("none", ""):
+            return None, None
+        from .audio_io import SpeakerSink
+        from .errors import DeviceMissing
+
+        loop = asyncio.get_running_loop()
+
+        def lost(reason: str) -> None:  # a PortAudio thread
+            loop.call_soon_threadsafe(self._device_lost, "speaker", reason)
+
+        try:
+            device = None if spec in ("auto", "default") else spec
+            return SpeakerSink(device, on_lost=lost), None
+        except DeviceMissing as exc:
+            if strict or self.config.media.require_devices:
+                raise
+            return None, f"{exc}; remote audio is not played"
+
+    def _attach_media(self, call: _Call, notes: list[str]) -> None:
+        """Open the speaker, route remote media, and say in one line what fell back."""
+        call.speaker, note = self._open_speaker()
+        if note:
+            notes = [*notes, note]
+        self._route(call)
+        if notes:
+            self._emit(ev.Notice(" · ".join(notes)))
+
+    def _route(self, call: _Call) -> None:
+        """Point the remote probes at whoever wants their media (nobody: no conversion)."""
+        video_in, audio_in = call.link.video_in, call.link.audio_in
+        wants_video = self.video_sink is not None or call.recorder is not None
+        video_in.on_frame = (lambda bgr: self._remote_video(call, bgr)) if wants_video else None
+        wants_audio = call.speaker is not None or call.recorder is not None
+        audio_in.on_audio = (lambda f: self._remote_audio(call, f)) if wants_audio else None
+
+    def _remote_video(self, call: _Call, bgr: Any) -> None:
         if self.video_sink is not None:
-            link.video_in.on_frame = self.video_sink
-        return link
+            self.video_sink(bgr)
+        if call.recorder is not None:
+            call.recorder.add_video(bgr)
+
+    def _remote_audio(self, call: _Call, frame: Any) -> None:
+        if call.speaker is not None:
+            call.speaker.feed(frame)
+        if call.recorder is not None:
+            call.recorder.add_audio("remote", frame)
+
+    def _local_frame(self, kind: str, frame: Any) -> None:
+        """Every frame of a local source, before it is sent (or dropped while muted)."""
+        call = self._call
+        if kind == "audio":
+            if call is not None and call.recorder is not None and "audio" not in call.muted:
+                call.recorder.add_audio("local", frame)
+            return
+        if self.preview_sink is None:
+            return
+        now = time.monotonic()
+        if now - self._preview_at >= 1 / PREVIEW_FPS:
+            self._preview_at = now
+            muted = call is not None and "video" in call.muted
+            self.preview_sink(None if muted else frame.to_ndarray(format="bgr24"))
+
+    def _device_lost(self, kind: str, reason: str) -> None:
+        """A device stopped mid-call: say so and carry on with the synthetic source."""
+        from .sources import SYNTHETIC, fallback_text
+
+        call = self._call
+        if kind == "speaker":
+            if call is not None and call.speaker is not None:
+                call.speaker.close()
+                call.speaker = None
+                self._route(call)
+            self._emit(ev.Notice(f"{reason}; remote audio is not played"))
+            return
+        self._emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
+        if call is None or not call.link.sends(kind):
+            return
+        track, _ = self._open_local(kind, SYNTHETIC[kind], strict=True)
+        out = call.link.video_out if kind == "video" else call.link.audio_out
+        out.set_source(track)
 
     async def _watch_media(self, call: _Call) -> None:
         """Report our side's media state to the server, which announces CONNECTED."""
@@ -356,15 +553,13 @@ class Phone:
 
     async def _switch_source(self, track: Track, spec: str) -> None:
         """Later calls use `spec` too; a call in progress switches now."""
-        from .sources import open_source
-
         m = self.config.media
         call = self._call
         if call is not None and not call.link.sends(track.value):
             raise UsageError(f"this call sends no {track.value}")
         source = None
         if call is not None:
-            source = open_source(track.value, spec, width=m.width, height=m.height, fps=m.fps)
+            source, _ = self._open_local(track.value, spec, strict=True)
         key = "video_source" if track is Track.VIDEO else "audio_source"
         self.config = replace(self.config, media=replace(m, **{key: spec}))
         if call is not None:
@@ -393,9 +588,12 @@ class Phone:
         elif name == "RINGING":
             offer = _Offer(msg["call_id"], msg["caller"], msg["call_type"],
                            bool(msg.get("record")), msg["sdp"])
+            known = self._ringing.get(offer.caller)
             self._ringing[offer.caller] = offer
             self._ring_changed.set()
-            self._emit(ev.Ringing(offer.call_id, offer.caller, offer.call_type, offer.record))
+            if known is None or known.call_id != offer.call_id:  # rung again after a resume
+                self._emit(ev.Ringing(offer.call_id, offer.caller, offer.call_type,
+                                      offer.record))
         elif name == "ANSWERED" and ours and call is not None:
             call.state = "connecting"
             self._emit(ev.Answered(msg["call_id"], call.peer))
@@ -407,6 +605,8 @@ class Phone:
             self._emit(ev.Connected(msg["call_id"], call.peer, call.call_type,
                                     bool(msg.get("record")), round(setup, 1)))
             self._spawn(self._stats_loop(call), call)
+            if (call.record and call.role == "caller") or self.config.media.record:
+                self._spawn(self._auto_record(call), call)
         elif name in ("LEAVE", "CANCEL") and ours and call is not None:
             self._spawn(self._finish(call, msg.get("reason", "hangup"), msg.get("by")))
         elif name == "CANCEL":
@@ -423,6 +623,12 @@ class Phone:
         else:
             log.debug("event %s not for the current call: %s", name, msg.get("call_id"))
 
+    async def _auto_record(self, call: _Call) -> None:
+        try:
+            await self.recording_start()
+        except OmniError as exc:
+            self._emit(ev.Notice(f"cannot record: {exc}"))
+
     async def _on_answered(self, call: _Call, sdp: str) -> None:
         try:
             await call.link.accept_answer(sdp)
@@ -436,6 +642,10 @@ class Phone:
 
     def _on_server_closed(self, reason: str) -> None:
         if self._closing:
+            return
+        from . import resume
+
+        if resume.take_over(self, reason):  # media goes on; session back or call ended
             return
         self._emit(ev.ServerLost(reason))
         if self._call is not None:
@@ -465,6 +675,8 @@ class Phone:
             return
         self._call = None
         ended = time.monotonic()
+        if call.recorder is not None:
+            await self._stop_recording(call)
         received = {
             "video": call.link.video_in.snapshot(),
             "audio": call.link.audio_in.snapshot(),
@@ -485,6 +697,12 @@ class Phone:
                 task.cancel()
         if self._call is call:
             self._call = None
+        if call.speaker is not None:
+            call.speaker.close()
+            call.speaker = None
+        if call.recorder is not None:  # not finished cleanly: still close the file
+            recorder, call.recorder = call.recorder, None
+            await asyncio.to_thread(recorder.stop)
         await call.link.close()
 
     def _spawn(self, coro: Any, call: _Call | None = None) -> None:

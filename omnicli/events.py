@@ -126,3 +126,23 @@ class Notice(CallEvent):
 class ServerLost(CallEvent):
     name: ClassVar[str] = "SERVER_LOST"
     reason: str
+
+
+@dataclass(frozen=True)
+class Reconnecting(CallEvent):
+    """The signaling connection dropped; the phone is resuming its session (media goes on)."""
+
+    name: ClassVar[str] = "RECONNECTING"
+    reason: str
+    grace_s: float  # how long the server keeps the session for us
+
+
+@dataclass(frozen=True)
+class Reconnected(CallEvent):
+    """The session (and the call, if any) was resumed on a new signaling connection."""
+
+    name: ClassVar[str] = "RECONNECTED"
+    user_id: str
+    downtime_ms: float
+    attempts: int
+    call_id: str | None  # the call that went on, if any

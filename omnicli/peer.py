@@ -30,6 +30,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from omnicli import recovery
 from omnicli.errors import MediaFailed
 from omnicli.probes import AudioProbe, VideoProbe
 from omnicli.quality import Counters, QualityMeter, QualitySample
@@ -95,6 +96,7 @@ class PeerLink:
         self._state_changed = asyncio.Event()
         self._closed = False
         self._meter = QualityMeter()
+        self._sent_mark: tuple[float, int] | None = None  # (time, video frames sent)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 
@@ -178,6 +180,9 @@ class PeerLink:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         logger.debug("remote %s track", track.kind)
+        for transceiver in self._pc.getTransceivers():  # loss recovery: see recovery.py
+            if transceiver.receiver.track is track:
+                recovery.install(transceiver.receiver)
         probe = self.video_in if track.kind == "video" else self.audio_in
         probe.start(track)
 
@@ -205,6 +210,7 @@ class PeerLink:
                 rtt = entry.roundTripTime
                 outbound.setdefault(kind, {}).update(
                     remote_lost=entry.packetsLost,
+                    remote_jitter_ms=1000 * entry.jitter / RTP_CLOCK[kind],
                     rtt_ms=None if rtt is None else 1000 * rtt)
                 if rtt is not None:
                     rtts.append(rtt)
@@ -227,7 +233,17 @@ class PeerLink:
             "video_in": self.video_in.snapshot(),
             "audio_in": self.audio_in.snapshot(),
             "muted": {"audio": self.audio_out.muted, "video": self.video_out.muted},
-        }
+        } | self._sent_video()
+
+    def _sent_video(self) -> dict[str, Any]:
+        """Frame rate (since the previous call) and size of the video we send."""
+        now, sent = time.monotonic(), self.video_out.frames_out
+        fps = None
+        if self._sent_mark is not None and now > self._sent_mark[0] and self.sends("video"):
+            fps = round((sent - self._sent_mark[1]) / (now - self._sent_mark[0]), 1)
+        self._sent_mark = (now, sent)
+        width, height = self.video_out.frame_size or (None, None)
+        return {"fps_out": fps, "width_out": width, "height_out": height}
 
     # shutdown --------------------------------------------------------------------------
 

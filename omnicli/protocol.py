@@ -10,7 +10,9 @@ Three kinds of frame:
   ``{"id": 7, "ok": false, "error": {"code": 486, "reason": "busy", "message": "..."}}``
 * event, pushed by the server: ``{"event": "RINGING", ...fields}``
 
-The first request on a connection must be `hello` carrying `version`.
+The first request on a connection must be `hello` carrying `version`. A client whose
+connection dropped sends `hello` and then `resume` (instead of `create_session`) to get
+its session, and its call, back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MAX_USER_ID = 64
 MAX_PEER_ID = 128
 MAX_SDP = 60 * 1024
+MAX_CALL_ID = 64
+MAX_TOKEN = 4096
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 
 
@@ -33,8 +37,8 @@ class ErrorCode(IntEnum):
     """Numbered error codes; the number is stable, the slug is `.reason`."""
 
     BAD_REQUEST = 400  # malformed frame, missing or mistyped field
-    UNAUTHORIZED = 401  # no hello yet, unknown service, wrong key or token
-    FORBIDDEN = 403  # acting on something that is not yours
+    UNAUTHORIZED = 401  # no hello yet, unknown service, wrong key, bad or missing token
+    FORBIDDEN = 403  # acting on something that is not yours (another user id, another call)
     NOT_FOUND = 404  # no such call (e.g. no call from that caller is ringing)
     USER_ID_TAKEN = 409  # that user id is online already
     WRONG_STATE = 412  # the request does not fit the call's or session's state
@@ -88,6 +92,7 @@ class Event(StrEnum):
     MUTE = "MUTE"
     UNMUTE = "UNMUTE"
     RECORDING = "RECORDING"
+    KICKOUT = "KICKOUT"  # this connection lost its session to a resume on another one
 
 
 class ProtocolError(Exception):
@@ -182,27 +187,58 @@ class AnswerCall:
     sdp: str
     call_type: CallType | None
     caller: str | None
+    call_id: str | None = None  # when given, must be the call ringing for you
+
+
+# `call_id` on the in-call ops: when given, it must name the sender's current call
+# (403 if it is someone else's, 404 if there is no such call); when absent the op acts
+# on the sender's current call, the only call it can act on.
 
 
 @dataclass(frozen=True)
 class Leave:
-    pass
+    call_id: str | None = None
 
 
 @dataclass(frozen=True)
 class SetMute:
     track: Track
     muted: bool
+    call_id: str | None = None
 
 
 @dataclass(frozen=True)
 class MediaState:
     state: str  # "connected" | "failed"
+    call_id: str | None = None
 
 
 @dataclass(frozen=True)
 class SetRecording:
     on: bool
+    call_id: str | None = None
+
+
+class Role(StrEnum):
+    CALLER = "caller"
+    CALLEE = "callee"
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Take back a session after a dropped connection (instead of create_session).
+
+    The call fields describe the call the client believes it is in; a server that
+    lost its state (a restart) rebuilds a connected call when both parties describe
+    it the same way.
+    """
+
+    resume_token: str
+    call_id: str | None = None
+    peer: str | None = None
+    role: Role | None = None
+    call_type: CallType | None = None
+    record: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,6 +257,7 @@ Body = (
     | MediaState
     | SetRecording
     | Ping
+    | Resume
 )
 
 
@@ -244,7 +281,7 @@ def _parse_hello(f: dict[str, Any]) -> Hello:
         version=version,
         service_id=_str(f, "service_id", limit=MAX_PEER_ID) or "",
         service_key=_str(f, "service_key", limit=1024, required=False),
-        token=_str(f, "token", limit=4096, required=False),
+        token=_str(f, "token", limit=MAX_TOKEN, required=False),
         client=_str(f, "client", limit=128, required=False),
     )
 
@@ -266,11 +303,16 @@ def _parse_offer(f: dict[str, Any]) -> OfferCall:
     )
 
 
+def _call_id(f: dict[str, Any]) -> str | None:
+    return _str(f, "call_id", limit=MAX_CALL_ID, required=False)
+
+
 def _parse_answer(f: dict[str, Any]) -> AnswerCall:
     return AnswerCall(
         sdp=_str(f, "sdp", limit=MAX_SDP) or "",
         call_type=_enum(f, "call_type", CallType, required=False),
         caller=_str(f, "caller", limit=MAX_PEER_ID, required=False),
+        call_id=_call_id(f),
     )
 
 
@@ -278,7 +320,27 @@ def _parse_media_state(f: dict[str, Any]) -> MediaState:
     state = _str(f, "state", limit=16) or ""
     if state not in ("connected", "failed"):
         raise ProtocolError("field 'state' must be 'connected' or 'failed'")
-    return MediaState(state=state)
+    return MediaState(state=state, call_id=_call_id(f))
+
+
+def _parse_mute(f: dict[str, Any], muted: bool) -> SetMute:
+    return SetMute(track=_enum(f, "track", Track), muted=muted, call_id=_call_id(f))
+
+
+def _parse_resume(f: dict[str, Any]) -> Resume:
+    call_id = _call_id(f)
+    required = call_id is not None  # describing a call takes all of its fields
+    peer = _str(f, "peer", limit=MAX_PEER_ID, required=required)
+    if peer is not None and (why := check_user_id(peer)):
+        raise ProtocolError(f"peer: {why}", ErrorCode.INVALID_USER_ID)
+    return Resume(
+        resume_token=_str(f, "resume_token", limit=MAX_TOKEN) or "",
+        call_id=call_id,
+        peer=peer,
+        role=_enum(f, "role", Role, required=required),
+        call_type=_enum(f, "call_type", CallType, required=required),
+        record=_bool(f, "record"),
+    )
 
 
 _PARSERS = {
@@ -287,12 +349,13 @@ _PARSERS = {
     "session_list": lambda f: SessionList(),
     "offer_call": _parse_offer,
     "answer_call": _parse_answer,
-    "leave": lambda f: Leave(),
-    "mute": lambda f: SetMute(track=_enum(f, "track", Track), muted=True),
-    "unmute": lambda f: SetMute(track=_enum(f, "track", Track), muted=False),
+    "leave": lambda f: Leave(call_id=_call_id(f)),
+    "mute": lambda f: _parse_mute(f, True),
+    "unmute": lambda f: _parse_mute(f, False),
     "media_state": _parse_media_state,
-    "recording": lambda f: SetRecording(on=_bool(f, "on", required=True)),
+    "recording": lambda f: SetRecording(on=_bool(f, "on", required=True), call_id=_call_id(f)),
     "ping": lambda f: Ping(),
+    "resume": _parse_resume,
 }
 OPS = tuple(_PARSERS)
 

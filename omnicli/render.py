@@ -33,6 +33,8 @@ STYLES = {
     "SESSION": "blue",
     "NOTICE": "yellow",
     "SERVER_LOST": "bold red",
+    "RECONNECTING": "yellow",
+    "RECONNECTED": "green",
 }
 
 
@@ -65,6 +67,13 @@ def describe(event: ev.CallEvent) -> str:
             return text
         case ev.ServerLost(reason=reason):
             return f"lost the signaling server: {reason}"
+        case ev.Reconnecting(reason=reason, grace_s=grace):
+            return (f"signaling connection lost ({reason}); reconnecting for up to "
+                    f"{grace:.0f} s, media goes on")
+        case ev.Reconnected(downtime_ms=ms, attempts=attempts, call_id=call_id):
+            tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+            goes_on = "; the call goes on" if call_id else ""
+            return f"reconnected after {ms / 1000:.1f} s ({tries}){goes_on}"
         case ev.Stats(figures=figures):
             return stats_line(figures)
     return event.name
@@ -96,6 +105,29 @@ def sessions_table(peers: list[Any]) -> Table:
     return table
 
 
+def devices_table(devices: dict[str, list[dict[str, Any]]]) -> Table:
+    """Audio inputs, audio outputs and cameras with their ids; * marks the defaults."""
+    table = Table(title="Devices", title_justify="left")
+    table.add_column("kind")
+    table.add_column("id", justify="right")
+    table.add_column("name")
+    table.add_column("details", style="dim")
+    labels = (("audio_inputs", "microphone"), ("audio_outputs", "speaker"),
+              ("video_inputs", "camera"))
+    for key, label in labels:
+        found = devices.get(key, [])
+        if not found:
+            table.add_row(label, "", Text("none found", style="yellow"), "")
+        for dev in found:
+            name = Text(dev["name"] + (" *" if dev.get("default") else ""))
+            details = ", ".join(str(x) for x in (
+                dev.get("host_api"), dev.get("path"),
+                f"{dev['channels']} ch" if dev.get("channels") else None,
+                f"{dev['sample_rate']} Hz" if dev.get("sample_rate") else None) if x)
+            table.add_row(label, str(dev["id"]), name, details)
+    return table
+
+
 def session_panel(user_id: str, session: str, server: str, service_id: str) -> Panel:
     body = Text.assemble(
         ("user id  ", "dim"), (user_id, "bold"), "\n",
@@ -103,6 +135,37 @@ def session_panel(user_id: str, session: str, server: str, service_id: str) -> P
         ("server   ", "dim"), f"{server} (service {service_id})",
     )
     return Panel(body, title="omni session", expand=False)
+
+
+def stats_table(figures: dict[str, Any], peer: str | None = None) -> Table:
+    """A call's live figures, incoming and outgoing side by side (the REPL's `stats`)."""
+    from .statusline import directions, number
+
+    incoming, outgoing = directions(figures)
+    title = f"Call quality with {peer}" if peer else "Call quality"
+    table = Table(title=title, title_justify="left")
+    table.add_column("figure")
+    table.add_column("in", justify="right")
+    table.add_column("out", justify="right")
+    rtt = number(figures.get("rtt_ms"), "{:.1f}", " ms")
+    audio_in = figures.get("audio_in") or {}
+    video_in = figures.get("video_in") or {}
+    rows = [
+        ("round-trip time", rtt, rtt),
+        ("jitter", number(incoming.jitter_ms, "{:.1f}", " ms"),
+         number(outgoing.jitter_ms, "{:.1f}", " ms")),
+        ("packet loss", number(incoming.loss_pct, "{:.1f}", " %"),
+         number(outgoing.loss_pct, "{:.1f}", " %")),
+        ("bitrate", number(incoming.kbps, unit=" kbit/s"), number(outgoing.kbps, unit=" kbit/s")),
+        ("frame rate", number(incoming.fps, "{:.1f}", " fps"),
+         number(outgoing.fps, "{:.1f}", " fps")),
+        ("resolution", incoming.resolution or "-", outgoing.resolution or "-"),
+        ("video latency", number(video_in.get("latency_ms_median"), "{:.0f}", " ms"), ""),
+        ("audio tone", number(audio_in.get("dominant_hz"), "{:.0f}", " Hz"), ""),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 class Output:

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import events as ev
 from .core import Phone
-from .errors import ExitCode, exit_code_for_reason
+from .errors import ExitCode, OmniError, exit_code_for_reason
 from .render import Output
 
 
@@ -44,16 +44,30 @@ class Stopper:
 
 
 class Window:
-    """The remote video in an OpenCV window, when a display exists."""
+    """The call in an OpenCV window, when a display exists.
 
-    def __init__(self, title: str, on_quit: Callable[[], None]) -> None:
+    Remote video large, the local video as a picture-in-picture preview, the peer and
+    call state in the title bar and a status line. Keys: `q` (or Esc) hangs up, `m`
+    turns the microphone off and on, `v` the camera. A peer's MUTE of its video dims
+    the picture with a "paused" banner until its UNMUTE.
+    """
+
+    def __init__(self, title: str, on_quit: Callable[[], None],
+                 phone: Phone | None = None) -> None:
         from .window import VideoWindow  # imports cv2 before anything imports av
 
         self._window = VideoWindow(title)
         self._window.on_key = self._key
         self._on_quit = on_quit
         self._loop = asyncio.get_running_loop()
+        self._phone = phone
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._recording: set[str] = set()
         self._window.start()
+
+    def bind(self, phone: Phone) -> None:
+        """The phone whose call this window shows and whose mute the keys toggle."""
+        self._phone = phone
 
     @staticmethod
     def wanted(enabled: bool, out: Output) -> bool:
@@ -66,15 +80,69 @@ class Window:
             return False
         return True
 
-    def _key(self, key: str) -> None:
+    def _key(self, key: str) -> None:  # the window's thread
         if key in ("q", "\x1b"):
             self._loop.call_soon_threadsafe(self._on_quit)
+        elif key in ("m", "v"):
+            self._loop.call_soon_threadsafe(self._toggle, "audio" if key == "m" else "video")
+
+    def _toggle(self, track: str) -> None:
+        task = asyncio.ensure_future(self._flip(track))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _flip(self, track: str) -> None:
+        phone = self._phone
+        if phone is None:
+            return
+        try:
+            if track in phone.muted:
+                await phone.set_unmute(track)
+            else:
+                await phone.set_mute(track)
+        except OmniError as exc:
+            self.status(str(exc))
+            return
+        self.refresh()
 
     def show(self, frame: Any) -> None:
         self._window.show(frame)
 
+    def preview(self, frame: Any) -> None:
+        """The local video (None: the camera is off)."""
+        self._window.set_preview(frame)
+
     def status(self, text: str) -> None:
         self._window.set_status(text)
+
+    def refresh(self) -> None:
+        """Title bar and status line from the phone's call state."""
+        phone = self._phone
+        if phone is None:
+            return
+        call = phone.call
+        peer = call.peer if call else (phone.ringing_from or [""])[0]
+        state = phone.call_state
+        flags = [f for f, on in (("mic off", "audio" in phone.muted),
+                                 ("camera off", "video" in phone.muted),
+                                 ("recording", bool(self._recording))) if on]
+        self._window.set_caption(" · ".join(x for x in ("omni", peer, state) if x))
+        self.status(" · ".join(x for x in (peer, state, *flags) if x))
+
+    def on_event(self, event: ev.CallEvent) -> None:
+        """Follow the call: paused video, recording, state changes."""
+        match event:
+            case ev.Mute(user_id=user, track="video"):
+                self._window.set_paused(f"{user} paused the video")
+            case ev.Unmute(track="video"):
+                self._window.set_paused(None)
+            case ev.Recording(user_id=user, on=on):
+                (self._recording.add if on else self._recording.discard)(user)
+            case ev.Leave() | ev.Connected():
+                self._window.set_paused(None)
+                self._recording.clear()
+        if not isinstance(event, ev.Stats):
+            self.refresh()
 
     def close(self) -> None:
         self._window.close()
@@ -107,8 +175,8 @@ async def follow_call(
             continue
         event = getter.result()
         out.event(event)
-        if window is not None and not isinstance(event, ev.Stats):
-            window.status(f"{phone.call.peer if phone.call else ''} · {phone.call_state}")
+        if window is not None:
+            window.on_event(event)
         if isinstance(event, ev.Connected) and duration > 0:
             deadline = loop.time() + duration
         if isinstance(event, ev.Leave):
@@ -120,8 +188,12 @@ async def follow_call(
 async def answer_forever(
     phone: Phone, out: Output, *, stop: asyncio.Event, auto_answer: bool,
     ask: Callable[[ev.Ringing], Any] | None = None, max_calls: int = 0,
+    window_for: Callable[[str], Window | None] | None = None,
 ) -> int:
-    """Stay online; answer calls (by itself or after asking) until stopped."""
+    """Stay online; answer calls (by itself or after asking) until stopped.
+
+    `window_for(caller)` opens a window for each call answered (closed when it ends).
+    """
     calls = 0
     while not stop.is_set():
         getter = asyncio.ensure_future(phone.next_event())
@@ -142,12 +214,21 @@ async def answer_forever(
         if not (auto_answer or await ask(event)):
             await phone.leave()
             continue
+        window = window_for(event.caller) if window_for is not None else None
+        if window is not None:
+            window.bind(phone)
+            phone.video_sink, phone.preview_sink = window.show, window.preview
         try:
-            await phone.answer_call(event.call_type, event.caller)
-        except Exception as exc:  # the caller may have given up meanwhile
-            out.status(f"could not answer {event.caller}: {exc}", "yellow")
-            continue
-        leave = await follow_call(phone, out, duration=0, stop=stop)
+            try:
+                await phone.answer_call(event.call_type, event.caller)
+            except Exception as exc:  # the caller may have given up meanwhile
+                out.status(f"could not answer {event.caller}: {exc}", "yellow")
+                continue
+            leave = await follow_call(phone, out, duration=0, stop=stop, window=window)
+        finally:
+            if window is not None:
+                phone.video_sink = phone.preview_sink = None
+                window.close()
         calls += 1
         if max_calls and calls >= max_calls:
             return exit_code_for_reason(leave.reason)

@@ -1,7 +1,8 @@
 """The signaling server: a thin websockets driver around `state.Switchboard`.
 
-It owns the sockets, the per-connection send queues and the one timer task; every
-decision is the switchboard's. Media never passes through here.
+It owns the sockets, the per-connection send queues, the per-connection rate limit
+and the one timer task; every decision about sessions and calls is the switchboard's.
+Media never passes through here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from websockets.exceptions import ConnectionClosed
 
 from . import protocol as p
 from .errors import UsageError
-from .state import Send, Service, Switchboard
+from .ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
+from .state import RESUME_GRACE, Send, Service, Switchboard
+from .turn import TurnConfig
 
 log = logging.getLogger("omnicli.server")
 
@@ -43,6 +46,12 @@ class ServerConfig:
     ice_servers: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     tls_cert: str | None = None
     tls_key: str | None = None
+    require_tokens: bool = False  # hello must carry a valid per-user token
+    turn: TurnConfig | None = None  # hand out short-lived TURN credentials
+    resume_secret: bytes | None = None  # signs resume tokens; None: random per run
+    resume_grace: float = RESUME_GRACE  # s a dropped session may be resumed (0: never)
+    rate_limit: float = DEFAULT_RATE  # requests/s per connection (0: no limit)
+    rate_burst: int = DEFAULT_BURST
 
 
 def is_loopback(host: str) -> bool:
@@ -64,15 +73,24 @@ def check_config(config: ServerConfig) -> None:
         )
     if bool(config.tls_cert) != bool(config.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
+    if config.require_tokens and open_services:
+        raise UsageError(
+            f"--require-tokens: service '{open_services[0]}' has no key to sign tokens with; "
+            "give every service a key (--service ID:KEY)"
+        )
+    if config.turn is not None and (not config.turn.urls or not config.turn.secret):
+        raise UsageError("--turn-url and --turn-secret go together")
 
 
 class _Client:
     """One websocket connection and its bounded outgoing queue."""
 
-    def __init__(self, conn: int, ws: ServerConnection) -> None:
+    def __init__(self, conn: int, ws: ServerConnection, bucket: TokenBucket | None) -> None:
         self.conn = conn
         self.ws = ws
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
+        self.bucket = bucket
+        self.kicked = False  # closed by the server on purpose: no resume grace
 
     def push(self, message: dict[str, Any]) -> bool:
         try:
@@ -98,6 +116,10 @@ class SignalingServer:
             ring_timeout=config.ring_timeout,
             connect_timeout=config.connect_timeout,
             ice_servers=[dict(s) for s in config.ice_servers],
+            require_tokens=config.require_tokens,
+            turn=config.turn,
+            resume_secret=config.resume_secret,
+            resume_grace=config.resume_grace,
         )
         self._clients: dict[int, _Client] = {}
         self._ids = itertools.count(1)
@@ -130,7 +152,10 @@ class SignalingServer:
         tls = None
         if self.config.tls_cert:
             tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+            try:
+                tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise UsageError(f"cannot load the TLS certificate and key: {exc}") from None
         self._server = await serve(
             self._handler,
             self.config.host,
@@ -163,12 +188,16 @@ class SignalingServer:
     # -- per connection ------------------------------------------------------------
 
     async def _handler(self, ws: ServerConnection) -> None:
-        client = _Client(next(self._ids), ws)
+        bucket = None
+        if self.config.rate_limit > 0:
+            bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst)
+        client = _Client(next(self._ids), ws, bucket)
         self._clients[client.conn] = client
         self.board.connect(client.conn)
         writer = asyncio.create_task(client.write_loop())
         peer = ws.remote_address
         log.debug("conn %d open from %s", client.conn, peer)
+        lost = False  # dropped without a close handshake: the session may be resumed
         try:
             async with asyncio.timeout(HELLO_TIMEOUT) as hello_deadline:
                 async for text in ws:
@@ -178,21 +207,30 @@ class SignalingServer:
         except TimeoutError:
             log.info("conn %d closed: no hello within %.0f s", client.conn, HELLO_TIMEOUT)
             await ws.close(1008, "hello timeout")
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            # no close frame from the client, and none from us except a keepalive timeout
+            dropped = exc.sent is None or exc.sent.code == 1011
+            lost = exc.rcvd is None and dropped and not client.kicked
         finally:
             user = self.board.user_of(client.conn)
-            self._deliver(self.board.disconnect(client.conn, self.clock()))
+            self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
             self._clients.pop(client.conn, None)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await writer
             if user:
-                log.info("%s offline", user)
+                log.info("%s %s", user, "lost (may resume)" if lost else "offline")
             self._wake.set()
 
     def _receive(self, client: _Client, text: str | bytes) -> None:
         rid: int | None = None
+        if client.bucket is not None and not client.bucket.take(self.clock()):
+            with contextlib.suppress(p.ProtocolError):
+                rid = p.request_id(p.decode(text))
+            wait = client.bucket.retry_after()
+            client.push(p.error(rid, p.ErrorCode.RATE_LIMITED,
+                                f"too many requests; retry in {wait:.2f} s"))
+            return
         try:
             obj = p.decode(text)
             rid = p.request_id(obj)
@@ -213,11 +251,31 @@ class SignalingServer:
     def _deliver(self, sends: list[Send]) -> None:
         for send in sends:
             client = self._clients.get(send.conn)
-            if client is not None and not client.push(send.message):
+            if client is None:
+                continue
+            if not client.push(send.message):
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
-                task = asyncio.ensure_future(client.ws.close(1008, "send queue full"))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._close(client, 1008, "send queue full")
+            elif send.close:
+                self._close(client, 4000, "session resumed on another connection", after=True)
+
+    def _close(self, client: _Client, code: int, reason: str, *, after: bool = False) -> None:
+        """Close a client on purpose (no resume grace); `after`: once its queue is sent."""
+        client.kicked = True
+
+        async def close() -> None:
+            if after:
+                with contextlib.suppress(asyncio.QueueFull):
+                    client.queue.put_nowait(None)  # ends write_loop after the queue drains
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        while not client.queue.empty():
+                            await asyncio.sleep(0.01)
+            await client.ws.close(code, reason)
+
+        task = asyncio.ensure_future(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _log(self, conn: int, request: p.Request, sends: list[Send], before: str | None) -> None:
         response = sends[0].message

@@ -5,8 +5,9 @@ The config file is TOML at `$OMNI_CONFIG`, else `~/.config/omnicli/config.toml`:
     server = "ws://127.0.0.1:8765"
     service_id = "dev"
     service_key = "..."
-    video_source = "test"
-    audio_source = "tone"
+    video_source = "auto"     # camera if there is one, else the test pattern
+    audio_source = "auto"     # microphone if there is one, else a tone
+    speaker = "auto"          # default output if there is one, else none
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ENV = {
     "ca_file": "OMNI_CA_FILE",
     "video_source": "OMNI_VIDEO_SOURCE",
     "audio_source": "OMNI_AUDIO_SOURCE",
+    "speaker": "OMNI_SPEAKER",
 }
 
 
@@ -37,8 +39,12 @@ class Settings:
     service_key: str | None = None
     token: str | None = None
     ca_file: str | None = None
-    video_source: str = "test"
-    audio_source: str = "tone"
+    video_source: str = "auto"
+    audio_source: str = "auto"
+    speaker: str = "auto"
+    require_devices: bool = False
+    record: bool = False
+    record_file: str | None = None
     width: int = 640
     height: int = 480
     fps: int = 30

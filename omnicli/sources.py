@@ -2,8 +2,13 @@
 
 Specs (``--video-source`` / ``--audio-source``):
 
-    video   test | none | device:ID | PATH
-    audio   tone | tone:FREQ | silence | none | device:ID | PATH
+    video   auto | camera | camera:ID | device:ID | test | none | PATH
+    audio   auto | mic | mic:ID | device:ID | tone | tone:FREQ | silence | none | PATH
+
+``camera``/``mic`` is the default device, ``camera:ID``/``mic:ID`` (``device:ID`` is
+the same) a chosen one (ids as `omni devices` lists them; a microphone may also be
+named by a part of its name, a camera by ``/dev/videoN``). ``auto`` is the default
+device when there is one, else the synthetic source (`open_with_fallback` says so).
 
 Every track paces itself against the wall clock and stamps pts in its own clock
 (video 90 kHz, audio samples). `track.stop()` releases everything a track holds,
@@ -22,6 +27,8 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -38,8 +45,11 @@ VIDEO_CLOCK = 90_000
 VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK)
 AUDIO_PTIME = 0.020
 AUDIO_RATE = 48_000
-VIDEO_SPECS = "test, none, device:ID or a media file path"
-AUDIO_SPECS = "tone, tone:FREQ, silence, none, device:ID or a media file path"
+VIDEO_SPECS = "test, none, auto, camera, camera:ID or a media file path"
+AUDIO_SPECS = "tone, tone:FREQ, silence, none, auto, mic, mic:ID or a media file path"
+SYNTHETIC = {"video": "test", "audio": "tone"}
+DEVICE_MISSING = "no such {kind} device: "
+DEVICE_WORDS = {"video": ("camera", "device"), "audio": ("mic", "device")}
 
 
 def now_ms() -> int:
@@ -258,17 +268,36 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc).splitlines()[0]
 
 
+def device_id(kind: str, spec: str) -> str | None:
+    """For a real-device spec, the device id ("" for the default); None for other specs."""
+    spec = spec.strip()
+    if spec == "auto":
+        return ""
+    word, sep, rest = spec.partition(":")
+    if word in DEVICE_WORDS.get(kind, ()):
+        if sep and not rest:
+            raise SourceError(f"'{spec}' names no device: use {word}:ID (see `omni devices`)")
+        return rest if sep else ("" if word != "device" else None)
+    return None
+
+
 def open_source(kind: str, spec: str, *, width: int = 640, height: int = 480,
-                fps: float = 30) -> MediaStreamTrack | None:
-    """The track a source spec names, or None for ``none``; SourceError if it can't be."""
+                fps: float = 30,
+                on_lost: Callable[[str], None] | None = None) -> MediaStreamTrack | None:
+    """The track a source spec names, or None for ``none``; SourceError if it can't be.
+
+    A real device that is missing or busy raises SourceError as well (``auto``
+    included); `open_with_fallback` turns that into the synthetic source.
+    """
     if kind not in ("video", "audio"):
         raise ValueError(f"kind must be 'video' or 'audio', not {kind!r}")
     valid = VIDEO_SPECS if kind == "video" else AUDIO_SPECS
     spec = spec.strip()
     if spec == "none":
         return None
-    if spec.startswith("device:"):
-        return open_device(kind, spec.removeprefix("device:"))
+    device = device_id(kind, spec)
+    if device is not None:
+        return open_device(kind, device, width=width, height=height, fps=fps, on_lost=on_lost)
     if kind == "video" and spec == "test":
         return TestPatternTrack(width, height, fps)
     if kind == "audio" and spec == "silence":
@@ -293,7 +322,59 @@ def _tone_frequency(spec: str) -> float:
     return frequency
 
 
-def open_device(kind: str, device_id: str) -> MediaStreamTrack:
-    """Hook for real capture devices (camera, microphone): not supported yet."""
-    raise SourceError(f"no such {kind} device: {device_id!r} (device capture is not supported "
-                      f"yet)")
+def open_device(kind: str, device: str, *, width: int = 640, height: int = 480,
+                fps: float = 30,
+                on_lost: Callable[[str], None] | None = None) -> MediaStreamTrack:
+    """A camera or microphone track ("" = the default device); SourceError if it can't be."""
+    from .errors import DeviceMissing
+
+    try:
+        if kind == "video":
+            from .camera import CameraTrack
+            from .devices import camera_index
+
+            index = camera_index(device or None)
+            return CameraTrack(index, width=width, height=height, fps=fps, on_lost=on_lost)
+        from .audio_io import MicrophoneTrack
+
+        return MicrophoneTrack(device or None, on_lost=on_lost)
+    except DeviceMissing as exc:
+        raise SourceError(f"{DEVICE_MISSING.format(kind=kind)}{exc}") from None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What `open_with_fallback` opened: the track, the spec used, and a note if it fell back."""
+
+    track: MediaStreamTrack | None
+    spec: str
+    fallback: str | None = None  # e.g. "no camera (...): sending the test pattern instead"
+
+
+def open_with_fallback(kind: str, spec: str, *, width: int = 640, height: int = 480,
+                       fps: float = 30, require: bool = False,
+                       on_lost: Callable[[str], None] | None = None) -> Opened:
+    """`open_source`, but a missing real device gives the synthetic source and a note.
+
+    With `require`, a missing device raises DeviceMissing instead. Errors in other
+    specs (a bad file, a bad tone) are raised as SourceError either way.
+    """
+    from .errors import DeviceMissing
+
+    try:
+        track = open_source(kind, spec, width=width, height=height, fps=fps, on_lost=on_lost)
+    except SourceError as exc:
+        if device_id(kind, spec) is None:
+            raise
+        if require:
+            raise DeviceMissing(str(exc)) from None
+        synthetic = SYNTHETIC[kind]
+        track = open_source(kind, synthetic, width=width, height=height, fps=fps)
+        reason = str(exc).removeprefix(DEVICE_MISSING.format(kind=kind))
+        return Opened(track, synthetic, f"{reason}; {fallback_text(kind)}")
+    return Opened(track, spec)
+
+
+def fallback_text(kind: str) -> str:
+    return ("sending the test pattern instead" if kind == "video"
+            else "sending a 440 Hz tone instead")

@@ -62,6 +62,7 @@ class SwitchableTrack(MediaStreamTrack):
         self._last_wall = 0.0
         self._last_pts: int | None = None
         self.frames_out = 0
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the last video frame
         self.frames_dropped = 0
 
     @property
@@ -106,6 +107,8 @@ class SwitchableTrack(MediaStreamTrack):
                 self.frames_dropped += 1
                 continue
             self.frames_out += 1
+            if not isinstance(frame, AudioFrame):
+                self.frame_size = (frame.width, frame.height)
             return frame
 
     def _signal(self) -> None:

@@ -41,11 +41,25 @@ def _has_gui_backend() -> bool:
     return False
 
 
-def compose(remote: np.ndarray | None, preview: np.ndarray | None, status: str) -> np.ndarray:
-    """The image to show: remote video (or a dark placeholder), local preview, status line."""
+def compose(remote: np.ndarray | None, preview: np.ndarray | None, status: str,
+            paused: str | None = None) -> np.ndarray:
+    """The image to show: remote video (or a dark placeholder), local preview, status line.
+
+    `paused` (e.g. "alice paused the video") dims the last remote image and says so in a
+    banner across the middle, so a stopped picture never looks like a frozen one.
+    """
     placeholder = remote is None
     img = np.full((*PLACEHOLDER_SIZE, 3), 32, dtype=np.uint8) if placeholder else remote.copy()
     height, width = img.shape[:2]
+    if paused:
+        img = (img // 3).astype(np.uint8)
+        scale = max(0.5, width / 800)
+        thickness = max(1, round(scale * 2))
+        (tw, th), base = cv2.getTextSize(paused, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        y = height // 2
+        cv2.rectangle(img, (0, y - th - 12), (width, y + base + 12), (0, 0, 96), -1)
+        cv2.putText(img, paused, (max(4, (width - tw) // 2), y), cv2.FONT_HERSHEY_SIMPLEX,
+                    scale, (255, 255, 255), thickness, cv2.LINE_AA)
     if preview is not None and width >= 64:
         pw = width // PREVIEW_FRACTION
         ph = max(1, pw * preview.shape[0] // max(1, preview.shape[1]))
@@ -78,6 +92,8 @@ class VideoWindow:
         self._frames: queue.Queue[np.ndarray] = queue.Queue(maxsize=1)
         self._preview: np.ndarray | None = None
         self._status = ""
+        self._paused: str | None = None
+        self._caption: str | None = None  # the title bar text, if not `title`
         self._dirty = threading.Event()
         self._quit = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,6 +129,16 @@ class VideoWindow:
         self._status = text
         self._dirty.set()
 
+    def set_paused(self, text: str | None) -> None:
+        """Show that the remote video is paused (None: it is not)."""
+        self._paused = text
+        self._dirty.set()
+
+    def set_caption(self, text: str) -> None:
+        """The text of the window's title bar (the window keeps its name `title`)."""
+        self._caption = text
+        self._dirty.set()
+
     def close(self) -> None:
         """Destroy the window and join its thread; idempotent."""
         self._quit.set()
@@ -123,8 +149,10 @@ class VideoWindow:
 
     def _run(self) -> None:
         remote: np.ndarray | None = None
+        shown_caption: str | None = None
         try:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO
+                            | cv2.WINDOW_GUI_NORMAL)  # no toolbar: just the picture
             self._dirty.set()
             while not self._quit.is_set():
                 try:
@@ -138,8 +166,13 @@ class VideoWindow:
                     remote = frame
                 if fresh or self._dirty.is_set():
                     self._dirty.clear()
-                    cv2.imshow(self.title, compose(remote, self._preview, self._status))
+                    cv2.imshow(self.title, compose(remote, self._preview, self._status,
+                                                   self._paused))
                     self.frames_shown += fresh
+                    caption = self._caption
+                    if caption is not None and caption != shown_caption:
+                        cv2.setWindowTitle(self.title, caption)
+                        shown_caption = caption
                 key = cv2.waitKey(WAIT_MS)
                 if key not in (-1, 255):
                     self._key(chr(key & 0xFF))

@@ -7,6 +7,9 @@ cd "$ROOT"
 # System packages: PortAudio for sounddevice, GL/GLib for OpenCV, Xvfb for window tests,
 # Chromium as a real browser peer for the protocol tests.
 SYSTEM_PACKAGES=(libportaudio2 libgl1 libglib2.0-0 xvfb xauth chromium)
+# The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
+# NFQUEUE delay, and what pip needs to build NetfilterQueue.
+SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do

@@ -94,7 +94,7 @@ def test_every_op_is_covered() -> None:
     """The ops this file tests are exactly the ops the protocol knows."""
     assert set(p.OPS) == {
         "hello", "create_session", "session_list", "offer_call", "answer_call", "leave",
-        "mute", "unmute", "media_state", "recording", "ping",
+        "mute", "unmute", "media_state", "recording", "ping", "resume",
     }  # fmt: skip
 
 

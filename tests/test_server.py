@@ -397,6 +397,10 @@ async def test_client_killed_mid_call(server: SignalingServer, open_client: Open
         await dave.event()
         await dave.ok("answer_call", sdp=ANSWER_SDP)
         await carol.event()
+        for client in (carol, dave):  # connected: no timer may end it while we wait
+            await client.ok("media_state", state="connected")
+        for client in (carol, dave):
+            assert (await client.event())["event"] == "CONNECTED"
 
         call_id = (await alice.offer("bob"))["call_id"]
         assert (await alice.event())["event"] == "ANSWERED"
@@ -427,12 +431,12 @@ async def test_client_killed_mid_call(server: SignalingServer, open_client: Open
 
 
 async def test_unresponsive_client_is_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A peer that stops reading (no pongs) is dropped after the ping and close timeouts and the
-    other side gets LEAVE connection_lost."""
+    """A peer that stops reading (no pongs) is dropped after the ping and close timeouts; after
+    the resume grace the other side gets LEAVE connection_lost."""
     # start() reads these, so the server must be created after patching them
     monkeypatch.setattr(srv, "PING_INTERVAL", 0.3)
     monkeypatch.setattr(srv, "PING_TIMEOUT", 0.3)
-    async with SignalingServer(ServerConfig(port=0)) as fast:
+    async with SignalingServer(ServerConfig(port=0, resume_grace=0.5)) as fast:
         alice = Client(await connect(fast.url))
         bob = Client(await connect(fast.url, ping_interval=None))
         try:
@@ -449,7 +453,7 @@ async def test_unresponsive_client_is_noticed(monkeypatch: pytest.MonkeyPatch) -
                 "connection_lost",
                 "bob",
             )
-            assert elapsed < 0.6 + srv.CLOSE_TIMEOUT + 1.5
+            assert elapsed < 0.6 + srv.CLOSE_TIMEOUT + 0.5 + 1.5  # keepalive + grace
             assert await online(alice) == {"alice": "idle"}
         finally:
             bob.ws.transport.abort()

@@ -209,6 +209,7 @@ def test_create_session_chosen_id() -> None:
     conn = b.connect()
     b.ok(conn, "hello", version=1, service_id="dev")
     result, events = b.ok(conn, "create_session", user_id="alice")
+    assert result.pop("resume_token") and result.pop("resume_grace") > 0
     assert result == {
         "session": "s-1",
         "user_id": "alice",

@@ -1,0 +1,258 @@
+"""The microphone as an aiortc track and the speaker as a sink, through PortAudio.
+
+PortAudio calls its callbacks on a thread of its own; nothing here blocks the event
+loop. The microphone's callback hands 20 ms blocks to `MicrophoneTrack.recv` through
+a `DropQueue` that keeps at most `QUEUE_BLOCKS` of them (older audio is dropped, so
+latency cannot grow). `SpeakerSink.feed` takes the remote track's decoded frames and
+keeps at most `max_buffer_s` (60 ms) of audio for the output callback; when the
+buffer runs dry the callback plays silence until `prime_s` of audio is there again.
+
+A device that cannot be opened raises `DeviceMissing`; one that stops delivering
+mid-call calls `on_lost(reason)` once (the call-core falls back to a synthetic source).
+"""
+
+from __future__ import annotations
+
+import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+
+# isort: split
+import collections
+import fractions
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+from .devices import load_sounddevice, resolve_audio_device
+from .errors import DeviceMissing
+from .handoff import DropQueue
+
+log = logging.getLogger(__name__)
+
+RATE = 48_000
+BLOCK = 960  # 20 ms at 48 kHz: what aiortc's Opus encoder takes per frame
+QUEUE_BLOCKS = 5  # 100 ms of microphone audio at most waits for the sender
+FIRST_BLOCK_TIMEOUT = 6.0  # PortAudio through PulseAudio takes up to ~2 s to start
+STALL_TIMEOUT = 2.0  # no audio for this long after it flowed: the device is gone
+OUT_BLOCK = 480  # the output callback plays 10 ms at a time
+
+
+def _device_name(sd: Any, device: int | str) -> str:
+    try:
+        return str(sd.query_devices(device)["name"])
+    except Exception:
+        return str(device)
+
+
+class MicrophoneTrack(MediaStreamTrack):
+    """Mono 48 kHz s16 audio from a PortAudio input device, in 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self, device_id: str | None = None, *,
+                 on_lost: Callable[[str], None] | None = None) -> None:
+        super().__init__()
+        sd = load_sounddevice()
+        self.device = resolve_audio_device("input", device_id)
+        self.name = _device_name(sd, self.device)
+        self.on_lost = on_lost
+        self.overflows = 0
+        self._queue: DropQueue[np.ndarray] = DropQueue(QUEUE_BLOCKS)
+        self._captured = 0  # samples captured so far (including dropped ones)
+        self._sent = 0
+        self._lost = False
+        self._rate = RATE
+        self._resampler: av.AudioResampler | None = None
+        try:
+            self._stream = self._open(sd, RATE)
+        except sd.PortAudioError:
+            rate = int(sd.query_devices(self.device)["default_samplerate"])
+            try:  # the device refuses 48 kHz: capture at its own rate, resample
+                self._stream = self._open(sd, rate)
+            except sd.PortAudioError as exc:
+                raise DeviceMissing(f"cannot open microphone '{self.name}': {exc}") from None
+            self._rate = rate
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        self._stream.start()
+        log.info("microphone %s (%s) open at %d Hz", self.device, self.name, self._rate)
+
+    def _open(self, sd: Any, rate: int) -> Any:
+        block = rate * BLOCK // RATE
+        return sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="int16",
+                              blocksize=block, latency="low", callback=self._callback)
+
+    @property
+    def dropped_blocks(self) -> int:
+        return self._queue.dropped
+
+    def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
+        if status and status.input_overflow:
+            self.overflows += 1
+        self._queue.put(indata[:, 0].copy())
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        timeout = STALL_TIMEOUT if self._captured else FIRST_BLOCK_TIMEOUT
+        try:
+            block = await self._queue.get(timeout)
+        except TimeoutError:
+            self._lose(f"microphone '{self.name}' delivered no audio for {timeout:g} s")
+            raise MediaStreamError from None
+        self._captured += len(block)
+        frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        if self._resampler is not None:
+            frames = self._resampler.resample(frame)
+            if not frames:
+                return await self.recv()
+            frame = frames[0]
+        frame.pts = self._sent
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._sent += frame.samples
+        return frame
+
+    def _lose(self, reason: str) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        log.warning("%s", reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception:  # the device may be gone already
+                log.debug("closing the microphone stream failed", exc_info=True)
+        super().stop()
+
+
+class PlayoutBuffer:
+    """The speaker's jitter buffer: at most `max_samples`, silence on underflow.
+
+    `push` (event loop) drops the oldest samples beyond `max_samples`; `take` (the
+    PortAudio thread) returns exactly the samples asked for, zero-padded when the
+    buffer runs dry, and after such an underflow plays silence until `prime_samples`
+    are buffered again, so a slow feed gives clean gaps instead of a stutter loop.
+    """
+
+    def __init__(self, max_samples: int, prime_samples: int) -> None:
+        self.max_samples = max_samples
+        self.prime_samples = prime_samples
+        self.underflows = 0
+        self.dropped_samples = 0
+        self.played_samples = 0
+        self.max_buffered = 0
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._buffered = 0
+        self._playing = False
+        self._lock = threading.Lock()
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    def push(self, samples: np.ndarray) -> None:
+        with self._lock:
+            self._chunks.append(samples.astype(np.int16, copy=False))
+            self._buffered += len(samples)
+            excess = self._buffered - self.max_samples
+            while excess > 0 and self._chunks:
+                head = self._chunks[0]
+                cut = min(len(head), excess)
+                if cut == len(head):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = head[cut:]
+                self._buffered -= cut
+                self.dropped_samples += cut
+                excess -= cut
+            self.max_buffered = max(self.max_buffered, self._buffered)
+
+    def take(self, count: int) -> np.ndarray:
+        out = np.zeros(count, dtype=np.int16)
+        with self._lock:
+            if not self._playing:
+                if self._buffered < self.prime_samples:
+                    return out
+                self._playing = True
+            filled = 0
+            while filled < count and self._chunks:
+                head = self._chunks[0]
+                n = min(count - filled, len(head))
+                out[filled : filled + n] = head[:n]
+                if n == len(head):
+                    self._chunks.popleft()
+                else:
+                    self._chunks[0] = head[n:]
+                filled += n
+            self._buffered -= filled
+            self.played_samples += filled
+            if filled < count:
+                self.underflows += 1
+                self._playing = False
+        return out
+
+
+class SpeakerSink:
+    """Plays remote audio frames on a PortAudio output device through a `PlayoutBuffer`."""
+
+    def __init__(self, device_id: str | None = None, *, max_buffer_s: float = 0.060,
+                 prime_s: float = 0.020, on_lost: Callable[[str], None] | None = None) -> None:
+        sd = load_sounddevice()
+        self.device = resolve_audio_device("output", device_id)
+        self.name = _device_name(sd, self.device)
+        self.buffer = PlayoutBuffer(int(max_buffer_s * RATE), int(prime_s * RATE))
+        self.on_lost = on_lost
+        self._closing = False
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        channels = min(2, int(sd.query_devices(self.device)["max_output_channels"]) or 1)
+        self.channels = channels
+        try:
+            self._stream = sd.OutputStream(device=self.device, channels=channels, samplerate=RATE,
+                                           dtype="int16", blocksize=OUT_BLOCK,
+                                           latency="low", callback=self._callback,
+                                           finished_callback=self._finished)
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            raise DeviceMissing(f"cannot open speaker '{self.name}': {exc}") from None
+        log.info("speaker %s (%s) open", self.device, self.name)
+
+    def feed(self, frame: av.AudioFrame) -> None:
+        """Queue one decoded frame for playing (from the event loop)."""
+        if self._closing:
+            return
+        for out in self._resampler.resample(frame):
+            self.buffer.push(out.to_ndarray().reshape(-1))
+
+    def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        outdata[:] = self.buffer.take(frames).reshape(-1, 1)  # to every channel
+
+    def _finished(self) -> None:
+        if not self._closing and self.on_lost is not None:
+            self.on_lost(f"speaker '{self.name}' stopped playing")
+
+    def snapshot(self) -> dict[str, Any]:
+        b = self.buffer
+        return {"device": self.name, "underflows": b.underflows,
+                "dropped_samples": b.dropped_samples, "played_samples": b.played_samples,
+                "max_buffered_ms": round(1000 * b.max_buffered / RATE, 1)}
+
+    def close(self) -> None:
+        """Stop playing and release the device; idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._stream.stop()
+            self._stream.close()
+        except Exception:
+            log.debug("closing the speaker stream failed", exc_info=True)

@@ -1,0 +1,143 @@
+"""What each REPL command does: one small coroutine per command, on the REPL's phone.
+
+Each takes the `Repl` and the parsed `Command`, calls the call-core, and says what
+happened in one line (events themselves are shown by the REPL's event pump). Errors
+are raised, never printed: the REPL turns them into one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from .commands import Command, help_lines
+from .errors import UsageError
+from .render import sessions_table, stats_table
+
+if TYPE_CHECKING:
+    from .repl import Repl
+
+Action = Callable[["Repl", Command], Awaitable[None]]
+NO_DEVICE_LIST = ("the device list is not available here ({why}); sources still work: "
+                  "device camera test, device mic tone:880, a media file")
+
+
+async def call(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    kind = "audiocall" if "--audio" in cmd.flags else "videocall"
+    await phone.offer_call(kind, cmd.args[0], "--record" in cmd.flags)
+
+
+async def answer(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    await phone.answer_call(None, cmd.args[0] if cmd.args else None, wait=0)
+
+
+async def reject(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    if not repl.ringing_here():
+        raise UsageError("no call is ringing")
+    await phone.leave()
+
+
+async def hangup(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    if phone.call_state in ("idle", "ringing"):
+        raise UsageError("not in a call" + ("; reject declines a ringing one"
+                                            if phone.call_state == "ringing" else ""))
+    await phone.leave()
+
+
+async def mute(repl: Repl, cmd: Command) -> None:
+    track = cmd.args[0]
+    phone = repl.need_phone()
+    if cmd.name == "mute":
+        await phone.set_mute(track)
+        repl.say(f"your {track} is muted")
+    else:
+        await phone.set_unmute(track)
+        repl.say(f"your {track} is on again")
+
+
+async def devices(repl: Repl, cmd: Command) -> None:
+    try:
+        from .devices import probe
+        from .render import devices_table
+    except ImportError as exc:  # an omnicli without device support
+        repl.say(NO_DEVICE_LIST.format(why=exc), "yellow")
+        return
+    report = probe()
+    repl.devices_cache = None  # completion lists them afresh
+    repl.out.show(devices_table(report.as_dict()))
+    for problem in report.problems:
+        repl.say(problem, "yellow")
+
+
+async def device(repl: Repl, cmd: Command) -> None:
+    kind, spec = cmd.args
+    phone = repl.need_phone()
+    if kind == "camera":
+        await phone.set_video_device(spec)
+    elif kind == "mic":
+        await phone.set_audio_device(spec)
+    else:
+        switch = getattr(phone, "set_speaker_device", None)
+        if switch is None:
+            raise UsageError("choosing the speaker is not available in this version")
+        await switch(spec)
+    when = "now and for the next calls" if phone.call is not None else "for the next calls"
+    repl.say(f"{kind}: {spec} ({when})")
+
+
+async def stats(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    figures = repl.figures if phone.call is not None else None
+    if figures is None:
+        figures = await phone.stats()
+    if figures is None:
+        raise UsageError("no figures: not in a connected call")
+    repl.out.show(stats_table(figures, phone.call.peer if phone.call else None))
+
+
+async def record(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    if cmd.args[0] == "start":
+        await phone.recording_start()  # RECORDING and a NOTICE with the file follow
+    elif await phone.recording_stop() is None:
+        raise UsageError("nothing is being recorded here")
+
+
+async def sessions(repl: Repl, cmd: Command) -> None:
+    phone = repl.phone
+    if phone is None:
+        raise UsageError("no session: session create [ID] first")
+    peers = await phone.session_list()
+    me = phone.session.user_id if phone.session else None
+    repl.users = tuple(p.user_id for p in peers if p.user_id != me)
+    repl.out.show(sessions_table(peers))
+
+
+async def session(repl: Repl, cmd: Command) -> None:
+    await repl.new_session(cmd.args[0] if cmd.args else None)
+
+
+async def help_(repl: Repl, cmd: Command) -> None:
+    repl.out.show(Text("\n".join(help_lines(cmd.args[0] if cmd.args else None))))
+
+
+async def quit_(repl: Repl, cmd: Command) -> None:
+    repl.request_quit()
+
+
+ACTIONS: dict[str, Action] = {
+    "call": call, "answer": answer, "reject": reject, "hangup": hangup,
+    "mute": mute, "unmute": mute, "devices": devices, "device": device, "stats": stats,
+    "record": record, "sessions": sessions, "session": session, "help": help_,
+    "quit": quit_,
+}
+
+
+async def run(repl: Repl, cmd: Command) -> Any:
+    await ACTIONS[cmd.name](repl, cmd)

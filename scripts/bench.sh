@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every benchmark (about 8 minutes) and writes out/bench/*.json; each compares
+# with a baseline measured in the same run (see docs/performance.md).
+# "scripts/bench.sh --quick" runs short versions of each (about 2 minutes).
+EXTRAS=dev source "$(dirname "$0")/env.sh"
+py=.venv/bin/python
+if [ "${1:-}" = "--quick" ]; then
+  runs=(
+    "bench_startup.py --runs 3"
+    "bench_setup.py --calls 5"
+    "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
+    "bench_media.py --sizes 320x240 --seconds 3 --warmup 1"
+    "bench_network.py --losses 0.05 --seconds 4 --warmup 2"
+  )
+else
+  runs=(
+    "bench_startup.py"
+    "bench_setup.py"
+    "bench_server.py"
+    "bench_media.py"
+    "bench_network.py"   # last: it builds network namespaces (needs root)
+  )
+fi
+failed=()
+for run in "${runs[@]}"; do
+  echo "== scripts/$run" >&2
+  # shellcheck disable=SC2086
+  $py scripts/$run || failed+=("$run")
+  echo
+done
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "failed: ${failed[*]}" >&2
+  exit 1
+fi

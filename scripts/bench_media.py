@@ -1,0 +1,439 @@
+"""Media benchmark: omnicli against a minimal pair of bare aiortc peer connections.
+
+Two processes per pair, both directions at once: synthetic 30 fps video carrying a
+frame counter and its creation time in its pixels (`omnicli.framecode`) plus a 48 kHz
+tone. Per resolution (320x240, 640x480, 1280x720), each endpoint measures over the
+same window after a warm-up: one-way video latency from frame creation to decoded
+frame (median, p99 over both directions), received frames per second, lost frames
+(gaps in the frame counter), audio seconds received, and its own CPU (user + system
+time of its whole process, all threads, over the window, in % of one core).
+
+- bare: two processes with an RTCPeerConnection each, a colour-bar track stamped with
+  the frame code, a sine tone, SDP passed through this script's pipes. No omnicli
+  code except `framecode` (a pixel code, not omnicli's call path).
+- omnicli: two processes each driving `omnicli.core.Phone` (test pattern + tone)
+  through one `omni server`, exactly the path `omni call` takes.
+
+    .venv/bin/python scripts/bench_media.py [--sizes 320x240,640x480,1280x720] [--seconds 8]
+
+The same file is also the endpoint (`--endpoint ROLE`), started by the orchestrator;
+the bad-network benchmark (bench_network.py) reuses the endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib as bl
+
+VIDEO_CLOCK = 90_000
+NO_RECOVERY = "--no-recovery" in sys.argv  # also passed on to omnicli endpoints
+
+
+# -- endpoint side (a child process) ---------------------------------------------------
+
+
+class Window:
+    """What one endpoint received during the measuring window."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.started = 0.0
+        self.cpu0 = 0.0
+        self.latencies: list[int] = []
+        self.frames = 0
+        self.lost = 0
+        self.last_counter: int | None = None
+        self.audio_samples = 0
+        self.audio_rate = 48_000
+        self.last_frame_at: float | None = None
+        self.longest_gap = 0.0
+
+    def start(self) -> None:
+        self.open, self.started, self.cpu0 = True, time.monotonic(), time.process_time()
+
+    def video(self, counter_ts: tuple[int, int] | None) -> None:
+        now = time.monotonic()
+        if self.open:
+            if self.last_frame_at is not None:
+                self.longest_gap = max(self.longest_gap, now - self.last_frame_at)
+            self.frames += 1
+        self.last_frame_at = now
+        if counter_ts is None:
+            return
+        counter, ts_ms = counter_ts
+        if self.open:
+            self.latencies.append(time.time_ns() // 1_000_000 - ts_ms)
+            if self.last_counter is not None and counter > self.last_counter:
+                self.lost += counter - self.last_counter - 1
+        self.last_counter = counter
+
+    def audio(self, samples: int, rate: int) -> None:
+        if self.open:
+            self.audio_samples += samples
+            self.audio_rate = rate
+
+    def result(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        if self.last_frame_at is not None:  # a freeze still going on counts too
+            self.longest_gap = max(self.longest_gap, time.monotonic() - self.last_frame_at)
+        return {"seconds": round(elapsed, 3), "latencies_ms": self.latencies,
+                "frames": self.frames, "fps": round(self.frames / elapsed, 2),
+                "lost_frames": self.lost, "longest_freeze_ms": round(1000 * self.longest_gap),
+                "audio_seconds": round(self.audio_samples / self.audio_rate, 3),
+                "cpu_pct": round(100 * (time.process_time() - self.cpu0) / elapsed, 1),
+                **(extra or {})}
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+async def _stdin_line() -> dict[str, Any]:
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return json.loads(line)
+
+
+def _luma(frame: Any) -> Any:
+    import numpy as np
+
+    if frame.format.name in ("yuv420p", "yuvj420p", "nv12"):
+        plane = frame.planes[0]
+        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        return rows[: frame.height, : frame.width]
+    return frame.to_ndarray(format="gray")
+
+
+async def bare_endpoint(args: argparse.Namespace) -> None:
+    """A bare aiortc peer: colour bars with a frame code, a tone, the same measurements."""
+    import cv2  # noqa: F401  (before av and aiortc)
+
+    # isort: split
+    import fractions
+    import math
+
+    import av
+    import numpy as np
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+
+    from omnicli import framecode
+
+    width, height = args.width, args.height
+    bars = np.zeros((height, width, 3), dtype=np.uint8)
+    for i, colour in enumerate([(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0),
+                                (192, 0, 192), (0, 0, 192), (192, 0, 0), (16, 16, 16)]):
+        bars[:, i * width // 8:(i + 1) * width // 8] = colour
+
+    class Pattern(VideoStreamTrack):
+        counter = 0
+
+        async def recv(self) -> av.VideoFrame:
+            pts, time_base = await self.next_timestamp()
+            img = bars.copy()
+            x = int(self.counter * width / 60) % (width + 40) - 40
+            img[:, max(0, x):max(0, x + 40)] = 255
+            framecode.stamp(img, self.counter, time.time_ns() // 1_000_000)
+            self.counter += 1
+            frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+            frame.pts, frame.time_base = pts, time_base
+            return frame
+
+    class Tone(AudioStreamTrack):
+        sent = 0
+        t0: float | None = None
+
+        async def recv(self) -> av.AudioFrame:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.t0 is None:
+                self.t0 = time.time()
+            wait = self.t0 + self.sent / 48_000 - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            n = np.arange(self.sent, self.sent + 960)
+            pcm = (np.sin(2 * math.pi * 440 * n / 48_000) * 9830).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 48_000, self.sent
+            frame.time_base = fractions.Fraction(1, 48_000)
+            self.sent += 960
+            return frame
+
+    window = Window()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    tone = Tone()
+    pc.addTrack(tone)
+    pc.addTrack(Pattern())
+
+    async def consume(track: Any) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    window.video(framecode.read(_luma(frame)))
+                else:
+                    window.audio(frame.samples, frame.sample_rate)
+        except MediaStreamError:
+            pass
+
+    tasks = []
+    pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
+    if args.endpoint == "bare-offer":
+        await pc.setLocalDescription(await pc.createOffer())
+        _emit({"sdp": pc.localDescription.sdp})
+        answer = await _stdin_line()
+        await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+    else:
+        offer = await _stdin_line()
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        _emit({"sdp": pc.localDescription.sdp})
+    while pc.connectionState != "connected":
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(args.warmup)
+    window.start()
+    await asyncio.sleep(args.seconds)
+    result = window.result()
+    result["audio_sent_seconds"] = result["seconds"]  # the tone is paced by the wall clock
+    _emit({"result": result})
+    await pc.close()
+
+
+async def omni_endpoint(args: argparse.Namespace) -> None:
+    """One omnicli Phone (the `omni call` path) measuring what it receives."""
+    from omnicli import events as ev
+    from omnicli import framecode
+    from omnicli.core import MediaOptions, Phone, PhoneConfig
+
+    if args.no_recovery:  # measure omnicli without its loss recovery (omnicli/recovery.py)
+        from omnicli import recovery
+
+        recovery.install = lambda receiver: False
+    media = MediaOptions(video_source="test", audio_source="tone", width=args.width,
+                         height=args.height, fps=30, connect_timeout=30)
+    phone = Phone(PhoneConfig(server_url=args.server, service_key=args.key, media=media))
+    window = Window()
+    me, peer = ("alice", "bob") if args.endpoint == "omni-caller" else ("bob", "alice")
+    await phone.create_session(f"{me}-{args.tag}")
+    if args.endpoint == "omni-caller":
+        await phone.offer_call("videocall", f"{peer}-{args.tag}")
+    else:
+        _emit({"ready": True})
+        await phone.answer_call("videocall", f"{peer}-{args.tag}", wait=60)
+    while True:
+        event = await phone.next_event(timeout=60)
+        if isinstance(event, ev.Connected):
+            break
+    link = phone._call.link  # the benchmark reads the probes' raw figures
+    video, audio = link.video_in, link.audio_in
+    await asyncio.sleep(args.warmup)
+    frames0, missing0, last0 = video.frames_coded, video.counters_missing, video.last_frame_at
+    audio0 = audio.seconds_received
+    video.latencies_ms.clear()
+    window.start()
+    gaps: list[float] = []
+    previous = [last0]
+
+    def watch(_: Any) -> None:  # frame arrivals, for the longest freeze
+        now = time.monotonic()
+        if previous[0] is not None:
+            gaps.append(now - previous[0])
+        previous[0] = now
+
+    video.on_frame = None
+    original = video._handle
+
+    def handle(frame: Any) -> None:
+        watch(frame)
+        original(frame)
+
+    video._handle = handle
+    await asyncio.sleep(args.seconds)
+    if previous[0] is not None:
+        gaps.append(time.monotonic() - previous[0])
+    result = window.result()
+    hooks = {r.track.kind: getattr(r, "omnicli_recovery", None)
+             for r in link.pc.getReceivers() if r.track}
+    concealed = hooks.get("audio").stats["concealed"] if hooks.get("audio") else 0
+    result.update(
+        latencies_ms=list(video.latencies_ms), frames=video.frames_coded - frames0,
+        fps=round((video.frames_coded - frames0) / result["seconds"], 2),
+        lost_frames=video.counters_missing - missing0,
+        longest_freeze_ms=round(1000 * max(gaps, default=0.0)),
+        audio_seconds=round(audio.seconds_received - audio0, 3),
+        audio_concealed_seconds=round(0.02 * concealed, 3),
+        audio_sent_seconds=result["seconds"],  # the tone is paced by the wall clock
+        recovery={k: (h.stats if hasattr(h, "stats") else {"stalls": h.stalls})
+                  for k, h in hooks.items() if h is not None})
+    _ = framecode  # the probe reads the frame code
+    _emit({"result": result})
+    if args.endpoint == "omni-caller":
+        await phone.leave()
+    else:
+        try:
+            while not isinstance(await phone.next_event(timeout=10), ev.Leave):
+                pass
+        except TimeoutError:
+            pass
+    await phone.close()
+
+
+# -- orchestrator side -----------------------------------------------------------------
+
+
+class Endpoint:
+    def __init__(self, role: str, opts: list[str], prefix: list[str] | None = None) -> None:
+        cmd = [*(prefix or []), bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", role,
+               *opts]
+        self.proc = subprocess.Popen(cmd, env=bl.env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise RuntimeError(f"endpoint ended early: {err[-2000:]}")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_pair(kind: str, opts: list[str], server: str | None = None,
+             prefixes: tuple[list[str], list[str]] | None = None,
+             key: str | None = None) -> list[dict[str, Any]]:
+    """Run two endpoints of `kind` ("bare" or "omni"); their two results."""
+    pa, pb = prefixes or ([], [])
+    if kind == "bare":
+        a, b = Endpoint("bare-offer", opts, pa), Endpoint("bare-answer", opts, pb)
+        b.send(a.read())
+        a.send(b.read())
+    else:
+        tag = f"t{time.monotonic_ns() % 10**9}"
+        extra = [*opts, "--server", server or "", "--tag", tag, *(["--key", key] if key else []),
+                 *(["--no-recovery"] if NO_RECOVERY else [])]
+        b = Endpoint("omni-callee", extra, pb)
+        b.read()  # ready
+        a = Endpoint("omni-caller", extra, pa)
+    results = [a.read()["result"], b.read()["result"]]
+    a.finish()
+    b.finish()
+    return results
+
+
+def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Both endpoints' figures as one row: latency pooled, others per endpoint (mean)."""
+    lat = [v for r in results for v in r["latencies_ms"]]
+    mean = lambda key: round(sum(r[key] for r in results) / len(results), 2)  # noqa: E731
+    sent = sum(r.get("audio_sent_seconds", 0) for r in results)
+    got = sum(r["audio_seconds"] for r in results)
+    concealed = sum(r.get("audio_concealed_seconds", 0) for r in results)
+    return {
+        "latency_ms": bl.summary(lat),
+        "fps_in": mean("fps"),
+        "lost_frames": sum(r["lost_frames"] for r in results),
+        "cpu_pct_per_endpoint": mean("cpu_pct"),
+        "cpu_pct": [r["cpu_pct"] for r in results],
+        "longest_freeze_ms": max(r["longest_freeze_ms"] for r in results),
+        "audio_output_fraction": round(got / sent, 3) if sent else None,
+        "audio_delivered_fraction": round((got - concealed) / sent, 3) if sent else None,
+        "recovery": [r.get("recovery") for r in results],
+    }
+
+
+def compare(omni: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "latency_median": bl.ratio(omni["latency_ms"]["median"], bare["latency_ms"]["median"]),
+        "latency_p99": bl.ratio(omni["latency_ms"]["p99"], bare["latency_ms"]["p99"]),
+        "fps_in": bl.ratio(omni["fps_in"], bare["fps_in"]),
+        "cpu_per_endpoint": bl.ratio(omni["cpu_pct_per_endpoint"], bare["cpu_pct_per_endpoint"]),
+    }
+
+
+def endpoint_opts(width: int, height: int, seconds: float, warmup: float) -> list[str]:
+    return ["--width", str(width), "--height", str(height), "--seconds", str(seconds),
+            "--warmup", str(warmup)]
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    rows, out = [], {}
+    with bl.Server() as server:
+        for width, height in sizes:
+            opts = endpoint_opts(width, height, args.seconds, args.warmup)
+            bare = combine(run_pair("bare", opts))
+            omni = combine(run_pair("omni", opts, server.url))
+            ratios = compare(omni, bare)
+            out[f"{width}x{height}"] = {"bare": bare, "omni": omni, "ratio": ratios}
+            for name, fig in (("bare aiortc", bare), ("omnicli", omni)):
+                rows.append([f"{width}x{height}", name, fig["latency_ms"]["median"],
+                             fig["latency_ms"]["p99"], fig["fps_in"], fig["lost_frames"],
+                             fig["cpu_pct_per_endpoint"]])
+            rows.append([f"{width}x{height}", "ratio", ratios["latency_median"],
+                         ratios["latency_p99"], ratios["fps_in"], None,
+                         ratios["cpu_per_endpoint"]])
+    print(f"media, both directions, {args.seconds:g} s window after {args.warmup:g} s warm-up")
+    bl.table(["size", "system", "lat med ms", "lat p99 ms", "fps in", "lost", "cpu %/endpoint"],
+             rows)
+    vga = out.get("640x480")
+    targets = {}
+    if vga:
+        targets = {
+            "640x480 latency median <= 1.0x bare and <= 40 ms":
+                (vga["ratio"]["latency_median"] or 9) <= 1.0
+                and (vga["omni"]["latency_ms"]["median"] or 999) <= 40,
+            "640x480 CPU per endpoint <= 1.15x bare": (vga["ratio"]["cpu_per_endpoint"] or 9)
+            <= 1.15,
+        }
+    for fig in out.values():  # raw latencies are in the endpoints' output only
+        for side in ("bare", "omni"):
+            fig[side].pop("recovery", None)
+    bl.write("media", {"seconds": args.seconds, "warmup": args.warmup, "sizes": out,
+                       "targets": targets})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="320x240,640x480,1280x720")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--width", type=int, default=640, help=argparse.SUPPRESS)
+    parser.add_argument("--height", type=int, default=480, help=argparse.SUPPRESS)
+    parser.add_argument("--server", help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="x", help=argparse.SUPPRESS)
+    parser.add_argument("--key", help=argparse.SUPPRESS)
+    parser.add_argument("--no-recovery", action="store_true",
+                        help="omnicli endpoints without their loss recovery")
+    args = parser.parse_args()
+    if args.endpoint is None:
+        orchestrate(args)
+    elif args.endpoint.startswith("bare"):
+        asyncio.run(bare_endpoint(args))
+    else:
+        asyncio.run(omni_endpoint(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""netlab: two network namespaces on a veth pair, with packet loss and delay each way.
+
+For tests and benchmarks that need a bad network on one machine. This kernel has no
+`netem`, so loss is an nftables rule (``numgen random mod 1000 < N drop`` on each
+namespace's ingress) and delay is an iptables NFQUEUE rule on each namespace's egress
+served by a small NetfilterQueue process that releases every packet `delay_ms` later
+(nftables' own ``queue`` statement is missing from this kernel; iptables' is there).
+
+Usage::
+
+    import sys; sys.path.insert(0, "scripts")      # from the repository root
+    from netlab import NetLab, unavailable
+
+    if (why := unavailable()) is not None:
+        pytest.skip(why)
+    with NetLab(loss=0.05, delay_ms=50) as lab:     # 5 % loss, 50 ms delay, each way
+        server = lab.popen("a", [sys.executable, "-m", "omnicli.cli", "server",
+                                 "--host", lab.addr_a, ...])
+        lab.run("b", ["ping", "-c", "3", lab.addr_a])   # a CompletedProcess
+        lab.cmd("a", ["ss", "-tn"])     # the argv that runs a command inside namespace a
+
+* `NetLab(loss=0.0, delay_ms=0.0, prefix="omni")`: `loss` is a fraction (0.05 = 5 %),
+  applied independently to packets in each direction; `delay_ms` is added to every
+  packet in each direction (so the round trip grows by twice that).
+* Inside: namespace ``lab.ns["a"]`` holds ``lab.addr_a`` = 10.77.0.1/24 and namespace
+  ``lab.ns["b"]`` holds ``lab.addr_b`` = 10.77.0.2/24, joined by one veth pair; each
+  namespace also has its own loopback up. Nothing outside the two namespaces is
+  touched: no address, route or rule of the host changes.
+* `lab.set_loss(fraction)` changes the loss while running.
+* Everything is removed on exit (the delay processes, the rules, the veth pair and the
+  namespaces), also when the body raises; deleting a namespace takes its veth and
+  rules with it. Processes started with `popen()` are the caller's to stop, but any
+  still running on exit are killed.
+* `unavailable()` says why a lab cannot be made here (not root, no `ip`/`nft`/`iptables`,
+  no NetfilterQueue, namespaces refused), or None. Debian packages: iproute2 nftables
+  iptables; PyPI: NetfilterQueue (needs libnetfilter-queue-dev to build).
+
+Run ``python scripts/netlab.py selftest`` to build a lab and print ping times.
+The delay helper is this same file: ``python scripts/netlab.py delay QUEUE MS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ADDR_A = "10.77.0.1"
+ADDR_B = "10.77.0.2"
+PREFIX_LEN = 24
+STEP_TIMEOUT = 10.0  # s for any one setup command
+_counter = itertools.count()
+
+
+def unavailable() -> str | None:
+    """Why a NetLab cannot be built on this machine, or None when it can."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    for tool in ("ip", "nft", "iptables"):
+        if shutil.which(tool) is None:
+            return f"'{tool}' is not installed (apt-get install iproute2 nftables iptables)"
+    try:
+        import netfilterqueue  # noqa: F401
+    except ImportError:
+        return "the NetfilterQueue package is not installed (pip install NetfilterQueue)"
+    probe = f"omniprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create a network namespace: {made.stderr.strip()}"
+    try:
+        nft = subprocess.run(["ip", "netns", "exec", probe, "nft", "list", "tables"],
+                             capture_output=True, text=True, timeout=STEP_TIMEOUT)
+        if nft.returncode != 0:
+            return f"nftables does not work in a namespace: {nft.stderr.strip()}"
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+class NetLab:
+    """Two namespaces, a veth pair between them, loss and delay; a context manager."""
+
+    def __init__(self, *, loss: float = 0.0, delay_ms: float = 0.0, prefix: str = "omni"):
+        if not 0.0 <= loss < 1.0:
+            raise ValueError("loss is a fraction from 0 to below 1")
+        if not 0.0 <= delay_ms <= 5000:
+            raise ValueError("delay_ms must be between 0 and 5000")
+        tag = f"{os.getpid() % 100000}x{next(_counter)}"
+        self.ns = {"a": f"{prefix}{tag}a", "b": f"{prefix}{tag}b"}
+        self.veth = {"a": f"ov{tag}a", "b": f"ov{tag}b"}  # at most 15 characters
+        self.addr_a, self.addr_b = ADDR_A, ADDR_B
+        self.addr = {"a": ADDR_A, "b": ADDR_B}
+        self.loss = loss
+        self.delay_ms = delay_ms
+        self._queue = {"a": 1000 + os.getpid() % 20000, "b": 1001 + os.getpid() % 20000}
+        self._delayers: list[subprocess.Popen[bytes]] = []
+        self._children: list[subprocess.Popen[Any]] = []
+        self._made: list[str] = []
+
+    # -- using the lab ------------------------------------------------------------------
+
+    def cmd(self, side: str, argv: list[str]) -> list[str]:
+        """The argv that runs `argv` inside namespace `side` ("a" or "b")."""
+        return ["ip", "netns", "exec", self.ns[side], *argv]
+
+    def run(self, side: str, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        kw.setdefault("capture_output", True)
+        kw.setdefault("text", True)
+        kw.setdefault("timeout", 60)
+        return subprocess.run(self.cmd(side, argv), **kw)
+
+    def popen(self, side: str, argv: list[str], **kw: Any) -> subprocess.Popen[Any]:
+        """Start `argv` inside namespace `side`; killed on exit if still running."""
+        proc = subprocess.Popen(self.cmd(side, argv), **kw)
+        self._children.append(proc)
+        return proc
+
+    def set_loss(self, loss: float) -> None:
+        """Replace the loss rule in both namespaces."""
+        self.loss = loss
+        for side in ("a", "b"):
+            self._nft(side, f"flush chain inet omnilab ingress\n{self._loss_rule(side)}")
+
+    # -- building and tearing down --------------------------------------------------------
+
+    def __enter__(self) -> NetLab:
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _build(self) -> None:
+        for side in ("a", "b"):
+            _sh(["ip", "netns", "add", self.ns[side]])
+            self._made.append(self.ns[side])
+        _sh(["ip", "link", "add", self.veth["a"], "type", "veth", "peer", "name", self.veth["b"]])
+        for side in ("a", "b"):
+            dev, ns = self.veth[side], self.ns[side]
+            _sh(["ip", "link", "set", dev, "netns", ns])
+            _sh(self.cmd(side, ["ip", "addr", "add", f"{self.addr[side]}/{PREFIX_LEN}",
+                                "dev", dev]))
+            _sh(self.cmd(side, ["ip", "link", "set", dev, "up"]))
+            _sh(self.cmd(side, ["ip", "link", "set", "lo", "up"]))
+            self._nft(side, self._ruleset(side))
+        if self.delay_ms > 0:
+            for side in ("a", "b"):
+                self._start_delayer(side)
+
+    def _ruleset(self, side: str) -> str:
+        return (
+            "table inet omnilab {\n"
+            "  chain ingress { type filter hook prerouting priority -300; policy accept; }\n"
+            "}\n"
+            f"{self._loss_rule(side)}"
+        )
+
+    def _loss_rule(self, side: str) -> str:
+        if self.loss <= 0:
+            return ""
+        per_mille = round(self.loss * 1000)
+        return (f'add rule inet omnilab ingress iifname "{self.veth[side]}" '
+                f"numgen random mod 1000 < {per_mille} drop\n")
+
+    def _nft(self, side: str, script: str) -> None:
+        _sh(self.cmd(side, ["nft", "-f", "-"]), stdin=script)
+
+    def _start_delayer(self, side: str) -> None:
+        _sh(self.cmd(side, ["iptables", "-t", "mangle", "-A", "POSTROUTING", "-o",
+                            self.veth[side], "-j", "NFQUEUE", "--queue-num",
+                            str(self._queue[side])]))
+        argv = [sys.executable, str(Path(__file__).resolve()), "delay",
+                str(self._queue[side]), str(self.delay_ms)]
+        proc = subprocess.Popen(self.cmd(side, argv), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        self._delayers.append(proc)
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode().strip()  # "ready" once bound
+        if line != "ready":
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"the delay helper did not start: {line} {err[-400:]}")
+
+    def close(self) -> None:
+        """Remove everything this lab made; safe to call twice."""
+        for proc in [*self._children, *self._delayers]:
+            if proc.poll() is None:
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=STEP_TIMEOUT)
+            for stream in (proc.stdout, proc.stderr, proc.stdin):
+                if stream is not None:
+                    stream.close()
+        self._children.clear()
+        self._delayers.clear()
+        for ns in reversed(self._made):  # takes its veth end and its nft table along
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self._made.clear()
+
+
+def _sh(argv: list[str], stdin: str | None = None) -> None:
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                          timeout=STEP_TIMEOUT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+
+
+# -- the delay helper (runs inside a namespace) ---------------------------------------------
+
+
+def delay_main(queue_num: int, delay_ms: float) -> None:
+    """Hold every packet of NFQUEUE `queue_num` for `delay_ms`, then let it go, in order."""
+    import asyncio
+    import signal
+
+    from netfilterqueue import COPY_META, NetfilterQueue
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        nfq = NetfilterQueue()
+        delay = delay_ms / 1000.0
+        nfq.bind(queue_num, lambda pkt: loop.call_later(delay, pkt.accept),
+                 max_len=8192, mode=COPY_META)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_reader(nfq.get_fd(), nfq.run, False)
+        print("ready", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            loop.remove_reader(nfq.get_fd())
+            nfq.unbind()
+
+    asyncio.run(serve())
+
+
+def selftest() -> int:
+    if (why := unavailable()) is not None:
+        print(f"netlab unavailable: {why}")
+        return 1
+    with NetLab(loss=0.05, delay_ms=50) as lab:
+        started = time.monotonic()
+        out = lab.run("a", ["ping", "-c", "20", "-i", "0.05", "-q", lab.addr_b])
+        print(out.stdout.strip() or out.stderr.strip())
+        print(f"({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "delay":
+        delay_main(int(sys.argv[2]), float(sys.argv[3]))
+    elif sys.argv[1:] == ["selftest"]:
+        raise SystemExit(selftest())
+    else:
+        print(__doc__)
+        raise SystemExit(2)

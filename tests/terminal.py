@@ -1,0 +1,113 @@
+"""`omni` in a real pseudo-terminal (pexpect), its screen kept by a terminal emulator (pyte).
+
+Tests read what a person would see: `screen()` is the visible text, `wait_for(regex)`
+reads output until the screen matches, `raw` keeps every byte (for the bell).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pexpect
+import pyte
+from procs import OMNI
+
+ROWS, COLS = 40, 160
+OSC = re.compile(rb"\x1b\][^\x07\x1b]*(\x07|\x1b\\)")
+
+
+class _Screen(pyte.Screen):
+    """A screen that answers the cursor position requests prompt_toolkit sends."""
+
+    def __init__(self, columns: int, lines: int, child: pexpect.spawn) -> None:
+        super().__init__(columns, lines)
+        self._child = child
+
+    def write_process_input(self, data: str) -> None:
+        if self._child.isalive():
+            self._child.send(data)
+
+
+class Terminal:
+    def __init__(self, *args: str, env: dict[str, str], cwd: str | None = None) -> None:
+        self.args = args
+        self.child = pexpect.spawn(OMNI[0], [*OMNI[1:], *args], env=env, cwd=cwd,
+                                   dimensions=(ROWS, COLS), timeout=5)
+        self._screen = _Screen(COLS, ROWS, self.child)
+        self._stream = pyte.ByteStream(self._screen)
+        self.raw = bytearray()
+        self.closed = False
+
+    def read_some(self, timeout: float) -> None:
+        """Take in what the program printed, waiting up to `timeout` s for something."""
+        self._read(timeout)
+
+    def _read(self, timeout: float) -> None:
+        try:
+            data = self.child.read_nonblocking(65536, timeout=timeout)
+        except pexpect.TIMEOUT:
+            return
+        except pexpect.EOF:
+            self.closed = True
+            return
+        self.raw += data
+        self._stream.feed(data)
+
+    def screen(self) -> str:
+        self._read(0.05)
+        return "\n".join(line.rstrip() for line in self._screen.display)
+
+    def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        """Read until the visible screen matches `pattern`; the match."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            found = regex.search(self.screen())
+            if found:
+                return found
+            if self.closed or time.monotonic() > deadline:
+                raise AssertionError(f"{pattern!r} not on the screen of omni "
+                                     f"{' '.join(self.args)}:\n{self.screen()}")
+            self._read(0.2)
+
+    def prompt_line(self) -> str:
+        """The line the cursor is on (the prompt and what is typed)."""
+        self._read(0.05)
+        return self._screen.display[self._screen.cursor.y].rstrip()
+
+    def wait_prompt(self, pattern: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, self.prompt_line()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"prompt line {self.prompt_line()!r} never matched "
+                                     f"{pattern!r}:\n{self.screen()}")
+            self._read(0.2)
+        return self.prompt_line()
+
+    def bells(self) -> int:
+        """Terminal bells rung so far (BEL bytes that do not end an OSC sequence)."""
+        return OSC.sub(b"", bytes(self.raw)).count(b"\x07")
+
+    def type(self, text: str) -> None:
+        self.child.send(text)
+
+    def enter(self, line: str) -> None:
+        self.child.send(line + "\r")
+
+    def ctrl(self, key: str) -> None:
+        self.child.sendcontrol(key)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"omni {' '.join(self.args)} did not exit:\n{self.screen()}")
+            self._read(0.2)
+        self.child.wait()
+        return int(self.child.exitstatus if self.child.exitstatus is not None else -1)
+
+    def close(self) -> None:
+        if self.child.isalive():
+            self.child.terminate(force=True)
+        self.child.close()

@@ -1,0 +1,221 @@
+"""The REPL's pure parts: command parsing and hints, completion, the status line, `stats`."""
+
+from __future__ import annotations
+
+import pytest
+from rich.console import Console
+
+from omnicli.commands import (
+    Command,
+    CommandError,
+    CompletionContext,
+    complete,
+    help_lines,
+    parse,
+)
+from omnicli.render import stats_table
+from omnicli.statusline import Status, directions, status_lines
+
+FIGURES = {
+    "rtt_ms": 1.25, "jitter_ms": 2.0, "loss_pct": 0.5, "bitrate_in_kbps": 640.4,
+    "bitrate_out_kbps": 700.0, "fps_in": 29.9, "width_in": 640, "height_in": 480,
+    "fps_out": 20.0, "width_out": 320, "height_out": 240,
+    "outbound": {"audio": {"packets": 100, "remote_lost": 1, "remote_jitter_ms": 3.0},
+                 "video": {"packets": 300, "remote_lost": 3, "remote_jitter_ms": 9.0}},
+    "audio_in": {"dominant_hz": 440.0}, "video_in": {"latency_ms_median": 37.0},
+}
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("call bob", Command("call", ("bob",))),
+    ("call bob --audio --record", Command("call", ("bob",), frozenset({"--audio", "--record"}))),
+    ("answer", Command("answer")),
+    ("answer alice", Command("answer", ("alice",))),
+    ("LEAVE", Command("hangup")),
+    ("mute Audio", Command("mute", ("audio",))),
+    ("unmute video", Command("unmute", ("video",))),
+    ("device microphone tone:880", Command("device", ("mic", "tone:880"))),
+    ("device camera '/tmp/my clip.mp4'", Command("device", ("camera", "/tmp/my clip.mp4"))),
+    ("record stop", Command("record", ("stop",))),
+    ("session create", Command("session")),
+    ("session create zoe", Command("session", ("zoe",))),
+    ("help call", Command("help", ("call",))),
+    ("exit", Command("quit")),
+])
+def test_parse_accepts_every_command(line, expected):
+    """Each command of the issue parses, aliases and case resolved."""
+    assert parse(line) == expected
+
+
+def test_blank_line_is_no_command():
+    """An empty or blank line is nothing to do, not an error."""
+    assert parse("") is None and parse("   ") is None
+
+
+@pytest.mark.parametrize(("line", "hint"), [
+    ("cal bob", "unknown command 'cal' — did you mean 'call'? type help"),
+    ("hangpu", "did you mean 'hangup'?"),
+    ("frobnicate", "unknown command 'frobnicate' type help"),
+    ("call", "call needs one user id; usage: call ID [--audio|--video] [--record]"),
+    ("call bob --audio --video", "choose --audio or --video"),
+    ("call bob --loud", "call has no option --loud"),
+    ("mute sound", "say audio or video; usage: mute audio|video"),
+    ("device printer 1", "say camera, mic or speaker"),
+    ("device mic", "say camera, mic or speaker"),
+    ("record pause", "say start or stop"),
+    ("stats now", "stats takes no arguments"),
+    ("session drop", "the only session command is create"),
+    ("help dial", "no command 'dial'"),
+    ("call 'bob", "cannot read that line"),
+])
+def test_bad_lines_get_one_short_hint(line, hint):
+    """A mistyped or malformed line raises one CommandError whose message is the hint."""
+    with pytest.raises(CommandError) as info:
+        parse(line)
+    assert hint in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_help_lists_every_command_and_one_commands_usage():
+    """`help` has a line per command; `help call` gives its usage."""
+    text = "\n".join(help_lines())
+    for word in ("call ID", "answer", "reject", "hangup", "mute audio|video", "devices",
+                 "device camera|mic|speaker ID", "stats", "record start|stop", "sessions",
+                 "session create", "quit"):
+        assert word in text
+    assert help_lines("leave")[0] == "hangup (also: leave)"
+
+
+CONTEXT = CompletionContext(users=("bob", "bella", "carl"), ringing=("zed",),
+                            devices={"camera": ("0",), "mic": ("3", "4"), "speaker": ("5",)})
+
+
+@pytest.mark.parametrize(("text", "word", "candidates"), [
+    ("", "", None),
+    ("ca", "ca", ["call"]),
+    ("h", "h", ["hangup", "help"]),
+    ("call b", "b", ["bob", "bella"]),
+    ("call bob ", "", ["--video", "--audio", "--record"]),
+    ("call bob --audio --r", "--r", ["--record"]),
+    ("answer ", "", ["zed", "bob", "bella", "carl"]),
+    ("mute v", "v", ["video"]),
+    ("device ", "", ["camera", "mic", "speaker"]),
+    ("device camera ", "", ["0", "test", "none"]),
+    ("device mic to", "to", ["tone", "tone:440", "tone:880"]),
+    ("device speaker ", "", ["5"]),
+    ("record s", "s", ["start", "stop"]),
+    ("session ", "", ["create"]),
+    ("help ans", "ans", ["answer"]),
+    ("stats ", "", []),
+    ("dial b", "b", []),
+])
+def test_completion_offers_commands_users_devices_and_sources(text, word, candidates):
+    """Completion knows the commands, online users, ringing callers, device ids and sources."""
+    got_word, got = complete(text, CONTEXT)
+    assert got_word == word
+    if candidates is None:
+        assert {"call", "answer", "quit", "leave"} <= set(got)
+    else:
+        assert got == candidates
+
+
+def test_directions_split_figures_into_in_and_out():
+    """Outgoing loss and jitter come from the peer's reports about what we send."""
+    incoming, outgoing = directions(FIGURES)
+    assert (incoming.fps, incoming.resolution, incoming.kbps) == (29.9, "640x480", 640.4)
+    assert (outgoing.fps, outgoing.resolution, outgoing.kbps) == (20.0, "320x240", 700.0)
+    assert outgoing.loss_pct == pytest.approx(1.0)  # 4 lost of 400 sent
+    assert outgoing.jitter_ms == 3.0  # audio's report first
+    empty_in, empty_out = directions({})
+    assert empty_in.fps is None and empty_out.loss_pct is None and empty_out.resolution is None
+
+
+def test_status_line_in_a_call_shows_everything():
+    """Session, call state, peer, both sides' mutes, recording, and figures both ways."""
+    status = Status("alice", "connected", peer="bob", muted=frozenset({"video"}),
+                    peer_muted=frozenset({"audio"}), recording=True, figures=FIGURES)
+    first, second = status_lines(status)
+    assert first == ("alice · connected with bob · you: audio on video off · "
+                     "bob: audio off video on · REC")
+    assert second == (
+        "rtt 1.2 ms │ in 29.9 fps 640x480 · 640 kbit/s · jitter 2.0 ms · loss 0.5 % │ "
+        "out 20.0 fps 320x240 · 700 kbit/s · jitter 3.0 ms · loss 1.0 %")
+
+
+def test_status_line_when_idle_ringing_or_offline():
+    """Idle and offline are one line; a ringing call says which keys answer."""
+    assert status_lines(Status("alice", "idle")) == ["alice · idle"]
+    assert status_lines(Status(None, "offline")) == ["no session · offline"]
+    ringing = status_lines(Status("bob", "ringing", ringing_from=("alice",)))
+    assert ringing == ["bob · RINGING: alice · y answers, n rejects"]
+
+
+def table_rows(figures: dict) -> dict[str, list[str]]:
+    console = Console(width=80, record=True, color_system=None)
+    console.print(stats_table(figures, "bob"))
+    rows = {}
+    for line in console.export_text().splitlines():
+        cells = [c.strip() for c in line.strip().split("│")[1:-1]]
+        if len(cells) == 3:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_stats_table_shows_both_directions():
+    """The `stats` table has a row per figure, in and out columns, and dashes for unknowns."""
+    rows = table_rows(FIGURES)
+    assert rows["frame rate"] == ["29.9 fps", "20.0 fps"]
+    assert rows["resolution"] == ["640x480", "320x240"]
+    assert rows["bitrate"] == ["640 kbit/s", "700 kbit/s"]
+    assert rows["packet loss"] == ["0.5 %", "1.0 %"]
+    assert rows["round-trip time"] == ["1.2 ms", "1.2 ms"]
+    assert rows["audio tone"] == ["440 Hz", ""]
+    empty = table_rows({})
+    assert empty["round-trip time"] == ["-", "-"] and empty["resolution"] == ["-", "-"]
+
+
+def test_help_does_not_import_prompt_toolkit():
+    """`omni --help` stays fast: prompt_toolkit is imported only when a prompt opens."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom omnicli.cli import app\n"
+            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('prompt_toolkit' in sys.modules, 'omnicli.repl' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30)
+    assert "repl" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+async def test_repl_errors_are_one_line_and_unexpected_ones_are_logged(tmp_path, monkeypatch):
+    """A call-core error is its one line; an unexpected one is one line, its traceback in a file."""
+    import io
+    import logging
+
+    from omnicli.errors import CallRejected
+    from omnicli.render import Output
+    from omnicli.repl import Repl, ReplOptions
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    crash = logging.getLogger("omnicli.repl.crash")
+    monkeypatch.setattr(crash, "handlers", [])
+    repl = Repl(lambda sink: None, ReplOptions())
+    screen = io.StringIO()
+    repl.out = Output(json_mode=False, stdout=screen, stderr=screen)
+
+    async def refused() -> None:
+        raise CallRejected("busy", "bob is busy")
+
+    async def broken() -> None:
+        raise RuntimeError("kaboom")
+
+    await repl.guarded(refused())
+    await repl.guarded(broken())
+    log_file = tmp_path / "omnicli" / "repl.log"
+    assert screen.getvalue().splitlines() == [
+        "bob is busy",
+        f"unexpected error: RuntimeError('kaboom') (details in {log_file})",
+    ]
+    crash.handlers[0].close()
+    assert "Traceback" in log_file.read_text() and "kaboom" in log_file.read_text()

@@ -1,0 +1,413 @@
+"""Signaling faults: a dropped connection resumes its session and call; a clean close or an
+expired grace ends the call as connection_lost; a restarted server rebuilds declared calls."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import pytest
+from netproxy import CuttableProxy
+
+from omnicli import events as ev
+from omnicli import protocol as p
+from omnicli import resume
+from omnicli.core import MediaOptions, Phone, PhoneConfig
+from omnicli.server import ServerConfig, SignalingServer
+from omnicli.state import Send, Service, Switchboard
+
+SECRET = b"resume-secret-for-tests"
+GRACE = 5.0
+
+
+class Board:
+    """A Switchboard driven by plain calls, with a settable clock."""
+
+    def __init__(self, **kw: Any) -> None:
+        kw.setdefault("resume_secret", SECRET)
+        kw.setdefault("resume_grace", GRACE)
+        self.sb = Switchboard([Service("dev", None), Service("other", None)], **kw)
+        self._conns = itertools.count(1)
+        self._rids = itertools.count(1)
+        self.now = 100.0
+        self.tokens: dict[str, str] = {}
+
+    def send(self, conn: int, op: str, **fields: Any) -> list[Send]:
+        rid = next(self._rids)
+        out = self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        assert out[0].conn == conn and out[0].message["id"] == rid
+        return out
+
+    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Send]]:
+        resp, *events = self.send(conn, op, **fields)
+        assert resp.message["ok"] is True, resp.message
+        return resp.message["result"], events
+
+    def code(self, conn: int, op: str, **fields: Any) -> int:
+        out = self.send(conn, op, **fields)
+        assert out[0].message["ok"] is False, out
+        return int(out[0].message["error"]["code"])
+
+    def hello(self, service: str = "dev") -> int:
+        conn = next(self._conns)
+        self.sb.connect(conn)
+        self.ok(conn, "hello", version=1, service_id=service)
+        return conn
+
+    def user(self, user_id: str) -> int:
+        conn = self.hello()
+        result, _ = self.ok(conn, "create_session", user_id=user_id)
+        self.tokens[user_id] = result["resume_token"]
+        return conn
+
+    def connected(self) -> tuple[int, int, str]:
+        alice, bob = self.user("alice"), self.user("bob")
+        result, _ = self.ok(alice, "offer_call", call_type="videocall", callee="bob", sdp="o")
+        self.ok(bob, "answer_call", sdp="a")
+        self.ok(alice, "media_state", state="connected")
+        _, events = self.ok(bob, "media_state", state="connected")
+        assert {e.message["event"] for e in events} == {"CONNECTED"}
+        return alice, bob, result["call_id"]
+
+    def resume(self, user: str, **fields: Any) -> tuple[int, dict[str, Any], list[Send]]:
+        conn = self.hello()
+        result, events = self.ok(conn, "resume", resume_token=self.tokens[user], **fields)
+        self.tokens[user] = result["resume_token"]
+        return conn, result, events
+
+
+def events_of(out: list[Send], conn: int) -> list[dict[str, Any]]:
+    return [s.message for s in out if s.conn == conn and "event" in s.message]
+
+
+# -- the switchboard ---------------------------------------------------------------------------
+
+
+def test_lost_connection_keeps_the_call_and_resume_takes_it_back() -> None:
+    """A dropped connection (no close handshake) ends nothing at once; resume within the grace
+    gets the same session and call back, and the call works both ways again."""
+    b = Board()
+    alice, bob, call_id = b.connected()
+    session = b.sb.conns[bob].session
+    assert b.sb.disconnect(bob, b.now, lost=True) == []
+    b.now += GRACE - 0.5
+    assert b.sb.expire(b.now) == []
+    assert b.code(b.hello(), "create_session", user_id="bob") == 409  # still bob's
+    bob2, result, events = b.resume("bob")
+    assert (result["user_id"], result["session"], result["ended"]) == ("bob", session, None)
+    assert result["call"] == {"call_id": call_id, "state": "connected", "peer": "alice",
+                              "role": "callee", "call_type": "videocall", "record": False}
+    assert events == []
+    _, out = b.ok(alice, "mute", track="audio")
+    assert events_of(out, bob2)[0]["event"] == "MUTE"
+    _, out = b.ok(bob2, "leave", call_id=call_id)
+    assert events_of(out, alice)[0]["reason"] == "hangup"
+
+
+def test_clean_close_ends_the_call_at_once() -> None:
+    """A clean close gives the peer LEAVE connection_lost immediately, with no grace."""
+    b = Board()
+    alice, bob, call_id = b.connected()
+    out = b.sb.disconnect(bob, b.now, lost=False)
+    assert events_of(out, alice) == [{"event": "LEAVE", "call_id": call_id,
+                                      "reason": "connection_lost", "by": "bob"}]
+    assert b.sb.away == {}
+
+
+def test_grace_running_out_ends_the_call_and_a_late_resume_learns_it() -> None:
+    """After the grace the peer gets LEAVE connection_lost; a late resume gets a fresh
+    session under the same user id and is told its call ended."""
+    b = Board()
+    alice, bob, call_id = b.connected()
+    b.sb.disconnect(bob, b.now, lost=True)
+    assert b.sb.next_deadline() == pytest.approx(b.now + GRACE)
+    b.now += GRACE
+    out = b.sb.expire(b.now)
+    assert events_of(out, alice) == [{"event": "LEAVE", "call_id": call_id,
+                                      "reason": "connection_lost", "by": "bob"}]
+    _, result, _ = b.resume("bob", call_id=call_id, peer="alice", role="callee",
+                            call_type="videocall")
+    assert result["call"] is None
+    assert result["ended"] == {"call_id": call_id, "reason": "connection_lost", "by": None}
+
+
+def test_an_end_missed_while_away_is_told_on_resume() -> None:
+    """If the peer hangs up while we are away, resume says so (reason and who)."""
+    b = Board()
+    alice, bob, call_id = b.connected()
+    b.sb.disconnect(bob, b.now, lost=True)
+    b.ok(alice, "leave")
+    _, result, _ = b.resume("bob")
+    assert result["call"] is None
+    assert result["ended"] == {"call_id": call_id, "reason": "hangup", "by": "alice"}
+
+
+def test_resume_on_a_half_open_connection_kicks_the_old_one_out() -> None:
+    """Resuming while the server still holds the old connection: the old one gets KICKOUT and
+    is closed, the call moves to the new connection, and the old one's end changes nothing."""
+    b = Board()
+    alice, bob, call_id = b.connected()
+    bob2, result, events = b.resume("bob")
+    assert result["call"]["call_id"] == call_id
+    assert [(e.conn, e.message["event"], e.close) for e in events] == [(bob, "KICKOUT", True)]
+    assert b.sb.disconnect(bob, b.now, lost=False) == []
+    _, out = b.ok(alice, "mute", track="video")
+    assert [s.conn for s in out] == [bob2]
+
+
+def test_a_ringing_callee_is_rung_again_on_resume() -> None:
+    """A callee that drops while its call rings gets RINGING again when it resumes."""
+    b = Board()
+    alice, bob = b.user("alice"), b.user("bob")
+    b.ok(alice, "offer_call", call_type="audiocall", callee="bob", sdp="offer")
+    b.sb.disconnect(bob, b.now, lost=True)
+    _, result, events = b.resume("bob")
+    assert result["call"]["state"] == "ringing"
+    assert [e.message["event"] for e in events] == ["RINGING"]
+    assert events[0].message["sdp"] == "offer"
+
+
+@pytest.mark.parametrize("case", ["garbage", "other-secret", "other-service"])
+def test_bad_resume_tokens_are_refused(case: str) -> None:
+    """A resume token that is not ours, or is for another service, is 401."""
+    b = Board()
+    b.user("bob")
+    token = b.tokens["bob"]
+    conn = b.hello("other" if case == "other-service" else "dev")
+    if case == "garbage":
+        token = "not.a.token"
+    elif case == "other-secret":
+        token = Board(resume_secret=b"another").sb._session_result(b.sb.conns[1], 0)[
+            "resume_token"]
+    assert b.code(conn, "resume", resume_token=token) == 401
+
+
+def test_restarted_server_rebuilds_a_call_both_sides_declare() -> None:
+    """A new server run with the same secret: the first party's resume holds the call, the
+    second's completes it; then it works like any connected call."""
+    old = Board()
+    _, _, call_id = old.connected()
+    new = Board()
+    new.tokens = dict(old.tokens)
+    a2, result, _ = new.resume("alice", call_id=call_id, peer="bob", role="caller",
+                               call_type="videocall")
+    assert result["call"]["state"] == "resuming" and result["ended"] is None
+    assert new.code(new.user("carol"), "offer_call", call_type="videocall", callee="bob",
+                    sdp="o") == 486  # bob is held for the call
+    b2, result, _ = new.resume("bob", call_id=call_id, peer="alice", role="callee",
+                               call_type="videocall")
+    assert result["call"]["state"] == "connected"
+    _, out = new.ok(b2, "mute", track="audio")
+    assert events_of(out, a2)[0]["event"] == "MUTE"
+    assert new.sb.next_deadline() is None
+
+
+def test_restarted_server_ends_a_call_only_one_side_declares() -> None:
+    """If the other party never comes back, the declared call ends after the grace."""
+    old = Board()
+    _, _, call_id = old.connected()
+    new = Board()
+    new.tokens = dict(old.tokens)
+    a2, _, _ = new.resume("alice", call_id=call_id, peer="bob", role="caller",
+                          call_type="videocall")
+    new.now += GRACE
+    out = new.sb.expire(new.now)
+    assert events_of(out, a2) == [{"event": "LEAVE", "call_id": call_id,
+                                   "reason": "connection_lost", "by": "bob"}]
+    assert new.sb.calls == {} and new.sb.user_call == {}
+
+
+def test_restarted_server_does_not_join_mismatched_declarations() -> None:
+    """Two declarations of one call id that disagree (roles, peers) do not make a call."""
+    old = Board()
+    _, _, call_id = old.connected()
+    new = Board()
+    new.tokens = dict(old.tokens)
+    new.resume("alice", call_id=call_id, peer="bob", role="caller", call_type="videocall")
+    _, result, _ = new.resume("bob", call_id=call_id, peer="alice", role="caller",
+                              call_type="videocall")
+    assert result["call"] is None
+    assert result["ended"] == {"call_id": call_id, "reason": "connection_lost", "by": None}
+    assert new.sb.calls[call_id].state.value == "resuming"  # alice's still waits for bob
+
+
+def test_resume_parsing() -> None:
+    """resume needs a token; describing a call needs all of its fields."""
+    body = p.parse_request({"op": "resume", "id": 1, "resume_token": "t"}).body
+    assert body == p.Resume("t")
+    with pytest.raises(p.ProtocolError, match="peer"):
+        p.parse_request({"op": "resume", "id": 1, "resume_token": "t", "call_id": "c-1"})
+    with pytest.raises(p.ProtocolError, match="resume_token"):
+        p.parse_request({"op": "resume", "id": 1})
+
+
+# -- the client's plan after a resume ----------------------------------------------------------
+
+LOCAL = resume.LocalCall("c-1", "connected", "bob", "caller", "videocall", False)
+
+
+def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "caller") -> dict:
+    return {"call_id": call_id, "state": state, "peer": "bob", "role": role,
+            "call_type": "videocall", "record": False}
+
+
+@pytest.mark.parametrize(
+    ("local", "result", "expected"),
+    [
+        (LOCAL, {"call": _server_call()}, resume.Plan(continues="c-1")),
+        (LOCAL, {"call": _server_call(state="answered")},
+         resume.Plan(report_media=True, continues="c-1")),
+        (LOCAL, {"call": None, "ended": {"call_id": "c-1", "reason": "hangup", "by": "bob"}},
+         resume.Plan(end_reason="hangup", end_by="bob")),
+        (LOCAL, {"call": None}, resume.Plan(end_reason="connection_lost")),
+        (None, {"call": _server_call()}, resume.Plan(leave_call_id="c-1")),
+        (None, {"call": _server_call(state="ringing", role="callee")}, resume.Plan()),
+        (LOCAL, {"call": _server_call("c-2", state="ringing", role="callee")},
+         resume.Plan(end_reason="connection_lost")),
+    ],
+    ids=["same", "answered", "missed-hangup", "gone", "stray", "ringing-here", "other-ringing"],
+)
+def test_resume_plan(local, result, expected) -> None:
+    """The phone keeps, ends or cleans up its call according to the resume result."""
+    assert resume.plan(local, result) == expected
+
+
+def test_only_calls_past_the_sdp_exchange_are_declared() -> None:
+    """A ringing/calling call is not described in resume; a connecting or connected one is."""
+    assert resume.declaration(resume.LocalCall("c-1", "calling", "bob", "caller",
+                                               "videocall", False)) == {}
+    assert resume.declaration(LOCAL) == {"call_id": "c-1", "peer": "bob", "role": "caller",
+                                         "call_type": "videocall", "record": False}
+
+
+# -- real phones, real media -------------------------------------------------------------------
+
+
+def phone(url: str, tone: str = "tone:440") -> Phone:
+    media = MediaOptions(audio_source=tone, width=320, height=240)
+    return Phone(PhoneConfig(server_url=url, media=media))
+
+
+async def until(ph: Phone, kind: type[ev.CallEvent], timeout: float = 15) -> Any:
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await ph.next_event()
+            if isinstance(event, kind):
+                return event
+
+
+async def call_up(url: str) -> tuple[Phone, Phone]:
+    alice, bob = phone(url), phone(url, "tone:660")
+    await alice.create_session("alice")
+    await bob.create_session("bob")
+    await alice.offer_call("videocall", "bob")
+    await until(bob, ev.Ringing)
+    await bob.answer_call()
+    await until(alice, ev.Connected)
+    await until(bob, ev.Connected)
+    return alice, bob
+
+
+async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
+    """Cutting every signaling connection mid-call: both phones show RECONNECTING then
+    RECONNECTED, video keeps arriving meanwhile, and the call then hangs up normally."""
+    async with SignalingServer(ServerConfig(port=0)) as srv, \
+            CuttableProxy("127.0.0.1", srv.port) as proxy:
+        alice, bob = await call_up(proxy.url)
+        try:
+            probe = bob._call.link.video_in
+            proxy.accepting = False
+            proxy.cut()
+            for ph in (alice, bob):
+                assert "no close frame" in (await until(ph, ev.Reconnecting)).reason
+            during = probe.frames_received
+            await asyncio.sleep(1.5)
+            assert probe.frames_received - during > 10  # media does not need signaling
+            proxy.accepting = True
+            for ph, name in ((alice, "alice"), (bob, "bob")):
+                back = await until(ph, ev.Reconnected)
+                assert back.user_id == name and back.call_id == alice.call.call_id
+            assert bob.call_state == "connected"
+            await alice.set_mute("audio")
+            assert (await until(bob, ev.Mute)).track == "audio"
+            assert await alice.leave() == "hangup"
+            assert (await until(bob, ev.Leave)).reason == "hangup"
+        finally:
+            await alice.close()
+            await bob.close()
+
+
+async def test_server_restart_mid_call_resumes_the_call() -> None:
+    """The server process is replaced (same port, same resume secret, state lost): both phones
+    resume, the server rebuilds the call, and a hang-up reaches the other side."""
+    config = ServerConfig(port=0, resume_secret=SECRET)
+    first = SignalingServer(config)
+    await first.start()
+    port = first.port
+    alice, bob = await call_up(first.url)
+    second = None
+    try:
+        await first.close()
+        for ph in (alice, bob):
+            await until(ph, ev.Reconnecting)
+        second = SignalingServer(ServerConfig(port=port, resume_secret=SECRET))
+        await second.start()
+        for ph in (alice, bob):
+            assert (await until(ph, ev.Reconnected)).call_id is not None
+        assert {c.state.value for c in second.board.calls.values()} == {"connected"}
+        assert await bob.leave() == "hangup"
+        leave = await until(alice, ev.Leave)
+        assert (leave.reason, leave.by) == ("hangup", "bob")
+    finally:
+        await alice.close()
+        await bob.close()
+        if second is not None:
+            await second.close()
+
+
+async def test_grace_passing_ends_the_call_on_both_sides() -> None:
+    """With the server gone longer than the grace, each phone ends its call as connection_lost
+    and reports SERVER_LOST, within the grace plus a margin."""
+    config = ServerConfig(port=0, resume_grace=1.5)
+    srv = SignalingServer(config)
+    await srv.start()
+    alice, bob = await call_up(srv.url)
+    try:
+        await srv.close()
+        started = time.monotonic()
+        for ph in (alice, bob):
+            assert (await until(ph, ev.Reconnecting)).grace_s == 1.5
+        for ph in (alice, bob):
+            assert (await until(ph, ev.Leave)).reason == "connection_lost"
+            assert "not resumed" in (await until(ph, ev.ServerLost)).reason
+        assert time.monotonic() - started < 1.5 + 3.0
+        assert alice.call is None and bob.call is None
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_restart_without_the_secret_ends_the_call_clearly() -> None:
+    """A server restarted with another resume secret refuses the resume (401): each phone says
+    so, ends its call as connection_lost and reports SERVER_LOST, without waiting the grace."""
+    first = SignalingServer(ServerConfig(port=0, resume_secret=SECRET))
+    await first.start()
+    port = first.port
+    alice, bob = await call_up(first.url)
+    second = None
+    try:
+        await first.close()
+        second = SignalingServer(ServerConfig(port=port, resume_secret=b"another secret"))
+        await second.start()
+        for ph in (alice, bob):
+            while "could not resume" not in (await until(ph, ev.Notice)).text:
+                pass
+            assert (await until(ph, ev.Leave)).reason == "connection_lost"
+            await until(ph, ev.ServerLost)
+    finally:
+        await alice.close()
+        await bob.close()
+        if second is not None:
+            await second.close()
