@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 PLACEHOLDER_SIZE = (480, 640)  # rows, columns
 PREVIEW_FRACTION = 4  # the preview is 1/4 of the window's width
 WAIT_MS = 15
+READY_TIMEOUT = 5.0
 
 
 def _has_gui_backend() -> bool:
@@ -96,6 +97,7 @@ class VideoWindow:
         self._caption: str | None = None  # the title bar text, if not `title`
         self._dirty = threading.Event()
         self._quit = threading.Event()
+        self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self.frames_shown = 0
 
@@ -106,6 +108,9 @@ class VideoWindow:
             raise RuntimeError("no display for a video window (DISPLAY unset or no GUI)")
         self._thread = threading.Thread(target=self._run, name="video-window", daemon=True)
         self._thread.start()
+        # Let the GUI toolkit finish starting before anything else loads libraries: av and
+        # aiortc loaded while Qt connects to X leave the window unpainted now and then.
+        self._ready.wait(READY_TIMEOUT)
         # a GUI thread still running when the interpreter exits aborts the process
         atexit.register(self.close)
 
@@ -174,6 +179,7 @@ class VideoWindow:
                         cv2.setWindowTitle(self.title, caption)
                         shown_caption = caption
                 key = cv2.waitKey(WAIT_MS)
+                self._ready.set()
                 if key not in (-1, 255):
                     self._key(chr(key & 0xFF))
                 if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
@@ -182,6 +188,7 @@ class VideoWindow:
         except cv2.error:
             logger.exception("video window failed")
         finally:
+            self._ready.set()
             try:
                 cv2.destroyWindow(self.title)
                 cv2.waitKey(1)

@@ -5,9 +5,10 @@
 2. Call cycles: pairs of clients each run complete calls in a loop (offer_call with a
    fake SDP, RINGING, answer_call, ANSWERED, media_state connected from both,
    CONNECTED at both, leave, LEAVE at the callee). The number of pairs doubles each
-   step until the 99th percentile of a cycle's latency degrades (> --p99-limit ms) or
-   throughput stops growing. The server runs with `--rate-limit 0`: each bench client
-   makes far more requests per second than a person would.
+   step until the 99th percentile of a cycle's latency degrades (past twice
+   --p99-limit, 50 ms) or throughput stays below 80 % of its peak for two steps.
+   The server runs with `--rate-limit 0`: each bench client makes far more requests
+   per second than a person would.
 
 Baseline in the same run: a bare `websockets` echo server in a child process, doing
 the same number of round trips per cycle (8), so the cycle rate shows what omnicli's
@@ -183,8 +184,9 @@ async def ramp(url: str, pid: int, fn: Any, levels: list[int], seconds: float,
                   f"median {lat['median']} ms, p99 {lat['p99']} ms, cpu {result['cpu_pct']}")
             if lat["p99"] is not None and lat["p99"] > p99_limit:
                 break
-            if result["cycles_per_s"] < 0.8 * max(r["cycles_per_s"] for r in results):
-                break  # past the peak: more pairs only queue up
+            peak = max(r["cycles_per_s"] for r in results)
+            if len(results) > 2 and all(r["cycles_per_s"] < 0.8 * peak for r in results[-2:]):
+                break  # twice below the peak: more pairs only queue up
     finally:
         await close_many(clients)
     return results

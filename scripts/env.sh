@@ -7,6 +7,8 @@ cd "$ROOT"
 # System packages: PortAudio for sounddevice, GL/GLib for OpenCV, Xvfb for window tests,
 # Chromium as a real browser peer for the protocol tests.
 SYSTEM_PACKAGES=(libportaudio2 libgl1 libglib2.0-0 xvfb xauth chromium)
+# Devices for tests: a private PulseAudio (virtual mic/speaker), screenshots and keys for Xvfb.
+SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdotool)
 # The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
 # NFQUEUE delay, and what pip needs to build NetfilterQueue.
 SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)

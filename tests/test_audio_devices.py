@@ -89,7 +89,7 @@ def pulse_here(monkeypatch):
 
 
 async def test_switching_microphone_and_speaker_mid_call(pulse_here) -> None:
-    """tone → real mic → tone on alice's side and a speaker switched on at bob's, no renegotiation."""
+    """Tone → real mic → tone at alice's, a speaker switched on at bob's; no renegotiation."""
     pa = pulse_here
     pa.play_tone("mic", 880, 40)
     async with SignalingServer(ServerConfig(port=0)) as srv:

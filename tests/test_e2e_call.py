@@ -9,7 +9,9 @@ from procs import Omni, run_omni, start_server
 
 pytestmark = pytest.mark.e2e
 
-MEDIA = ("--json", "--no-window", "--video-size", "320x240")
+# explicit synthetic media and no speaker: the same on a laptop with real devices
+MEDIA = ("--json", "--no-window", "--video-size", "320x240", "--video-source", "test",
+         "--speaker", "none")
 
 
 @pytest.fixture
