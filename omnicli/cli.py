@@ -73,6 +73,18 @@ Duration = Annotated[float, typer.Option("--duration", "-d", min=0,
                      help="Hang up this many seconds after connecting (0: stay).")]
 
 
+SETTING_FLAGS = frozenset({
+    "server", "service_id", "service_key", "token", "ca_file", "video_source", "audio_source",
+    "mic", "speaker", "camera", "require_devices", "record", "record_file", "video_size", "fps",
+    "no_window", "json", "verbose",
+})
+
+
+def _flags(params: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The command's parameters that are settings (a command's `locals()`)."""
+    return {k: v for k, v in params.items() if k in SETTING_FLAGS and k not in skip}
+
+
 def _settings(**flags: Any) -> Settings:
     for device, source, word in (("mic", "audio_source", "mic"),
                                  ("camera", "video_source", "camera")):
@@ -308,14 +320,7 @@ def session_create(
 
     In a terminal (and without --json) this opens the interactive prompt on the session.
     """
-    settings = _settings(server=server, service_id=service_id, service_key=service_key,
-                         token=token, ca_file=ca_file,
-                         video_source=video_source, audio_source=audio_source,
-                         mic=mic, speaker=speaker, camera=camera,
-                         require_devices=require_devices, record=record,
-                         record_file=record_file,
-                         video_size=video_size, fps=fps, no_window=no_window, json=json,
-                         verbose=verbose)
+    settings = _settings(**_flags(locals()))
     if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json:
         _repl(settings, user_id, auto_answer)
         return
@@ -389,11 +394,7 @@ def repl(
     json: Json = False, verbose: Verbose = False,
 ) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
-    settings = _settings(server=server, service_id=service_id, service_key=service_key,
-                         token=token, ca_file=ca_file,
-                         video_source=video_source, audio_source=audio_source,
-                         video_size=video_size, fps=fps, no_window=no_window, json=json,
-                         verbose=verbose)
+    settings = _settings(**_flags(locals()))
     _repl(settings, user_id, auto_answer)
 
 
@@ -438,9 +439,7 @@ def sessions(
     json: Json = False, verbose: Verbose = False,
 ) -> None:
     """List who is online under the service, and who is busy."""
-    settings = _settings(server=server, service_id=service_id, service_key=service_key,
-                         token=token, ca_file=ca_file,
-                         json=json, verbose=verbose)
+    settings = _settings(**_flags(locals()))
 
     async def flow() -> int:
         from .render import sessions_table
@@ -483,13 +482,7 @@ def call(
     json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Call CALLEE; Ctrl-C or q in the window hangs up (m: mic on/off, v: camera on/off)."""
-    settings = _settings(server=server, service_id=service_id, service_key=service_key,
-                         token=token, ca_file=ca_file,
-                         video_source=video_source, audio_source=audio_source,
-                         mic=mic, speaker=speaker, camera=camera,
-                         require_devices=require_devices, record_file=record_file,
-                         video_size=video_size, fps=fps, no_window=no_window, json=json,
-                         verbose=verbose)
+    settings = _settings(**_flags(locals(), skip=("record",)))
 
     async def flow() -> int:
         async def place(phone: Any) -> None:
@@ -519,14 +512,7 @@ def answer(
     json: Json = False, verbose: Verbose = False,
 ) -> None:
     """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
-    settings = _settings(server=server, service_id=service_id, service_key=service_key,
-                         token=token, ca_file=ca_file,
-                         video_source=video_source, audio_source=audio_source,
-                         mic=mic, speaker=speaker, camera=camera,
-                         require_devices=require_devices, record=record,
-                         record_file=record_file,
-                         video_size=video_size, fps=fps, no_window=no_window, json=json,
-                         verbose=verbose)
+    settings = _settings(**_flags(locals()))
     call_type = None if video is None else ("videocall" if video else "audiocall")
 
     async def flow() -> int:
