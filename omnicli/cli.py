@@ -134,6 +134,12 @@ def run(flow: Callable[[], Awaitable[int | None]]) -> None:
     except KeyboardInterrupt:
         typer.echo("omni: interrupted", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
+        logging.getLogger("omnicli").debug("unexpected error", exc_info=True)  # --verbose
+        detail = " ".join(str(exc).split())
+        typer.echo(f"omni: unexpected error: {type(exc).__name__}"
+                   f"{': ' + detail if detail else ''}", err=True)
+        raise typer.Exit(int(ExitCode.FAILURE)) from None
     raise typer.Exit(int(code or 0))
 
 
@@ -529,11 +535,11 @@ async def _one_call(
     start: Callable[[Any], Awaitable[None]], title: str,
 ) -> int:
     """Register, start a call with `start`, follow it to its end; the exit code."""
-    from .runner import Stopper, Window, follow_call
+    from .runner import Stopper, Window, follow_call, until_stopped
 
     out = _output(settings)
     stopper = Stopper.install()
-    window = Window(title, stopper.press) if Window.wanted(settings.window, out) else None
+    window = Window(title, stopper.hang_up) if Window.wanted(settings.window, out) else None
     phone = _phone(settings, video_sink=window.show if window else None,
                    preview_sink=window.preview if window else None)
     if window is not None:
@@ -541,7 +547,10 @@ async def _one_call(
     try:
         await phone.create_session(user_id)
         out.event(await phone.next_event())  # the SESSION event, before any waiting
-        await start(phone)
+        stopped, _ = await until_stopped(start(phone), stopper.event)
+        if stopped:  # Ctrl-C before the call was placed or answered: nothing to hang up
+            out.status("interrupted")
+            return int(ExitCode.INTERRUPTED)
         leave = await follow_call(phone, out, duration=duration, stop=stopper.event,
                                   window=window)
         return exit_code_for_reason(leave.reason)
@@ -578,7 +587,7 @@ def demo(
             bob_stop = asyncio.Event()
             bob_task = asyncio.create_task(answer_forever(
                 bob, out.with_label("bob"), stop=bob_stop, auto_answer=True, max_calls=1))
-            window = Window("omni demo: bob", stopper.press) \
+            window = Window("omni demo: bob", stopper.hang_up) \
                 if Window.wanted(settings.window, out) else None
             alice = _phone(replace(local, audio_source="tone:440"),
                            video_sink=window.show if window else None)

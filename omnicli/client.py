@@ -4,7 +4,9 @@
 handed to `on_event` in arrival order. When the socket goes away every pending
 request fails with ServerUnreachable and `on_close` is called once; `close_code`
 then says how the server closed it (None: no close frame). `connect()` may be called
-again after that: the call-core reconnects this way and resumes its session.
+again after that: the call-core reconnects this way and resumes its session. It is
+single-flight: callers that overlap share one socket (and its handshake) instead of
+each opening their own.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import itertools
 import json
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import protocol as p
 from .errors import ServerRefused, ServerUnreachable, UsageError
@@ -50,15 +52,29 @@ class SignalingClient:
         self._reader: asyncio.Task[None] | None = None
         self._closed_reason: str | None = None
         self.close_code: int | None = None
+        self._connect_lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
         return self._ws is not None and self._closed_reason is None
 
-    async def connect(self) -> None:
-        """Open the websocket (again, after a drop); UsageError or ServerUnreachable."""
-        if self._reader is not None and not self._reader.done():
-            raise UsageError("already connected")
+    async def connect(self, handshake: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Open the websocket (again, after a drop) and run `handshake` on it.
+
+        Single-flight: a call made while another one is opening the socket waits for it
+        and shares its socket. UsageError (already connected, bad URL) or ServerUnreachable.
+        """
+        waited = self._connect_lock.locked()
+        async with self._connect_lock:
+            if self._reader is not None and not self._reader.done():
+                if waited:
+                    return  # the connect we waited for opened the socket: share it
+                raise UsageError("already connected")
+            await self._open()
+            if handshake is not None:
+                await handshake()
+
+    async def _open(self) -> None:
         tls = None
         if self.url.startswith("wss://"):
             tls = ssl.create_default_context(cafile=self._ca_file)
@@ -77,11 +93,22 @@ class SignalingClient:
         except InvalidURI as exc:
             raise UsageError(f"bad server URL '{self.url}': {exc}") from None
         except (OSError, TimeoutError, InvalidHandshake) as exc:
-            detail = getattr(exc, "strerror", None) or type(exc).__name__
-            raise ServerUnreachable(f"cannot reach the server at {self.url}: {detail}") from None
+            raise ServerUnreachable(
+                f"cannot reach the server at {self.url}: {self._why(exc)}"
+            ) from None
         self._closed_reason = None
         self.close_code = None
         self._reader = asyncio.create_task(self._read_loop(), name="omni-signaling-reader")
+
+    def _why(self, exc: BaseException) -> str:
+        """A person's words for a failed websocket handshake."""
+        if isinstance(exc, InvalidStatus):
+            return f"not an omni server (HTTP {exc.response.status_code})"
+        if isinstance(exc, InvalidHandshake):
+            return "not an omni server (no websocket handshake)"
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self._open_timeout:g} s"
+        return getattr(exc, "strerror", None) or type(exc).__name__
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one request; its result, or ServerRefused / ServerUnreachable."""

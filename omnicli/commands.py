@@ -82,7 +82,7 @@ def parse(line: str) -> Command | None:
     spec = BY_NAME.get(head)
     if spec is None:
         near = suggestion(head)
-        maybe = f" — did you mean '{near}'?" if near else ""
+        maybe = f" — did you mean '{near}'?" if near else ";"
         raise CommandError(f"unknown command '{words[0]}'{maybe} type help")
     flags = frozenset(w for w in rest if w.startswith("--"))
     args = tuple(w for w in rest if not w.startswith("--"))
@@ -162,12 +162,30 @@ class CompletionContext:
     devices: dict[str, tuple[str, ...]] | None = None  # kind (camera/mic/speaker) -> ids
 
 
-def complete(text: str, context: CompletionContext) -> tuple[str, list[str]]:
-    """The word being completed at the end of `text`, and the candidates that extend it."""
+def _completing(text: str) -> tuple[str, list[str]]:
     words = text.split()
     if not text or text[-1].isspace():
         words.append("")
-    word, before = words[-1], [w.lower() for w in words[:-1]]
+    return words[-1], [w.lower() for w in words[:-1]]
+
+
+def wants_users(text: str) -> bool:
+    """Whether completing `text` offers online user ids (so they are worth fetching)."""
+    _, before = _completing(text)
+    name = BY_NAME[before[0]].name if before and before[0] in BY_NAME else None
+    positional = [w for w in before[1:] if not w.startswith("--")]
+    return (name == "call" and not positional) or (name == "answer" and len(before) == 1)
+
+
+def wants_devices(text: str) -> bool:
+    """Whether completing `text` offers device ids."""
+    _, before = _completing(text)
+    return len(before) == 2 and before[0] == "device"
+
+
+def complete(text: str, context: CompletionContext) -> tuple[str, list[str]]:
+    """The word being completed at the end of `text`, and the candidates that extend it."""
+    word, before = _completing(text)
     return word, [c for c in _candidates(before, context) if c.startswith(word) and c != word]
 
 

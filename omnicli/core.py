@@ -18,9 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .client import SignalingClient
-from .errors import CallRejected, MediaFailed, OmniError, ServerRefused, UsageError
+from .errors import (
+    CallRejected,
+    MediaFailed,
+    OmniError,
+    ServerRefused,
+    ServerUnreachable,
+    UsageError,
+)
 from .protocol import VERSION, CallType, ErrorCode, Track, check_user_id
-from .summary import summarize
+from .summary import RunningStats, summarize
 
 if TYPE_CHECKING:
     from .peer import PeerLink
@@ -29,6 +36,7 @@ log = logging.getLogger("omnicli.core")
 
 STATS_INTERVAL = 1.0
 PREVIEW_FPS = 15
+LEAVE_TIMEOUT = 3.0  # a best-effort leave after a failed offer or answer
 
 
 @dataclass(frozen=True)
@@ -100,11 +108,18 @@ class _Call:
     state: str = "calling"
     started: float = field(default_factory=time.monotonic)
     connected_at: float | None = None
+    answered: bool = False  # the server has it answered: mute/unmute may be sent
     muted: set[str] = field(default_factory=set)
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    stats: RunningStats = field(default_factory=RunningStats)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     speaker: Any = None  # audio_io.SpeakerSink
     recorder: Any = None  # recorder.CallRecorder
+    sources: dict[str, Any] = field(default_factory=dict)  # kind -> the local track it sends
+
+    def __post_init__(self) -> None:
+        for kind, out in (("video", self.link.video_out), ("audio", self.link.audio_out)):
+            if out.source is not None:
+                self.sources[kind] = out.source
 
 
 class Phone:
@@ -168,8 +183,13 @@ class Phone:
     # -- the SDK surface ---------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Open the signaling connection and authenticate (the SDK's init)."""
-        await self._client.connect()
+        """Open the signaling connection and authenticate (the SDK's init).
+
+        Single-flight (see SignalingClient.connect): overlapping calls share one socket.
+        """
+        await self._client.connect(self._hello)
+
+    async def _hello(self) -> None:
         await self._client.request(
             "hello",
             version=VERSION,
@@ -182,8 +202,7 @@ class Phone:
     async def create_session(self, user_id: str | None = None) -> SessionInfo:
         if user_id is not None and (why := check_user_id(user_id)):
             raise UsageError(f"bad user id '{user_id[:80]}': {why}")
-        if not self._client.connected:
-            await self.connect()
+        await self._ensure_connected()
         result = await self._client.request("create_session", user_id=user_id)
         self.session = SessionInfo(result["session"], result["user_id"])
         self.ice_servers = list(result.get("ice_servers") or [])
@@ -193,8 +212,7 @@ class Phone:
         return self.session
 
     async def session_list(self) -> list[Peer]:
-        if not self._client.connected:
-            await self.connect()
+        await self._ensure_connected()
         result = await self._client.request("session_list")
         return [Peer(s["user_id"], s["state"], s.get("call_type")) for s in result["sessions"]]
 
@@ -204,22 +222,35 @@ class Phone:
         """Call `callee`; returns once the server accepted the offer (RINGBACK)."""
         kind = _call_type(call_type)
         self._need_idle()
-        link, notes = self._new_link(kind)
+        if self._ringing:
+            who = next(iter(self._ringing))
+            raise UsageError(f"a call from {who} is ringing: answer or reject it first")
+        link, notes = await self._new_link(kind)
+        if self._call is not None:  # another call began while the sources opened
+            await link.close()
+            self._need_idle()
         call = _Call(peer=callee, role="caller", call_type=kind, record=record, link=link)
         self._call = call
+        sent = False
         try:
-            self._attach_media(call, notes)
+            await self._attach_media(call, notes)
             sdp = await call.link.create_offer(kind)
+            sent = True
             result = await self._client.request(
                 "offer_call", call_type=kind, callee=callee, record=record, sdp=sdp
             )
         except BaseException as exc:
             await self._drop(call)
-            if isinstance(exc, ServerRefused) and exc.code == ErrorCode.BUSY:
-                raise CallRejected("busy", f"{callee} is busy") from None
+            if isinstance(exc, ServerRefused):
+                if exc.code == ErrorCode.BUSY:
+                    raise CallRejected("busy", f"{callee} is busy") from None
+                raise
+            if sent:  # cancelled or cut off mid-request: the server may have the call
+                await self._leave_quietly(call.call_id)
+            if (err := _media_error(exc, f"cannot call {callee}")) is not exc:
+                raise err from None
             raise
         call.call_id = call.call_id or result["call_id"]
-        call.state = "calling"
         return CallInfo(call.call_id, callee, kind, "caller")
 
     async def answer_call(
@@ -240,13 +271,16 @@ class Phone:
         if kind is not None and kind != offer.call_type:
             raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
         self._need_idle()
-        link, notes = self._new_link(offer.call_type)
+        link, notes = await self._new_link(offer.call_type)
         call = _Call(peer=offer.caller, role="callee", call_type=offer.call_type,
                      record=offer.record, link=link, call_id=offer.call_id, state="connecting")
+        if self._call is not None:  # another call began while the sources opened
+            await link.close()
+            self._need_idle()
         self._call = call
         self._ringing.pop(offer.caller, None)
         try:
-            self._attach_media(call, notes)
+            await self._attach_media(call, notes)
             sdp = await call.link.accept_offer(offer.sdp)
             await self._client.request("answer_call", sdp=sdp, caller=offer.caller,
                                        call_type=offer.call_type)
@@ -255,8 +289,14 @@ class Phone:
                 await self._drop(call)
             if isinstance(exc, ServerRefused) and exc.code in (404, 412):
                 raise CallRejected("cancelled", f"the call from {offer.caller} is gone") from None
+            # the offer is taken here but the server still rings it: decline it there
+            await self._leave_quietly(offer.call_id)
+            if (err := _media_error(exc, f"cannot answer the call from {offer.caller}")) \
+                    is not exc:
+                raise err from None
             raise
         call.started = time.monotonic()
+        self._mark_answered(call)
         self._spawn(self._watch_media(call), call)
         return CallInfo(offer.call_id, offer.caller, offer.call_type, "callee")
 
@@ -304,8 +344,13 @@ class Phone:
             return
         old, call.speaker = call.speaker, None
         if old is not None:
-            old.close()
-        call.speaker, note = self._open_speaker(strict=True)
+            await asyncio.to_thread(old.close)
+        speaker, note = await self._open_speaker(strict=True)
+        if self._call is not call:  # the call ended while the device opened
+            if speaker is not None:
+                await asyncio.to_thread(speaker.close)
+            return
+        call.speaker = speaker
         self._route(call)
         if note:
             self._emit(ev.Notice(note))
@@ -315,13 +360,6 @@ class Phone:
         from .devices import list_devices
 
         return list_devices()
-
-    async def set_recording(self, on: bool) -> None:
-        """Start or stop recording the call (see `recording_start`)."""
-        if on:
-            await self.recording_start()
-        else:
-            await self.recording_stop()
 
     async def recording_start(self, path: str | None = None) -> str:
         """Record the call here (remote video, both parties' audio) and tell the peer.
@@ -340,8 +378,14 @@ class Phone:
         target = path or self.config.media.record_file or default_path(me, call.peer)
         probe = call.link.video_in
         size = (probe.width or self.config.media.width, probe.height or self.config.media.height)
-        call.recorder = CallRecorder(target, video=call.call_type == CallType.VIDEO.value,
-                                     size=size)
+        recorder = await asyncio.to_thread(  # opens the file and the encoder: blocking
+            CallRecorder, target, video=call.call_type == CallType.VIDEO.value, size=size)
+        if self._call is not call or call.recorder is not None:  # ended, or raced: drop it
+            await asyncio.to_thread(recorder.stop)
+            if call.recorder is not None:
+                return str(call.recorder.path)
+            raise UsageError("not in a call")
+        call.recorder = recorder
         self._route(call)
         self._emit(ev.Recording(me, True))
         self._emit(ev.Notice(f"recording to {target}"))
@@ -373,7 +417,7 @@ class Phone:
         call = self._call
         if call is None or call.connected_at is None:
             return None
-        return await self._sample(call)
+        return dict(await call.link.stats())
 
     async def next_event(self, timeout: float | None = None) -> ev.CallEvent:
         async with asyncio.timeout(timeout):
@@ -398,16 +442,18 @@ class Phone:
 
     # -- internals: media ----------------------------------------------------------
 
-    def _new_link(self, call_type: str) -> tuple[PeerLink, list[str]]:
+    async def _new_link(self, call_type: str) -> tuple[PeerLink, list[str]]:
         """The call's PeerLink with its sources open, and notes on devices that fell back."""
         from .peer import PeerLink  # heavy: aiortc, av, cv2
 
         kinds = ["audio"] + (["video"] if call_type == CallType.VIDEO.value else [])
         tracks: dict[str, Any] = {}
         notes: list[str] = []
+        loop = asyncio.get_running_loop()
         try:
-            for kind in kinds:
-                tracks[kind], note = self._open_local(kind, self._media_spec(kind))
+            for kind in kinds:  # a camera or microphone may take a while to open
+                tracks[kind], note = await _off_loop(
+                    self._open_local, kind, self._media_spec(kind), loop=loop)
                 if note:
                     notes.append(note)
         except BaseException:
@@ -422,16 +468,22 @@ class Phone:
         m = self.config.media
         return m.video_source if kind == "video" else m.audio_source
 
-    def _open_local(self, kind: str, spec: str, *, strict: bool = False) -> tuple[Any, str | None]:
-        """A tapped local source for `spec` (falling back unless strict) and a note if it did."""
+    def _open_local(self, kind: str, spec: str, *, loop: asyncio.AbstractEventLoop,
+                    strict: bool = False) -> tuple[Any, str | None]:
+        """A tapped local source for `spec` (falling back unless strict) and a note if it did.
+
+        Any thread. A device lost later names the tapped track, so that a late report
+        from a source the call no longer uses is ignored.
+        """
         from .handoff import TapTrack
         from .sources import open_source, open_with_fallback
 
         m = self.config.media
-        loop = asyncio.get_running_loop()
+        opened_track: list[Any] = []
 
         def lost(reason: str) -> None:  # any thread
-            loop.call_soon_threadsafe(self._device_lost, kind, reason)
+            loop.call_soon_threadsafe(
+                lambda: self._device_lost(kind, reason, opened_track[0] if opened_track else None))
 
         if strict:
             track = open_source(kind, spec, width=m.width, height=m.height, fps=m.fps,
@@ -443,9 +495,11 @@ class Phone:
             track, note = opened.track, opened.fallback
         if track is None:
             return None, note
-        return TapTrack(track, lambda frame: self._local_frame(kind, frame)), note
+        tapped = TapTrack(track, lambda frame: self._local_frame(kind, frame))
+        opened_track.append(tapped)
+        return tapped, note
 
-    def _open_speaker(self, *, strict: bool = False) -> tuple[Any, str | None]:
+    async def _open_speaker(self, *, strict: bool = False) -> tuple[Any, str | None]:
         """The speaker sink the config names (None for ``none``) and a note if it fell back."""
         spec = self.config.media.speaker.strip()
         if spec in ("none", ""):
@@ -454,21 +508,25 @@ class Phone:
         from .errors import DeviceMissing
 
         loop = asyncio.get_running_loop()
+        opened: list[Any] = []
 
         def lost(reason: str) -> None:  # a PortAudio thread
-            loop.call_soon_threadsafe(self._device_lost, "speaker", reason)
+            loop.call_soon_threadsafe(
+                lambda: self._device_lost("speaker", reason, opened[0] if opened else None))
 
         try:
             device = None if spec in ("auto", "default") else spec
-            return SpeakerSink(device, on_lost=lost), None
+            sink = await asyncio.to_thread(SpeakerSink, device, on_lost=lost)
         except DeviceMissing as exc:
             if strict or self.config.media.require_devices:
                 raise
             return None, f"{exc}; remote audio is not played"
+        opened.append(sink)
+        return sink, None
 
-    def _attach_media(self, call: _Call, notes: list[str]) -> None:
+    async def _attach_media(self, call: _Call, notes: list[str]) -> None:
         """Open the speaker, route remote media, and say in one line what fell back."""
-        call.speaker, note = self._open_speaker()
+        call.speaker, note = await self._open_speaker()
         if note:
             notes = [*notes, note]
         self._route(call)
@@ -510,22 +568,33 @@ class Phone:
             muted = call is not None and "video" in call.muted
             self.preview_sink(None if muted else frame.to_ndarray(format="bgr24"))
 
-    def _device_lost(self, kind: str, reason: str) -> None:
-        """A device stopped mid-call: say so and carry on with the synthetic source."""
+    def _device_lost(self, kind: str, reason: str, device: Any) -> None:
+        """A device of this call stopped: say so and carry on with the synthetic source.
+
+        `device` is the speaker sink or tapped source that reported; a report from one the
+        current call does not use (a previous call's, a replaced one) is ignored.
+        """
         from .sources import SYNTHETIC, fallback_text
 
         call = self._call
         if kind == "speaker":
-            if call is not None and call.speaker is not None:
-                call.speaker.close()
-                call.speaker = None
-                self._route(call)
+            if call is None or device is None or call.speaker is not device:
+                log.debug("ignored a lost speaker the call does not use: %s", reason)
+                return
+            call.speaker = None
+            self._route(call)
+            self._spawn(asyncio.to_thread(device.close))
             self._emit(ev.Notice(f"{reason}; remote audio is not played"))
             return
-        self._emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
-        if call is None or not call.link.sends(kind):
+        if call is None or device is None or call.sources.get(kind) is not device:
+            log.debug("ignored a lost %s source the call does not use: %s", kind, reason)
             return
-        track, _ = self._open_local(kind, SYNTHETIC[kind], strict=True)
+        self._emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
+        if not call.link.sends(kind):
+            return
+        track, _ = self._open_local(kind, SYNTHETIC[kind], loop=asyncio.get_running_loop(),
+                                    strict=True)
+        call.sources[kind] = track
         out = call.link.video_out if kind == "video" else call.link.audio_out
         out.set_source(track)
 
@@ -535,21 +604,21 @@ class Phone:
             await call.link.wait_connected(self.config.media.connect_timeout)
         except MediaFailed as exc:
             self._emit(ev.Notice(f"media failed: {exc}"))
-            with contextlib.suppress(OmniError):
-                await self._client.request("media_state", state="failed")
+            await self._report_media(call, "failed")
             return
+        await self._report_media(call, "connected")
+
+    async def _report_media(self, call: _Call, state: str) -> None:
+        """Tell the server our side's media is `connected` or `failed` (best effort)."""
         with contextlib.suppress(OmniError):
-            await self._client.request("media_state", state="connected")
+            await self._client.request("media_state", state=state, call_id=call.call_id)
 
     async def _stats_loop(self, call: _Call) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL)
-            figures = await self._sample(call)
-            call.samples.append(figures)
+            figures = dict(await call.link.stats())
+            call.stats.add(figures)
             self._emit(ev.Stats(figures))
-
-    async def _sample(self, call: _Call) -> dict[str, Any]:
-        return dict(await call.link.stats())
 
     async def _switch_source(self, track: Track, spec: str) -> None:
         """Later calls use `spec` too; a call in progress switches now."""
@@ -559,10 +628,16 @@ class Phone:
             raise UsageError(f"this call sends no {track.value}")
         source = None
         if call is not None:
-            source, _ = self._open_local(track.value, spec, strict=True)
+            source, _ = await _off_loop(self._open_local, track.value, spec,
+                                        loop=asyncio.get_running_loop(), strict=True)
         key = "video_source" if track is Track.VIDEO else "audio_source"
         self.config = replace(self.config, media=replace(m, **{key: spec}))
         if call is not None:
+            if self._call is not call:  # the call ended while the source opened
+                if source is not None:
+                    source.stop()
+                return
+            call.sources[track.value] = source
             out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
             out.set_source(source)
 
@@ -573,7 +648,21 @@ class Phone:
         out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
         out.set_muted(muted)
         (call.muted.add if muted else call.muted.discard)(track.value)
-        await self._client.request("mute" if muted else "unmute", track=track.value)
+        if not call.answered:  # the server refuses mute before the answer: sent once answered
+            return
+        await self._client.request("mute" if muted else "unmute", track=track.value,
+                                   call_id=call.call_id)
+
+    def _mark_answered(self, call: _Call) -> None:
+        """The server has the call answered: tell the peer of mutes made before."""
+        call.answered = True
+        if call.muted:
+            self._spawn(self._send_mutes(call), call)
+
+    async def _send_mutes(self, call: _Call) -> None:
+        for track in sorted(call.muted):
+            with contextlib.suppress(OmniError):
+                await self._client.request("mute", track=track, call_id=call.call_id)
 
     # -- internals: events from the server ---------------------------------------------
 
@@ -596,6 +685,7 @@ class Phone:
                                       offer.record))
         elif name == "ANSWERED" and ours and call is not None:
             call.state = "connecting"
+            self._mark_answered(call)
             self._emit(ev.Answered(msg["call_id"], call.peer))
             self._spawn(self._on_answered(call, msg["sdp"]), call)
         elif name == "CONNECTED" and ours and call is not None:
@@ -635,10 +725,17 @@ class Phone:
         except Exception as exc:  # a broken answer SDP ends the call as a media failure
             log.debug("bad answer SDP", exc_info=True)
             self._emit(ev.Notice(f"cannot use the callee's answer: {exc}"))
-            with contextlib.suppress(OmniError):
-                await self._client.request("media_state", state="failed")
+            await self._report_media(call, "failed")
             return
         await self._watch_media(call)
+
+    async def _ensure_connected(self) -> None:
+        """Connect if the socket is down; never beside a resume, which owns reconnecting."""
+        if self._client.connected:
+            return
+        if self._resuming:
+            raise ServerUnreachable("reconnecting to the server; try again in a moment")
+        await self.connect()
 
     def _on_server_closed(self, reason: str) -> None:
         if self._closing:
@@ -647,9 +744,7 @@ class Phone:
 
         if resume.take_over(self, reason):  # media goes on; session back or call ended
             return
-        self._emit(ev.ServerLost(reason))
-        if self._call is not None:
-            self._spawn(self._finish(self._call, "connection_lost", None))
+        resume.lost(self, reason)  # call ended, ringing dropped, offline, SERVER_LOST
 
     # -- internals: bookkeeping --------------------------------------------------------
 
@@ -675,20 +770,29 @@ class Phone:
             return
         self._call = None
         ended = time.monotonic()
-        if call.recorder is not None:
-            await self._stop_recording(call)
-        received = {
-            "video": call.link.video_in.snapshot(),
-            "audio": call.link.audio_in.snapshot(),
-        }
-        await self._drop(call)
-        summary = summarize(
-            call.samples,
-            duration_s=(ended - call.connected_at) if call.connected_at else 0.0,
-            reason=reason,
-            received=received,
-        )
-        self._emit(ev.Leave(call.call_id or "", reason, by, summary))
+        received: dict[str, Any] = {}
+        try:
+            if call.recorder is not None:
+                try:
+                    await self._stop_recording(call)
+                except Exception as exc:  # disk full, encoder error: the call still ends
+                    log.debug("finishing the recording failed", exc_info=True)
+                    self._emit(ev.Notice(f"the recording could not be finished: {exc}"))
+            received = {
+                "video": call.link.video_in.snapshot(),
+                "audio": call.link.audio_in.snapshot(),
+            }
+        finally:
+            try:
+                await self._drop(call)
+            finally:
+                summary = summarize(
+                    call.stats,
+                    duration_s=(ended - call.connected_at) if call.connected_at else 0.0,
+                    reason=reason,
+                    received=received,
+                )
+                self._emit(ev.Leave(call.call_id or "", reason, by, summary))
 
     async def _drop(self, call: _Call) -> None:
         current = asyncio.current_task()
@@ -697,13 +801,22 @@ class Phone:
                 task.cancel()
         if self._call is call:
             self._call = None
-        if call.speaker is not None:
-            call.speaker.close()
-            call.speaker = None
-        if call.recorder is not None:  # not finished cleanly: still close the file
-            recorder, call.recorder = call.recorder, None
-            await asyncio.to_thread(recorder.stop)
-        await call.link.close()
+        try:
+            if call.speaker is not None:
+                speaker, call.speaker = call.speaker, None
+                await asyncio.to_thread(speaker.close)
+            if call.recorder is not None:  # not finished cleanly: still close the file
+                recorder, call.recorder = call.recorder, None
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(recorder.stop)
+        finally:
+            await call.link.close()
+
+    async def _leave_quietly(self, call_id: str | None) -> None:
+        """Best effort: tell the server a call we gave up on is over (it may still ring)."""
+        with contextlib.suppress(OmniError, TimeoutError):
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                await self._client.request("leave", call_id=call_id)
 
     def _spawn(self, coro: Any, call: _Call | None = None) -> None:
         task = asyncio.create_task(coro)
@@ -725,6 +838,30 @@ class Phone:
         if self._call is None:
             raise UsageError("not in a call")
         return self._call
+
+
+async def _off_loop(opener: Callable[..., tuple[Any, Any]], *args: Any,
+                    **kwargs: Any) -> tuple[Any, Any]:
+    """`opener(...)` in a thread; if cancelled meanwhile, the track it opens is stopped."""
+    job = asyncio.ensure_future(asyncio.to_thread(opener, *args, **kwargs))
+    try:
+        return await asyncio.shield(job)
+    except asyncio.CancelledError:
+        def stop_it(done: asyncio.Future[tuple[Any, Any]]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result()[0]:
+                done.result()[0].stop()
+
+        job.add_done_callback(stop_it)
+        raise
+
+
+def _media_error(exc: BaseException, what: str) -> BaseException:
+    """`exc` itself if deliberate (OmniError) or not an error; else MediaFailed in one line."""
+    if isinstance(exc, OmniError) or not isinstance(exc, Exception):
+        return exc
+    log.debug("%s", what, exc_info=exc)
+    detail = " ".join(str(exc).split()) or type(exc).__name__
+    return MediaFailed(f"{what}: {detail[:200]}")
 
 
 def _call_type(value: str | CallType) -> str:

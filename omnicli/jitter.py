@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 SEQ_MOD = 1 << 16
-RESET_GAP = 1000  # a jump this far ahead is a new stream, not a gap
+RESET_GAP = 1000  # a jump this far (ahead or back) is a new stream, not a gap
 MIN_WAIT = 0.06
 MAX_WAIT = 0.30
 MAX_NACKS = 3
@@ -93,12 +93,12 @@ class AudioJitter:
         out: list[Slot] = []
         if self._next is None:
             self._next = ext
+        if abs(ext - self._next) > RESET_GAP:  # far ahead or far behind: a new stream
+            out += self._flush()
+            self._next, self._top = ext, None
         if ext < self._next or ext in self._pending:
             self.stats.late += 1
             return out
-        if ext - self._next > RESET_GAP:
-            out += self._flush()
-            self._next = ext
         if self._top is None or ext > self._top:
             self._top = ext
         elif ext < self._top:

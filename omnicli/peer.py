@@ -91,7 +91,6 @@ class PeerLink:
         self.audio_out = SwitchableTrack("audio", audio)
         self.video_in = VideoProbe()
         self.audio_in = AudioProbe()
-        self.call_type: str | None = None
         self._pc = RTCPeerConnection(ice_configuration(ice_servers))
         self._state_changed = asyncio.Event()
         self._closed = False
@@ -114,7 +113,6 @@ class PeerLink:
         """Offerer: the SDP offer (all candidates included) for a video or audio call."""
         if call_type not in CALL_TYPES:
             raise ValueError(f"call_type must be one of {CALL_TYPES}, not {call_type!r}")
-        self.call_type = call_type
         kinds = ("audio", "video") if call_type == "videocall" else ("audio",)
         for kind in kinds:
             out = self._out(kind)
@@ -129,7 +127,6 @@ class PeerLink:
         """Answerer: apply the offer, attach local tracks, return the SDP answer."""
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         kinds = {t.kind for t in self._pc.getTransceivers()}
-        self.call_type = "videocall" if "video" in kinds else "audiocall"
         for kind in ("audio", "video"):
             out = self._out(kind)
             if kind in kinds and out.source is not None:

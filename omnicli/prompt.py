@@ -4,7 +4,9 @@
 completion from `omnicli.commands`, the one-keystroke answer/reject keys while a call
 rings, Ctrl-C handling, and the bottom toolbar. `PlainReader` reads lines from a stdin
 that is not a terminal (scripts). Both are awaited as `await reader.read()`, which
-raises EOFError at the end and KeyboardInterrupt for a Ctrl-C on an empty line.
+raises EOFError at the end. A Ctrl-C on a typed line clears it; on an empty line the
+prompt stays up and the host's `ctrl_c()` decides (the same method a SIGINT calls).
+Completion first awaits the host's `prepare_completion(text)` (user ids, devices).
 prompt_toolkit is imported here only, when a prompt is opened.
 """
 
@@ -24,11 +26,13 @@ from .commands import CompletionContext, complete
 class PromptHost(Protocol):
     """What the prompt needs from the REPL."""
 
-    armed: bool
+    presses: int
 
     def prompt_text(self) -> str: ...
     def toolbar_text(self) -> str: ...
     def ringing_here(self) -> bool: ...
+    def ctrl_c(self) -> None: ...
+    async def prepare_completion(self, text: str) -> None: ...
     def completion_context(self, text: str) -> CompletionContext: ...
 
 
@@ -116,6 +120,11 @@ def _completer(host: PromptHost) -> Any:
             for option in options:
                 yield Completion(option, start_position=-len(word))
 
+        async def get_completions_async(self, document: Any, complete_event: Any) -> Any:
+            await host.prepare_completion(document.text_before_cursor)
+            for completion in self.get_completions(document, complete_event):
+                yield completion
+
     return CommandCompleter()
 
 
@@ -144,9 +153,9 @@ def _key_bindings(host: PromptHost) -> Any:
     def _interrupt(event: Any) -> None:
         if event.current_buffer.text:
             event.current_buffer.reset()  # Ctrl-C on a typed line only clears it
-            host.armed = False
+            host.presses = 0
         else:
-            event.app.exit(exception=KeyboardInterrupt())
+            host.ctrl_c()
 
     return keys
 

@@ -30,6 +30,9 @@ MAX_PEER_ID = 128
 MAX_SDP = 60 * 1024
 MAX_CALL_ID = 64
 MAX_TOKEN = 4096
+SESSION_LIST_LIMIT = 1000  # most rows one session_list answer holds (and its default)
+CLOSE_KICKED_OUT = 4000  # close code: the session was resumed on another connection
+CLOSE_POLICY = 1008  # close code: the client broke a rule (hello timeout, failed hellos...)
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 
 
@@ -171,7 +174,7 @@ class CreateSession:
 
 @dataclass(frozen=True)
 class SessionList:
-    pass
+    limit: int = SESSION_LIST_LIMIT  # at most this many rows (1..SESSION_LIST_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,14 @@ def _parse_create_session(f: dict[str, Any]) -> CreateSession:
     return CreateSession(user_id=user_id)
 
 
+def _parse_session_list(f: dict[str, Any]) -> SessionList:
+    limit = f.get("limit", SESSION_LIST_LIMIT)
+    if (not isinstance(limit, int) or isinstance(limit, bool)
+            or not 1 <= limit <= SESSION_LIST_LIMIT):
+        raise ProtocolError(f"field 'limit' must be an integer from 1 to {SESSION_LIST_LIMIT}")
+    return SessionList(limit=limit)
+
+
 def _parse_offer(f: dict[str, Any]) -> OfferCall:
     return OfferCall(
         call_type=_enum(f, "call_type", CallType),
@@ -346,7 +357,7 @@ def _parse_resume(f: dict[str, Any]) -> Resume:
 _PARSERS = {
     "hello": _parse_hello,
     "create_session": _parse_create_session,
-    "session_list": lambda f: SessionList(),
+    "session_list": _parse_session_list,
     "offer_call": _parse_offer,
     "answer_call": _parse_answer,
     "leave": lambda f: Leave(call_id=_call_id(f)),

@@ -7,9 +7,14 @@ the one-shot commands use. An error of the call-core becomes one line; an unexpe
 one becomes one line plus a traceback in the log file; neither ends the REPL.
 
 Keys: Ctrl-C clears a typed line; on an empty line it hangs up a call (or declines a
-ringing one), and a second Ctrl-C in a row leaves. Ctrl-D or `quit` leaves: hang up,
-close the session. While a call rings here, `y` (or Enter) answers and `n` rejects.
-Without a terminal on stdin, lines are read plainly from it (for scripts).
+ringing one), and a second Ctrl-C in a row leaves. Every Ctrl-C, whether the prompt's
+key binding or a SIGINT (no prompt up while a command runs) sees it, goes to
+`Repl.ctrl_c`, which counts the presses in one place; a press while a hang-up or the
+final shutdown is still running leaves at once with exit code 130. Ctrl-D or `quit`
+leaves: hang up, close the session. While a call rings here, `y` (or Enter) answers and
+`n` rejects. Without a terminal on stdin, lines are read plainly from it (for scripts).
+Completion fetches user ids only when completing one (cached a few seconds, never while
+reconnecting); devices are probed off the event loop, cameras never during a call.
 """
 
 from __future__ import annotations
@@ -17,22 +22,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import events as ev
-from .commands import Command, CompletionContext, parse
+from .commands import Command, CompletionContext, parse, wants_devices, wants_users
 from .errors import OmniError, UsageError
 from .prompt import PlainReader, PromptReader, crash_logger, crash_path, log_to
 from .render import Output, session_panel
 from .statusline import Status, status_lines
 
 log = logging.getLogger("omnicli.repl")
-USERS_REFRESH_S = 3.0
-DEVICE_KEYS = {"camera": "video_inputs", "mic": "audio_inputs", "speaker": "audio_outputs"}
+USERS_CACHE_S = 3.0  # completion reuses the online user ids for this long
+USERS_FETCH_TIMEOUT_S = 1.0  # completion does not wait longer than this for them
+HARD_EXIT_S = 3.0  # after a hard exit, the process ends by force if still alive then
+INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -55,16 +65,26 @@ class Repl:
         self.phone: Any = None
         self.out = Output(json_mode=options.json)
         self.figures: dict[str, Any] | None = None
+        # The Phone has no accessor for the peer's mutes or whether the call records: the
+        # REPL keeps them from the events it sees (MUTE/UNMUTE/RECORDING/CONNECTED/LEAVE).
         self.peer_muted: set[str] = set()
         self.recording = False
         self.users: tuple[str, ...] = ()
-        self.devices_cache: dict[str, tuple[str, ...]] | None = None
+        self.users_at = -1e9  # monotonic time of the last session_list
+        self.online = False  # the session is up and not reconnecting
+        self.device_report: Any = None  # the last devices.DeviceReport, for completion
+        self._users_fetch: asyncio.Task[Any] | None = None
         self._window: Any = None
         self._phone_tasks: list[asyncio.Task[Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._command: asyncio.Task[Any] | None = None
         self._reader: PromptReader | PlainReader | None = None
-        self.armed = False  # the previous key was a Ctrl-C: another one leaves
+        self.presses = 0  # Ctrl-C presses in a row, from the key binding and SIGINT alike
+        self._hangup: asyncio.Task[Any] | None = None
+        self._closing = False  # the final shutdown is running
+        self._main: asyncio.Task[Any] | None = None
+        self.exit_code: int | None = None  # set by a hard exit
+        self.hard_exit_after: float | None = HARD_EXIT_S
         self._quit = False
         self._crash_log = crash_logger()
 
@@ -86,23 +106,32 @@ class Repl:
             self._reader = reader = (PromptReader(self, lambda text: self.say(text, "yellow"))
                                      if interactive else PlainReader())
             self._open_window()
-            await self.guarded(self.new_session(self.options.user_id))
-            if interactive and not self.options.json:
-                self.say("type help for commands; Tab completes; Ctrl-D leaves", "dim")
+            return await self.serve(reader, hint=interactive and not self.options.json)
+
+    async def serve(self, reader: Any, hint: bool = False) -> int:
+        """Open the session, run the typed lines until the end, close; the exit code."""
+        self._reader = reader
+        self._main = main = asyncio.current_task()
+        try:
             try:
+                await self.guarded(self.new_session(self.options.user_id))
+                if hint:
+                    self.say("type help for commands; Tab completes; Ctrl-D leaves", "dim")
                 while not self._quit:
                     try:
                         line = await reader.read()
-                    except KeyboardInterrupt:
-                        await self._interrupt()
-                        continue
                     except EOFError:
                         break
-                    self.armed = False
+                    self.presses = 0
                     await self._execute(line)
             finally:
-                await self._shutdown()
-        return 0
+                if self.exit_code is None:
+                    await self._shutdown()
+        except asyncio.CancelledError:
+            if self.exit_code is None or main is None:
+                raise
+            main.uncancel()
+        return self.exit_code or 0
 
     def prompt_text(self) -> str:
         user = self.phone.session.user_id if self.phone and self.phone.session else "omni"
@@ -182,9 +211,12 @@ class Repl:
         if not self.options.json:
             self.out.show(session_panel(info.user_id, info.session, self.options.server,
                                         self.options.service_id))
-        self._phone_tasks.append(asyncio.ensure_future(self._refresh_users(phone)))
+        self.online = True
 
     async def _close_phone(self) -> None:
+        if self._users_fetch is not None:
+            self._phone_tasks.append(self._users_fetch)
+            self._users_fetch = None
         for task in self._phone_tasks:
             task.cancel()
         for task in self._phone_tasks:
@@ -197,6 +229,7 @@ class Repl:
             while not phone.events.empty():  # the last call's LEAVE and summary
                 self._show_event(phone.events.get_nowait())
         self.figures, self.recording, self.users = None, False, ()
+        self.online, self.users_at = False, -1e9
 
     async def _pump(self, phone: Any) -> None:
         while True:
@@ -238,57 +271,102 @@ class Repl:
                 self.peer_muted.discard(track)
             case ev.Recording(on=on):
                 self.recording = on
+            case ev.SessionCreated() | ev.Reconnected():
+                self.online = True
+            case ev.Reconnecting() | ev.ServerLost():
+                self.online = False
 
-    async def _refresh_users(self, phone: Any) -> None:
-        """Keep the online user ids fresh for completion."""
-        while True:
-            with contextlib.suppress(OmniError):
-                peers = await phone.session_list()
-                me = phone.session.user_id if phone.session else None
-                self.users = tuple(p.user_id for p in peers if p.user_id != me)
-            await asyncio.sleep(USERS_REFRESH_S)
+    # -- completion --------------------------------------------------------------------
+
+    async def list_users(self) -> list[Any]:
+        """session_list now; keeps the other users' ids for completion."""
+        phone = self.need_phone()
+        peers = await phone.session_list()
+        me = phone.session.user_id if phone.session else None
+        self.users = tuple(p.user_id for p in peers if p.user_id != me)
+        self.users_at = time.monotonic()
+        return peers
+
+    async def prepare_completion(self, text: str) -> None:
+        """Fetch what completing `text` needs and is not fresh: user ids, device ids."""
+        if wants_users(text) and self.online and self.phone is not None and (
+                time.monotonic() - self.users_at > USERS_CACHE_S):
+            if self._users_fetch is None or self._users_fetch.done():
+                self._users_fetch = asyncio.ensure_future(self.list_users())
+                self._users_fetch.add_done_callback(
+                    lambda t: t.cancelled() or t.exception())  # seen, even if nobody waits
+            try:  # shielded: a slow answer still lands in the cache for the next Tab
+                await asyncio.wait_for(asyncio.shield(self._users_fetch), USERS_FETCH_TIMEOUT_S)
+            except (OmniError, TimeoutError) as exc:
+                log.debug("no user ids for completion: %r", exc)
+        if wants_devices(text) and self.device_report is None:
+            from .repl_actions import probe_devices
+
+            with contextlib.suppress(Exception):
+                await probe_devices(self)
 
     def device_ids(self) -> dict[str, tuple[str, ...]]:
-        """Device ids by kind for completion; empty where devices cannot be listed."""
-        if self.devices_cache is None:
-            try:
-                listing = self.phone.get_device_list() if self.phone else {}
-            except Exception as exc:  # no devices module yet, no PortAudio, ...
-                log.debug("no device list: %s", exc)
-                listing = {}
-            self.devices_cache = {
-                kind: tuple(str(d.get("id")) for d in listing.get(key) or [])
-                for kind, key in DEVICE_KEYS.items()
-            }
-        return self.devices_cache
+        """Device ids by kind from the last probe; empty before any."""
+        report = self.device_report
+        if report is None:
+            return {}
+        return {kind: tuple(str(d.get("id")) for d in getattr(report, key))
+                for kind, key in (("camera", "video_inputs"), ("mic", "audio_inputs"),
+                                  ("speaker", "audio_outputs"))}
 
     def completion_context(self, text: str) -> CompletionContext:
-        wants_devices = text.split()[:1] == ["device"]
         return CompletionContext(
             users=self.users,
             ringing=tuple(self.phone.ringing_from) if self.phone else (),
-            devices=self.device_ids() if wants_devices else None,
+            devices=self.device_ids() if wants_devices(text) else None,
         )
 
     # -- interrupts, leaving -----------------------------------------------------------
 
     def _on_sigint(self) -> None:
-        """A real SIGINT (no prompt in raw mode): stop the running command, then as Ctrl-C."""
+        """A real SIGINT (no prompt in raw mode, e.g. while a command runs)."""
+        self.ctrl_c()
+
+    def ctrl_c(self) -> None:
+        """One Ctrl-C on an empty line, from the prompt's key binding or a SIGINT.
+
+        Stops a running command; hangs up a call (once: the hang-up runs as a task); on
+        a second press in a row leaves; while a hang-up or the shutdown still runs,
+        leaves at once with exit code 130.
+        """
+        self.presses += 1
+        if self._closing or (self._hangup is not None and not self._hangup.done()):
+            self.hard_exit()
+            return
         if self._command is not None and not self._command.done():
             self._command.cancel()
-        self.spawn(self._interrupt())
-
-    async def _interrupt(self) -> None:
         phone = self.phone
-        if phone is not None and (phone.call_state not in ("idle", "offline")):
-            self.armed = True
+        if phone is not None and phone.call_state not in ("idle", "offline"):
             self.say("hanging up (Ctrl-C again leaves)", "yellow")
-            await self.guarded(phone.leave())
-        elif self.armed:
+            self.spawn(self.guarded(self.leave()))
+        elif self.presses >= 2:
             self.request_quit()
         else:
-            self.armed = True
             self.say("Ctrl-C again, Ctrl-D or quit leaves", "yellow")
+
+    async def leave(self) -> None:
+        """phone.leave(), once: a hang-up asked for while one runs waits for that one."""
+        if self._hangup is None or self._hangup.done():
+            self._hangup = asyncio.ensure_future(self.need_phone().leave())
+        await asyncio.shield(self._hangup)
+
+    def hard_exit(self) -> None:
+        """Leave now with 130: stop waiting for the hang-up or the session's close."""
+        if self.exit_code is not None:
+            return
+        self.exit_code = INTERRUPTED
+        self.say("interrupted: leaving without waiting", "red")
+        if self.hard_exit_after is not None:  # in case the loop's own teardown hangs
+            timer = threading.Timer(self.hard_exit_after, os._exit, (INTERRUPTED,))
+            timer.daemon = True
+            timer.start()
+        if self._main is not None:
+            self._main.cancel()
 
     def request_quit(self) -> None:
         self._quit = True
@@ -296,8 +374,13 @@ class Repl:
             self._reader.stop()
 
     async def _shutdown(self) -> None:
-        for task in list(self._tasks):
+        self._closing = True
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._hangup is not None:  # a hang-up already sent: let it finish first
+            await asyncio.gather(self._hangup, return_exceptions=True)
         await self._close_phone()
         if self._window is not None:
             self._window.close()
@@ -313,7 +396,7 @@ class Repl:
 
     def _hangup_soon(self) -> None:
         if self.phone is not None:
-            self.spawn(self.guarded(self.phone.leave()))
+            self.spawn(self.guarded(self.leave()))
 
     # -- small helpers -----------------------------------------------------------------
 

@@ -7,13 +7,14 @@ are raised, never printed: the REPL turns them into one line.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
 from .commands import Command, help_lines
-from .errors import UsageError
+from .errors import DeviceMissing, UsageError
 from .render import sessions_table, stats_table
 
 if TYPE_CHECKING:
@@ -36,10 +37,10 @@ async def answer(repl: Repl, cmd: Command) -> None:
 
 
 async def reject(repl: Repl, cmd: Command) -> None:
-    phone = repl.need_phone()
+    repl.need_phone()
     if not repl.ringing_here():
         raise UsageError("no call is ringing")
-    await phone.leave()
+    await repl.leave()
 
 
 async def hangup(repl: Repl, cmd: Command) -> None:
@@ -47,7 +48,7 @@ async def hangup(repl: Repl, cmd: Command) -> None:
     if phone.call_state in ("idle", "ringing"):
         raise UsageError("not in a call" + ("; reject declines a ringing one"
                                             if phone.call_state == "ringing" else ""))
-    await phone.leave()
+    await repl.leave()
 
 
 async def mute(repl: Repl, cmd: Command) -> None:
@@ -61,15 +62,37 @@ async def mute(repl: Repl, cmd: Command) -> None:
         repl.say(f"your {track} is on again")
 
 
+async def probe_devices(repl: Repl) -> Any:
+    """A fresh `DeviceReport`, probed off the event loop, kept for completion.
+
+    During a call the cameras are not opened (one of them is in use): the last list of
+    cameras is kept, and the audio devices are listed afresh.
+    """
+    from .devices import DeviceReport, audio_devices, probe
+
+    if repl.phone is None or repl.phone.call_state in ("idle", "offline", "ringing"):
+        report = await asyncio.to_thread(probe)
+    else:
+        old = repl.device_report
+        report = DeviceReport(video_inputs=list(old.video_inputs) if old else [])
+        report.problems.append("in a call: cameras are not probed now "
+                               + ("(the list is from before)" if old else "(none listed yet)"))
+        try:
+            report.audio_inputs, report.audio_outputs = await asyncio.to_thread(audio_devices)
+        except DeviceMissing as exc:
+            report.problems.append(str(exc))
+    repl.device_report = report
+    return report
+
+
 async def devices(repl: Repl, cmd: Command) -> None:
     try:
-        from .devices import probe
         from .render import devices_table
+
+        report = await probe_devices(repl)
     except ImportError as exc:  # an omnicli without device support
         repl.say(NO_DEVICE_LIST.format(why=exc), "yellow")
         return
-    report = probe()
-    repl.devices_cache = None  # completion lists them afresh
     repl.out.show(devices_table(report.as_dict()))
     for problem in report.problems:
         repl.say(problem, "yellow")
@@ -83,10 +106,7 @@ async def device(repl: Repl, cmd: Command) -> None:
     elif kind == "mic":
         await phone.set_audio_device(spec)
     else:
-        switch = getattr(phone, "set_speaker_device", None)
-        if switch is None:
-            raise UsageError("choosing the speaker is not available in this version")
-        await switch(spec)
+        await phone.set_speaker_device(spec)
     when = "now and for the next calls" if phone.call is not None else "for the next calls"
     repl.say(f"{kind}: {spec} ({when})")
 
@@ -110,13 +130,7 @@ async def record(repl: Repl, cmd: Command) -> None:
 
 
 async def sessions(repl: Repl, cmd: Command) -> None:
-    phone = repl.phone
-    if phone is None:
-        raise UsageError("no session: session create [ID] first")
-    peers = await phone.session_list()
-    me = phone.session.user_id if phone.session else None
-    repl.users = tuple(p.user_id for p in peers if p.user_id != me)
-    repl.out.show(sessions_table(peers))
+    repl.out.show(sessions_table(await repl.list_users()))
 
 
 async def session(repl: Repl, cmd: Command) -> None:

@@ -6,8 +6,9 @@ progress keeps flowing meanwhile. `reconnect()` emits `RECONNECTING`, retries wi
 backoff and jitter until the server's resume grace runs out, and sends `hello` +
 `resume` with the resume token the server gave at `create_session`. Then it puts the
 phone's view of its call in line with the server's (`plan()`, pure) and emits
-`RECONNECTED`; or, when the grace passes, ends the call as `connection_lost` and emits
-`SERVER_LOST`.
+`RECONNECTED`; or, when the grace passes or the server refuses the resume, goes
+through `lost()`: the call ends as `connection_lost`, ringing calls are dropped, the
+phone is offline (no session) and `SERVER_LOST` says why.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from . import protocol as p
 from .backoff import Backoff
-from .errors import OmniError, ServerRefused, ServerUnreachable
+from .errors import OmniError, ServerRefused
 
 if TYPE_CHECKING:
     from .core import Phone
 
 log = logging.getLogger("omnicli.resume")
 
-KICKED_OUT = 4000  # close code: the session was resumed on another connection
+KICKED_OUT = p.CLOSE_KICKED_OUT  # the session was resumed on another connection
 MAX_GRACE = 60.0
 
 
@@ -41,6 +43,7 @@ class LocalCall:
     role: str
     call_type: str
     record: bool
+    media_up: bool = False  # our side's media connection is up now
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,9 @@ def plan(local: LocalCall | None, result: dict[str, Any]) -> Plan:
         if ended is not None and ended.get("call_id") == local.call_id:
             reason, by = str(ended.get("reason") or reason), ended.get("by")
         return Plan(end_reason=reason, end_by=by, leave_call_id=stray)
-    report = server["state"] == "answered" and local.state in ("connecting", "connected")
+    # a media_state sent while we were away was lost: report it again, but only if our
+    # media really is up (otherwise the running media watch reports it when it is)
+    report = server["state"] == "answered" and local.media_up
     return Plan(report_media=report, continues=local.call_id)
 
 
@@ -106,12 +111,21 @@ def take_over(phone: Phone, reason: str) -> bool:
 async def reconnect(phone: Phone, reason: str) -> None:
     """Resume the phone's session within the grace period, or end its call."""
     try:
-        await _reconnect(phone, reason)
+        try:
+            why = await _reconnect(phone, reason)
+        except Exception as exc:  # a bug must not leave the phone silently half-connected
+            log.exception("resuming failed")
+            why = f"{reason}; resuming failed: {exc}"
+        if why is not None:
+            with contextlib.suppress(Exception):
+                await phone._client.close()  # its close is ours: still `_resuming`
+            lost(phone, why)
     finally:
         phone._resuming = False
 
 
-async def _reconnect(phone: Phone, reason: str) -> None:
+async def _reconnect(phone: Phone, reason: str) -> str | None:
+    """None once resumed; otherwise why the session is lost."""
     loop = asyncio.get_running_loop()
     grace = min(phone.resume_grace, MAX_GRACE)
     started = loop.time()
@@ -120,30 +134,47 @@ async def _reconnect(phone: Phone, reason: str) -> None:
     attempts = 0
     while (left := started + grace - loop.time()) > 0:
         await asyncio.sleep(min(backoff.next(), left))
+        left = started + grace - loop.time()
+        if left <= 0:
+            break
         attempts += 1
         try:
-            result = await _attempt(phone)
-        except ServerUnreachable as exc:
-            log.debug("resume attempt %d failed: %s", attempts, exc)
-            continue
+            async with asyncio.timeout(left):  # an attempt never runs past the grace
+                result = await _attempt(phone)
         except ServerRefused as exc:
             log.info("the server refused to resume the session: %s", exc)
             phone._emit(ev.Notice(f"the server could not resume the session: {exc}"))
-            break
+            return f"{reason}; the server refused to resume the session ({exc})"
+        except (OmniError, TimeoutError) as exc:
+            log.debug("resume attempt %d failed: %s", attempts, exc)
+            continue
         downtime = (loop.time() - started) * 1000
         await _apply(phone, result, round(downtime, 1), attempts)
-        return
-    with contextlib.suppress(OmniError):
-        await phone._client.close()
-    if phone._call is not None:
-        await phone._finish(phone._call, "connection_lost", None)
+        return None
+    return f"{reason}; not resumed within {grace:.0f} s"
+
+
+def lost(phone: Phone, reason: str) -> None:
+    """The session is gone: drop ringing calls, go offline, end the call, SERVER_LOST."""
     for offer in list(phone._ringing.values()):
         phone._ringing.pop(offer.caller, None)
         phone._emit(ev.Cancel(offer.call_id, "connection_lost", None))
-    phone._emit(ev.ServerLost(f"{reason}; not resumed within {grace:.0f} s"))
+    phone._ring_changed.set()
+    phone.session = None
+    phone.resume_token = None
+    call = phone._call
+
+    async def end() -> None:
+        if call is not None:
+            await phone._finish(call, "connection_lost", None)
+        phone._emit(ev.ServerLost(reason))
+
+    phone._spawn(end())
 
 
 async def _attempt(phone: Phone) -> dict[str, Any]:
+    """One try: a new socket and hello if needed, then `resume`. Any failure closes the
+    socket so that the next try starts afresh."""
     client = phone._client
     try:
         if not client.connected:
@@ -151,7 +182,7 @@ async def _attempt(phone: Phone) -> dict[str, Any]:
         return await client.request(
             "resume", resume_token=phone.resume_token, **declaration(_local(phone))
         )
-    except (ServerUnreachable, ServerRefused):
+    except BaseException:
         with contextlib.suppress(Exception):
             await client.close()  # the next attempt starts from a new socket
         raise
@@ -161,7 +192,8 @@ def _local(phone: Phone) -> LocalCall | None:
     c = phone._call
     if c is None:
         return None
-    return LocalCall(c.call_id, c.state, c.peer, c.role, c.call_type, c.record)
+    media_up = getattr(c.link, "state", None) == "connected"
+    return LocalCall(c.call_id, c.state, c.peer, c.role, c.call_type, c.record, media_up)
 
 
 async def _apply(phone: Phone, result: dict[str, Any], downtime_ms: float, attempts: int) -> None:
@@ -179,6 +211,13 @@ async def _apply(phone: Phone, result: dict[str, Any], downtime_ms: float, attem
             phone._emit(ev.Cancel(offer.call_id, "connection_lost", None))
     if todo.end_reason is not None and phone._call is not None:
         await phone._finish(phone._call, todo.end_reason, todo.end_by)
+    call = phone._call
+    if (todo.continues is not None and call is not None and call.state != "connected"
+            and server.get("state") == "connected"):
+        # CONNECTED was sent while we were away: act on it as if it had just arrived
+        phone._on_server_event({"event": "CONNECTED", "call_id": call.call_id,
+                                "peer": call.peer, "call_type": call.call_type,
+                                "record": server.get("record", call.record)})
     with contextlib.suppress(OmniError):
         if todo.leave_call_id is not None:
             await phone._client.request("leave", call_id=todo.leave_call_id)

@@ -10,14 +10,17 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from . import events as ev
 from .core import Phone
 from .errors import ExitCode, OmniError, exit_code_for_reason
 from .render import Output
+
+T = TypeVar("T")
+HANGUP_GRACE = 10.0  # after asking to hang up, how long to wait for the call's LEAVE
 
 
 @dataclass
@@ -41,6 +44,29 @@ class Stopper:
         if self.presses > 1:
             os._exit(int(ExitCode.INTERRUPTED))
         self.event.set()
+
+    def hang_up(self) -> None:
+        """`q` in the window: ask for the clean hang-up; pressing it again never kills."""
+        self.event.set()
+
+
+async def until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T | None]:
+    """Await `aw` unless `stop` is set first, then cancel it: (stopped, its result)."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        stopper.cancel()
+    if task.done():
+        return False, task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, OmniError):
+        await task
+    return True, None
 
 
 class Window:
@@ -159,25 +185,30 @@ async def follow_call(
     while True:
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         getter = asyncio.ensure_future(phone.next_event())
-        stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait({getter, stopper}, timeout=timeout,
+        waiting: set[asyncio.Future[Any]] = {getter}
+        stopper = None if hung_up else asyncio.ensure_future(stop.wait())
+        if stopper is not None:
+            waiting.add(stopper)
+        done, _ = await asyncio.wait(waiting, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
+        if stopper is not None:
+            stopper.cancel()
         if getter not in done:
             getter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await getter
-            if not hung_up:
-                hung_up = True
-                deadline = None
-                out.status("hanging up…")
-                await phone.leave()
+            if hung_up:  # asked to leave and no LEAVE came: the call is over here anyway
+                return ev.Leave(phone.call.call_id if phone.call else "", "hangup", None)
+            hung_up = True
+            out.status("hanging up…")
+            await phone.leave()
+            deadline = loop.time() + HANGUP_GRACE  # the LEAVE is normally already queued
             continue
         event = getter.result()
         out.event(event)
         if window is not None:
             window.on_event(event)
-        if isinstance(event, ev.Connected) and duration > 0:
+        if isinstance(event, ev.Connected) and duration > 0 and not hung_up:
             deadline = loop.time() + duration
         if isinstance(event, ev.Leave):
             return event
@@ -211,9 +242,14 @@ async def answer_forever(
             continue
         if not auto_answer and ask is None:
             continue  # nobody to ask: let it ring until the caller or the timer ends it
-        if not (auto_answer or await ask(event)):
-            await phone.leave()
-            continue
+        if not auto_answer:
+            stopped, yes = await until_stopped(ask(event), stop)
+            if stopped:  # Ctrl-C while asking: decline and leave
+                await phone.leave()
+                break
+            if not yes:
+                await phone.leave()
+                continue
         window = window_for(event.caller) if window_for is not None else None
         if window is not None:
             window.bind(phone)

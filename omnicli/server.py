@@ -34,6 +34,7 @@ PING_INTERVAL = 4.0  # a vanished client is noticed within PING_INTERVAL + PING_
 PING_TIMEOUT = 4.0  # (+ CLOSE_TIMEOUT: after a ping timeout websockets still waits that long)
 CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
+MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class ServerConfig:
     resume_grace: float = RESUME_GRACE  # s a dropped session may be resumed (0: never)
     rate_limit: float = DEFAULT_RATE  # requests/s per connection (0: no limit)
     rate_burst: int = DEFAULT_BURST
+    max_failed_hellos: int = MAX_FAILED_HELLOS  # then close with 1008 (0: no limit)
 
 
 def is_loopback(host: str) -> bool:
@@ -91,6 +93,7 @@ class _Client:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
         self.bucket = bucket
         self.kicked = False  # closed by the server on purpose: no resume grace
+        self.failed_hellos = 0
 
     def push(self, message: dict[str, Any]) -> bool:
         try:
@@ -206,7 +209,7 @@ class SignalingServer:
                         hello_deadline.reschedule(None)
         except TimeoutError:
             log.info("conn %d closed: no hello within %.0f s", client.conn, HELLO_TIMEOUT)
-            await ws.close(1008, "hello timeout")
+            await ws.close(p.CLOSE_POLICY, "hello timeout")
         except ConnectionClosed as exc:
             # no close frame from the client, and none from us except a keepalive timeout
             dropped = exc.sent is None or exc.sent.code == 1011
@@ -246,6 +249,12 @@ class SignalingServer:
             sends = [Send(client.conn, p.error(request.id, p.ErrorCode.INTERNAL, "server error"))]
         self._deliver(sends)
         self._log(client.conn, request, sends, before)
+        if request.op == "hello" and not sends[0].message["ok"]:
+            client.failed_hellos += 1
+            limit = self.config.max_failed_hellos
+            if limit and client.failed_hellos >= limit:
+                log.info("conn %d closed: %d failed hellos", client.conn, client.failed_hellos)
+                self._close(client, p.CLOSE_POLICY, "too many failed hellos", after=True)
         self._wake.set()
 
     def _deliver(self, sends: list[Send]) -> None:
@@ -255,9 +264,10 @@ class SignalingServer:
                 continue
             if not client.push(send.message):
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
-                self._close(client, 1008, "send queue full")
+                self._close(client, p.CLOSE_POLICY, "send queue full")
             elif send.close:
-                self._close(client, 4000, "session resumed on another connection", after=True)
+                self._close(client, p.CLOSE_KICKED_OUT, "session resumed on another connection",
+                            after=True)
 
     def _close(self, client: _Client, code: int, reason: str, *, after: bool = False) -> None:
         """Close a client on purpose (no resume grace); `after`: once its queue is sent."""

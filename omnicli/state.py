@@ -29,6 +29,7 @@ rebuilds a connected call once both parties have described it the same way.
 
 from __future__ import annotations
 
+import heapq
 import hmac
 import secrets
 import time
@@ -99,6 +100,7 @@ class Call:
     deadline: float
     media_up: set[str] = field(default_factory=set)
     started: float = 0.0
+    sdp_answer: str = ""  # re-sent to a caller that resumes before it heard ANSWERED
 
     def other(self, user_id: str) -> str:
         return self.callee if user_id == self.caller else self.caller
@@ -148,6 +150,7 @@ class Switchboard:
         self.away: dict[tuple[str, str], Away] = {}  # sessions waiting to be resumed
         self.calls: dict[str, Call] = {}
         self.user_call: dict[tuple[str, str], str] = {}  # (service, user) -> call id
+        self.held: dict[str, int] = {}  # service -> sessions online or away
 
     # -- driver entry points -------------------------------------------------------
 
@@ -176,6 +179,7 @@ class Switchboard:
         if lost and self.resume_grace > 0 and c.session is not None:
             self.away[key] = Away(c.session, now + self.resume_grace)
             return []
+        self._count(c.service_id, -1)
         out: list[Send] = []
         call = self._call_of(c.service_id, c.user_id)
         if call is not None:
@@ -193,6 +197,7 @@ class Switchboard:
         for key, away in list(self.away.items()):
             if away.deadline <= now:
                 del self.away[key]
+                self._count(key[0], -1)
                 call = self._call_of(*key)
                 if call is not None:
                     self._end(call, EndReason.CONNECTION_LOST, key[1], out)
@@ -226,7 +231,7 @@ class Switchboard:
         if c.service_id is None:
             raise Refusal(ErrorCode.UNAUTHORIZED, "say hello first")
         if isinstance(body, p.SessionList):
-            return {"sessions": self.session_list(c.service_id)}
+            return self._session_list(c.service_id, body.limit)
         if isinstance(body, p.CreateSession):
             return self._create_session(c, body, now, out)
         if isinstance(body, p.Resume):
@@ -317,6 +322,8 @@ class Switchboard:
         user_id, session = claims["sub"], claims.get("sid")
         if claims["svc"] != c.service_id or not isinstance(session, str) or not session:
             raise Refusal(ErrorCode.UNAUTHORIZED, "cannot resume: token is for another service")
+        if why := p.check_user_id(user_id):
+            raise Refusal(ErrorCode.UNAUTHORIZED, f"cannot resume: {why}")
         if c.allowed_user is not None and user_id != c.allowed_user:
             raise Refusal(ErrorCode.FORBIDDEN, f"your token is for '{c.allowed_user}'")
         key = (c.service_id, user_id)
@@ -326,11 +333,13 @@ class Switchboard:
         holder = self.conns.get(self.users.get(key, -1))
         if away is not None and away.session == session:
             del self.away[key]
+            self._count(c.service_id, -1)
             missed = away.missed
         elif holder is not None and holder.session == session:
             # the old connection is half-open (its drop not noticed yet): replace it
             holder.user_id = holder.session = None
             del self.users[key]
+            self._count(c.service_id, -1)
             kick = p.event(Event.KICKOUT, user_id=user_id, reason="resumed on another connection")
             out.append(Send(holder.conn, kick, close=True))
         elif self._taken(*key):
@@ -348,6 +357,12 @@ class Switchboard:
         if req.call_id is not None and (call is None or call.call_id != req.call_id):
             missed = missed or {"call_id": req.call_id, "reason": "connection_lost", "by": None}
         self._ring_if_pending(c, out, again=True)
+        if (call is not None and call.state is CallState.ANSWERED and call.caller == user_id
+                and req.call_id != call.call_id and call.sdp_answer):
+            # a caller that did not describe the call never heard its ANSWERED: tell it again
+            answered = p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee,
+                               sdp=call.sdp_answer)
+            out.append(Send(c.conn, answered))
         result = self._session_result(c, now)
         result["call"] = self._describe(call, user_id) if call is not None else None
         result["ended"] = missed
@@ -363,7 +378,11 @@ class Switchboard:
             caller, callee = req.peer, c.user_id
         call = self.calls.get(req.call_id)
         if call is None:
+            # only with a peer that has not come back yet: one online without this call
+            # (or in another) would be made busy by whoever holds an old resume token
             if req.peer == c.user_id or self._call_of(c.service_id, req.peer) is not None:
+                return None
+            if (c.service_id, req.peer) in self.users:
                 return None
             call = Call(
                 call_id=req.call_id, service_id=c.service_id, caller=caller, callee=callee,
@@ -389,16 +408,19 @@ class Switchboard:
     def _taken(self, service_id: str, user_id: str) -> bool:
         return (service_id, user_id) in self.users or (service_id, user_id) in self.away
 
+    def _count(self, service_id: str, delta: int) -> None:
+        self.held[service_id] = self.held.get(service_id, 0) + delta
+
     def _check_room(self, service_id: str) -> None:
         service = self.services[service_id]
-        held = sum(1 for svc, _ in (*self.users, *self.away) if svc == service_id)
-        if held >= service.max_sessions:
+        if self.held.get(service_id, 0) >= service.max_sessions:
             raise Refusal(ErrorCode.SERVER_FULL, "this service holds its maximum of sessions")
 
     def _attach(self, c: Conn, user_id: str, session: str) -> None:
         assert c.service_id is not None
         c.user_id, c.session = user_id, session
         self.users[(c.service_id, user_id)] = c.conn
+        self._count(c.service_id, +1)
 
     def _ring_if_pending(self, c: Conn, out: list[Send], *, again: bool = False) -> None:
         """RINGING for a call held for this user; `again`: also one that rang already."""
@@ -497,6 +519,7 @@ class Switchboard:
             raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
         call.state = CallState.ANSWERED
         call.deadline = now + self.connect_timeout
+        call.sdp_answer = req.sdp
         answered = p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=req.sdp)
         self._tell(call, call.caller, answered, out)
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
@@ -524,12 +547,21 @@ class Switchboard:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def session_list(self, service_id: str) -> list[dict[str, Any]]:
+    def _session_list(self, service_id: str, limit: int) -> dict[str, Any]:
+        rows = self.session_list(service_id, limit)
+        total = self.held.get(service_id, 0)
+        return {"sessions": rows, "total": total, "truncated": total > len(rows)}
+
+    def session_list(
+        self, service_id: str, limit: int = p.SESSION_LIST_LIMIT
+    ) -> list[dict[str, Any]]:
+        """The first `limit` sessions of a service (online or away), by user id."""
+        names = heapq.nsmallest(
+            limit, (user for svc, user in (*self.users, *self.away) if svc == service_id)
+        )
         rows = []
-        for svc, user in sorted({*self.users, *self.away}):
-            if svc != service_id:
-                continue
-            call = self._call_of(svc, user)
+        for user in names:
+            call = self._call_of(service_id, user)
             rows.append(
                 {
                     "user_id": user,
@@ -542,7 +574,7 @@ class Switchboard:
     def _new_user_id(self, service_id: str) -> str:
         while True:
             candidate = self._new_id("user-")
-            if (service_id, candidate) not in self.users:
+            if not self._taken(service_id, candidate):
                 return candidate
 
     def _call_of(self, service_id: str, user_id: str) -> Call | None:

@@ -5,7 +5,7 @@ Pure: plain dicts in, a plain dict out (it is also the `--json` form).
 
 from __future__ import annotations
 
-from statistics import fmean
+from collections.abc import Iterable
 from typing import Any
 
 AVERAGED = (
@@ -18,23 +18,49 @@ AVERAGED = (
 )
 
 
-def _mean(samples: list[dict[str, Any]], key: str) -> float | None:
-    values = [s[key] for s in samples if isinstance(s.get(key), int | float)]
-    return round(fmean(values), 1) if values else None
+class RunningStats:
+    """Running sums of the averaged figures and the last sample: a call's stats in O(1)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: dict[str, Any] = {}
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, samples: Iterable[dict[str, Any]]) -> RunningStats:
+        stats = cls()
+        for sample in samples:
+            stats.add(sample)
+        return stats
+
+    def add(self, sample: dict[str, Any]) -> None:
+        self.count += 1
+        self.last = sample
+        for key in AVERAGED:
+            value = sample.get(key)
+            if isinstance(value, int | float):
+                self._sums[key] = self._sums.get(key, 0.0) + value
+                self._counts[key] = self._counts.get(key, 0) + 1
+
+    def mean(self, key: str) -> float | None:
+        n = self._counts.get(key, 0)
+        return round(self._sums[key] / n, 1) if n else None
 
 
 def summarize(
-    samples: list[dict[str, Any]],
+    samples: Iterable[dict[str, Any]] | RunningStats,
     *,
     duration_s: float,
     reason: str,
     received: dict[str, Any],
 ) -> dict[str, Any]:
     """One call's summary from its periodic stats samples and its receive probes."""
+    stats = samples if isinstance(samples, RunningStats) else RunningStats.of(samples)
     summary: dict[str, Any] = {"duration_s": round(duration_s, 1), "reason": reason}
     for key in AVERAGED:
-        summary[f"avg_{key}"] = _mean(samples, key)
-    last = samples[-1] if samples else {}
+        summary[f"avg_{key}"] = stats.mean(key)
+    last = stats.last
     if last.get("width_in"):
         summary["resolution_in"] = f"{last['width_in']}x{last['height_in']}"
     summary["received"] = received

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .protocol import check_user_id
+
 LEEWAY = 30  # seconds of clock difference tolerated on iat/exp
 MAX_TTL = 366 * 24 * 3600
 _TTL_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
@@ -124,6 +126,8 @@ def check_user_token(token: str, secret: str, *, service_id: str, now: float) ->
     claims = decode(token, secret, now=now, kind="user")
     if claims["svc"] != service_id:
         raise TokenError(f"token is for service '{claims['svc'][:64]}'")
+    if why := check_user_id(claims["sub"]):
+        raise TokenError(f"token names a bad user id: {why}")
     return UserClaims(claims["svc"], claims["sub"], claims["exp"])
 
 

@@ -138,3 +138,20 @@ def test_missing_media_file_is_a_usage_error(server):
         assert "/nonexistent/clip.mp4" in one_line_error(result)
     finally:
         bob.stop()
+
+
+def test_a_port_that_is_not_an_omni_server_is_named_as_such(tmp_path):
+    """A plain HTTP server at the URL is reported as 'not an omni server', exit 3."""
+    import http.server
+    import threading
+
+    handler = http.server.SimpleHTTPRequestHandler
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        result = run_omni("sessions", "--server", f"ws://127.0.0.1:{httpd.server_port}")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert result.returncode == 3
+    assert "not an omni server" in one_line_error(result)

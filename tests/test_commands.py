@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from rich.console import Console
 
@@ -55,7 +57,7 @@ def test_blank_line_is_no_command():
 @pytest.mark.parametrize(("line", "hint"), [
     ("cal bob", "unknown command 'cal' — did you mean 'call'? type help"),
     ("hangpu", "did you mean 'hangup'?"),
-    ("frobnicate", "unknown command 'frobnicate' type help"),
+    ("frobnicate", "unknown command 'frobnicate'; type help"),
     ("call", "call needs one user id; usage: call ID [--audio|--video] [--record]"),
     ("call bob --audio --video", "choose --audio or --video"),
     ("call bob --loud", "call has no option --loud"),
@@ -219,3 +221,227 @@ async def test_repl_errors_are_one_line_and_unexpected_ones_are_logged(tmp_path,
     ]
     crash.handlers[0].close()
     assert "Traceback" in log_file.read_text() and "kaboom" in log_file.read_text()
+
+
+# -- the REPL around a fake phone: Ctrl-C, completion fetches, device probing --------------
+
+
+class FakePhone:
+    """Just enough of `Phone` for the REPL; leave() and close() can be made to hang."""
+
+    def __init__(self) -> None:
+        from omnicli.core import Peer, SessionInfo
+
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.session = None
+        self.info = SessionInfo("s1", "alice")
+        self.peers = [Peer("alice", "idle", None), Peer("bob", "idle", None)]
+        self.call_state = "idle"
+        self.call = None
+        self.muted = frozenset()
+        self.ringing_from: list[str] = []
+        self.leaves = self.lists = 0
+        self.leave_started, self.close_started = asyncio.Event(), asyncio.Event()
+        self.hang = asyncio.Event()  # leave() and close() wait for this when `stuck`
+        self.stuck = False
+
+    async def create_session(self, user_id):
+        self.session = self.info
+        return self.info
+
+    async def next_event(self):
+        return await self.events.get()
+
+    async def session_list(self):
+        self.lists += 1
+        return self.peers
+
+    async def leave(self):
+        self.leaves += 1
+        self.leave_started.set()
+        if self.stuck:
+            await self.hang.wait()
+        self.call_state = "idle"
+        return "hangup"
+
+    async def close(self):
+        self.close_started.set()
+        if self.stuck:
+            await self.hang.wait()
+
+
+class FakeReader:
+    def __init__(self, lines=()) -> None:
+        self.lines = list(lines)
+        self.reading = asyncio.Event()
+        self.stopped = asyncio.Event()
+
+    async def read(self) -> str:
+        self.reading.set()
+        if self.lines:
+            return self.lines.pop(0)
+        await self.stopped.wait()
+        raise EOFError
+
+    def redraw(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def bell(self) -> None:
+        pass
+
+
+def fake_repl(phone: FakePhone):
+    import io
+
+    from omnicli.render import Output
+    from omnicli.repl import Repl, ReplOptions
+
+    repl = Repl(lambda sink: phone, ReplOptions(json=True))
+    screen = io.StringIO()
+    repl.out = Output(json_mode=False, stdout=screen, stderr=screen)
+    repl.hard_exit_after = None  # never os._exit the test run
+    return repl, screen
+
+
+class KeyEvent:
+    """A Ctrl-C key press on an empty prompt line."""
+
+    def __init__(self) -> None:
+        from types import SimpleNamespace
+
+        self.current_buffer = SimpleNamespace(text="")
+        self.app = None
+
+
+def ctrl_c_key(repl):
+    from prompt_toolkit.keys import Keys
+
+    from omnicli.prompt import _key_bindings
+
+    return next(b.handler for b in _key_bindings(repl).bindings if b.keys == (Keys.ControlC,))
+
+
+async def test_ctrl_c_while_hanging_up_exits_130_without_a_second_leave():
+    """The prompt's Ctrl-C key hangs up once; a SIGINT during that hang-up exits 130."""
+    phone = FakePhone()
+    phone.call_state, phone.stuck = "connected", True
+    repl, screen = fake_repl(phone)
+    reader = FakeReader()
+    served = asyncio.ensure_future(repl.serve(reader))
+    await asyncio.wait_for(reader.reading.wait(), 10)
+    ctrl_c_key(repl)(KeyEvent())  # the key binding: the same counter as SIGINT
+    await asyncio.wait_for(phone.leave_started.wait(), 10)
+    repl._on_sigint()  # a second press, the hang-up still running
+    assert await asyncio.wait_for(served, 10) == 130
+    assert phone.leaves == 1 and repl.presses == 2
+    assert not phone.close_started.is_set()  # did not wait for the session to close
+    assert "interrupted: leaving without waiting" in screen.getvalue()
+
+
+async def test_ctrl_c_during_shutdown_exits_130():
+    """Ctrl-D starts the shutdown; a Ctrl-C while the session's close hangs exits 130."""
+    phone = FakePhone()
+    phone.stuck = True
+    repl, _ = fake_repl(phone)
+    reader = FakeReader()
+    served = asyncio.ensure_future(repl.serve(reader))
+    await asyncio.wait_for(reader.reading.wait(), 10)
+    reader.stop()  # Ctrl-D
+    await asyncio.wait_for(phone.close_started.wait(), 10)
+    repl._on_sigint()
+    assert await asyncio.wait_for(served, 10) == 130
+
+
+async def test_two_ctrl_c_when_idle_leave_with_0():
+    """Idle: the first Ctrl-C warns, the second in a row leaves normally (exit 0)."""
+    phone = FakePhone()
+    repl, screen = fake_repl(phone)
+    reader = FakeReader()
+    served = asyncio.ensure_future(repl.serve(reader))
+    await asyncio.wait_for(reader.reading.wait(), 10)
+    repl.ctrl_c()
+    assert "Ctrl-C again, Ctrl-D or quit leaves" in screen.getvalue()
+    repl.ctrl_c()
+    assert await asyncio.wait_for(served, 10) == 0
+    assert phone.close_started.is_set() and "left; bye" in screen.getvalue()
+
+
+async def test_shutdown_awaits_the_tasks_it_cancels():
+    """`_shutdown` waits until its cancelled tasks have finished cleaning up."""
+    repl, _ = fake_repl(FakePhone())
+    cleaned = []
+
+    async def background() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)
+            cleaned.append(True)
+            raise
+
+    repl.spawn(background())
+    await asyncio.sleep(0)
+    await repl._shutdown()
+    assert cleaned == [True]
+
+
+async def test_user_ids_are_fetched_only_to_complete_one_and_not_while_reconnecting():
+    """session_list runs for `call `/`answer ` completion, is cached, and skips reconnects."""
+    from omnicli import events as ev
+
+    phone = FakePhone()
+    repl, _ = fake_repl(phone)
+    await repl.new_session(None)
+    assert phone.lists == 0  # no polling
+    await repl.prepare_completion("mute ")
+    await repl.prepare_completion("call bob --")
+    assert phone.lists == 0
+    await repl.prepare_completion("call b")
+    assert phone.lists == 1 and repl.completion_context("call b").users == ("bob",)
+    await repl.prepare_completion("answer ")
+    assert phone.lists == 1  # cached
+    repl.users_at = -1e9
+    repl._react(phone, ev.Reconnecting("gone", 10.0))
+    await repl.prepare_completion("call ")
+    assert phone.lists == 1  # not while reconnecting
+    repl._react(phone, ev.Reconnected("alice", 5.0, 1, None))
+    await repl.prepare_completion("call ")
+    assert phone.lists == 2
+    await repl._close_phone()
+
+
+async def test_devices_are_probed_off_the_loop_and_cameras_not_during_a_call(monkeypatch):
+    """Probing runs in a worker thread; in a call the cameras keep their last list."""
+    import threading
+
+    from omnicli import devices
+    from omnicli.repl_actions import probe_devices
+
+    opened: list[str] = []
+
+    def cameras():
+        opened.append(threading.current_thread().name)
+        return [{"id": "0", "name": "cam", "path": "/dev/video0", "default": True}]
+
+    def audio():
+        return [{"id": "1", "name": "mic", "default": True}], [
+            {"id": "2", "name": "spk", "default": True}]
+
+    monkeypatch.setattr(devices, "cameras", cameras)
+    monkeypatch.setattr(devices, "audio_devices", audio)
+    phone = FakePhone()
+    repl, _ = fake_repl(phone)
+    await repl.new_session(None)
+    await repl.prepare_completion("device camera ")
+    assert len(opened) == 1 and opened[0] != threading.current_thread().name
+    assert repl.device_ids() == {"camera": ("0",), "mic": ("1",), "speaker": ("2",)}
+    phone.call_state = "connected"
+    report = await probe_devices(repl)
+    assert len(opened) == 1  # the camera in use was not opened again
+    assert [c["id"] for c in report.video_inputs] == ["0"]
+    assert any("cameras are not probed" in p for p in report.problems)
+    phone.call_state = "idle"
+    await repl._close_phone()

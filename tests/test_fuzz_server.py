@@ -240,7 +240,7 @@ async def test_real_server_survives_random_clients(seed: int) -> None:
     """Four clients send random frames concurrently; each gets one response per frame, the
     server still answers afterwards, and it ends with no session or call left."""
     config = ServerConfig(port=0, ring_timeout=2, connect_timeout=2, resume_grace=0.3,
-                          rate_limit=0)
+                          rate_limit=0, max_failed_hellos=0)
     async with SignalingServer(config) as server:
         results = {"responses": 0}
         await asyncio.gather(*(drive(server.url, seed * 100 + k, user, 60, results)

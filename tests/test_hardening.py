@@ -407,3 +407,29 @@ async def test_oversized_frame_from_a_session_ends_it_at_once() -> None:
             while ("dev", "bob") in server.board.users:
                 await asyncio.sleep(0.02)
         assert server.board.away == {}
+
+
+# -- review fixes: token subjects, failed hellos ---------------------------------------------
+
+
+def test_access_token_naming_a_bad_user_id_is_refused() -> None:
+    """An access token whose `sub` is not a valid user id is a bad token (401), not a session."""
+    b = Board()
+    for sub in ("bad id", "x" * 100, "-lead"):
+        assert b.code(b.conn(), "hello", version=1, service_id="acme", token=token(sub)) == 401
+    with pytest.raises(tokens.TokenError, match="user id"):
+        tokens.check_user_token(token("a b"), KEY, service_id="acme", now=WALL)
+
+
+async def test_a_connection_is_closed_after_too_many_failed_hellos() -> None:
+    """After MAX_FAILED_HELLOS refused hellos the server closes the connection with 1008."""
+    config = ServerConfig(port=0, services=(Service("acme", KEY),))
+    async with SignalingServer(config) as server, connect(server.url) as ws:
+        for rid in range(1, srv.MAX_FAILED_HELLOS + 1):
+            await ws.send(json.dumps({"op": "hello", "id": rid, "version": 1,
+                                      "service_id": "acme", "service_key": "guess"}))
+            assert json.loads(await ws.recv())["error"]["code"] == 401
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(10):
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == p.CLOSE_POLICY

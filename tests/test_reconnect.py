@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,8 +14,9 @@ from netproxy import CuttableProxy
 
 from omnicli import events as ev
 from omnicli import protocol as p
-from omnicli import resume
-from omnicli.core import MediaOptions, Phone, PhoneConfig
+from omnicli import resume, tokens
+from omnicli.core import MediaOptions, Phone, PhoneConfig, SessionInfo
+from omnicli.errors import ServerUnreachable
 from omnicli.server import ServerConfig, SignalingServer
 from omnicli.state import Send, Service, Switchboard
 
@@ -233,6 +235,50 @@ def test_restarted_server_does_not_join_mismatched_declarations() -> None:
     assert new.sb.calls[call_id].state.value == "resuming"  # alice's still waits for bob
 
 
+def test_a_caller_that_missed_answered_while_away_gets_it_on_resume() -> None:
+    """ANSWERED sent while the caller was away is sent again when it resumes without
+    describing the call (it was still `calling`), with the callee's answer SDP."""
+    b = Board()
+    alice, bob = b.user("alice"), b.user("bob")
+    result, _ = b.ok(alice, "offer_call", call_type="videocall", callee="bob", sdp="o")
+    b.sb.disconnect(alice, b.now, lost=True)
+    b.ok(bob, "answer_call", sdp="the-answer")
+    a2, resumed, events = b.resume("alice")
+    assert resumed["call"]["state"] == "answered"
+    assert [(e.message["event"], e.message.get("sdp")) for e in events] == [
+        ("ANSWERED", "the-answer")]
+    # one that describes the call (it had the answer) is not told again
+    b.sb.disconnect(a2, b.now, lost=True)
+    _, _, events = b.resume("alice", call_id=result["call_id"], peer="bob", role="caller",
+                            call_type="videocall")
+    assert events == []
+
+
+def test_restarted_server_does_not_declare_a_call_with_an_online_idle_peer() -> None:
+    """After a restart, an old resume token cannot make a call with a peer that is online
+    with a session and no such call (it would make that user busy at will)."""
+    old = Board()
+    _, _, call_id = old.connected()
+    new = Board()
+    new.tokens = dict(old.tokens)
+    new.user("bob")  # bob registered afresh on the new run
+    for _ in range(3):
+        conn, result, _ = new.resume("alice", call_id=call_id, peer="bob", role="caller",
+                                     call_type="videocall")
+        assert result["call"] is None and result["ended"]["call_id"] == call_id
+        new.sb.disconnect(conn, new.now)
+    assert new.sb.calls == {} and new.sb.user_call == {}
+
+
+def test_a_resume_token_naming_a_bad_user_id_is_refused() -> None:
+    """A resume token whose subject is not a valid user id is 401."""
+    b = Board()
+    claims = {"typ": "resume", "svc": "dev", "sub": "bad id", "sid": "s-1", "boot": "x",
+              "iat": int(time.time()), "exp": int(time.time()) + 60}
+    forged = tokens.encode(claims, SECRET)
+    assert b.code(b.hello(), "resume", resume_token=forged) == 401
+
+
 def test_resume_parsing() -> None:
     """resume needs a token; describing a call needs all of its fields."""
     body = p.parse_request({"op": "resume", "id": 1, "resume_token": "t"}).body
@@ -245,7 +291,8 @@ def test_resume_parsing() -> None:
 
 # -- the client's plan after a resume ----------------------------------------------------------
 
-LOCAL = resume.LocalCall("c-1", "connected", "bob", "caller", "videocall", False)
+LOCAL = resume.LocalCall("c-1", "connected", "bob", "caller", "videocall", False, True)
+LOCAL_MEDIA_DOWN = resume.LocalCall("c-1", "connecting", "bob", "caller", "videocall", False)
 
 
 def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "caller") -> dict:
@@ -259,6 +306,8 @@ def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "ca
         (LOCAL, {"call": _server_call()}, resume.Plan(continues="c-1")),
         (LOCAL, {"call": _server_call(state="answered")},
          resume.Plan(report_media=True, continues="c-1")),
+        (LOCAL_MEDIA_DOWN, {"call": _server_call(state="answered")},
+         resume.Plan(continues="c-1")),
         (LOCAL, {"call": None, "ended": {"call_id": "c-1", "reason": "hangup", "by": "bob"}},
          resume.Plan(end_reason="hangup", end_by="bob")),
         (LOCAL, {"call": None}, resume.Plan(end_reason="connection_lost")),
@@ -267,7 +316,8 @@ def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "ca
         (LOCAL, {"call": _server_call("c-2", state="ringing", role="callee")},
          resume.Plan(end_reason="connection_lost")),
     ],
-    ids=["same", "answered", "missed-hangup", "gone", "stray", "ringing-here", "other-ringing"],
+    ids=["same", "answered", "answered-media-down", "missed-hangup", "gone", "stray",
+         "ringing-here", "other-ringing"],
 )
 def test_resume_plan(local, result, expected) -> None:
     """The phone keeps, ends or cleans up its call according to the resume result."""
@@ -405,9 +455,117 @@ async def test_restart_without_the_secret_ends_the_call_clearly() -> None:
             while "could not resume" not in (await until(ph, ev.Notice)).text:
                 pass
             assert (await until(ph, ev.Leave)).reason == "connection_lost"
-            await until(ph, ev.ServerLost)
+            lost = await until(ph, ev.ServerLost)
+            assert "refused" in lost.reason and "not resumed within" not in lost.reason
+            assert ph.call_state == "offline"
     finally:
         await alice.close()
         await bob.close()
         if second is not None:
             await second.close()
+
+
+async def test_overlapping_connects_share_one_socket() -> None:
+    """session_list and create_session racing on a phone with no socket open one connection
+    (and one hello) between them, not one each."""
+    async with SignalingServer(ServerConfig(port=0)) as srv:
+        ph = phone(srv.url)
+        try:
+            await asyncio.gather(ph.session_list(), ph.session_list(),
+                                 ph.create_session("alice"))
+            assert len(srv.board.conns) == 1
+            assert [p.user_id for p in await ph.session_list()] == ["alice"]
+        finally:
+            await ph.close()
+
+
+async def test_no_auto_connect_while_resuming() -> None:
+    """While a resume owns reconnecting, session_list says so instead of opening a socket."""
+    async with SignalingServer(ServerConfig(port=0)) as srv:
+        ph = phone(srv.url)
+        ph._resuming = True
+        try:
+            with pytest.raises(ServerUnreachable, match="reconnecting"):
+                await ph.session_list()
+            assert srv.board.conns == {}
+        finally:
+            ph._resuming = False
+            await ph.close()
+
+
+async def test_a_resume_attempt_never_runs_past_the_grace() -> None:
+    """A server that accepts TCP but never answers the handshake cannot hold a resume attempt
+    past the grace: SERVER_LOST comes at the grace, not after the open timeout."""
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    hole = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    ph = phone(f"ws://127.0.0.1:{port}")
+    ph.session, ph.resume_token, ph.resume_grace = SessionInfo("s-1", "alice"), "t", 1.0
+    try:
+        started = time.monotonic()
+        ph._resuming = True
+        await resume.reconnect(ph, "test")
+        lost = await until(ph, ev.ServerLost, timeout=10)
+        assert time.monotonic() - started < 1.0 + 2.5  # the open timeout alone is 5 s
+        assert "not resumed within 1 s" in lost.reason
+        assert ph.call_state == "offline"
+    finally:
+        await ph.close()
+        hole.close()
+
+
+class _UpLink:
+    """Just enough of a PeerLink whose media is up."""
+
+    state = "connected"
+    video_out = audio_out = SimpleNamespace(source=None)
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_resume_emits_connected_sent_while_away() -> None:
+    """A side still `connecting` whose CONNECTED went out while it was away becomes
+    connected (CONNECTED event) when the resume says the call is connected."""
+    from omnicli.core import _Call
+
+    ph = phone("ws://127.0.0.1:1")
+    call = _Call(peer="bob", role="caller", call_type="videocall", record=False,
+                 link=_UpLink(), call_id="c-1", state="connecting")  # type: ignore[arg-type]
+    ph._call = call
+    result = {"session": "s-1", "user_id": "alice", "call": {
+        "call_id": "c-1", "state": "connected", "peer": "bob", "role": "caller",
+        "call_type": "videocall", "record": False}, "ended": None}
+    try:
+        await resume._apply(ph, result, 10.0, 1)
+        assert (await until(ph, ev.Reconnected, timeout=5)).call_id == "c-1"
+        assert (await until(ph, ev.Connected, timeout=5)).call_id == "c-1"
+        assert ph.call_state == "connected"
+    finally:
+        for task in list(ph._tasks):
+            task.cancel()
+        ph._call = None
+        await ph.close()
+
+
+async def test_server_lost_without_resume_clears_ringing_and_goes_offline() -> None:
+    """With no resume possible, losing the server cancels a call ringing here, leaves the
+    phone offline (not idle) and reports SERVER_LOST."""
+    srv = SignalingServer(ServerConfig(port=0, resume_grace=0))
+    await srv.start()
+    alice, bob = phone(srv.url), phone(srv.url, "tone:660")
+    try:
+        await alice.create_session("alice")
+        await bob.create_session("bob")
+        await alice.offer_call("audiocall", "bob")
+        await until(bob, ev.Ringing)
+        await srv.close()
+        assert (await until(bob, ev.Cancel)).reason == "connection_lost"
+        await until(bob, ev.ServerLost)
+        assert bob.ringing_from == [] and bob.call_state == "offline"
+    finally:
+        await alice.close()
+        await bob.close()

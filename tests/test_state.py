@@ -230,6 +230,21 @@ def test_create_session_random_id(b: Board) -> None:
     assert ids[0] != ids[1]
 
 
+def test_create_session_random_id_skips_away_sessions() -> None:
+    """A generated id whose session is away (waiting to be resumed) is not handed out."""
+    names = iter(["s-1", "user-x", "user-y", "s-2"])
+    sb = Switchboard([Service("dev", None)], new_id=lambda prefix: next(names))
+    sb.connect(1)
+    sb.handle(1, p.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
+    sb.handle(1, p.parse_request({"op": "create_session", "id": 2, "user_id": "user-x"}), 0)
+    sb.disconnect(1, 0, lost=True)
+    assert ("dev", "user-x") in sb.away
+    sb.connect(2)
+    sb.handle(2, p.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
+    out = sb.handle(2, p.parse_request({"op": "create_session", "id": 2}), 0)
+    assert out[0].message["result"]["user_id"] == "user-y"
+
+
 def test_create_session_random_id_skips_taken() -> None:
     """A generated id that is online already is not handed out again."""
     names = iter(["user-x", "s-1", "user-x", "user-y", "s-2"])
@@ -293,7 +308,9 @@ def test_session_list_idle_and_busy(b: Board) -> None:
             {"user_id": "alice", "state": "busy", "call_type": "videocall"},
             {"user_id": "bob", "state": "busy", "call_type": "videocall"},
             {"user_id": "carol", "state": "idle", "call_type": None},
-        ]
+        ],
+        "total": 3,
+        "truncated": False,
     }
 
 
@@ -303,7 +320,37 @@ def test_session_list_without_session(b: Board) -> None:
     conn = b.connect()
     b.ok(conn, "hello", version=1, service_id="dev")
     result, _ = b.ok(conn, "session_list")
-    assert result == {"sessions": [{"user_id": "alice", "state": "idle", "call_type": None}]}
+    assert result == {"sessions": [{"user_id": "alice", "state": "idle", "call_type": None}],
+                      "total": 1, "truncated": False}
+
+
+def test_session_list_is_capped_with_total_and_truncated(b: Board) -> None:
+    """session_list answers at most `limit` rows (default 1000), sorted, with the total."""
+    for i in range(1005):
+        b.sb.users[("dev", f"u{i:04d}")] = -1
+        b.sb._count("dev", +1)
+    conn = b.user("alice")
+    result, _ = b.ok(conn, "session_list")
+    assert len(result["sessions"]) == p.SESSION_LIST_LIMIT
+    assert (result["total"], result["truncated"]) == (1006, True)
+    assert result["sessions"][0]["user_id"] == "alice"
+    result, _ = b.ok(conn, "session_list", limit=2)
+    assert [r["user_id"] for r in result["sessions"]] == ["alice", "u0000"]
+    for bad in (0, 1001, "5", True):
+        with pytest.raises(p.ProtocolError, match="limit"):
+            p.parse_request({"op": "session_list", "id": 1, "limit": bad})
+
+
+def test_service_session_count_follows_sessions(b: Board) -> None:
+    """The per-service count (used for max_sessions) goes up and down with sessions."""
+    alice = b.user("alice")
+    b.user("bob")
+    b.user("carol", service="other")
+    assert (b.sb.held["dev"], b.sb.held["other"]) == (2, 1)
+    b.sb.disconnect(alice, b.now)
+    assert b.sb.held["dev"] == 1
+    b.user("alice")
+    assert b.sb.held["dev"] == 2
 
 
 # -- offer ----------------------------------------------------------------------------------
