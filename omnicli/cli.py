@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
 
-from .errors import ExitCode, OmniError, UsageError, exit_code_for_reason
+from .errors import ExitCode, OmniError, UsageError, call_ending_error, exit_code_for_reason
 from .settings import Settings, load
 
 app = typer.Typer(
@@ -248,8 +249,12 @@ def server(
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         print(f"omni server listening on {srv.url}", flush=True)
+        serving = asyncio.ensure_future(srv.serve_forever())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # close every socket with 1001
+            loop.add_signal_handler(signum, serving.cancel)
         try:
-            await srv.serve_forever()
+            await serving
         except asyncio.CancelledError:
             pass
         finally:
@@ -303,9 +308,10 @@ def token_create(
 def _service(spec: str) -> Any:
     from .state import Service
 
-    service_id, _, key = spec.partition(":")
-    if not service_id:
-        raise UsageError(f"--service must look like ID:KEY, not '{spec}'")
+    service_id, colon, key = spec.partition(":")
+    if not service_id or not colon:
+        raise UsageError(f"--service must look like ID:KEY (ID: for an open service), "
+                         f"not '{spec}'")
     return Service(service_id, key or None)
 
 
@@ -348,8 +354,6 @@ def session_create(
                 out.show(session_panel(info.user_id, info.session, settings.server,
                                        settings.service_id))
                 out.status("waiting for calls; Ctrl-C to leave")
-            else:
-                out.json({"event": "SESSION", "session": info.session, "user_id": info.user_id})
             ask = None if auto_answer else _asker(out)
             return await answer_forever(phone, out, stop=stopper.event,
                                         auto_answer=auto_answer, ask=ask,
@@ -551,9 +555,13 @@ async def _one_call(
         if stopped:  # Ctrl-C before the call was placed or answered: nothing to hang up
             out.status("interrupted")
             return int(ExitCode.INTERRUPTED)
+        me = phone.session.user_id if phone.session else None
         leave = await follow_call(phone, out, duration=duration, stop=stopper.event,
                                   window=window)
-        return exit_code_for_reason(leave.reason)
+        failure = call_ending_error(leave.reason, by_me=leave.by is not None and leave.by == me)
+        if failure is not None:
+            raise failure
+        return 0
     finally:
         await phone.close()
         if window is not None:

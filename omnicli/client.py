@@ -155,8 +155,9 @@ class SignalingClient:
         finally:
             rcvd = self._ws.protocol.close_rcvd
             self.close_code = rcvd.code if rcvd is not None else None
-            if rcvd is not None and rcvd.reason and reason == "closed":
-                reason = f"closed by the server ({rcvd.code} {rcvd.reason})"
+            if rcvd is not None and reason == "closed":
+                why = f"{rcvd.code} {rcvd.reason}".strip()
+                reason = f"closed by the server ({why})"
             self._closed_reason = reason
             for future in self._pending.values():
                 if not future.done():

@@ -221,6 +221,8 @@ class Phone:
     ) -> CallInfo:
         """Call `callee`; returns once the server accepted the offer (RINGBACK)."""
         kind = _call_type(call_type)
+        if why := check_user_id(callee):
+            raise UsageError(f"bad callee '{callee[:80]}': {why}")
         self._need_idle()
         if self._ringing:
             who = next(iter(self._ringing))
@@ -685,6 +687,7 @@ class Phone:
                                       offer.record))
         elif name == "ANSWERED" and ours and call is not None:
             call.state = "connecting"
+            call.started = time.monotonic()  # setup is timed from the answer, not the ring
             self._mark_answered(call)
             self._emit(ev.Answered(msg["call_id"], call.peer))
             self._spawn(self._on_answered(call, msg["sdp"]), call)

@@ -93,6 +93,20 @@ REJECTED_REASONS = frozenset(
 LOST_REASONS = frozenset({"connection_lost", "media_failed"})
 
 
+def call_ending_error(reason: str, *, by_me: bool) -> OmniError | None:
+    """The error a one-shot call that ended for `reason` exits with (None: success).
+
+    Ending a call oneself (hang up, cancel, decline) is a success whatever the reason.
+    """
+    if by_me and reason not in LOST_REASONS:
+        return None
+    if reason in REJECTED_REASONS:
+        return CallRejected(reason)
+    if reason in LOST_REASONS:
+        return MediaFailed(f"call ended: {reason.replace('_', ' ')}")
+    return None
+
+
 def exit_code_for_reason(reason: str) -> int:
     """The exit code of a one-shot call that ended for `reason`."""
     if reason in REJECTED_REASONS:

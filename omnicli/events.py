@@ -61,7 +61,7 @@ class Connected(CallEvent):
     peer: str
     call_type: str
     record: bool
-    setup_ms: float  # offer (caller) or answer (callee) to CONNECTED, in ms
+    setup_ms: float  # from the answer (ANSWERED at the caller) to CONNECTED, in ms
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,7 @@ class Output:
         line = Text.assemble((stamp + " ", "dim"), who, (f"{event.name:<10}", style), " ",
                              describe(event))
         self.err.print(line)
-        if isinstance(event, ev.Leave) and event.summary:
+        if isinstance(event, ev.Leave) and event.summary.get("duration_s"):
             self.summary(event.summary)
 
     def summary(self, summary: dict[str, Any]) -> None:

@@ -82,6 +82,10 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Settin
     layered: dict[str, Any] = _from_file(config_path(env), explicit="OMNI_CONFIG" in env)
     layered.update({k: env[v] for k, v in ENV.items() if env.get(v)})
     layered.update({k: v for k, v in flags.items() if v is not None})
+    if layered.get("token") and "service_id" not in layered:
+        from .tokens import service_of  # a token names its service: no need to repeat it
+
+        layered["service_id"] = service_of(str(layered["token"])) or Settings.service_id
     try:
         return replace(Settings(), **layered)
     except TypeError as exc:

@@ -105,6 +105,17 @@ def decode(token: str, secret: str | bytes, *, now: float, kind: str) -> dict[st
     return claims
 
 
+def service_of(token: str) -> str | None:
+    """The service a token names, read WITHOUT checking it (only to pick a default)."""
+    parts = token.split(".")
+    try:
+        claims = json.loads(_unb64(parts[1])) if len(parts) == 3 else None
+    except (TokenError, ValueError):
+        return None
+    svc = claims.get("svc") if isinstance(claims, dict) else None
+    return svc if isinstance(svc, str) and svc else None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -110,6 +110,7 @@ def test_unanswered_call_ends_with_no_answer(server):
         result = run_omni("call", "dave", "--user-id", "erin", "--server", server, "--json",
                           "--no-window")
         assert result.returncode == 5, result.stderr
+        assert one_line_error(result) == "omni: call ended: no answer"
         last = json.loads(result.stdout.splitlines()[-1])
         assert (last["event"], last["reason"]) == ("LEAVE", "no_answer")
         assert bob.event("RINGING")["caller"] == "erin"
@@ -155,3 +156,67 @@ def test_a_port_that_is_not_an_omni_server_is_named_as_such(tmp_path):
         httpd.server_close()
     assert result.returncode == 3
     assert "not an omni server" in one_line_error(result)
+
+
+def test_cancelling_ones_own_ringing_call_is_a_success(server):
+    """Ctrl-C while the callee rings cancels the call: the callee hears it, the caller exits 0."""
+    callee = Omni("session", "create", "--user-id", "hank", "--server", server, "--json",
+                  "--no-window")
+    caller = Omni("call", "hank", "--user-id", "ivy", "--server", server, "--json", "--no-window",
+                  "--video-source", "test", "--audio-source", "tone", "--speaker", "none")
+    try:
+        callee.event("SESSION")
+        caller.event("RINGBACK")
+        assert callee.event("RINGING")["caller"] == "ivy"
+        caller.interrupt()
+        assert caller.wait() == 0, caller.stderr_lines
+        assert caller.event("LEAVE")["reason"] == "cancelled"
+        assert callee.event("CANCEL")["reason"] == "cancelled"
+    finally:
+        caller.stop()
+        callee.stop()
+
+
+def test_mistyped_ids_and_service_specs_are_usage_errors(server):
+    """A bad callee id and a --service without a colon are explained in one line, exit 2."""
+    result = run_omni("call", "bad callee", "--server", server, "--no-window")
+    assert result.returncode == 2
+    assert one_line_error(result).startswith("omni: bad callee 'bad callee'")
+    result = run_omni("server", "--port", "0", "--service", "nocolon")
+    assert result.returncode == 2
+    assert "--service must look like ID:KEY" in one_line_error(result)
+
+
+def test_a_token_alone_names_its_service():
+    """With --token and no --service-id the client uses the service the token names."""
+    proc, url = start_server("--service", "acme:s3cret", "--require-tokens")
+    try:
+        minted = run_omni("token", "create", "--user-id", "bob", "--service-id", "acme",
+                          "--service-key", "s3cret")
+        assert minted.returncode == 0, minted.stderr
+        listing = run_omni("sessions", "--json", "--server", url,
+                           "--token", minted.stdout.strip())
+        assert listing.returncode == 0, listing.stderr
+        no_token = run_omni("sessions", "--server", url)
+        assert no_token.returncode == 4
+        assert "unknown service id 'dev'" in one_line_error(no_token)
+    finally:
+        proc.stop()
+
+
+def test_server_stops_cleanly_on_sigterm():
+    """SIGTERM makes `omni server` close every connection with 1001 and exit 0."""
+    import signal as signals
+
+    proc, url = start_server()
+    client = Omni("session", "create", "--user-id", "kim", "--server", url, "--json",
+                  "--no-window")
+    try:
+        client.event("SESSION")
+        proc.proc.send_signal(signals.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        reconnecting = client.event("RECONNECTING")
+        assert "1001" in reconnecting["reason"], reconnecting
+    finally:
+        client.stop()
+        proc.stop()
