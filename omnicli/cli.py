@@ -400,6 +400,8 @@ def repl(
     server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
     token: Token = None, ca_file: CaFile = None,
     video_source: VideoSource = None, audio_source: AudioSource = None,
+    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    require_devices: RequireDevices = False,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
