@@ -65,6 +65,8 @@ RequireDevices = Annotated[bool, typer.Option("--require-devices", help="Fail (e
 Record = Annotated[bool, typer.Option("--record", help="Record every call answered, here.")]
 RecordFile = Annotated[str | None, typer.Option("--record-file", help="Where --record writes "
                        "(default omni-ME-PEER-TIME.mp4).", show_default=False)]
+RelayOnly = Annotated[bool, typer.Option("--relay-only", help="Send media only through the "
+                      "TURN relay the server hands out (omni server --turn-url).")]
 NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
@@ -77,7 +79,7 @@ Duration = Annotated[float, typer.Option("--duration", "-d", min=0,
 SETTING_FLAGS = frozenset({
     "server", "service_id", "service_key", "token", "ca_file", "video_source", "audio_source",
     "mic", "speaker", "camera", "require_devices", "record", "record_file", "video_size", "fps",
-    "no_window", "json", "verbose",
+    "no_window", "json", "verbose", "relay_only",
 })
 
 
@@ -99,6 +101,8 @@ def _settings(**flags: Any) -> Settings:
         flags.pop("require_devices", None)
     if not flags.get("record"):
         flags.pop("record", None)
+    if not flags.get("relay_only"):
+        flags.pop("relay_only", None)
     size = flags.pop("video_size", None)
     if size is not None:
         try:
@@ -158,6 +162,7 @@ def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None,
         require_devices=settings.require_devices,
         record=settings.record,
         record_file=settings.record_file,
+        ice_relay_only=settings.relay_only,
     )
     config = PhoneConfig(
         server_url=settings.server,
@@ -324,6 +329,7 @@ def session_create(
     video_source: VideoSource = None, audio_source: AudioSource = None,
     mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
     require_devices: RequireDevices = False,
+    relay_only: RelayOnly = False,
     record: Record = False, record_file: RecordFile = None,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
@@ -402,6 +408,7 @@ def repl(
     video_source: VideoSource = None, audio_source: AudioSource = None,
     mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
     require_devices: RequireDevices = False,
+    relay_only: RelayOnly = False,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
@@ -490,6 +497,7 @@ def call(
     video_source: VideoSource = None, audio_source: AudioSource = None,
     mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
     require_devices: RequireDevices = False,
+    relay_only: RelayOnly = False,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,
 ) -> None:
@@ -519,6 +527,7 @@ def answer(
     video_source: VideoSource = None, audio_source: AudioSource = None,
     mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
     require_devices: RequireDevices = False,
+    relay_only: RelayOnly = False,
     record: Record = False, record_file: RecordFile = None,
     video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
     json: Json = False, verbose: Verbose = False,

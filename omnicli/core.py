@@ -53,6 +53,7 @@ class MediaOptions:
     require_devices: bool = False  # a missing real device is DeviceMissing, not a fallback
     record: bool = False  # record every call (the caller's `record` flag records too)
     record_file: str | None = None  # default: omni-ME-PEER-TIME.mp4 in the current directory
+    ice_relay_only: bool = False  # gather TURN relay candidates only (needs a TURN server)
 
 
 @dataclass(frozen=True)
@@ -463,7 +464,8 @@ class Phone:
                 if track is not None:
                     track.stop()
             raise
-        link = PeerLink(self.ice_servers, video=tracks.get("video"), audio=tracks.get("audio"))
+        link = PeerLink(self.ice_servers, video=tracks.get("video"), audio=tracks.get("audio"),
+                        relay_only=self.config.media.ice_relay_only)
         return link, notes
 
     def _media_spec(self, kind: str) -> str:

@@ -26,6 +26,7 @@ from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -67,8 +68,12 @@ def ensure_host_candidates() -> bool:
     return True
 
 
-def ice_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
-    """An explicit configuration: an empty list means no STUN (aiortc's default is public)."""
+def ice_configuration(ice_servers: list[dict[str, Any]], *,
+                      relay_only: bool = False) -> RTCConfiguration:
+    """An explicit configuration: an empty list means no STUN (aiortc's default is public).
+
+    `relay_only` gathers TURN relay candidates only (media always goes through TURN).
+    """
     servers = []
     for entry in ice_servers:
         urls = entry.get("urls") or entry.get("url")
@@ -76,6 +81,9 @@ def ice_configuration(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
             raise ValueError(f"ICE server entry without urls: {entry!r}")
         servers.append(RTCIceServer(urls=urls, username=entry.get("username"),
                                     credential=entry.get("credential")))
+    if relay_only:
+        return RTCConfiguration(iceServers=servers,
+                                iceTransportPolicy=RTCIceTransportPolicy.RELAY)
     return RTCConfiguration(iceServers=servers)
 
 
@@ -84,14 +92,15 @@ class PeerLink:
 
     def __init__(self, ice_servers: list[dict[str, Any]], *, video: MediaStreamTrack | None,
                  audio: MediaStreamTrack | None,
-                 on_state: Callable[[str], None] | None = None) -> None:
+                 on_state: Callable[[str], None] | None = None,
+                 relay_only: bool = False) -> None:
         ensure_host_candidates()
         self.on_state = on_state
         self.video_out = SwitchableTrack("video", video)
         self.audio_out = SwitchableTrack("audio", audio)
         self.video_in = VideoProbe()
         self.audio_in = AudioProbe()
-        self._pc = RTCPeerConnection(ice_configuration(ice_servers))
+        self._pc = RTCPeerConnection(ice_configuration(ice_servers, relay_only=relay_only))
         self._state_changed = asyncio.Event()
         self._closed = False
         self._meter = QualityMeter()

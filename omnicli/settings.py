@@ -45,6 +45,7 @@ class Settings:
     require_devices: bool = False
     record: bool = False
     record_file: str | None = None
+    relay_only: bool = False  # ICE through the server's TURN relay only
     width: int = 640
     height: int = 480
     fps: int = 30
