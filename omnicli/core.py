@@ -30,12 +30,12 @@ from .protocol import VERSION, CallType, ErrorCode, Track, check_user_id
 from .summary import RunningStats, summarize
 
 if TYPE_CHECKING:
+    from .callmedia import CallMedia
     from .peer import PeerLink
 
 log = logging.getLogger("omnicli.core")
 
 STATS_INTERVAL = 1.0
-PREVIEW_FPS = 15
 LEAVE_TIMEOUT = 3.0  # a best-effort leave after a failed offer or answer
 
 
@@ -113,14 +113,7 @@ class _Call:
     muted: set[str] = field(default_factory=set)
     stats: RunningStats = field(default_factory=RunningStats)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    speaker: Any = None  # audio_io.SpeakerSink
-    recorder: Any = None  # recorder.CallRecorder
-    sources: dict[str, Any] = field(default_factory=dict)  # kind -> the local track it sends
-
-    def __post_init__(self) -> None:
-        for kind, out in (("video", self.link.video_out), ("audio", self.link.audio_out)):
-            if out.source is not None:
-                self.sources[kind] = out.source
+    media: CallMedia | None = None  # owns the link, sources, speaker and recorder
 
 
 class Phone:
@@ -228,15 +221,16 @@ class Phone:
         if self._ringing:
             who = next(iter(self._ringing))
             raise UsageError(f"a call from {who} is ringing: answer or reject it first")
-        link, notes = await self._new_link(kind)
+        media, notes = await self._open_media(kind)
         if self._call is not None:  # another call began while the sources opened
-            await link.close()
+            await media.link.close()
             self._need_idle()
-        call = _Call(peer=callee, role="caller", call_type=kind, record=record, link=link)
+        call = _Call(peer=callee, role="caller", call_type=kind, record=record, link=media.link,
+                     muted=media.muted, media=media)
         self._call = call
         sent = False
         try:
-            await self._attach_media(call, notes)
+            await media.attach(notes)
             sdp = await call.link.create_offer(kind)
             sent = True
             result = await self._client.request(
@@ -274,16 +268,17 @@ class Phone:
         if kind is not None and kind != offer.call_type:
             raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
         self._need_idle()
-        link, notes = await self._new_link(offer.call_type)
+        media, notes = await self._open_media(offer.call_type)
         call = _Call(peer=offer.caller, role="callee", call_type=offer.call_type,
-                     record=offer.record, link=link, call_id=offer.call_id, state="connecting")
+                     record=offer.record, link=media.link, call_id=offer.call_id,
+                     state="connecting", muted=media.muted, media=media)
         if self._call is not None:  # another call began while the sources opened
-            await link.close()
+            await media.link.close()
             self._need_idle()
         self._call = call
         self._ringing.pop(offer.caller, None)
         try:
-            await self._attach_media(call, notes)
+            await media.attach(notes)
             sdp = await call.link.accept_offer(offer.sdp)
             await self._client.request("answer_call", sdp=sdp, caller=offer.caller,
                                        call_type=offer.call_type)
@@ -343,18 +338,9 @@ class Phone:
         """Play remote audio on another output (``none``: not at all), mid-call too."""
         self.config = replace(self.config, media=replace(self.config.media, speaker=device_id))
         call = self._call
-        if call is None:
+        if call is None or call.media is None:
             return
-        old, call.speaker = call.speaker, None
-        if old is not None:
-            await asyncio.to_thread(old.close)
-        speaker, note = await self._open_speaker(strict=True)
-        if self._call is not call:  # the call ended while the device opened
-            if speaker is not None:
-                await asyncio.to_thread(speaker.close)
-            return
-        call.speaker = speaker
-        self._route(call)
+        note = await call.media.switch_speaker()
         if note:
             self._emit(ev.Notice(note))
 
@@ -370,28 +356,19 @@ class Phone:
         Returns the file's path: `path`, else the configured `record_file`, else
         ``omni-ME-PEER-TIME.mp4``. Needs a connected call.
         """
-        from .recorder import CallRecorder, default_path
+        from .recorder import default_path
 
         call = self._need_call()
         if call.state != "connected":
             raise UsageError("recording starts once the call is connected")
-        if call.recorder is not None:
-            return str(call.recorder.path)
+        media = self._media(call)
+        if media.recorder is not None:
+            return str(media.recorder.path)
         me = self.session.user_id if self.session else "me"
         target = path or self.config.media.record_file or default_path(me, call.peer)
-        probe = call.link.video_in
-        size = (probe.width or self.config.media.width, probe.height or self.config.media.height)
-        recorder = await asyncio.to_thread(  # opens the file and the encoder: blocking
-            CallRecorder, target, video=call.call_type == CallType.VIDEO.value, size=size)
-        if self._call is not call or call.recorder is not None:  # ended, or raced: drop it
-            await asyncio.to_thread(recorder.stop)
-            if call.recorder is not None:
-                return str(call.recorder.path)
-            raise UsageError("not in a call")
-        call.recorder = recorder
-        self._route(call)
-        self._emit(ev.Recording(me, True))
-        self._emit(ev.Notice(f"recording to {target}"))
+        if not await media.start_recording(target, video=call.call_type == CallType.VIDEO.value,
+                                           me=me):  # raced with another start: that one records
+            return str(media.recorder.path)
         with contextlib.suppress(OmniError):
             await self._client.request("recording", on=True)
         return target
@@ -399,7 +376,7 @@ class Phone:
     async def recording_stop(self) -> str | None:
         """Finish the recording file and tell the peer; its path (None if none ran)."""
         call = self._call
-        if call is None or call.recorder is None:
+        if call is None or call.media is None or call.media.recorder is None:
             return None
         path = await self._stop_recording(call)
         with contextlib.suppress(OmniError):
@@ -407,14 +384,8 @@ class Phone:
         return path
 
     async def _stop_recording(self, call: _Call) -> str:
-        recorder, call.recorder = call.recorder, None
-        self._route(call)
-        recorder.finish()
-        done = await asyncio.to_thread(recorder.stop)
         me = self.session.user_id if self.session else "me"
-        self._emit(ev.Recording(me, False))
-        self._emit(ev.Notice(f"recording saved: {done.path} ({done.duration_s:.1f} s)"))
-        return str(done.path)
+        return await self._media(call).stop_recording(me)
 
     async def stats(self) -> dict[str, Any] | None:
         call = self._call
@@ -443,164 +414,25 @@ class Phone:
                 await task
         await self._client.close()
 
-    # -- internals: media ----------------------------------------------------------
+    # -- internals: media and call state ---------------------------------------------
 
-    async def _new_link(self, call_type: str) -> tuple[PeerLink, list[str]]:
-        """The call's PeerLink with its sources open, and notes on devices that fell back."""
-        from .peer import PeerLink  # heavy: aiortc, av, cv2
+    async def _open_media(self, call_type: str) -> tuple[CallMedia, list[str]]:
+        """A call's media with its sources open, and notes on devices that fell back."""
+        from .callmedia import CallMedia
 
-        kinds = ["audio"] + (["video"] if call_type == CallType.VIDEO.value else [])
-        tracks: dict[str, Any] = {}
-        notes: list[str] = []
-        loop = asyncio.get_running_loop()
-        try:
-            for kind in kinds:  # a camera or microphone may take a while to open
-                tracks[kind], note = await _off_loop(
-                    self._open_local, kind, self._media_spec(kind), loop=loop)
-                if note:
-                    notes.append(note)
-        except BaseException:
-            for track in tracks.values():
-                if track is not None:
-                    track.stop()
-            raise
-        link = PeerLink(self.ice_servers, video=tracks.get("video"), audio=tracks.get("audio"),
-                        relay_only=self.config.media.ice_relay_only)
-        return link, notes
+        return await CallMedia.open(self, call_type)
 
-    def _media_spec(self, kind: str) -> str:
-        m = self.config.media
-        return m.video_source if kind == "video" else m.audio_source
-
-    def _open_local(self, kind: str, spec: str, *, loop: asyncio.AbstractEventLoop,
-                    strict: bool = False) -> tuple[Any, str | None]:
-        """A tapped local source for `spec` (falling back unless strict) and a note if it did.
-
-        Any thread. A device lost later names the tapped track, so that a late report
-        from a source the call no longer uses is ignored.
-        """
-        from .handoff import TapTrack
-        from .sources import open_source, open_with_fallback
-
-        m = self.config.media
-        opened_track: list[Any] = []
-
-        def lost(reason: str) -> None:  # any thread
-            loop.call_soon_threadsafe(
-                lambda: self._device_lost(kind, reason, opened_track[0] if opened_track else None))
-
-        if strict:
-            track = open_source(kind, spec, width=m.width, height=m.height, fps=m.fps,
-                                on_lost=lost)
-            note = None
-        else:
-            opened = open_with_fallback(kind, spec, width=m.width, height=m.height, fps=m.fps,
-                                        require=m.require_devices, on_lost=lost)
-            track, note = opened.track, opened.fallback
-        if track is None:
-            return None, note
-        tapped = TapTrack(track, lambda frame: self._local_frame(kind, frame))
-        opened_track.append(tapped)
-        return tapped, note
-
-    async def _open_speaker(self, *, strict: bool = False) -> tuple[Any, str | None]:
-        """The speaker sink the config names (None for ``none``) and a note if it fell back."""
-        spec = self.config.media.speaker.strip()
-        if spec in ("none", ""):
-            return None, None
-        from .audio_io import SpeakerSink
-        from .errors import DeviceMissing
-
-        loop = asyncio.get_running_loop()
-        opened: list[Any] = []
-
-        def lost(reason: str) -> None:  # a PortAudio thread
-            loop.call_soon_threadsafe(
-                lambda: self._device_lost("speaker", reason, opened[0] if opened else None))
-
-        try:
-            device = None if spec in ("auto", "default") else spec
-            sink = await asyncio.to_thread(SpeakerSink, device, on_lost=lost)
-        except DeviceMissing as exc:
-            if strict or self.config.media.require_devices:
-                raise
-            return None, f"{exc}; remote audio is not played"
-        opened.append(sink)
-        return sink, None
-
-    async def _attach_media(self, call: _Call, notes: list[str]) -> None:
-        """Open the speaker, route remote media, and say in one line what fell back."""
-        call.speaker, note = await self._open_speaker()
-        if note:
-            notes = [*notes, note]
-        self._route(call)
-        if notes:
-            self._emit(ev.Notice(" · ".join(notes)))
-
-    def _route(self, call: _Call) -> None:
-        """Point the remote probes at whoever wants their media (nobody: no conversion)."""
-        video_in, audio_in = call.link.video_in, call.link.audio_in
-        wants_video = self.video_sink is not None or call.recorder is not None
-        video_in.on_frame = (lambda bgr: self._remote_video(call, bgr)) if wants_video else None
-        wants_audio = call.speaker is not None or call.recorder is not None
-        audio_in.on_audio = (lambda f: self._remote_audio(call, f)) if wants_audio else None
-
-    def _remote_video(self, call: _Call, bgr: Any) -> None:
-        if self.video_sink is not None:
-            self.video_sink(bgr)
-        if call.recorder is not None:
-            call.recorder.add_video(bgr)
-
-    def _remote_audio(self, call: _Call, frame: Any) -> None:
-        if call.speaker is not None:
-            call.speaker.feed(frame)
-        if call.recorder is not None:
-            call.recorder.add_audio("remote", frame)
-
-    def _local_frame(self, kind: str, frame: Any) -> None:
-        """Every frame of a local source, before it is sent (or dropped while muted)."""
-        call = self._call
-        if kind == "audio":
-            if call is not None and call.recorder is not None and "audio" not in call.muted:
-                call.recorder.add_audio("local", frame)
-            return
-        if self.preview_sink is None:
-            return
-        now = time.monotonic()
-        if now - self._preview_at >= 1 / PREVIEW_FPS:
-            self._preview_at = now
-            muted = call is not None and "video" in call.muted
-            self.preview_sink(None if muted else frame.to_ndarray(format="bgr24"))
+    @staticmethod
+    def _media(call: _Call) -> CallMedia:
+        assert call.media is not None, "a call made by the phone has its media"
+        return call.media
 
     def _device_lost(self, kind: str, reason: str, device: Any) -> None:
-        """A device of this call stopped: say so and carry on with the synthetic source.
-
-        `device` is the speaker sink or tapped source that reported; a report from one the
-        current call does not use (a previous call's, a replaced one) is ignored.
-        """
-        from .sources import SYNTHETIC, fallback_text
-
-        call = self._call
-        if kind == "speaker":
-            if call is None or device is None or call.speaker is not device:
-                log.debug("ignored a lost speaker the call does not use: %s", reason)
-                return
-            call.speaker = None
-            self._route(call)
-            self._spawn(asyncio.to_thread(device.close))
-            self._emit(ev.Notice(f"{reason}; remote audio is not played"))
-            return
-        if call is None or device is None or call.sources.get(kind) is not device:
-            log.debug("ignored a lost %s source the call does not use: %s", kind, reason)
-            return
-        self._emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
-        if not call.link.sends(kind):
-            return
-        track, _ = self._open_local(kind, SYNTHETIC[kind], loop=asyncio.get_running_loop(),
-                                    strict=True)
-        call.sources[kind] = track
-        out = call.link.video_out if kind == "video" else call.link.audio_out
-        out.set_source(track)
+        """A device stopped: the current call's media handles it (see CallMedia)."""
+        if self._call is not None and self._call.media is not None:
+            self._call.media.device_lost(kind, reason, device)
+        else:
+            log.debug("ignored a lost %s outside a call: %s", kind, reason)
 
     async def _watch_media(self, call: _Call) -> None:
         """Report our side's media state to the server, which announces CONNECTED."""
@@ -630,20 +462,11 @@ class Phone:
         call = self._call
         if call is not None and not call.link.sends(track.value):
             raise UsageError(f"this call sends no {track.value}")
-        source = None
-        if call is not None:
-            source, _ = await _off_loop(self._open_local, track.value, spec,
-                                        loop=asyncio.get_running_loop(), strict=True)
+        source = None if call is None else await self._media(call).open_source(track.value, spec)
         key = "video_source" if track is Track.VIDEO else "audio_source"
         self.config = replace(self.config, media=replace(m, **{key: spec}))
         if call is not None:
-            if self._call is not call:  # the call ended while the source opened
-                if source is not None:
-                    source.stop()
-                return
-            call.sources[track.value] = source
-            out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
-            out.set_source(source)
+            self._media(call).use_source(track.value, source)  # stops it if the call ended
 
     async def _set_muted(self, track: Track, muted: bool) -> None:
         call = self._need_call()
@@ -777,7 +600,7 @@ class Phone:
         ended = time.monotonic()
         received: dict[str, Any] = {}
         try:
-            if call.recorder is not None:
+            if call.media is not None and call.media.recorder is not None:
                 try:
                     await self._stop_recording(call)
                 except Exception as exc:  # disk full, encoder error: the call still ends
@@ -806,15 +629,9 @@ class Phone:
                 task.cancel()
         if self._call is call:
             self._call = None
-        try:
-            if call.speaker is not None:
-                speaker, call.speaker = call.speaker, None
-                await asyncio.to_thread(speaker.close)
-            if call.recorder is not None:  # not finished cleanly: still close the file
-                recorder, call.recorder = call.recorder, None
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(recorder.stop)
-        finally:
+        if call.media is not None:
+            await call.media.close()  # speaker, unfinished recording, then the link
+        else:
             await call.link.close()
 
     async def _leave_quietly(self, call_id: str | None) -> None:
@@ -843,21 +660,6 @@ class Phone:
         if self._call is None:
             raise UsageError("not in a call")
         return self._call
-
-
-async def _off_loop(opener: Callable[..., tuple[Any, Any]], *args: Any,
-                    **kwargs: Any) -> tuple[Any, Any]:
-    """`opener(...)` in a thread; if cancelled meanwhile, the track it opens is stopped."""
-    job = asyncio.ensure_future(asyncio.to_thread(opener, *args, **kwargs))
-    try:
-        return await asyncio.shield(job)
-    except asyncio.CancelledError:
-        def stop_it(done: asyncio.Future[tuple[Any, Any]]) -> None:
-            if not done.cancelled() and done.exception() is None and done.result()[0]:
-                done.result()[0].stop()
-
-        job.add_done_callback(stop_it)
-        raise
 
 
 def _media_error(exc: BaseException, what: str) -> BaseException:

@@ -158,7 +158,7 @@ async def test_a_failing_recording_still_ends_the_call_with_leave(server):
     alice, bob = await connected(server)
     try:
         call = alice._call
-        call.recorder = _BrokenRecorder()
+        call.media.recorder = _BrokenRecorder()
         assert await alice.leave() == "hangup"
         leave = await until(alice, ev.Leave)
         assert leave.reason == "hangup" and leave.summary["reason"] == "hangup"
@@ -184,7 +184,7 @@ async def test_a_late_device_loss_from_another_source_is_ignored(server):
                 self.closed = True
 
         speaker = Speaker()
-        call.speaker = speaker
+        call.media.speaker = speaker
         alice._device_lost("video", "camera 0 stopped", object())  # a previous call's camera
         alice._device_lost("speaker", "speaker stopped", object())
         assert call.link.video_out.source is current and not speaker.closed
@@ -192,7 +192,7 @@ async def test_a_late_device_loss_from_another_source_is_ignored(server):
         notice = await until(alice, ev.Notice)
         assert "camera 0 stopped" in notice.text
         assert call.link.video_out.source is not current
-        call.speaker = None
+        call.media.speaker = None
     finally:
         await alice.close()
         await bob.close()
