@@ -9,12 +9,11 @@ import time
 import numpy as np
 import pytest
 from desktop import pulse, wait_until
+from phones import call_connected, make_phone
 from procs import Omni, omni_env, start_server
 
 from omnicli import devices
-from omnicli import events as ev
 from omnicli.audio_io import PlayoutBuffer
-from omnicli.core import MediaOptions, Phone, PhoneConfig
 from omnicli.handoff import DropQueue
 from omnicli.probes import dominant_frequency
 from omnicli.server import ServerConfig, SignalingServer
@@ -93,19 +92,10 @@ async def test_switching_microphone_and_speaker_mid_call(pulse_here) -> None:
     pa = pulse_here
     pa.play_tone("mic", 880, 40)
     async with SignalingServer(ServerConfig(port=0)) as srv:
-        def phone(tone: str) -> Phone:
-            media = MediaOptions(audio_source=tone, width=320, height=240)
-            return Phone(PhoneConfig(server_url=srv.url, media=media))
-
-        alice, bob = phone("tone:440"), phone("tone:660")
+        alice = make_phone(srv.url, audio_source="tone:440")
+        bob = make_phone(srv.url, audio_source="tone:660")
         try:
-            await alice.create_session("alice")
-            await bob.create_session("bob")
-            await alice.offer_call("videocall", "bob")
-            await bob.answer_call("videocall", "alice", wait=5)
-            async with asyncio.timeout(10):
-                while not isinstance(await alice.next_event(), ev.Connected):
-                    pass
+            await call_connected(alice, bob)
             audio, video = bob._call.link.audio_in, bob._call.link.video_in
 
             async def hears(hz: float, timeout: float = 10) -> float:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from phones import eventually, make_phone, until
 
 from omnicli import events as ev
-from omnicli.core import MediaOptions, Phone, PhoneConfig
+from omnicli.core import Phone
 from omnicli.errors import CallRejected, SourceError, UsageError
 from omnicli.server import ServerConfig, SignalingServer
 
@@ -18,24 +19,8 @@ async def server():
         yield srv
 
 
-def phone(srv: SignalingServer, tone: str = "tone:440", size: int = 320) -> Phone:
-    media = MediaOptions(audio_source=tone, width=size, height=size * 3 // 4)
-    return Phone(PhoneConfig(server_url=srv.url, media=media))
-
-
-async def until(p: Phone, kind: type[ev.CallEvent], timeout: float = 10) -> ev.CallEvent:
-    """The next event of `kind` (skipping others)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await p.next_event()
-            if isinstance(event, kind):
-                return event
-
-
-async def eventually(check, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.05)
+def phone(srv: SignalingServer, tone: str = "tone:440") -> Phone:
+    return make_phone(srv.url, audio_source=tone)
 
 
 async def connected_pair(srv: SignalingServer) -> tuple[Phone, Phone]:

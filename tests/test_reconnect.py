@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 from netproxy import CuttableProxy
+from phones import make_phone, until
 
 from omnicli import events as ev
 from omnicli import protocol as p
 from omnicli import resume, tokens
-from omnicli.core import MediaOptions, Phone, PhoneConfig, SessionInfo
+from omnicli.core import Phone, SessionInfo
 from omnicli.errors import ServerUnreachable
 from omnicli.server import ServerConfig, SignalingServer
 from omnicli.state import Send, Service, Switchboard
@@ -336,16 +337,7 @@ def test_only_calls_past_the_sdp_exchange_are_declared() -> None:
 
 
 def phone(url: str, tone: str = "tone:440") -> Phone:
-    media = MediaOptions(audio_source=tone, width=320, height=240)
-    return Phone(PhoneConfig(server_url=url, media=media))
-
-
-async def until(ph: Phone, kind: type[ev.CallEvent], timeout: float = 15) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await ph.next_event()
-            if isinstance(event, kind):
-                return event
+    return make_phone(url, audio_source=tone)
 
 
 async def call_up(url: str) -> tuple[Phone, Phone]:

@@ -10,11 +10,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from phones import call_connected, make_phone
 from procs import Omni, run_omni, start_server
 
 from omnicli import events as ev
 from omnicli import framecode
-from omnicli.core import MediaOptions, Phone, PhoneConfig
 from omnicli.probes import dominant_frequency, luma
 from omnicli.recorder import AudioMixer
 from omnicli.server import ServerConfig, SignalingServer
@@ -82,19 +82,11 @@ async def test_recording_mid_call_has_both_voices_and_the_remote_video(tmp_path:
     """recording_start/stop writes remote video and both tones; the peer hears RECORDING."""
     path = tmp_path / "call.mp4"
     async with SignalingServer(ServerConfig(port=0)) as srv:
-        def phone(tone_spec: str) -> Phone:
-            media = MediaOptions(audio_source=tone_spec, width=320, height=240)
-            return Phone(PhoneConfig(server_url=srv.url, media=media))
-
-        alice, bob = phone("tone:440"), phone("tone:660")
+        alice = make_phone(srv.url, audio_source="tone:440")
+        bob = make_phone(srv.url, audio_source="tone:660")
         try:
-            await alice.create_session("alice")
-            await bob.create_session("bob")
-            await alice.offer_call("videocall", "bob")
-            await bob.answer_call("videocall", "alice", wait=5)
+            await call_connected(alice, bob)
             async with asyncio.timeout(10):
-                while not isinstance(await alice.next_event(), ev.Connected):
-                    pass
                 probe = alice._call.link.video_in
                 while probe.frames_received < 5:
                     await asyncio.sleep(0.05)

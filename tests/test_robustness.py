@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import typer
+from phones import make_phone, until
 
 from omnicli import cli, runner
 from omnicli import events as ev
-from omnicli.core import MediaOptions, Phone, PhoneConfig
+from omnicli.core import Phone
 from omnicli.errors import MediaFailed, UsageError
 from omnicli.jitter import RESET_GAP, AudioJitter
 from omnicli.runner import Stopper, answer_forever, follow_call, until_stopped
@@ -29,16 +30,7 @@ async def server():
 
 
 def phone(srv: SignalingServer, video: str = "test") -> Phone:
-    media = MediaOptions(video_source=video, audio_source="tone", width=160, height=120)
-    return Phone(PhoneConfig(server_url=srv.url, media=media))
-
-
-async def until(p: Phone, kind: type[ev.CallEvent], timeout: float = 15) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await p.next_event()
-            if isinstance(event, kind):
-                return event
+    return make_phone(srv.url, video_source=video, audio_source="tone", width=160, height=120)
 
 
 async def pair(srv: SignalingServer) -> tuple[Phone, Phone]:

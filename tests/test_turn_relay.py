@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from phones import until
 
 from omnicli import events as ev
 from omnicli.cli import _phone, _settings
@@ -79,15 +80,6 @@ def relay_phone(srv: SignalingServer, *, connect_timeout: float = 15.0) -> Phone
     media = MediaOptions(ice_relay_only=True, video_source="test", audio_source="tone:440",
                          width=320, height=240, connect_timeout=connect_timeout)
     return Phone(PhoneConfig(server_url=srv.url, media=media))
-
-
-async def until(p: Phone, kind: type[ev.CallEvent], timeout: float = 20) -> ev.CallEvent:
-    """The next event of `kind` (skipping others)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await p.next_event()
-            if isinstance(event, kind):
-                return event
 
 
 def nominated_types(p: Phone) -> set[tuple[str, str]]:
