@@ -1,7 +1,7 @@
 """Media benchmark: omnicli against a minimal pair of bare aiortc peer connections.
 
 Two processes per pair, both directions at once: synthetic 30 fps video carrying a
-frame counter and its creation time in its pixels (`omnicli.framecode`) plus a 48 kHz
+frame counter and its creation time in its pixels (`omnicli.media.framecode`) plus a 48 kHz
 tone. Per resolution (320x240, 640x480, 1280x720), each endpoint measures over the
 same window after a warm-up: one-way video latency from frame creation to decoded
 frame (median, p99 over both directions), received frames per second, lost frames
@@ -11,7 +11,7 @@ time of its whole process, all threads, over the window, in % of one core).
 - bare: two processes with an RTCPeerConnection each, a colour-bar track stamped with
   the frame code, a sine tone, SDP passed through this script's pipes. No omnicli
   code except `framecode` (a pixel code, not omnicli's call path).
-- omnicli: two processes each driving `omnicli.core.Phone` (test pattern + tone)
+- omnicli: two processes each driving `omnicli.phone.core.Phone` (test pattern + tone)
   through one `omni server`, exactly the path `omni call` takes.
 
     .venv/bin/python scripts/bench_media.py [--sizes 320x240,640x480,1280x720] [--seconds 8]
@@ -126,7 +126,7 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
-    from omnicli import framecode
+    from omnicli.media import framecode
 
     width, height = args.width, args.height
     bars = np.zeros((height, width, 3), dtype=np.uint8)
@@ -210,12 +210,12 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
 async def omni_endpoint(args: argparse.Namespace) -> None:
     """One omnicli Phone (the `omni call` path) measuring what it receives."""
-    from omnicli import events as ev
-    from omnicli import framecode
-    from omnicli.core import MediaOptions, Phone, PhoneConfig
+    from omnicli.media import framecode
+    from omnicli.phone import events as ev
+    from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 
     if args.no_recovery:  # measure omnicli without its loss recovery (omnicli/recovery.py)
-        from omnicli import recovery
+        from omnicli.media import recovery
 
         recovery.install = lambda receiver: False
     media = MediaOptions(video_source="test", audio_source="tone", width=args.width,

@@ -1,6 +1,6 @@
 """Call set-up benchmark: loopback calls through a real `omni server`.
 
-Two `omnicli.core.Phone`s in this process (alice calls bob, 320x240 test video and a
+Two `omnicli.phone.core.Phone`s in this process (alice calls bob, 320x240 test video and a
 tone) make `--calls` video calls one after another through an `omni server` child
 process. Per call:
 
@@ -39,8 +39,8 @@ async def until(phone: Any, kind: type, timeout: float = 30) -> float:
 
 
 async def omni_calls(url: str, calls: int) -> dict[str, list[float]]:
-    from omnicli import events as ev
-    from omnicli.core import MediaOptions, Phone, PhoneConfig
+    from omnicli.phone import events as ev
+    from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 
     media = MediaOptions(width=320, height=240, connect_timeout=30)
     alice = Phone(PhoneConfig(server_url=url, media=media))

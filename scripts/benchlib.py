@@ -21,7 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "bench"
 PYTHON = sys.executable
-OMNI = [PYTHON, "-m", "omnicli.cli"]
+OMNI = [PYTHON, "-m", "omnicli.ui.cli"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

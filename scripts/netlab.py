@@ -14,7 +14,7 @@ Usage::
     if (why := unavailable()) is not None:
         pytest.skip(why)
     with NetLab(loss=0.05, delay_ms=50) as lab:     # 5 % loss, 50 ms delay, each way
-        server = lab.popen("a", [sys.executable, "-m", "omnicli.cli", "server",
+        server = lab.popen("a", [sys.executable, "-m", "omnicli.ui.cli", "server",
                                  "--host", lab.addr_a, ...])
         lab.run("b", ["ping", "-c", "3", lab.addr_a])   # a CompletedProcess
         lab.cmd("a", ["ss", "-tn"])     # the argv that runs a command inside namespace a

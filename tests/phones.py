@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from omnicli import events as ev
-from omnicli.core import MediaOptions, Phone, PhoneConfig
+from omnicli.phone import events as ev
+from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 
 
 def make_phone(url: str, **media: Any) -> Phone:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-OMNI = [sys.executable, "-m", "omnicli.cli"]
+OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
 
 
 def omni_env(**extra: str) -> dict[str, str]:

@@ -12,11 +12,11 @@ from desktop import pulse, wait_until
 from phones import call_connected, make_phone
 from procs import Omni, omni_env, start_server
 
-from omnicli import devices
-from omnicli.audio_io import PlayoutBuffer
-from omnicli.handoff import DropQueue
-from omnicli.probes import dominant_frequency
-from omnicli.server import ServerConfig, SignalingServer
+from omnicli.media import devices
+from omnicli.media.audio_io import PlayoutBuffer
+from omnicli.media.handoff import DropQueue
+from omnicli.media.probes import dominant_frequency
+from omnicli.server.driver import ServerConfig, SignalingServer
 
 REAL = ("--mic", "default", "--speaker", "default", "--require-devices", "--json",
         "--no-window")

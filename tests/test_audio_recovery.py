@@ -8,10 +8,10 @@ import random
 import pytest
 from aiortc.rtp import RtpPacket
 
-from omnicli import recovery
-from omnicli.jitter import MAX_NACKS, AudioJitter, NackTimer, StallWatch, extend_seq
-from omnicli.peer import PeerLink
-from omnicli.sources import ToneTrack
+from omnicli.media import recovery
+from omnicli.media.jitter import MAX_NACKS, AudioJitter, NackTimer, StallWatch, extend_seq
+from omnicli.media.peer import PeerLink
+from omnicli.media.sources import ToneTrack
 from tests.lossy import impair
 
 

@@ -25,7 +25,7 @@ def test_help_does_not_import_media_libraries():
     """`omni --help` runs without importing aiortc, av, cv2 or sounddevice."""
     code = (
         "import sys\n"
-        "from omnicli.cli import app\n"
+        "from omnicli.ui.cli import app\n"
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
     )

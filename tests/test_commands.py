@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from rich.console import Console
 
-from omnicli.commands import (
+from omnicli.ui.commands import (
     Command,
     CommandError,
     CompletionContext,
@@ -15,8 +15,8 @@ from omnicli.commands import (
     help_lines,
     parse,
 )
-from omnicli.render import stats_table
-from omnicli.statusline import Status, directions, status_lines
+from omnicli.ui.render import stats_table
+from omnicli.ui.statusline import Status, directions, status_lines
 
 FIGURES = {
     "rtt_ms": 1.25, "jitter_ms": 2.0, "loss_pct": 0.5, "bitrate_in_kbps": 640.4,
@@ -181,9 +181,9 @@ def test_help_does_not_import_prompt_toolkit():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom omnicli.cli import app\n"
+    code = ("import sys\nfrom omnicli.ui.cli import app\n"
             "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('prompt_toolkit' in sys.modules, 'omnicli.repl' in sys.modules)\n")
+            "print('prompt_toolkit' in sys.modules, 'omnicli.ui.repl' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=30)
     assert "repl" in result.stdout
@@ -196,11 +196,11 @@ async def test_repl_errors_are_one_line_and_unexpected_ones_are_logged(tmp_path,
     import logging
 
     from omnicli.errors import CallRejected
-    from omnicli.render import Output
-    from omnicli.repl import Repl, ReplOptions
+    from omnicli.ui.render import Output
+    from omnicli.ui.repl import Repl, ReplOptions
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    crash = logging.getLogger("omnicli.repl.crash")
+    crash = logging.getLogger("omnicli.ui.repl.crash")
     monkeypatch.setattr(crash, "handlers", [])
     repl = Repl(lambda sink: None, ReplOptions())
     screen = io.StringIO()
@@ -230,7 +230,7 @@ class FakePhone:
     """Just enough of `Phone` for the REPL; leave() and close() can be made to hang."""
 
     def __init__(self) -> None:
-        from omnicli.core import Peer, SessionInfo
+        from omnicli.phone.core import Peer, SessionInfo
 
         self.events: asyncio.Queue = asyncio.Queue()
         self.session = None
@@ -296,8 +296,8 @@ class FakeReader:
 def fake_repl(phone: FakePhone):
     import io
 
-    from omnicli.render import Output
-    from omnicli.repl import Repl, ReplOptions
+    from omnicli.ui.render import Output
+    from omnicli.ui.repl import Repl, ReplOptions
 
     repl = Repl(lambda sink: phone, ReplOptions(json=True))
     screen = io.StringIO()
@@ -319,7 +319,7 @@ class KeyEvent:
 def ctrl_c_key(repl):
     from prompt_toolkit.keys import Keys
 
-    from omnicli.prompt import _key_bindings
+    from omnicli.ui.prompt import _key_bindings
 
     return next(b.handler for b in _key_bindings(repl).bindings if b.keys == (Keys.ControlC,))
 
@@ -390,7 +390,7 @@ async def test_shutdown_awaits_the_tasks_it_cancels():
 
 async def test_user_ids_are_fetched_only_to_complete_one_and_not_while_reconnecting():
     """session_list runs for `call `/`answer ` completion, is cached, and skips reconnects."""
-    from omnicli import events as ev
+    from omnicli.phone import events as ev
 
     phone = FakePhone()
     repl, _ = fake_repl(phone)
@@ -417,8 +417,8 @@ async def test_devices_are_probed_off_the_loop_and_cameras_not_during_a_call(mon
     """Probing runs in a worker thread; in a call the cameras keep their last list."""
     import threading
 
-    from omnicli import devices
-    from omnicli.repl_actions import probe_devices
+    from omnicli.media import devices
+    from omnicli.ui.repl_actions import probe_devices
 
     opened: list[str] = []
 

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from phones import eventually, make_phone, until
 
-from omnicli import events as ev
-from omnicli.core import Phone
 from omnicli.errors import CallRejected, SourceError, UsageError
-from omnicli.server import ServerConfig, SignalingServer
+from omnicli.phone import events as ev
+from omnicli.phone.core import Phone
+from omnicli.server.driver import ServerConfig, SignalingServer
 
 
 @pytest.fixture

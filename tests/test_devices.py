@@ -14,10 +14,10 @@ from aiortc.mediastreams import MediaStreamError
 from desktop import pulse
 from procs import Omni, omni_env, run_omni, start_server
 
-from omnicli import devices
-from omnicli.camera import CameraTrack
 from omnicli.errors import DeviceMissing, SourceError
-from omnicli.sources import device_id, open_with_fallback
+from omnicli.media import devices
+from omnicli.media.camera import CameraTrack
+from omnicli.media.sources import device_id, open_with_fallback
 
 # PortAudio reaches PulseAudio through ALSA; a socket nobody serves means "no sound devices".
 NO_SOUND = {"PULSE_SERVER": "unix:/nonexistent/omni-no-pulse"}

@@ -8,7 +8,7 @@ import av
 import numpy as np
 import pytest
 
-from omnicli import framecode
+from omnicli.media import framecode
 
 TS = (1_700_000_000_123 & framecode.TS_MASK)
 

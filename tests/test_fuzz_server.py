@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from omnicli import protocol as p
-from omnicli.server import ServerConfig, SignalingServer
-from omnicli.state import Service, Switchboard
+from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.server.switchboard import Service, Switchboard
+from omnicli.wire import protocol as p
 
 USERS = ["alice", "bob", "carol", "dave"]
 

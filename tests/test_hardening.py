@@ -18,14 +18,14 @@ from procs import run_omni
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-import omnicli.server as srv
-from omnicli import protocol as p
-from omnicli import tokens
-from omnicli.client import SignalingClient
+import omnicli.server.driver as srv
 from omnicli.errors import ServerRefused, ServerUnreachable, UsageError
-from omnicli.server import ServerConfig, SignalingServer, check_config
-from omnicli.state import Send, Service, Switchboard
-from omnicli.turn import TurnConfig
+from omnicli.phone.signaling import SignalingClient
+from omnicli.server.driver import ServerConfig, SignalingServer, check_config
+from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.server.turn import TurnConfig
+from omnicli.wire import protocol as p
+from omnicli.wire import tokens
 
 KEY = "acme-key"
 WALL = 1_800_000_000.0

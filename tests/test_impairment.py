@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from netlab import NetLab, unavailable
 
 CALL_SECONDS = 30
-OMNI = [sys.executable, "-m", "omnicli.cli"]
+OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
 KEY = "netlab-key"
 
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from omnicli.errors import MediaFailed
-from omnicli.peer import PeerLink
-from omnicli.sources import TestPatternTrack, ToneTrack
+from omnicli.media.peer import PeerLink
+from omnicli.media.sources import TestPatternTrack, ToneTrack
 
 
 @contextlib.asynccontextmanager

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnicli import protocol as p
-from omnicli.protocol import CallType, ErrorCode, ProtocolError, Track
+from omnicli.wire import protocol as p
+from omnicli.wire.protocol import CallType, ErrorCode, ProtocolError, Track
 
 
 def req(op: str, rid: int = 1, **fields: Any) -> p.Request:

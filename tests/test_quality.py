@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from omnicli.quality import Counters, QualityMeter, kbps, loss_pct
+from omnicli.media.quality import Counters, QualityMeter, kbps, loss_pct
 
 
 def test_first_sample_has_no_rates() -> None:

@@ -13,13 +13,14 @@ import pytest
 from netproxy import CuttableProxy
 from phones import make_phone, until
 
-from omnicli import events as ev
-from omnicli import protocol as p
-from omnicli import resume, tokens
-from omnicli.core import Phone, SessionInfo
 from omnicli.errors import ServerUnreachable
-from omnicli.server import ServerConfig, SignalingServer
-from omnicli.state import Send, Service, Switchboard
+from omnicli.phone import events as ev
+from omnicli.phone import resume
+from omnicli.phone.core import Phone, SessionInfo
+from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.wire import protocol as p
+from omnicli.wire import tokens
 
 SECRET = b"resume-secret-for-tests"
 GRACE = 5.0
@@ -522,7 +523,7 @@ class _UpLink:
 async def test_resume_emits_connected_sent_while_away() -> None:
     """A side still `connecting` whose CONNECTED went out while it was away becomes
     connected (CONNECTED event) when the resume says the call is connected."""
-    from omnicli.core import _Call
+    from omnicli.phone.core import _Call
 
     ph = phone("ws://127.0.0.1:1")
     call = _Call(peer="bob", role="caller", call_type="videocall", record=False,

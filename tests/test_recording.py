@@ -13,11 +13,11 @@ import pytest
 from phones import call_connected, make_phone
 from procs import Omni, run_omni, start_server
 
-from omnicli import events as ev
-from omnicli import framecode
-from omnicli.probes import dominant_frequency, luma
-from omnicli.recorder import AudioMixer
-from omnicli.server import ServerConfig, SignalingServer
+from omnicli.media import framecode
+from omnicli.media.probes import dominant_frequency, luma
+from omnicli.media.recorder import AudioMixer
+from omnicli.phone import events as ev
+from omnicli.server.driver import ServerConfig, SignalingServer
 
 RATE = 48_000
 

@@ -12,14 +12,15 @@ import pytest
 import typer
 from phones import make_phone, until
 
-from omnicli import cli, runner
-from omnicli import events as ev
-from omnicli.core import Phone
 from omnicli.errors import MediaFailed, UsageError
-from omnicli.jitter import RESET_GAP, AudioJitter
-from omnicli.runner import Stopper, answer_forever, follow_call, until_stopped
-from omnicli.server import ServerConfig, SignalingServer
-from omnicli.summary import RunningStats, summarize
+from omnicli.media.jitter import RESET_GAP, AudioJitter
+from omnicli.phone import events as ev
+from omnicli.phone.core import Phone
+from omnicli.phone.summary import RunningStats, summarize
+from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.ui import cli
+from omnicli.ui import flows as runner
+from omnicli.ui.flows import Stopper, answer_forever, follow_call, until_stopped
 from tests.procs import Omni, start_server
 
 

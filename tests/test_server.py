@@ -18,8 +18,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-import omnicli.server as srv
-from omnicli.server import ServerConfig, SignalingServer
+import omnicli.server.driver as srv
+from omnicli.server.driver import ServerConfig, SignalingServer
 
 OFFER_SDP = "v=0 offer"
 ANSWER_SDP = "v=0 answer"

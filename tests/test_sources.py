@@ -10,10 +10,10 @@ import av
 import numpy as np
 import pytest
 
-from omnicli import framecode
 from omnicli.errors import SourceError
-from omnicli.probes import AudioProbe, luma
-from omnicli.sources import FileTrack, SilenceTrack, TestPatternTrack, ToneTrack, open_source
+from omnicli.media import framecode
+from omnicli.media.probes import AudioProbe, luma
+from omnicli.media.sources import FileTrack, SilenceTrack, TestPatternTrack, ToneTrack, open_source
 
 
 async def test_pattern_paces_and_stamps_counters() -> None:

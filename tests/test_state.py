@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from omnicli import protocol as p
-from omnicli.state import Send, Service, Switchboard
+from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.wire import protocol as p
 
 OFFER_SDP = "v=0 offer"
 ANSWER_SDP = "v=0 answer"

@@ -10,11 +10,11 @@ import subprocess
 
 import pytest
 
-from omnicli import tokens
-from omnicli.backoff import Backoff
-from omnicli.ratelimit import TokenBucket
-from omnicli.tokens import TokenError
-from omnicli.turn import TurnConfig, ice_server, rest_credentials
+from omnicli.phone.backoff import Backoff
+from omnicli.server.ratelimit import TokenBucket
+from omnicli.server.turn import TurnConfig, ice_server, rest_credentials
+from omnicli.wire import tokens
+from omnicli.wire.tokens import TokenError
 
 NOW = 1_800_000_000.0
 KEY = "s3cret-key"

@@ -9,10 +9,10 @@ import time
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from omnicli import framecode
-from omnicli.probes import luma
-from omnicli.sources import TestPatternTrack, ToneTrack
-from omnicli.tracks import SwitchableTrack
+from omnicli.media import framecode
+from omnicli.media.probes import luma
+from omnicli.media.sources import TestPatternTrack, ToneTrack
+from omnicli.media.tracks import SwitchableTrack
 
 
 async def frames_within(track: SwitchableTrack, seconds: float) -> list:

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from phones import until
 
-from omnicli import events as ev
-from omnicli.cli import _phone, _settings
-from omnicli.core import MediaOptions, Phone, PhoneConfig
-from omnicli.server import ServerConfig, SignalingServer
-from omnicli.turn import TurnConfig
+from omnicli.phone import events as ev
+from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
+from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.server.turn import TurnConfig
+from omnicli.ui.cli import _phone, _settings
 
 SECRET = "omni-turn-test-secret"
 TURNSERVER = shutil.which("turnserver")

@@ -7,7 +7,7 @@ import pytest
 from desktop import display, wait_until
 from procs import Omni, omni_env, start_server
 
-from omnicli.window import compose
+from omnicli.ui.window import compose
 
 BARS = [(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0),
         (192, 0, 192), (0, 0, 192), (192, 0, 0)]  # the test pattern's colour bars, BGR

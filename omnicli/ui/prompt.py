@@ -1,7 +1,7 @@
 """The REPL's terminal side: where lines come from, and where unexpected errors go.
 
 `PromptReader` is the prompt_toolkit session: history kept in a file between runs, Tab
-completion from `omnicli.commands`, the one-keystroke answer/reject keys while a call
+completion from `omnicli.ui.commands`, the one-keystroke answer/reject keys while a call
 rings, Ctrl-C handling, and the bottom toolbar. `PlainReader` reads lines from a stdin
 that is not a terminal (scripts). Both are awaited as `await reader.read()`, which
 raises EOFError at the end. A Ctrl-C on a typed line clears it; on an empty line the
@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import Any, Protocol
 
-from .commands import CompletionContext, complete
+from omnicli.ui.commands import CompletionContext, complete
 
 
 class PromptHost(Protocol):
@@ -166,7 +166,7 @@ def crash_path() -> Path:
 
 def crash_logger() -> logging.Logger:
     """A logger for unexpected errors that writes to a file, never to the terminal."""
-    crash = logging.getLogger("omnicli.repl.crash")
+    crash = logging.getLogger("omnicli.ui.repl.crash")
     crash.propagate = False
     if not crash.handlers:
         try:

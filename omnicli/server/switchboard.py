@@ -1,6 +1,6 @@
 """The server's registry of sessions and its call state machine.
 
-Pure: no sockets, no tasks, no clock of its own. The driver (`omnicli.server`)
+Pure: no sockets, no tasks, no clock of its own. The driver (`omnicli.server.driver`)
 feeds it requests, disconnects and the time; it answers with `Send`s (a message
 for one connection) and exposes `next_deadline()` for the ring and connect timers.
 
@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from . import protocol as p
-from . import tokens
-from .protocol import EndReason, ErrorCode, Event
-from .turn import TurnConfig, ice_server
+from omnicli.server.turn import TurnConfig, ice_server
+from omnicli.wire import protocol as p
+from omnicli.wire import tokens
+from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
 RESUME_GRACE = 6.0  # s; keeps a killed peer's LEAVE within 10 s of its death
 RESUME_TOKEN_TTL = 24 * 3600

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from .commands import Command, help_lines
-from .errors import DeviceMissing, UsageError
-from .render import sessions_table, stats_table
+from omnicli.errors import DeviceMissing, UsageError
+from omnicli.ui.commands import Command, help_lines
+from omnicli.ui.render import sessions_table, stats_table
 
 if TYPE_CHECKING:
-    from .repl import Repl
+    from omnicli.ui.repl import Repl
 
 Action = Callable[["Repl", Command], Awaitable[None]]
 NO_DEVICE_LIST = ("the device list is not available here ({why}); sources still work: "
@@ -68,7 +68,7 @@ async def probe_devices(repl: Repl) -> Any:
     During a call the cameras are not opened (one of them is in use): the last list of
     cameras is kept, and the audio devices are listed afresh.
     """
-    from .devices import DeviceReport, audio_devices, probe
+    from omnicli.media.devices import DeviceReport, audio_devices, probe
 
     if repl.phone is None or repl.phone.call_state in ("idle", "offline", "ringing"):
         report = await asyncio.to_thread(probe)
@@ -87,7 +87,7 @@ async def probe_devices(repl: Repl) -> Any:
 
 async def devices(repl: Repl, cmd: Command) -> None:
     try:
-        from .render import devices_table
+        from omnicli.ui.render import devices_table
 
         report = await probe_devices(repl)
     except ImportError as exc:  # an omnicli without device support

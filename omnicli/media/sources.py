@@ -17,7 +17,7 @@ including the decoder thread and container of a file source.
 
 from __future__ import annotations
 
-import cv2  # (must precede av and aiortc: see docs/platform-notes.md)
+import cv2  # (must precede av and aiortc: see "Known traps" in docs/architecture.md)
 
 # isort: split
 import asyncio
@@ -36,8 +36,8 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 
-from omnicli import framecode
 from omnicli.errors import SourceError
+from omnicli.media import framecode
 
 logger = logging.getLogger(__name__)
 
@@ -326,16 +326,16 @@ def open_device(kind: str, device: str, *, width: int = 640, height: int = 480,
                 fps: float = 30,
                 on_lost: Callable[[str], None] | None = None) -> MediaStreamTrack:
     """A camera or microphone track ("" = the default device); SourceError if it can't be."""
-    from .errors import DeviceMissing
+    from omnicli.errors import DeviceMissing
 
     try:
         if kind == "video":
-            from .camera import CameraTrack
-            from .devices import camera_index
+            from omnicli.media.camera import CameraTrack
+            from omnicli.media.devices import camera_index
 
             index = camera_index(device or None)
             return CameraTrack(index, width=width, height=height, fps=fps, on_lost=on_lost)
-        from .audio_io import MicrophoneTrack
+        from omnicli.media.audio_io import MicrophoneTrack
 
         return MicrophoneTrack(device or None, on_lost=on_lost)
     except DeviceMissing as exc:
@@ -359,7 +359,7 @@ def open_with_fallback(kind: str, spec: str, *, width: int = 640, height: int = 
     With `require`, a missing device raises DeviceMissing instead. Errors in other
     specs (a bad file, a bad tone) are raised as SourceError either way.
     """
-    from .errors import DeviceMissing
+    from omnicli.errors import DeviceMissing
 
     try:
         track = open_source(kind, spec, width=width, height=height, fps=fps, on_lost=on_lost)

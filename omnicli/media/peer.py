@@ -13,7 +13,7 @@ on the wire (that would need a renegotiation). Remote tracks feed `video_in` and
 
 from __future__ import annotations
 
-import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs/architecture.md)
 
 # isort: split
 import asyncio
@@ -31,11 +31,11 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from omnicli import recovery
 from omnicli.errors import MediaFailed
-from omnicli.probes import AudioProbe, VideoProbe
-from omnicli.quality import Counters, QualityMeter, QualitySample
-from omnicli.tracks import SwitchableTrack
+from omnicli.media import recovery
+from omnicli.media.probes import AudioProbe, VideoProbe
+from omnicli.media.quality import Counters, QualityMeter, QualitySample
+from omnicli.media.tracks import SwitchableTrack
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import DeviceMissing
+from omnicli.errors import DeviceMissing
 
 log = logging.getLogger(__name__)
 

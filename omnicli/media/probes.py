@@ -7,7 +7,7 @@ probe is stopped. Figures are read with `snapshot()` (a JSON-able dict). Callbac
 
 from __future__ import annotations
 
-import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs/architecture.md)
 
 # isort: split
 import asyncio
@@ -23,7 +23,7 @@ from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
-from omnicli import framecode
+from omnicli.media import framecode
 
 logger = logging.getLogger(__name__)
 

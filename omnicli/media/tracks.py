@@ -18,7 +18,7 @@ With no source, `recv()` waits until one is set (no frames, as when muted).
 
 from __future__ import annotations
 
-import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs/architecture.md)
 
 # isort: split
 import asyncio

@@ -7,7 +7,7 @@ queue that keeps only the newest frame, so a slow window never delays the call.
 ``"close"``.
 
 Only create a window when `VideoWindow.available()` says so: without a display,
-`cv2.imshow` aborts the whole process (see docs/platform-notes.md). This module
+`cv2.imshow` aborts the whole process (see "Known traps" in docs/architecture.md). This module
 imports cv2 first, before anything can import av.
 """
 

@@ -2,7 +2,7 @@
 
 `Phone` mirrors the Omnitalk SDK: `create_session`, `session_list`, `offer_call`,
 `answer_call`, `leave`, `set_mute`/`set_unmute`, and a stream of typed events
-(`omnicli.events`). It ties the signaling client to the media layer; it never
+(`omnicli.phone.events`). It ties the signaling client to the media layer; it never
 prints, and it imports aiortc only when a call needs media.
 """
 
@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from .client import SignalingClient
-from .errors import (
+from omnicli.errors import (
     CallRejected,
     MediaFailed,
     OmniError,
@@ -26,14 +24,16 @@ from .errors import (
     ServerUnreachable,
     UsageError,
 )
-from .protocol import VERSION, CallType, ErrorCode, Track, check_user_id
-from .summary import RunningStats, summarize
+from omnicli.phone import events as ev
+from omnicli.phone.signaling import SignalingClient
+from omnicli.phone.summary import RunningStats, summarize
+from omnicli.wire.protocol import VERSION, CallType, ErrorCode, Track, check_user_id
 
 if TYPE_CHECKING:
-    from .callmedia import CallMedia
-    from .peer import PeerLink
+    from omnicli.media.peer import PeerLink
+    from omnicli.phone.callmedia import CallMedia
 
-log = logging.getLogger("omnicli.core")
+log = logging.getLogger("omnicli.phone.core")
 
 STATS_INTERVAL = 1.0
 LEAVE_TIMEOUT = 3.0  # a best-effort leave after a failed offer or answer
@@ -41,7 +41,7 @@ LEAVE_TIMEOUT = 3.0  # a best-effort leave after a failed offer or answer
 
 @dataclass(frozen=True)
 class MediaOptions:
-    """Where outgoing media comes from (see `omnicli.sources.open_source`)."""
+    """Where outgoing media comes from (see `omnicli.media.sources.open_source`)."""
 
     video_source: str = "test"
     audio_source: str = "tone"
@@ -49,7 +49,7 @@ class MediaOptions:
     height: int = 480
     fps: int = 30
     connect_timeout: float = 15.0
-    speaker: str = "none"  # none, auto, default or an output device id (omnicli.devices)
+    speaker: str = "none"  # none, auto, default or an output device id (omnicli.media.devices)
     require_devices: bool = False  # a missing real device is DeviceMissing, not a fallback
     record: bool = False  # record every call (the caller's `record` flag records too)
     record_file: str | None = None  # default: omni-ME-PEER-TIME.mp4 in the current directory
@@ -144,7 +144,7 @@ class Phone:
         self._ring_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self.resume_token: str | None = None  # from create_session; see omnicli.resume
+        self.resume_token: str | None = None  # from create_session; see omnicli.phone.resume
         self.resume_grace = 0.0
         self._resuming = False
 
@@ -346,7 +346,7 @@ class Phone:
 
     def get_device_list(self) -> dict[str, list[dict[str, Any]]]:
         """Audio inputs, audio outputs and video inputs, each with id and name."""
-        from .devices import list_devices
+        from omnicli.media.devices import list_devices
 
         return list_devices()
 
@@ -356,7 +356,7 @@ class Phone:
         Returns the file's path: `path`, else the configured `record_file`, else
         ``omni-ME-PEER-TIME.mp4``. Needs a connected call.
         """
-        from .recorder import default_path
+        from omnicli.media.recorder import default_path
 
         call = self._need_call()
         if call.state != "connected":
@@ -418,7 +418,7 @@ class Phone:
 
     async def _open_media(self, call_type: str) -> tuple[CallMedia, list[str]]:
         """A call's media with its sources open, and notes on devices that fell back."""
-        from .callmedia import CallMedia
+        from omnicli.phone.callmedia import CallMedia
 
         return await CallMedia.open(self, call_type)
 
@@ -568,7 +568,7 @@ class Phone:
     def _on_server_closed(self, reason: str) -> None:
         if self._closing:
             return
-        from . import resume
+        from omnicli.phone import resume
 
         if resume.take_over(self, reason):  # media goes on; session back or call ended
             return

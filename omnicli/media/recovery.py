@@ -1,4 +1,4 @@
-"""Hooks that put `omnicli.jitter`'s loss recovery into an aiortc `RTCRtpReceiver`.
+"""Hooks that put `omnicli.media.jitter`'s loss recovery into an aiortc `RTCRtpReceiver`.
 
 `install(receiver)` is called by `PeerLink` for every remote track. It replaces two
 private objects of aiortc 1.x's receiver (and nothing else):
@@ -27,7 +27,7 @@ from typing import Any
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver
 
-from omnicli.jitter import AudioJitter, NackTimer, Slot, StallWatch
+from omnicli.media.jitter import AudioJitter, NackTimer, Slot, StallWatch
 
 logger = logging.getLogger(__name__)
 

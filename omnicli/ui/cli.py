@@ -1,6 +1,6 @@
 """The `omni` command line: a thin Typer shell over the call-core.
 
-Each command builds Settings, then awaits a flow from `omnicli.runner` on a
+Each command builds Settings, then awaits a flow from `omnicli.ui.flows` on a
 `Phone`. Errors become one line and an exit code here, in `run()`, and nowhere else.
 Heavy modules (aiortc, av, cv2, sounddevice) are imported inside commands only.
 """
@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import ExitCode, OmniError, UsageError, call_ending_error, exit_code_for_reason
-from .settings import Settings, load
+from omnicli.errors import ExitCode, OmniError, UsageError, call_ending_error, exit_code_for_reason
+from omnicli.ui.settings import Settings, load
 
 app = typer.Typer(
     help="omni: a command-line WebRTC video softphone with its own signaling server. "
@@ -150,7 +150,7 @@ def run(flow: Callable[[], Awaitable[int | None]]) -> None:
 
 def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None,
            preview_sink: Callable[[Any], None] | None = None) -> Any:
-    from .core import MediaOptions, Phone, PhoneConfig
+    from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 
     media = MediaOptions(
         video_source=settings.video_source,
@@ -176,7 +176,7 @@ def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None,
 
 
 def _output(settings: Settings, label: str | None = None) -> Any:
-    from .render import Output
+    from omnicli.ui.render import Output
 
     return Output(json_mode=settings.json, label=label)
 
@@ -224,8 +224,8 @@ def server(
     """Run the signaling server."""
     from dataclasses import replace
 
-    from .server import ServerConfig, SignalingServer
-    from .state import Service
+    from omnicli.server.driver import ServerConfig, SignalingServer
+    from omnicli.server.switchboard import Service
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -235,7 +235,7 @@ def server(
     services = tuple(replace(s, max_sessions=max_sessions) for s in services)
     turn = None
     if turn_url or turn_secret:
-        from .turn import TurnConfig
+        from omnicli.server.turn import TurnConfig
 
         turn = TurnConfig(tuple(turn_url or ()), turn_secret or "", turn_ttl)
     config = ServerConfig(
@@ -281,8 +281,8 @@ def token_create(
     """Print an access token for USER_ID, signed with the service key (HS256 JWT)."""
     import time
 
-    from .protocol import check_user_id
-    from .tokens import mint_user_token, parse_ttl
+    from omnicli.wire.protocol import check_user_id
+    from omnicli.wire.tokens import mint_user_token, parse_ttl
 
     settings = _settings(service_id=service_id, service_key=service_key, json=json)
 
@@ -311,7 +311,7 @@ def token_create(
 
 
 def _service(spec: str) -> Any:
-    from .state import Service
+    from omnicli.server.switchboard import Service
 
     service_id, colon, key = spec.partition(":")
     if not service_id or not colon:
@@ -344,8 +344,8 @@ def session_create(
         return
 
     async def flow() -> int:
-        from .render import session_panel
-        from .runner import Stopper, Window, answer_forever
+        from omnicli.ui.flows import Stopper, Window, answer_forever
+        from omnicli.ui.render import session_panel
 
         out = _output(settings)
         stopper = Stopper.install()
@@ -419,7 +419,7 @@ def repl(
 
 def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
     async def flow() -> int:
-        from .repl import Repl, ReplOptions
+        from omnicli.ui.repl import Repl, ReplOptions
 
         options = ReplOptions(user_id=user_id, auto_answer=auto_answer, window=settings.window,
                               json=settings.json, server=settings.server,
@@ -435,8 +435,8 @@ def devices(json: Json = False, verbose: Verbose = False) -> None:
     settings = _settings(json=json, verbose=verbose)
 
     async def flow() -> int:
-        from .devices import probe
-        from .render import devices_table
+        from omnicli.media.devices import probe
+        from omnicli.ui.render import devices_table
 
         report = probe()
         out = _output(settings)
@@ -461,7 +461,7 @@ def sessions(
     settings = _settings(**_flags(locals()))
 
     async def flow() -> int:
-        from .render import sessions_table
+        from omnicli.ui.render import sessions_table
 
         phone = _phone(settings)
         try:
@@ -550,7 +550,7 @@ async def _one_call(
     start: Callable[[Any], Awaitable[None]], title: str,
 ) -> int:
     """Register, start a call with `start`, follow it to its end; the exit code."""
-    from .runner import Stopper, Window, follow_call, until_stopped
+    from omnicli.ui.flows import Stopper, Window, follow_call, until_stopped
 
     out = _output(settings)
     stopper = Stopper.install()
@@ -592,8 +592,8 @@ def demo(
     async def flow() -> int:
         from dataclasses import replace
 
-        from .runner import Stopper, Window, answer_forever, follow_call
-        from .server import ServerConfig, SignalingServer
+        from omnicli.server.driver import ServerConfig, SignalingServer
+        from omnicli.ui.flows import Stopper, Window, answer_forever, follow_call
 
         out = _output(settings)
         stopper = Stopper.install()

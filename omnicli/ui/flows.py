@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import events as ev
-from .core import Phone
-from .errors import ExitCode, OmniError, exit_code_for_reason
-from .render import Output
+from omnicli.errors import ExitCode, OmniError, exit_code_for_reason
+from omnicli.phone import events as ev
+from omnicli.phone.core import Phone
+from omnicli.ui.render import Output
 
 T = TypeVar("T")
 HANGUP_GRACE = 10.0  # after asking to hang up, how long to wait for the call's LEAVE
@@ -80,7 +80,7 @@ class Window:
 
     def __init__(self, title: str, on_quit: Callable[[], None],
                  phone: Phone | None = None) -> None:
-        from .window import VideoWindow  # imports cv2 before anything imports av
+        from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
 
         self._window = VideoWindow(title)
         self._window.on_key = self._key
@@ -99,7 +99,7 @@ class Window:
     def wanted(enabled: bool, out: Output) -> bool:
         if not enabled:
             return False
-        from .window import VideoWindow
+        from omnicli.ui.window import VideoWindow
 
         if not VideoWindow.available():
             out.status("no display: running headless, remote video is not shown")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
+from omnicli.errors import UsageError
 
 ENV = {
     "server": "OMNI_SERVER",
@@ -84,7 +84,9 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Settin
     layered.update({k: env[v] for k, v in ENV.items() if env.get(v)})
     layered.update({k: v for k, v in flags.items() if v is not None})
     if layered.get("token") and "service_id" not in layered:
-        from .tokens import service_of  # a token names its service: no need to repeat it
+        from omnicli.wire.tokens import (
+            service_of,  # a token names its service: no need to repeat it
+        )
 
         layered["service_id"] = service_of(str(layered["token"])) or Settings.service_id
     try:

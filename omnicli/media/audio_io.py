@@ -13,7 +13,7 @@ mid-call calls `on_lost(reason)` once (the call-core falls back to a synthetic s
 
 from __future__ import annotations
 
-import cv2  # noqa: F401  (must precede av and aiortc: see docs/platform-notes.md)
+import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs/architecture.md)
 
 # isort: split
 import collections
@@ -28,9 +28,9 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from .devices import load_sounddevice, resolve_audio_device
-from .errors import DeviceMissing
-from .handoff import DropQueue
+from omnicli.errors import DeviceMissing
+from omnicli.media.devices import load_sounddevice, resolve_audio_device
+from omnicli.media.handoff import DropQueue
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .protocol import check_user_id
+from omnicli.wire.protocol import check_user_id
 
 LEEWAY = 30  # seconds of clock difference tolerated on iat/exp
 MAX_TTL = 366 * 24 * 3600

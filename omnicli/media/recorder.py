@@ -27,8 +27,8 @@ from typing import Any
 import av
 import numpy as np
 
-from .errors import UsageError
-from .probes import mono_samples
+from omnicli.errors import UsageError
+from omnicli.media.probes import mono_samples
 
 log = logging.getLogger(__name__)
 

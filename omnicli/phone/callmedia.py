@@ -3,7 +3,7 @@
 `CallMedia` opens the local sources and the speaker, routes remote media to whoever
 wants it (the phone's sinks, the speaker, the recorder), taps local frames for the
 preview and the recording, carries on with a synthetic source when a device is lost,
-and starts and stops the recording. `omnicli.core.Phone` owns one per call and keeps
+and starts and stops the recording. `omnicli.phone.core.Phone` owns one per call and keeps
 the signaling; this module never prints and imports aiortc only when a call opens.
 """
 
@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from .protocol import CallType
+from omnicli.phone import events as ev
+from omnicli.wire.protocol import CallType
 
 if TYPE_CHECKING:
-    from .core import Phone
-    from .peer import PeerLink
+    from omnicli.media.peer import PeerLink
+    from omnicli.phone.core import Phone
 
-log = logging.getLogger("omnicli.callmedia")
+log = logging.getLogger("omnicli.phone.callmedia")
 
 PREVIEW_FPS = 15
 
@@ -43,7 +43,7 @@ class CallMedia:
     @classmethod
     async def open(cls, phone: Phone, call_type: str) -> tuple[CallMedia, list[str]]:
         """A call's media with its sources open, and notes on devices that fell back."""
-        from .peer import PeerLink  # heavy: aiortc, av, cv2
+        from omnicli.media.peer import PeerLink  # heavy: aiortc, av, cv2
 
         media = cls(phone)
         kinds = ["audio"] + (["video"] if call_type == CallType.VIDEO.value else [])
@@ -86,8 +86,8 @@ class CallMedia:
         Any thread. A device lost later names the tapped track, so that a late report
         from a source the call no longer uses is ignored.
         """
-        from .handoff import TapTrack
-        from .sources import open_source, open_with_fallback
+        from omnicli.media.handoff import TapTrack
+        from omnicli.media.sources import open_source, open_with_fallback
 
         m = self.phone.config.media
         opened_track: list[Any] = []
@@ -134,8 +134,8 @@ class CallMedia:
         spec = self.phone.config.media.speaker.strip()
         if spec in ("none", ""):
             return None, None
-        from .audio_io import SpeakerSink
-        from .errors import DeviceMissing
+        from omnicli.errors import DeviceMissing
+        from omnicli.media.audio_io import SpeakerSink
 
         loop = asyncio.get_running_loop()
         opened: list[Any] = []
@@ -219,7 +219,7 @@ class CallMedia:
         `device` is the speaker sink or tapped source that reported; a report from one the
         call does not use (a previous call's, a replaced one) is ignored.
         """
-        from .sources import SYNTHETIC, fallback_text
+        from omnicli.media.sources import SYNTHETIC, fallback_text
 
         phone = self.phone
         if kind == "speaker":
@@ -244,8 +244,8 @@ class CallMedia:
     async def start_recording(self, target: str, *, video: bool, me: str) -> bool:
         """Record to `target` (remote video, both parties' audio); False if another
         start won the race (its recorder runs)."""
-        from .errors import UsageError
-        from .recorder import CallRecorder
+        from omnicli.errors import UsageError
+        from omnicli.media.recorder import CallRecorder
 
         m = self.phone.config.media
         probe = self.link.video_in

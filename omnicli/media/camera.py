@@ -27,9 +27,9 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
-from .devices import open_capture
-from .errors import DeviceMissing
-from .handoff import DropQueue
+from omnicli.errors import DeviceMissing
+from omnicli.media.devices import open_capture
+from omnicli.media.handoff import DropQueue
 
 log = logging.getLogger(__name__)
 

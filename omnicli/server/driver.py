@@ -21,13 +21,13 @@ from typing import Any
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from . import protocol as p
-from .errors import UsageError
-from .ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
-from .state import RESUME_GRACE, Send, Service, Switchboard
-from .turn import TurnConfig
+from omnicli.errors import UsageError
+from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
+from omnicli.server.switchboard import RESUME_GRACE, Send, Service, Switchboard
+from omnicli.server.turn import TurnConfig
+from omnicli.wire import protocol as p
 
-log = logging.getLogger("omnicli.server")
+log = logging.getLogger("omnicli.server.driver")
 
 SEND_QUEUE = 256  # messages queued for one client before it counts as stalled
 PING_INTERVAL = 4.0  # a vanished client is noticed within PING_INTERVAL + PING_TIMEOUT

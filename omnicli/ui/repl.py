@@ -31,14 +31,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import events as ev
-from .commands import Command, CompletionContext, parse, wants_devices, wants_users
-from .errors import OmniError, UsageError
-from .prompt import PlainReader, PromptReader, crash_logger, crash_path, log_to
-from .render import Output, session_panel
-from .statusline import Status, status_lines
+from omnicli.errors import OmniError, UsageError
+from omnicli.phone import events as ev
+from omnicli.ui.commands import Command, CompletionContext, parse, wants_devices, wants_users
+from omnicli.ui.prompt import PlainReader, PromptReader, crash_logger, crash_path, log_to
+from omnicli.ui.render import Output, session_panel
+from omnicli.ui.statusline import Status, status_lines
 
-log = logging.getLogger("omnicli.repl")
+log = logging.getLogger("omnicli.ui.repl")
 USERS_CACHE_S = 3.0  # completion reuses the online user ids for this long
 USERS_FETCH_TIMEOUT_S = 1.0  # completion does not wait longer than this for them
 HARD_EXIT_S = 3.0  # after a hard exit, the process ends by force if still alive then
@@ -189,7 +189,7 @@ class Repl:
             self.out.status(f"unexpected error: {exc!r} (details in {crash_path()})", "red")
 
     async def run_command(self, cmd: Command) -> None:
-        from . import repl_actions
+        from omnicli.ui import repl_actions
 
         await repl_actions.run(self, cmd)
 
@@ -300,7 +300,7 @@ class Repl:
             except (OmniError, TimeoutError) as exc:
                 log.debug("no user ids for completion: %r", exc)
         if wants_devices(text) and self.device_report is None:
-            from .repl_actions import probe_devices
+            from omnicli.ui.repl_actions import probe_devices
 
             with contextlib.suppress(Exception):
                 await probe_devices(self)
@@ -389,7 +389,7 @@ class Repl:
     def _open_window(self) -> None:
         if not self.options.window:
             return
-        from .runner import Window
+        from omnicli.ui.flows import Window
 
         if Window.wanted(True, self.out):
             self._window = Window("omni", self._hangup_soon)

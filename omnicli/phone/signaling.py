@@ -23,10 +23,10 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from . import protocol as p
-from .errors import ServerRefused, ServerUnreachable, UsageError
+from omnicli.errors import ServerRefused, ServerUnreachable, UsageError
+from omnicli.wire import protocol as p
 
-log = logging.getLogger("omnicli.client")
+log = logging.getLogger("omnicli.phone.signaling")
 
 REQUEST_TIMEOUT = 15.0
 

@@ -19,15 +19,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import events as ev
-from . import protocol as p
-from .backoff import Backoff
-from .errors import OmniError, ServerRefused
+from omnicli.errors import OmniError, ServerRefused
+from omnicli.phone import events as ev
+from omnicli.phone.backoff import Backoff
+from omnicli.wire import protocol as p
 
 if TYPE_CHECKING:
-    from .core import Phone
+    from omnicli.phone.core import Phone
 
-log = logging.getLogger("omnicli.resume")
+log = logging.getLogger("omnicli.phone.resume")
 
 KICKED_OUT = p.CLOSE_KICKED_OUT  # the session was resumed on another connection
 MAX_GRACE = 60.0
@@ -197,7 +197,7 @@ def _local(phone: Phone) -> LocalCall | None:
 
 
 async def _apply(phone: Phone, result: dict[str, Any], downtime_ms: float, attempts: int) -> None:
-    from .core import SessionInfo
+    from omnicli.phone.core import SessionInfo
 
     phone.resume_token = result.get("resume_token") or phone.resume_token
     phone.resume_grace = float(result.get("resume_grace") or phone.resume_grace)

@@ -17,8 +17,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from . import events as ev
-from .summary import one_line
+from omnicli.phone import events as ev
+from omnicli.phone.summary import one_line
 
 STYLES = {
     "RINGBACK": "cyan",
@@ -139,7 +139,7 @@ def session_panel(user_id: str, session: str, server: str, service_id: str) -> P
 
 def stats_table(figures: dict[str, Any], peer: str | None = None) -> Table:
     """A call's live figures, incoming and outgoing side by side (the REPL's `stats`)."""
-    from .statusline import directions, number
+    from omnicli.ui.statusline import directions, number
 
     incoming, outgoing = directions(figures)
     title = f"Call quality with {peer}" if peer else "Call quality"

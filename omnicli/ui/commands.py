@@ -12,7 +12,7 @@ import difflib
 import shlex
 from dataclasses import dataclass
 
-from .errors import UsageError
+from omnicli.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,5 @@
+"""The signaling server: the switchboard (pure call state), its rate limits and TURN
+credentials, and the websockets driver that feeds it.
+
+Imports `omnicli.wire` only; never the phone, the media stack or the UI.
+"""
