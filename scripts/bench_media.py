@@ -86,12 +86,17 @@ class Window:
         elapsed = time.monotonic() - self.started
         if self.last_frame_at is not None:  # a freeze still going on counts too
             self.longest_gap = max(self.longest_gap, time.monotonic() - self.last_frame_at)
-        return {"seconds": round(elapsed, 3), "latencies_ms": self.latencies,
-                "frames": self.frames, "fps": round(self.frames / elapsed, 2),
-                "lost_frames": self.lost, "longest_freeze_ms": round(1000 * self.longest_gap),
-                "audio_seconds": round(self.audio_samples / self.audio_rate, 3),
-                "cpu_pct": round(100 * (time.process_time() - self.cpu0) / elapsed, 1),
-                **(extra or {})}
+        return {
+            "seconds": round(elapsed, 3),
+            "latencies_ms": self.latencies,
+            "frames": self.frames,
+            "fps": round(self.frames / elapsed, 2),
+            "lost_frames": self.lost,
+            "longest_freeze_ms": round(1000 * self.longest_gap),
+            "audio_seconds": round(self.audio_samples / self.audio_rate, 3),
+            "cpu_pct": round(100 * (time.process_time() - self.cpu0) / elapsed, 1),
+            **(extra or {}),
+        }
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -130,9 +135,19 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
     width, height = args.width, args.height
     bars = np.zeros((height, width, 3), dtype=np.uint8)
-    for i, colour in enumerate([(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0),
-                                (192, 0, 192), (0, 0, 192), (192, 0, 0), (16, 16, 16)]):
-        bars[:, i * width // 8:(i + 1) * width // 8] = colour
+    for i, colour in enumerate(
+        [
+            (192, 192, 192),
+            (0, 192, 192),
+            (192, 192, 0),
+            (0, 192, 0),
+            (192, 0, 192),
+            (0, 0, 192),
+            (192, 0, 0),
+            (16, 16, 16),
+        ]
+    ):
+        bars[:, i * width // 8 : (i + 1) * width // 8] = colour
 
     class Pattern(VideoStreamTrack):
         counter = 0
@@ -141,7 +156,7 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
             pts, time_base = await self.next_timestamp()
             img = bars.copy()
             x = int(self.counter * width / 60) % (width + 40) - 40
-            img[:, max(0, x):max(0, x + 40)] = 255
+            img[:, max(0, x) : max(0, x + 40)] = 255
             framecode.stamp(img, self.counter, time.time_ns() // 1_000_000)
             self.counter += 1
             frame = av.VideoFrame.from_ndarray(img, format="bgr24")
@@ -218,8 +233,14 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         from omnicli.media import recovery
 
         recovery.install = lambda receiver: False
-    media = MediaOptions(video_source="test", audio_source="tone", width=args.width,
-                         height=args.height, fps=30, connect_timeout=30)
+    media = MediaOptions(
+        video_source="test",
+        audio_source="tone",
+        width=args.width,
+        height=args.height,
+        fps=30,
+        connect_timeout=30,
+    )
     phone = Phone(PhoneConfig(server_url=args.server, service_key=args.key, media=media))
     window = Window()
     me, peer = ("alice", "bob") if args.endpoint == "omni-caller" else ("bob", "alice")
@@ -261,19 +282,27 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
     if previous[0] is not None:
         gaps.append(time.monotonic() - previous[0])
     result = window.result()
-    hooks = {r.track.kind: getattr(r, "omnicli_recovery", None)
-             for r in link.pc.getReceivers() if r.track}
+    hooks = {
+        r.track.kind: getattr(r, "omnicli_recovery", None)
+        for r in link.pc.getReceivers()
+        if r.track
+    }
     concealed = hooks.get("audio").stats["concealed"] if hooks.get("audio") else 0
     result.update(
-        latencies_ms=list(video.latencies_ms), frames=video.frames_coded - frames0,
+        latencies_ms=list(video.latencies_ms),
+        frames=video.frames_coded - frames0,
         fps=round((video.frames_coded - frames0) / result["seconds"], 2),
         lost_frames=video.counters_missing - missing0,
         longest_freeze_ms=round(1000 * max(gaps, default=0.0)),
         audio_seconds=round(audio.seconds_received - audio0, 3),
         audio_concealed_seconds=round(0.02 * concealed, 3),
         audio_sent_seconds=result["seconds"],  # the tone is paced by the wall clock
-        recovery={k: (h.stats if hasattr(h, "stats") else {"stalls": h.stalls})
-                  for k, h in hooks.items() if h is not None})
+        recovery={
+            k: (h.stats if hasattr(h, "stats") else {"stalls": h.stalls})
+            for k, h in hooks.items()
+            if h is not None
+        },
+    )
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})
     if args.endpoint == "omni-caller":
@@ -292,10 +321,15 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
 
 class Endpoint:
     def __init__(self, role: str, opts: list[str], prefix: list[str] | None = None) -> None:
-        cmd = [*(prefix or []), bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", role,
-               *opts]
-        self.proc = subprocess.Popen(cmd, env=bl.env(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd = [*(prefix or []), bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", role, *opts]
+        self.proc = subprocess.Popen(
+            cmd,
+            env=bl.env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def read(self) -> dict[str, Any]:
         assert self.proc.stdout is not None
@@ -320,9 +354,13 @@ class Endpoint:
             self.proc.wait()
 
 
-def run_pair(kind: str, opts: list[str], server: str | None = None,
-             prefixes: tuple[list[str], list[str]] | None = None,
-             key: str | None = None) -> list[dict[str, Any]]:
+def run_pair(
+    kind: str,
+    opts: list[str],
+    server: str | None = None,
+    prefixes: tuple[list[str], list[str]] | None = None,
+    key: str | None = None,
+) -> list[dict[str, Any]]:
     """Run two endpoints of `kind` ("bare" or "omni"); their two results."""
     pa, pb = prefixes or ([], [])
     if kind == "bare":
@@ -331,8 +369,15 @@ def run_pair(kind: str, opts: list[str], server: str | None = None,
         a.send(b.read())
     else:
         tag = f"t{time.monotonic_ns() % 10**9}"
-        extra = [*opts, "--server", server or "", "--tag", tag, *(["--key", key] if key else []),
-                 *(["--no-recovery"] if NO_RECOVERY else [])]
+        extra = [
+            *opts,
+            "--server",
+            server or "",
+            "--tag",
+            tag,
+            *(["--key", key] if key else []),
+            *(["--no-recovery"] if NO_RECOVERY else []),
+        ]
         b = Endpoint("omni-callee", extra, pb)
         b.read()  # ready
         a = Endpoint("omni-caller", extra, pa)
@@ -372,8 +417,16 @@ def compare(omni: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
 
 
 def endpoint_opts(width: int, height: int, seconds: float, warmup: float) -> list[str]:
-    return ["--width", str(width), "--height", str(height), "--seconds", str(seconds),
-            "--warmup", str(warmup)]
+    return [
+        "--width",
+        str(width),
+        "--height",
+        str(height),
+        "--seconds",
+        str(seconds),
+        "--warmup",
+        str(warmup),
+    ]
 
 
 def orchestrate(args: argparse.Namespace) -> None:
@@ -387,30 +440,50 @@ def orchestrate(args: argparse.Namespace) -> None:
             ratios = compare(omni, bare)
             out[f"{width}x{height}"] = {"bare": bare, "omni": omni, "ratio": ratios}
             for name, fig in (("bare aiortc", bare), ("omnicli", omni)):
-                rows.append([f"{width}x{height}", name, fig["latency_ms"]["median"],
-                             fig["latency_ms"]["p99"], fig["fps_in"], fig["lost_frames"],
-                             fig["cpu_pct_per_endpoint"]])
-            rows.append([f"{width}x{height}", "ratio", ratios["latency_median"],
-                         ratios["latency_p99"], ratios["fps_in"], None,
-                         ratios["cpu_per_endpoint"]])
+                rows.append(
+                    [
+                        f"{width}x{height}",
+                        name,
+                        fig["latency_ms"]["median"],
+                        fig["latency_ms"]["p99"],
+                        fig["fps_in"],
+                        fig["lost_frames"],
+                        fig["cpu_pct_per_endpoint"],
+                    ]
+                )
+            rows.append(
+                [
+                    f"{width}x{height}",
+                    "ratio",
+                    ratios["latency_median"],
+                    ratios["latency_p99"],
+                    ratios["fps_in"],
+                    None,
+                    ratios["cpu_per_endpoint"],
+                ]
+            )
     print(f"media, both directions, {args.seconds:g} s window after {args.warmup:g} s warm-up")
-    bl.table(["size", "system", "lat med ms", "lat p99 ms", "fps in", "lost", "cpu %/endpoint"],
-             rows)
+    bl.table(
+        ["size", "system", "lat med ms", "lat p99 ms", "fps in", "lost", "cpu %/endpoint"], rows
+    )
     vga = out.get("640x480")
     targets = {}
     if vga:
         targets = {
-            "640x480 latency median <= 1.0x bare and <= 40 ms":
-                (vga["ratio"]["latency_median"] or 9) <= 1.0
-                and (vga["omni"]["latency_ms"]["median"] or 999) <= 40,
+            "640x480 latency median <= 1.0x bare and <= 40 ms": (
+                vga["ratio"]["latency_median"] or 9
+            )
+            <= 1.0
+            and (vga["omni"]["latency_ms"]["median"] or 999) <= 40,
             "640x480 CPU per endpoint <= 1.15x bare": (vga["ratio"]["cpu_per_endpoint"] or 9)
             <= 1.15,
         }
     for fig in out.values():  # raw latencies are in the endpoints' output only
         for side in ("bare", "omni"):
             fig[side].pop("recovery", None)
-    bl.write("media", {"seconds": args.seconds, "warmup": args.warmup, "sizes": out,
-                       "targets": targets})
+    bl.write(
+        "media", {"seconds": args.seconds, "warmup": args.warmup, "sizes": out, "targets": targets}
+    )
 
 
 def main() -> None:
@@ -424,8 +497,9 @@ def main() -> None:
     parser.add_argument("--server", help=argparse.SUPPRESS)
     parser.add_argument("--tag", default="x", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
-    parser.add_argument("--no-recovery", action="store_true",
-                        help="omnicli endpoints without their loss recovery")
+    parser.add_argument(
+        "--no-recovery", action="store_true", help="omnicli endpoints without their loss recovery"
+    )
     args = parser.parse_args()
     if args.endpoint is None:
         orchestrate(args)

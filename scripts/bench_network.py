@@ -38,8 +38,7 @@ def measure(loss: float, delay_ms: float, opts: list[str]) -> dict:
     with NetLab(loss=loss, delay_ms=delay_ms, prefix="ob") as lab:
         prefixes = (lab.cmd("a", []), lab.cmd("b", []))
         bare = media.combine(media.run_pair("bare", opts, prefixes=prefixes))
-        server = bl.Server("--host", lab.addr_a, "--service", f"dev:{KEY}",
-                           prefix=lab.cmd("a", []))
+        server = bl.Server("--host", lab.addr_a, "--service", f"dev:{KEY}", prefix=lab.cmd("a", []))
         try:
             omni = media.combine(media.run_pair("omni", opts, server.url, prefixes, key=KEY))
         finally:
@@ -72,24 +71,54 @@ def main() -> None:
             if name == "bare aiortc":
                 f.pop("recovery", None)
             real = f["audio_delivered_fraction"] if name == "omnicli" else None
-            rows.append([f"{100 * loss:g} %", name, f["audio_output_fraction"], real,
-                         f["longest_freeze_ms"], f["latency_ms"]["median"],
-                         f["latency_ms"]["p99"], f["fps_in"], f["lost_frames"]])
-    print(f"bad network: {args.size}, {args.delay_ms:g} ms delay each way, "
-          f"{args.seconds:g} s window")
-    bl.table(["loss", "system", "audio out", "audio real", "longest freeze ms", "lat med",
-              "lat p99", "fps", "lost"], rows)
+            rows.append(
+                [
+                    f"{100 * loss:g} %",
+                    name,
+                    f["audio_output_fraction"],
+                    real,
+                    f["longest_freeze_ms"],
+                    f["latency_ms"]["median"],
+                    f["latency_ms"]["p99"],
+                    f["fps_in"],
+                    f["lost_frames"],
+                ]
+            )
+    print(
+        f"bad network: {args.size}, {args.delay_ms:g} ms delay each way, {args.seconds:g} s window"
+    )
+    bl.table(
+        [
+            "loss",
+            "system",
+            "audio out",
+            "audio real",
+            "longest freeze ms",
+            "lat med",
+            "lat p99",
+            "fps",
+            "lost",
+        ],
+        rows,
+    )
     five = out.get("0.05")
     targets = {}
     if five:
         targets = {
-            "audio delivered at 5 % loss >= 95 %":
-                (five["omni"]["audio_delivered_fraction"] or 0) >= 0.95,
-            "longest video freeze at 5 % loss <= 500 ms": five["omni"]["longest_freeze_ms"]
-            <= 500,
+            "audio delivered at 5 % loss >= 95 %": (five["omni"]["audio_delivered_fraction"] or 0)
+            >= 0.95,
+            "longest video freeze at 5 % loss <= 500 ms": five["omni"]["longest_freeze_ms"] <= 500,
         }
-    bl.write("network", {"delay_ms": args.delay_ms, "size": args.size,
-                         "seconds": args.seconds, "losses": out, "targets": targets})
+    bl.write(
+        "network",
+        {
+            "delay_ms": args.delay_ms,
+            "size": args.size,
+            "seconds": args.seconds,
+            "losses": out,
+            "targets": targets,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -98,15 +98,17 @@ class Client:
 async def open_many(url: str, prefix: str, count: int, batch: int = 100) -> list[Client]:
     clients: list[Client] = []
     for start in range(0, count, batch):
-        clients += await asyncio.gather(*(Client.open(url, f"{prefix}{i}")
-                                          for i in range(start, min(count, start + batch))))
+        clients += await asyncio.gather(
+            *(Client.open(url, f"{prefix}{i}") for i in range(start, min(count, start + batch)))
+        )
     return clients
 
 
 async def close_many(clients: list[Client], batch: int = 200) -> None:
     for start in range(0, len(clients), batch):
-        await asyncio.gather(*(c.close() for c in clients[start:start + batch]),
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(c.close() for c in clients[start : start + batch]), return_exceptions=True
+        )
 
 
 async def idle_memory(url: str, pid: int, counts: list[int]) -> dict[str, Any]:
@@ -120,9 +122,14 @@ async def idle_memory(url: str, pid: int, counts: list[int]) -> dict[str, Any]:
         opened = time.perf_counter() - started
         await asyncio.sleep(1.0)
         rss = bl.rss_kib(pid)
-        out["levels"].append({"sessions": count, "rss_kib": rss,
-                              "kib_per_session": round((rss - base) / count, 2),
-                              "open_seconds": round(opened, 2)})
+        out["levels"].append(
+            {
+                "sessions": count,
+                "rss_kib": rss,
+                "kib_per_session": round((rss - base) / count, 2),
+                "open_seconds": round(opened, 2),
+            }
+        )
     await close_many(clients)
     return out
 
@@ -133,8 +140,9 @@ async def cycle(a: Client, b: Client) -> float:
     await b.event("RINGING")
     await b.request("answer_call", sdp=FAKE_SDP, caller=a.user)
     await a.event("ANSWERED")
-    await asyncio.gather(a.request("media_state", state="connected"),
-                         b.request("media_state", state="connected"))
+    await asyncio.gather(
+        a.request("media_state", state="connected"), b.request("media_state", state="connected")
+    )
     await asyncio.gather(a.event("CONNECTED"), b.event("CONNECTED"))
     await a.request("leave")
     await b.event("LEAVE")
@@ -149,8 +157,9 @@ async def echo_cycle(a: Client, b: Client) -> float:
     return time.perf_counter() - start
 
 
-async def run_level(pairs: list[tuple[Client, Client]], seconds: float, fn: Any,
-                    pids: list[int]) -> dict[str, Any]:
+async def run_level(
+    pairs: list[tuple[Client, Client]], seconds: float, fn: Any, pids: list[int]
+) -> dict[str, Any]:
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
 
@@ -162,15 +171,21 @@ async def run_level(pairs: list[tuple[Client, Client]], seconds: float, fn: Any,
     started = time.perf_counter()
     await asyncio.gather(*(loop(a, b) for a, b in pairs))
     elapsed = time.perf_counter() - started
-    cpu = [round(100 * (bl.cpu_seconds(p) - c) / elapsed, 1) for p, c in zip(pids, cpu0,
-                                                                           strict=True)]
+    cpu = [
+        round(100 * (bl.cpu_seconds(p) - c) / elapsed, 1) for p, c in zip(pids, cpu0, strict=True)
+    ]
     stats = bl.summary(latencies)
-    return {"pairs": len(pairs), "cycles_per_s": round(len(latencies) / elapsed, 1),
-            "latency_ms": stats, "cpu_pct": {"server": cpu[0], "load_generator": cpu[1]}}
+    return {
+        "pairs": len(pairs),
+        "cycles_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms": stats,
+        "cpu_pct": {"server": cpu[0], "load_generator": cpu[1]},
+    }
 
 
-async def ramp(url: str, pid: int, fn: Any, levels: list[int], seconds: float,
-               p99_limit: float, prefix: str) -> list[dict[str, Any]]:
+async def ramp(
+    url: str, pid: int, fn: Any, levels: list[int], seconds: float, p99_limit: float, prefix: str
+) -> list[dict[str, Any]]:
     clients = await open_many(url, prefix, 2 * max(levels))
     pairs = list(zip(clients[0::2], clients[1::2], strict=True))
     results: list[dict[str, Any]] = []
@@ -180,8 +195,10 @@ async def ramp(url: str, pid: int, fn: Any, levels: list[int], seconds: float,
             result = await run_level(pairs[:n], seconds, fn, [pid, os.getpid()])
             results.append(result)
             lat = result["latency_ms"]
-            print(f"  {prefix.rstrip('-'):6} {n:4} pairs: {result['cycles_per_s']:7.1f} cycles/s, "
-                  f"median {lat['median']} ms, p99 {lat['p99']} ms, cpu {result['cpu_pct']}")
+            print(
+                f"  {prefix.rstrip('-'):6} {n:4} pairs: {result['cycles_per_s']:7.1f} cycles/s, "
+                f"median {lat['median']} ms, p99 {lat['p99']} ms, cpu {result['cpu_pct']}"
+            )
             if lat["p99"] is not None and lat["p99"] > p99_limit:
                 break
             peak = max(r["cycles_per_s"] for r in results)
@@ -209,9 +226,13 @@ asyncio.run(main())
 
 class EchoServer(bl.Server):
     def __init__(self) -> None:  # same interface as bl.Server, a bare websockets server
-        self.proc = subprocess.Popen([bl.PYTHON, "-c", ECHO_SERVER], env=bl.env(),
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
+        self.proc = subprocess.Popen(
+            [bl.PYTHON, "-c", ECHO_SERVER],
+            env=bl.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().rsplit(" ", 1)[1].strip()
 
@@ -232,18 +253,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         print(f"idle sessions against {srv.url} (pid {srv.pid})")
         memory = await idle_memory(srv.url, srv.pid, counts)
         for level in memory["levels"]:
-            print(f"  {level['sessions']:5} sessions: RSS {level['rss_kib']} KiB, "
-                  f"{level['kib_per_session']} KiB/session (opened in {level['open_seconds']} s)")
+            print(
+                f"  {level['sessions']:5} sessions: RSS {level['rss_kib']} KiB, "
+                f"{level['kib_per_session']} KiB/session (opened in {level['open_seconds']} s)"
+            )
         print("call cycles (omni server)")
-        cycles = await ramp(srv.url, srv.pid, cycle, levels, args.step_seconds,
-                            args.p99_limit, "cyc-")
+        cycles = await ramp(
+            srv.url, srv.pid, cycle, levels, args.step_seconds, args.p99_limit, "cyc-"
+        )
     print("round trips (bare websockets echo server, 8 per cycle)")
     global Client
     saved, Client = Client, EchoClient  # open_many builds EchoClients for the baseline
     echo = EchoServer()
     try:
-        baseline = await ramp(echo.url, echo.pid, echo_cycle, levels, args.step_seconds,
-                              args.p99_limit, "echo-")
+        baseline = await ramp(
+            echo.url, echo.pid, echo_cycle, levels, args.step_seconds, args.p99_limit, "echo-"
+        )
     finally:
         Client = saved
         echo.stop()
@@ -260,8 +285,9 @@ def main() -> None:
     parser.add_argument("--sessions", default="1000,5000")
     parser.add_argument("--step-seconds", type=float, default=3.0)
     parser.add_argument("--max-pairs", type=int, default=256)
-    parser.add_argument("--p99-limit", type=float, default=50.0,
-                        help="ms; the ramp stops past twice this")
+    parser.add_argument(
+        "--p99-limit", type=float, default=50.0, help="ms; the ramp stops past twice this"
+    )
     args = parser.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
@@ -270,19 +296,25 @@ def main() -> None:
     result = asyncio.run(main_async(args))
     top, top_echo = best(result["cycles"], args_limit), best(result["baseline_echo"], args_limit)
     largest = result["idle"]["levels"][-1]
-    result["best_within_p99_limit"] = {"p99_limit_ms": args_limit, "omni": top,
-                                       "echo": top_echo,
-                                       "ratio_cycles_to_echo": bl.ratio(
-                                           top and top["cycles_per_s"],
-                                           top_echo and top_echo["cycles_per_s"])}
+    result["best_within_p99_limit"] = {
+        "p99_limit_ms": args_limit,
+        "omni": top,
+        "echo": top_echo,
+        "ratio_cycles_to_echo": bl.ratio(
+            top and top["cycles_per_s"], top_echo and top_echo["cycles_per_s"]
+        ),
+    }
     result["targets"] = {
         ">= 5000 idle sessions at <= 30 KiB each": largest["sessions"] >= 5000
         and largest["kib_per_session"] <= 30,
-        ">= 500 cycles/s with p99 <= 50 ms": bool(top and top["cycles_per_s"] >= 500
-                                                  and args_limit <= 50),
+        ">= 500 cycles/s with p99 <= 50 ms": bool(
+            top and top["cycles_per_s"] >= 500 and args_limit <= 50
+        ),
     }
-    print(f"best within p99 <= {args_limit:g} ms: omni {top and top['cycles_per_s']} cycles/s, "
-          f"echo baseline {top_echo and top_echo['cycles_per_s']} cycles/s")
+    print(
+        f"best within p99 <= {args_limit:g} ms: omni {top and top['cycles_per_s']} cycles/s, "
+        f"echo baseline {top_echo and top_echo['cycles_per_s']} cycles/s"
+    )
     bl.write("server", result)
 
 

@@ -45,9 +45,17 @@ async def omni_calls(url: str, calls: int) -> dict[str, list[float]]:
     media = MediaOptions(width=320, height=240, connect_timeout=30)
     alice = Phone(PhoneConfig(server_url=url, media=media))
     bob = Phone(PhoneConfig(server_url=url, media=media))
-    out: dict[str, list[float]] = {k: [] for k in (
-        "offer_to_ringing", "answer_to_connected_caller", "answer_to_connected_callee",
-        "offer_to_connected_caller", "setup_ms_caller_event", "setup_ms_callee_event")}
+    out: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "offer_to_ringing",
+            "answer_to_connected_caller",
+            "answer_to_connected_callee",
+            "offer_to_connected_caller",
+            "setup_ms_caller_event",
+            "setup_ms_callee_event",
+        )
+    }
     try:
         await alice.create_session("alice")
         await bob.create_session("bob")
@@ -119,23 +127,34 @@ def main() -> None:
     args = parser.parse_args()
     bare = {k: bl.summary(v) for k, v in asyncio.run(bare_calls(args.calls)).items()}
     with bl.Server("--rate-limit", "0") as server:  # calls back to back: many requests/s
-        omni = {k: bl.summary(v) for k, v in asyncio.run(omni_calls(server.url,
-                                                                    args.calls)).items()}
+        omni = {
+            k: bl.summary(v) for k, v in asyncio.run(omni_calls(server.url, args.calls)).items()
+        }
     base = bare["answer_to_connected"]["median"]
     rows = [[name, s["median"], s["p95"], s["max"]] for name, s in omni.items()]
     rows += [[f"bare aiortc {name}", s["median"], s["p95"], s["max"]] for name, s in bare.items()]
     print(f"call set-up, {args.calls} calls on loopback (ms)")
     bl.table(["figure", "median", "p95", "max"], rows)
-    worst = max(omni["answer_to_connected_caller"]["median"],
-                omni["answer_to_connected_callee"]["median"])
-    ratios = {"answer_to_connected_both_median": bl.ratio(worst, base),
-              "offer_to_connected_caller_median": bl.ratio(
-                  omni["offer_to_connected_caller"]["median"],
-                  bare["offer_to_connected"]["median"])}
+    worst = max(
+        omni["answer_to_connected_caller"]["median"], omni["answer_to_connected_callee"]["median"]
+    )
+    ratios = {
+        "answer_to_connected_both_median": bl.ratio(worst, base),
+        "offer_to_connected_caller_median": bl.ratio(
+            omni["offer_to_connected_caller"]["median"], bare["offer_to_connected"]["median"]
+        ),
+    }
     print(f"omnicli / bare aiortc: {ratios}")
-    bl.write("setup", {"calls": args.calls, "omni": omni, "bare": bare, "ratio": ratios,
-                       "targets": {"answer -> CONNECTED at both sides, median <= 100 ms":
-                                   worst <= 100}})
+    bl.write(
+        "setup",
+        {
+            "calls": args.calls,
+            "omni": omni,
+            "bare": bare,
+            "ratio": ratios,
+            "targets": {"answer -> CONNECTED at both sides, median <= 100 ms": worst <= 100},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -38,12 +38,18 @@ def quantile(values: list[float], q: float) -> float | None:
 
 def summary(values: list[float], digits: int = 1) -> dict[str, Any]:
     """count, median, p95, p99, min, max of `values` (rounded)."""
+
     def r(v: float | None) -> float | None:
         return None if v is None else round(v, digits)
 
-    return {"count": len(values), "median": r(quantile(values, 0.5)),
-            "p95": r(quantile(values, 0.95)), "p99": r(quantile(values, 0.99)),
-            "min": r(min(values) if values else None), "max": r(max(values) if values else None)}
+    return {
+        "count": len(values),
+        "median": r(quantile(values, 0.5)),
+        "p95": r(quantile(values, 0.95)),
+        "p99": r(quantile(values, 0.99)),
+        "min": r(min(values) if values else None),
+        "max": r(max(values) if values else None),
+    }
 
 
 def ratio(value: float | None, base: float | None) -> float | None:
@@ -97,8 +103,12 @@ def table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[_fmt(v) for v in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
-                        enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if n == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -140,9 +150,14 @@ class Server:
 
     def __init__(self, *extra: str, prefix: list[str] | None = None) -> None:
         argv = [*(prefix or []), *OMNI, "server", "--port", "0", *extra]
-        self.proc = subprocess.Popen(argv, env=env(),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "listening on" not in line:

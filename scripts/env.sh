@@ -12,7 +12,7 @@ SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdo
 # The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
 # NFQUEUE delay, and what pip needs to build NetfilterQueue.
 SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
-# A real TURN server for the relay test (tests/test_turn_relay.py).
+# A real TURN server for the relay test (tests/server/test_turn_relay.py).
 SYSTEM_PACKAGES+=(coturn)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()

@@ -74,8 +74,12 @@ def unavailable() -> str | None:
     if made.returncode != 0:
         return f"cannot create a network namespace: {made.stderr.strip()}"
     try:
-        nft = subprocess.run(["ip", "netns", "exec", probe, "nft", "list", "tables"],
-                             capture_output=True, text=True, timeout=STEP_TIMEOUT)
+        nft = subprocess.run(
+            ["ip", "netns", "exec", probe, "nft", "list", "tables"],
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT,
+        )
         if nft.returncode != 0:
             return f"nftables does not work in a namespace: {nft.stderr.strip()}"
     finally:
@@ -148,8 +152,9 @@ class NetLab:
         for side in ("a", "b"):
             dev, ns = self.veth[side], self.ns[side]
             _sh(["ip", "link", "set", dev, "netns", ns])
-            _sh(self.cmd(side, ["ip", "addr", "add", f"{self.addr[side]}/{PREFIX_LEN}",
-                                "dev", dev]))
+            _sh(
+                self.cmd(side, ["ip", "addr", "add", f"{self.addr[side]}/{PREFIX_LEN}", "dev", dev])
+            )
             _sh(self.cmd(side, ["ip", "link", "set", dev, "up"]))
             _sh(self.cmd(side, ["ip", "link", "set", "lo", "up"]))
             self._nft(side, self._ruleset(side))
@@ -169,20 +174,43 @@ class NetLab:
         if self.loss <= 0:
             return ""
         per_mille = round(self.loss * 1000)
-        return (f'add rule inet omnilab ingress iifname "{self.veth[side]}" '
-                f"numgen random mod 1000 < {per_mille} drop\n")
+        return (
+            f'add rule inet omnilab ingress iifname "{self.veth[side]}" '
+            f"numgen random mod 1000 < {per_mille} drop\n"
+        )
 
     def _nft(self, side: str, script: str) -> None:
         _sh(self.cmd(side, ["nft", "-f", "-"]), stdin=script)
 
     def _start_delayer(self, side: str) -> None:
-        _sh(self.cmd(side, ["iptables", "-t", "mangle", "-A", "POSTROUTING", "-o",
-                            self.veth[side], "-j", "NFQUEUE", "--queue-num",
-                            str(self._queue[side])]))
-        argv = [sys.executable, str(Path(__file__).resolve()), "delay",
-                str(self._queue[side]), str(self.delay_ms)]
-        proc = subprocess.Popen(self.cmd(side, argv), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        _sh(
+            self.cmd(
+                side,
+                [
+                    "iptables",
+                    "-t",
+                    "mangle",
+                    "-A",
+                    "POSTROUTING",
+                    "-o",
+                    self.veth[side],
+                    "-j",
+                    "NFQUEUE",
+                    "--queue-num",
+                    str(self._queue[side]),
+                ],
+            )
+        )
+        argv = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "delay",
+            str(self._queue[side]),
+            str(self.delay_ms),
+        ]
+        proc = subprocess.Popen(
+            self.cmd(side, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self._delayers.append(proc)
         assert proc.stdout is not None
         line = proc.stdout.readline().decode().strip()  # "ready" once bound
@@ -208,8 +236,7 @@ class NetLab:
 
 
 def _sh(argv: list[str], stdin: str | None = None) -> None:
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True,
-                          timeout=STEP_TIMEOUT)
+    done = subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=STEP_TIMEOUT)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
@@ -228,8 +255,9 @@ def delay_main(queue_num: int, delay_ms: float) -> None:
         loop = asyncio.get_running_loop()
         nfq = NetfilterQueue()
         delay = delay_ms / 1000.0
-        nfq.bind(queue_num, lambda pkt: loop.call_later(delay, pkt.accept),
-                 max_len=8192, mode=COPY_META)
+        nfq.bind(
+            queue_num, lambda pkt: loop.call_later(delay, pkt.accept), max_len=8192, mode=COPY_META
+        )
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

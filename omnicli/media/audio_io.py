@@ -54,8 +54,9 @@ class MicrophoneTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, device_id: str | None = None, *,
-                 on_lost: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, device_id: str | None = None, *, on_lost: Callable[[str], None] | None = None
+    ) -> None:
         super().__init__()
         sd = load_sounddevice()
         self.device = resolve_audio_device("input", device_id)
@@ -83,8 +84,15 @@ class MicrophoneTrack(MediaStreamTrack):
 
     def _open(self, sd: Any, rate: int) -> Any:
         block = rate * BLOCK // RATE
-        return sd.InputStream(device=self.device, channels=1, samplerate=rate, dtype="int16",
-                              blocksize=block, latency="low", callback=self._callback)
+        return sd.InputStream(
+            device=self.device,
+            channels=1,
+            samplerate=rate,
+            dtype="int16",
+            blocksize=block,
+            latency="low",
+            callback=self._callback,
+        )
 
     @property
     def dropped_blocks(self) -> int:
@@ -205,8 +213,14 @@ class PlayoutBuffer:
 class SpeakerSink:
     """Plays remote audio frames on a PortAudio output device through a `PlayoutBuffer`."""
 
-    def __init__(self, device_id: str | None = None, *, max_buffer_s: float = 0.060,
-                 prime_s: float = 0.020, on_lost: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        device_id: str | None = None,
+        *,
+        max_buffer_s: float = 0.060,
+        prime_s: float = 0.020,
+        on_lost: Callable[[str], None] | None = None,
+    ) -> None:
         sd = load_sounddevice()
         self.device = resolve_audio_device("output", device_id)
         self.name = _device_name(sd, self.device)
@@ -217,10 +231,16 @@ class SpeakerSink:
         channels = min(2, int(sd.query_devices(self.device)["max_output_channels"]) or 1)
         self.channels = channels
         try:
-            self._stream = sd.OutputStream(device=self.device, channels=channels, samplerate=RATE,
-                                           dtype="int16", blocksize=OUT_BLOCK,
-                                           latency="low", callback=self._callback,
-                                           finished_callback=self._finished)
+            self._stream = sd.OutputStream(
+                device=self.device,
+                channels=channels,
+                samplerate=RATE,
+                dtype="int16",
+                blocksize=OUT_BLOCK,
+                latency="low",
+                callback=self._callback,
+                finished_callback=self._finished,
+            )
             self._stream.start()
         except sd.PortAudioError as exc:
             raise DeviceMissing(f"cannot open speaker '{self.name}': {exc}") from None
@@ -242,9 +262,13 @@ class SpeakerSink:
 
     def snapshot(self) -> dict[str, Any]:
         b = self.buffer
-        return {"device": self.name, "underflows": b.underflows,
-                "dropped_samples": b.dropped_samples, "played_samples": b.played_samples,
-                "max_buffered_ms": round(1000 * b.max_buffered / RATE, 1)}
+        return {
+            "device": self.name,
+            "underflows": b.underflows,
+            "dropped_samples": b.dropped_samples,
+            "played_samples": b.played_samples,
+            "max_buffered_ms": round(1000 * b.max_buffered / RATE, 1),
+        }
 
     def close(self) -> None:
         """Stop playing and release the device; idempotent."""

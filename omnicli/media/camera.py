@@ -44,9 +44,16 @@ class CameraTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, index: int, *, width: int = 640, height: int = 480,
-                 fps: float = 30, on_lost: Callable[[str], None] | None = None,
-                 capture: Any = None) -> None:
+    def __init__(
+        self,
+        index: int,
+        *,
+        width: int = 640,
+        height: int = 480,
+        fps: float = 30,
+        on_lost: Callable[[str], None] | None = None,
+        capture: Any = None,
+    ) -> None:
         super().__init__()
         self.name = f"camera {index}"
         self.on_lost = on_lost

@@ -16,14 +16,16 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from omnicli.errors import DeviceMissing
 
 log = logging.getLogger(__name__)
 
-PORTAUDIO_HINT = ("PortAudio library not found: install it (Debian/Ubuntu: apt-get install "
-                  "libportaudio2; macOS: brew install portaudio)")
+PORTAUDIO_HINT = (
+    "PortAudio library not found: install it (Debian/Ubuntu: apt-get install "
+    "libportaudio2; macOS: brew install portaudio)"
+)
 KINDS = ("audio_inputs", "audio_outputs", "video_inputs")
 CAMERA_PROBE_INDEXES = range(4)  # where /dev/video* does not exist (macOS, Windows)
 
@@ -35,7 +37,7 @@ def load_sounddevice() -> ModuleType:
     except OSError as exc:  # raised by its import when libportaudio cannot be loaded
         log.debug("sounddevice import failed: %s", exc)
         raise DeviceMissing(PORTAUDIO_HINT) from None
-    return sounddevice
+    return cast(ModuleType, sounddevice)
 
 
 @dataclass
@@ -89,11 +91,13 @@ def audio_devices() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             "sample_rate": int(dev["default_samplerate"]),
         }
         if dev["max_input_channels"] > 0:
-            inputs.append(base | {"channels": dev["max_input_channels"],
-                                  "default": index == default_in})
+            inputs.append(
+                base | {"channels": dev["max_input_channels"], "default": index == default_in}
+            )
         if dev["max_output_channels"] > 0:
-            outputs.append(base | {"channels": dev["max_output_channels"],
-                                   "default": index == default_out})
+            outputs.append(
+                base | {"channels": dev["max_output_channels"], "default": index == default_out}
+            )
     return inputs, outputs
 
 
@@ -148,17 +152,19 @@ def resolve_audio_device(kind: str, device_id: str | None) -> int | str:
 def cameras() -> list[dict[str, Any]]:
     """Cameras that OpenCV can open, each with id (capture index), name and path."""
     if sys.platform.startswith("linux"):
-        found = []
+        found: list[dict[str, Any]] = []
         for path in sorted(glob.glob("/dev/video*"), key=_video_index):
             index = _video_index(path)
             if index < 0 or not _capture_opens(index):
                 continue
             name = _sysfs_name(index) or path
-            found.append({"id": str(index), "name": name, "path": path,
-                          "default": not found})
+            found.append({"id": str(index), "name": name, "path": path, "default": not found})
         return found
-    return [{"id": str(i), "name": f"camera {i}", "path": "", "default": i == 0}
-            for i in CAMERA_PROBE_INDEXES if _capture_opens(i)]
+    return [
+        {"id": str(i), "name": f"camera {i}", "path": "", "default": i == 0}
+        for i in CAMERA_PROBE_INDEXES
+        if _capture_opens(i)
+    ]
 
 
 def default_camera() -> str | None:
@@ -171,8 +177,10 @@ def camera_index(device_id: str | None) -> int:
     if device_id in (None, "", "default"):
         found = default_camera()
         if found is None:
-            raise DeviceMissing("no camera: " + ("no /dev/video* device" if
-                                sys.platform.startswith("linux") else "none opens"))
+            raise DeviceMissing(
+                "no camera: "
+                + ("no /dev/video* device" if sys.platform.startswith("linux") else "none opens")
+            )
         return int(found)
     assert device_id is not None
     index = int(device_id) if device_id.isdigit() else _video_index(device_id)

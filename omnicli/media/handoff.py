@@ -75,8 +75,9 @@ class DropQueue(Generic[T]):
 class TapTrack(MediaStreamTrack):
     """Forwards `source`'s frames; `listener(frame)` sees each one first (if set)."""
 
-    def __init__(self, source: MediaStreamTrack,
-                 listener: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self, source: MediaStreamTrack, listener: Callable[[Any], None] | None = None
+    ) -> None:
         super().__init__()
         self.kind = source.kind
         self.source = source

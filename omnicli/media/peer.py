@@ -68,8 +68,9 @@ def ensure_host_candidates() -> bool:
     return True
 
 
-def ice_configuration(ice_servers: list[dict[str, Any]], *,
-                      relay_only: bool = False) -> RTCConfiguration:
+def ice_configuration(
+    ice_servers: list[dict[str, Any]], *, relay_only: bool = False
+) -> RTCConfiguration:
     """An explicit configuration: an empty list means no STUN (aiortc's default is public).
 
     `relay_only` gathers TURN relay candidates only (media always goes through TURN).
@@ -79,21 +80,28 @@ def ice_configuration(ice_servers: list[dict[str, Any]], *,
         urls = entry.get("urls") or entry.get("url")
         if not urls:
             raise ValueError(f"ICE server entry without urls: {entry!r}")
-        servers.append(RTCIceServer(urls=urls, username=entry.get("username"),
-                                    credential=entry.get("credential")))
+        servers.append(
+            RTCIceServer(
+                urls=urls, username=entry.get("username"), credential=entry.get("credential")
+            )
+        )
     if relay_only:
-        return RTCConfiguration(iceServers=servers,
-                                iceTransportPolicy=RTCIceTransportPolicy.RELAY)
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=RTCIceTransportPolicy.RELAY)
     return RTCConfiguration(iceServers=servers)
 
 
 class PeerLink:
     """One call's media: local tracks out, probes on the remote tracks, quality figures."""
 
-    def __init__(self, ice_servers: list[dict[str, Any]], *, video: MediaStreamTrack | None,
-                 audio: MediaStreamTrack | None,
-                 on_state: Callable[[str], None] | None = None,
-                 relay_only: bool = False) -> None:
+    def __init__(
+        self,
+        ice_servers: list[dict[str, Any]],
+        *,
+        video: MediaStreamTrack | None,
+        audio: MediaStreamTrack | None,
+        on_state: Callable[[str], None] | None = None,
+        relay_only: bool = False,
+    ) -> None:
         ensure_host_candidates()
         self.on_state = on_state
         self.video_out = SwitchableTrack("video", video)
@@ -171,8 +179,9 @@ class PeerLink:
                     self._state_changed.clear()
                     await self._state_changed.wait()
         except TimeoutError:
-            raise MediaFailed(f"media did not connect within {timeout:g} s "
-                              f"(state {state})") from None
+            raise MediaFailed(
+                f"media did not connect within {timeout:g} s (state {state})"
+            ) from None
 
     def _on_connection_state(self) -> None:
         state = self._pc.connectionState
@@ -202,44 +211,58 @@ class PeerLink:
         bytes_in = bytes_out = 0
         rtts: list[float] = []
         for entry in report.values():
-            kind = getattr(entry, "kind", None)
+            kind = str(getattr(entry, "kind", ""))
             if entry.type == "transport":
                 bytes_in += entry.bytesReceived
                 bytes_out += entry.bytesSent
             elif entry.type == "inbound-rtp":
-                inbound[kind] = {"packets": entry.packetsReceived, "lost": entry.packetsLost,
-                                 "jitter_ms": 1000 * entry.jitter / RTP_CLOCK[kind]}
+                inbound[kind] = {
+                    "packets": entry.packetsReceived,
+                    "lost": entry.packetsLost,
+                    "jitter_ms": 1000 * entry.jitter / RTP_CLOCK[kind],
+                }
             elif entry.type == "outbound-rtp":
-                outbound.setdefault(kind, {}).update(packets=entry.packetsSent,
-                                                     bytes=entry.bytesSent)
+                outbound.setdefault(kind, {}).update(
+                    packets=entry.packetsSent, bytes=entry.bytesSent
+                )
             elif entry.type == "remote-inbound-rtp":
                 rtt = entry.roundTripTime
                 outbound.setdefault(kind, {}).update(
                     remote_lost=entry.packetsLost,
                     remote_jitter_ms=1000 * entry.jitter / RTP_CLOCK[kind],
-                    rtt_ms=None if rtt is None else 1000 * rtt)
+                    rtt_ms=None if rtt is None else 1000 * rtt,
+                )
                 if rtt is not None:
                     rtts.append(rtt)
         jitter = inbound.get("audio", inbound.get("video", {})).get("jitter_ms")
-        sample = self._meter.update(Counters(
-            at=time.monotonic(), bytes_in=bytes_in, bytes_out=bytes_out,
-            packets_in=sum(d["packets"] for d in inbound.values()),
-            packets_lost_in=sum(d["lost"] for d in inbound.values()),
-            packets_out=sum(d.get("packets", 0) for d in outbound.values()),
-            rtt_s=sum(rtts) / len(rtts) if rtts else None,
-            jitter_s=None if jitter is None else jitter / 1000,
-            fps_in=self.video_in.fps() if self.video_in.track else None,
-            width_in=self.video_in.width, height_in=self.video_in.height,
-            audio_level=self.audio_in.rms() if self.audio_in.track else None,
-        ))
-        return _figures(sample) | {
-            "state": self._pc.connectionState,
-            "inbound": inbound,
-            "outbound": outbound,
-            "video_in": self.video_in.snapshot(),
-            "audio_in": self.audio_in.snapshot(),
-            "muted": {"audio": self.audio_out.muted, "video": self.video_out.muted},
-        } | self._sent_video()
+        sample = self._meter.update(
+            Counters(
+                at=time.monotonic(),
+                bytes_in=bytes_in,
+                bytes_out=bytes_out,
+                packets_in=sum(d["packets"] for d in inbound.values()),
+                packets_lost_in=sum(d["lost"] for d in inbound.values()),
+                packets_out=sum(d.get("packets", 0) for d in outbound.values()),
+                rtt_s=sum(rtts) / len(rtts) if rtts else None,
+                jitter_s=None if jitter is None else jitter / 1000,
+                fps_in=self.video_in.fps() if self.video_in.track else None,
+                width_in=self.video_in.width,
+                height_in=self.video_in.height,
+                audio_level=self.audio_in.rms() if self.audio_in.track else None,
+            )
+        )
+        return (
+            _figures(sample)
+            | {
+                "state": self._pc.connectionState,
+                "inbound": inbound,
+                "outbound": outbound,
+                "video_in": self.video_in.snapshot(),
+                "audio_in": self.audio_in.snapshot(),
+                "muted": {"audio": self.audio_out.muted, "video": self.video_out.muted},
+            }
+            | self._sent_video()
+        )
 
     def _sent_video(self) -> dict[str, Any]:
         """Frame rate (since the previous call) and size of the video we send."""

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from aiortc import MediaStreamTrack
@@ -85,9 +85,9 @@ def luma(frame: VideoFrame) -> np.ndarray:
     """The Y (luma) plane of a frame as an HxW uint8 array, without a colour conversion."""
     if frame.format.name in LUMA_FORMATS:
         plane = frame.planes[0]
-        rows = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8).reshape(-1, plane.line_size)
         return rows[: frame.height, : frame.width]
-    return frame.to_ndarray(format="gray")
+    return cast(np.ndarray, frame.to_ndarray(format="gray"))
 
 
 class VideoProbe(_Probe):
@@ -242,7 +242,7 @@ def mono_samples(frame: AudioFrame) -> np.ndarray:
     else:
         data = data.reshape(-1, channels).mean(axis=1)
     scale = {"s16": 32768.0, "s16p": 32768.0, "s32": 2.0**31, "s32p": 2.0**31}
-    return data.astype(np.float64) / scale.get(frame.format.name, 1.0)
+    return cast(np.ndarray, data.astype(np.float64) / scale.get(frame.format.name, 1.0))
 
 
 def dominant_frequency(samples: np.ndarray, sample_rate: int) -> float:

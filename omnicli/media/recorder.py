@@ -42,8 +42,9 @@ MS = fractions.Fraction(1, 1000)
 class AudioMixer:
     """Mixes mono float audio of several parties that arrives in chunks, by arrival time."""
 
-    def __init__(self, parties: tuple[str, ...] = ("local", "remote"), rate: int = RATE,
-                 lag_s: float = LAG_S) -> None:
+    def __init__(
+        self, parties: tuple[str, ...] = ("local", "remote"), rate: int = RATE, lag_s: float = LAG_S
+    ) -> None:
         self.rate = rate
         self.lag = int(lag_s * rate)
         self.gap = int(GAP_S * rate)
@@ -96,8 +97,9 @@ class Recording:
 class CallRecorder:
     """Writes one call to `path`; `add_*` from the event loop, `stop()` to finish."""
 
-    def __init__(self, path: str, *, video: bool, size: tuple[int, int] = (640, 480),
-                 fps: int = 30) -> None:
+    def __init__(
+        self, path: str, *, video: bool, size: tuple[int, int] = (640, 480), fps: int = 30
+    ) -> None:
         self.path = path
         self.size = (size[0] // 2 * 2, size[1] // 2 * 2)  # H.264 wants even sizes
         self.video = video
@@ -159,8 +161,9 @@ class CallRecorder:
         samples = mono_samples(frame)
         if frame.sample_rate != RATE:
             count = round(len(samples) * RATE / frame.sample_rate)
-            samples = np.interp(np.linspace(0, len(samples) - 1, count),
-                                np.arange(len(samples)), samples)
+            samples = np.interp(
+                np.linspace(0, len(samples) - 1, count), np.arange(len(samples)), samples
+            )
         now = self._now()
         self._mixer.add(party, samples, now)
         self._put_audio(self._mixer.pull(now))
@@ -199,8 +202,7 @@ class CallRecorder:
                     self._mux(self._video_stream.encode(frame))
                     self.video_frames += 1
                     continue
-                chunk = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16",
-                                                   layout="mono")
+                chunk = av.AudioFrame.from_ndarray(data.reshape(1, -1), format="s16", layout="mono")
                 chunk.sample_rate = RATE
                 for out in resampler.resample(chunk):
                     out.pts, samples = samples, samples + out.samples

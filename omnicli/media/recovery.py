@@ -72,8 +72,9 @@ class AudioRecovery:
 
     capacity = 1 << 16
 
-    def __init__(self, receiver: RTCRtpReceiver,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, receiver: RTCRtpReceiver, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.jitter = AudioJitter()
         self._receiver = receiver
         self._clock = clock

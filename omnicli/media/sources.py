@@ -80,8 +80,9 @@ class TestPatternTrack(VideoStreamTrack):
     def __init__(self, width: int = 640, height: int = 480, fps: float = 30) -> None:
         super().__init__()
         if width < 160 or height < 120 or fps <= 0:
-            raise SourceError(f"test pattern needs at least 160x120 and fps > 0, not "
-                              f"{width}x{height}@{fps}")
+            raise SourceError(
+                f"test pattern needs at least 160x120 and fps > 0, not {width}x{height}@{fps}"
+            )
         self.width, self.height, self.fps = width, height, fps
         self.counter = 0
         self._pacer = _Pacer()
@@ -108,16 +109,31 @@ class TestPatternTrack(VideoStreamTrack):
         img[:, max(0, x) : max(0, x + bar)] = (255, 255, 255)
         top = framecode.strip_height(w)
         scale = h / 240
-        cv2.putText(img, f"#{counter}", (w // 20, min(h - 4, top + int(40 * scale))),
-                    cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), max(1, int(3 * scale)),
-                    cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"#{counter}",
+            (w // 20, min(h - 4, top + int(40 * scale))),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (0, 0, 0),
+            max(1, int(3 * scale)),
+            cv2.LINE_AA,
+        )
         framecode.stamp(img, counter, ts_ms)
         return img
 
 
 def _colour_bars(width: int, height: int) -> np.ndarray:
-    colours = [(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0),
-               (192, 0, 192), (0, 0, 192), (192, 0, 0), (16, 16, 16)]  # BGR
+    colours = [
+        (192, 192, 192),
+        (0, 192, 192),
+        (192, 192, 0),
+        (0, 192, 0),
+        (192, 0, 192),
+        (0, 0, 192),
+        (192, 0, 0),
+        (16, 16, 16),
+    ]  # BGR
     img = np.zeros((height, width, 3), dtype=np.uint8)
     for i, colour in enumerate(colours):
         img[:, i * width // 8 : (i + 1) * width // 8] = colour
@@ -127,8 +143,9 @@ def _colour_bars(width: int, height: int) -> np.ndarray:
 class ToneTrack(AudioStreamTrack):
     """A sine tone: 20 ms mono s16 frames, continuous phase, paced by the wall clock."""
 
-    def __init__(self, frequency: float = 440.0, sample_rate: int = AUDIO_RATE,
-                 amplitude: float = 0.3) -> None:
+    def __init__(
+        self, frequency: float = 440.0, sample_rate: int = AUDIO_RATE, amplitude: float = 0.3
+    ) -> None:
         super().__init__()
         self.frequency, self.sample_rate, self.amplitude = frequency, sample_rate, amplitude
         self.samples_per_frame = int(sample_rate * AUDIO_PTIME)
@@ -188,11 +205,13 @@ class FileTrack(MediaStreamTrack):
             container.close()
             raise SourceError(f"media file {path} has no {kind} stream")
         self._queue: queue.Queue[tuple[float, av.frame.Frame] | None] = queue.Queue(
-            self.QUEUE_FRAMES)
+            self.QUEUE_FRAMES
+        )
         self._quit = threading.Event()
         self._pacer = _Pacer()
-        self._thread = threading.Thread(target=self._decode, args=(container, streams[0]),
-                                        name=f"file-{kind}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._decode, args=(container, streams[0]), name=f"file-{kind}", daemon=True
+        )
         self._thread.start()
 
     async def recv(self) -> av.frame.Frame:
@@ -225,8 +244,9 @@ class FileTrack(MediaStreamTrack):
         return False
 
     def _decode(self, container: av.container.InputContainer, stream: av.stream.Stream) -> None:
-        resampler = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE,
-                                      frame_size=int(AUDIO_RATE * AUDIO_PTIME))
+        resampler = av.AudioResampler(
+            format="s16", layout="stereo", rate=AUDIO_RATE, frame_size=int(AUDIO_RATE * AUDIO_PTIME)
+        )
         rate = getattr(stream, "average_rate", None)
         interval = float(1 / rate) if rate else 1 / 30
         offset, last, samples = 0.0, 0.0, 0
@@ -244,7 +264,7 @@ class FileTrack(MediaStreamTrack):
                             if not self._put((last - out.samples / AUDIO_RATE, out)):
                                 return
                         continue
-                    if frame.time is None:
+                    if not isinstance(frame, av.VideoFrame) or frame.time is None:
                         continue
                     first = frame.time if first is None else first
                     last = offset + frame.time - first
@@ -281,9 +301,15 @@ def device_id(kind: str, spec: str) -> str | None:
     return None
 
 
-def open_source(kind: str, spec: str, *, width: int = 640, height: int = 480,
-                fps: float = 30,
-                on_lost: Callable[[str], None] | None = None) -> MediaStreamTrack | None:
+def open_source(
+    kind: str,
+    spec: str,
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 30,
+    on_lost: Callable[[str], None] | None = None,
+) -> MediaStreamTrack | None:
     """The track a source spec names, or None for ``none``; SourceError if it can't be.
 
     A real device that is missing or busy raises SourceError as well (``auto``
@@ -322,9 +348,15 @@ def _tone_frequency(spec: str) -> float:
     return frequency
 
 
-def open_device(kind: str, device: str, *, width: int = 640, height: int = 480,
-                fps: float = 30,
-                on_lost: Callable[[str], None] | None = None) -> MediaStreamTrack:
+def open_device(
+    kind: str,
+    device: str,
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 30,
+    on_lost: Callable[[str], None] | None = None,
+) -> MediaStreamTrack:
     """A camera or microphone track ("" = the default device); SourceError if it can't be."""
     from omnicli.errors import DeviceMissing
 
@@ -351,9 +383,16 @@ class Opened:
     fallback: str | None = None  # e.g. "no camera (...): sending the test pattern instead"
 
 
-def open_with_fallback(kind: str, spec: str, *, width: int = 640, height: int = 480,
-                       fps: float = 30, require: bool = False,
-                       on_lost: Callable[[str], None] | None = None) -> Opened:
+def open_with_fallback(
+    kind: str,
+    spec: str,
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 30,
+    require: bool = False,
+    on_lost: Callable[[str], None] | None = None,
+) -> Opened:
     """`open_source`, but a missing real device gives the synthetic source and a note.
 
     With `require`, a missing device raises DeviceMissing instead. Errors in other
@@ -376,5 +415,6 @@ def open_with_fallback(kind: str, spec: str, *, width: int = 640, height: int = 
 
 
 def fallback_text(kind: str) -> str:
-    return ("sending the test pattern instead" if kind == "video"
-            else "sending a 440 Hz tone instead")
+    return (
+        "sending the test pattern instead" if kind == "video" else "sending a 440 Hz tone instead"
+    )

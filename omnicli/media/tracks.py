@@ -26,10 +26,12 @@ import contextlib
 import fractions
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av import AudioFrame
+from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
 logger = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class SwitchableTrack(MediaStreamTrack):
                 self.frames_dropped += 1
                 continue
             self.frames_out += 1
-            if not isinstance(frame, AudioFrame):
+            if isinstance(frame, VideoFrame):
                 self.frame_size = (frame.width, frame.height)
             return frame
 
@@ -126,13 +128,13 @@ class SwitchableTrack(MediaStreamTrack):
                 continue
             if self._pending is None or self._pending_source is not source:
                 self._cancel_pending()
-                self._pending = asyncio.ensure_future(source.recv())
+                self._pending = asyncio.ensure_future(cast(Awaitable[Frame], source.recv()))
                 self._pending_source = source
-            pending = self._pending
+            pending: asyncio.Future[Any] = self._pending
             self._changed.clear()
-            changed = asyncio.ensure_future(self._changed.wait())
+            changed: asyncio.Future[Any] = asyncio.ensure_future(self._changed.wait())
             try:
-                await asyncio.wait({pending, changed}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([pending, changed], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 changed.cancel()
             if self._pending is not pending or not pending.done():
@@ -142,7 +144,7 @@ class SwitchableTrack(MediaStreamTrack):
             if generation != self._generation or pending.cancelled():
                 continue  # a frame of a replaced source
             if error is None:
-                return pending.result()
+                return cast(Frame, pending.result())
             if not isinstance(error, MediaStreamError):
                 raise error
             logger.info("%s source ended; waiting for a new one", self.kind)
@@ -166,7 +168,11 @@ class SwitchableTrack(MediaStreamTrack):
         else:
             time_base = VIDEO_TIME_BASE
             step = self._last_step or DEFAULT_VIDEO_STEP / 90_000
-        src_time = float(frame.pts * frame.time_base) if frame.pts is not None else None
+        src_time = (
+            float(frame.pts * frame.time_base)
+            if frame.pts is not None and frame.time_base is not None
+            else None
+        )
         if self._src_first is None or src_time is None or src_time < self._src_first:
             # a new source (or one without usable pts): continue after the last frame
             if self._last_time is None:

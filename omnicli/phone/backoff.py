@@ -25,7 +25,7 @@ class Backoff:
         """The delay before the next attempt, in seconds."""
         ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 30))
         self.attempt += 1
-        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return float(ceiling / 2 + self.rng.uniform(0, ceiling / 2))
 
     def reset(self) -> None:
         self.attempt = 0

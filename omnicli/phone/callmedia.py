@@ -53,7 +53,8 @@ class CallMedia:
         try:
             for kind in kinds:  # a camera or microphone may take a while to open
                 tracks[kind], note = await _off_loop(
-                    media._open_local, kind, media._spec(kind), loop=loop)
+                    media._open_local, kind, media._spec(kind), loop=loop
+                )
                 if note:
                     notes.append(note)
         except BaseException:
@@ -61,9 +62,12 @@ class CallMedia:
                 if track is not None:
                     track.stop()
             raise
-        media.link = PeerLink(phone.ice_servers, video=tracks.get("video"),
-                              audio=tracks.get("audio"),
-                              relay_only=phone.config.media.ice_relay_only)
+        media.link = PeerLink(
+            phone.ice_servers,
+            video=tracks.get("video"),
+            audio=tracks.get("audio"),
+            relay_only=phone.config.media.ice_relay_only,
+        )
         for kind, out in (("video", media.link.video_out), ("audio", media.link.audio_out)):
             if out.source is not None:
                 media.sources[kind] = out.source
@@ -79,8 +83,9 @@ class CallMedia:
         m = self.phone.config.media
         return m.video_source if kind == "video" else m.audio_source
 
-    def _open_local(self, kind: str, spec: str, *, loop: asyncio.AbstractEventLoop,
-                    strict: bool = False) -> tuple[Any, str | None]:
+    def _open_local(
+        self, kind: str, spec: str, *, loop: asyncio.AbstractEventLoop, strict: bool = False
+    ) -> tuple[Any, str | None]:
         """A tapped local source for `spec` (falling back unless strict) and a note if it did.
 
         Any thread. A device lost later names the tapped track, so that a late report
@@ -94,15 +99,22 @@ class CallMedia:
 
         def lost(reason: str) -> None:  # any thread
             loop.call_soon_threadsafe(
-                lambda: self.device_lost(kind, reason, opened_track[0] if opened_track else None))
+                lambda: self.device_lost(kind, reason, opened_track[0] if opened_track else None)
+            )
 
         if strict:
-            track = open_source(kind, spec, width=m.width, height=m.height, fps=m.fps,
-                                on_lost=lost)
+            track = open_source(kind, spec, width=m.width, height=m.height, fps=m.fps, on_lost=lost)
             note = None
         else:
-            opened = open_with_fallback(kind, spec, width=m.width, height=m.height, fps=m.fps,
-                                        require=m.require_devices, on_lost=lost)
+            opened = open_with_fallback(
+                kind,
+                spec,
+                width=m.width,
+                height=m.height,
+                fps=m.fps,
+                require=m.require_devices,
+                on_lost=lost,
+            )
             track, note = opened.track, opened.fallback
         if track is None:
             return None, note
@@ -112,8 +124,9 @@ class CallMedia:
 
     async def open_source(self, kind: str, spec: str) -> Any:
         """A new local source for `spec` (strict), opened in a thread; not yet sent."""
-        source, _ = await _off_loop(self._open_local, kind, spec,
-                                    loop=asyncio.get_running_loop(), strict=True)
+        source, _ = await _off_loop(
+            self._open_local, kind, spec, loop=asyncio.get_running_loop(), strict=True
+        )
         return source
 
     def use_source(self, kind: str, source: Any) -> None:
@@ -142,7 +155,8 @@ class CallMedia:
 
         def lost(reason: str) -> None:  # a PortAudio thread
             loop.call_soon_threadsafe(
-                lambda: self.device_lost("speaker", reason, opened[0] if opened else None))
+                lambda: self.device_lost("speaker", reason, opened[0] if opened else None)
+            )
 
         try:
             device = None if spec in ("auto", "default") else spec
@@ -237,8 +251,9 @@ class CallMedia:
         phone._emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
         if not self.link.sends(kind):
             return
-        track, _ = self._open_local(kind, SYNTHETIC[kind], loop=asyncio.get_running_loop(),
-                                    strict=True)
+        track, _ = self._open_local(
+            kind, SYNTHETIC[kind], loop=asyncio.get_running_loop(), strict=True
+        )
         self.use_source(kind, track)
 
     async def start_recording(self, target: str, *, video: bool, me: str) -> bool:
@@ -251,7 +266,8 @@ class CallMedia:
         probe = self.link.video_in
         size = (probe.width or m.width, probe.height or m.height)
         recorder = await asyncio.to_thread(  # opens the file and the encoder: blocking
-            CallRecorder, target, video=video, size=size)
+            CallRecorder, target, video=video, size=size
+        )
         if not self.active or self.recorder is not None:  # ended, or raced: drop it
             await asyncio.to_thread(recorder.stop)
             if self.recorder is not None:
@@ -288,13 +304,15 @@ class CallMedia:
             await self.link.close()
 
 
-async def _off_loop(opener: Callable[..., tuple[Any, Any]], *args: Any,
-                    **kwargs: Any) -> tuple[Any, Any]:
+async def _off_loop(
+    opener: Callable[..., tuple[Any, Any]], *args: Any, **kwargs: Any
+) -> tuple[Any, Any]:
     """`opener(...)` in a thread; if cancelled meanwhile, the track it opens is stopped."""
     job = asyncio.ensure_future(asyncio.to_thread(opener, *args, **kwargs))
     try:
         return await asyncio.shield(job)
     except asyncio.CancelledError:
+
         def stop_it(done: asyncio.Future[tuple[Any, Any]]) -> None:
             if not done.cancelled() and done.exception() is None and done.result()[0]:
                 done.result()[0].stop()

@@ -225,8 +225,15 @@ class Phone:
         if self._call is not None:  # another call began while the sources opened
             await media.link.close()
             self._need_idle()
-        call = _Call(peer=callee, role="caller", call_type=kind, record=record, link=media.link,
-                     muted=media.muted, media=media)
+        call = _Call(
+            peer=callee,
+            role="caller",
+            call_type=kind,
+            record=record,
+            link=media.link,
+            muted=media.muted,
+            media=media,
+        )
         self._call = call
         sent = False
         try:
@@ -269,9 +276,17 @@ class Phone:
             raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
         self._need_idle()
         media, notes = await self._open_media(offer.call_type)
-        call = _Call(peer=offer.caller, role="callee", call_type=offer.call_type,
-                     record=offer.record, link=media.link, call_id=offer.call_id,
-                     state="connecting", muted=media.muted, media=media)
+        call = _Call(
+            peer=offer.caller,
+            role="callee",
+            call_type=offer.call_type,
+            record=offer.record,
+            link=media.link,
+            call_id=offer.call_id,
+            state="connecting",
+            muted=media.muted,
+            media=media,
+        )
         if self._call is not None:  # another call began while the sources opened
             await media.link.close()
             self._need_idle()
@@ -280,8 +295,9 @@ class Phone:
         try:
             await media.attach(notes)
             sdp = await call.link.accept_offer(offer.sdp)
-            await self._client.request("answer_call", sdp=sdp, caller=offer.caller,
-                                       call_type=offer.call_type)
+            await self._client.request(
+                "answer_call", sdp=sdp, caller=offer.caller, call_type=offer.call_type
+            )
         except BaseException as exc:
             if self._call is call:
                 await self._drop(call)
@@ -289,8 +305,7 @@ class Phone:
                 raise CallRejected("cancelled", f"the call from {offer.caller} is gone") from None
             # the offer is taken here but the server still rings it: decline it there
             await self._leave_quietly(offer.call_id)
-            if (err := _media_error(exc, f"cannot answer the call from {offer.caller}")) \
-                    is not exc:
+            if (err := _media_error(exc, f"cannot answer the call from {offer.caller}")) is not exc:
                 raise err from None
             raise
         call.started = time.monotonic()
@@ -366,9 +381,10 @@ class Phone:
             return str(media.recorder.path)
         me = self.session.user_id if self.session else "me"
         target = path or self.config.media.record_file or default_path(me, call.peer)
-        if not await media.start_recording(target, video=call.call_type == CallType.VIDEO.value,
-                                           me=me):  # raced with another start: that one records
-            return str(media.recorder.path)
+        if not await media.start_recording(
+            target, video=call.call_type == CallType.VIDEO.value, me=me
+        ):  # raced with another start: that one records
+            return str(media.recorder.path) if media.recorder is not None else target
         with contextlib.suppress(OmniError):
             await self._client.request("recording", on=True)
         return target
@@ -464,7 +480,7 @@ class Phone:
             raise UsageError(f"this call sends no {track.value}")
         source = None if call is None else await self._media(call).open_source(track.value, spec)
         key = "video_source" if track is Track.VIDEO else "audio_source"
-        self.config = replace(self.config, media=replace(m, **{key: spec}))
+        self.config = replace(self.config, media=replace(m, **{key: spec}))  # type: ignore[arg-type]  # key names a str field
         if call is not None:
             self._media(call).use_source(track.value, source)  # stops it if the call ended
 
@@ -477,8 +493,9 @@ class Phone:
         (call.muted.add if muted else call.muted.discard)(track.value)
         if not call.answered:  # the server refuses mute before the answer: sent once answered
             return
-        await self._client.request("mute" if muted else "unmute", track=track.value,
-                                   call_id=call.call_id)
+        await self._client.request(
+            "mute" if muted else "unmute", track=track.value, call_id=call.call_id
+        )
 
     def _mark_answered(self, call: _Call) -> None:
         """The server has the call answered: tell the peer of mutes made before."""
@@ -499,17 +516,24 @@ class Phone:
         ours = call is not None and msg.get("call_id") in (call.call_id, None)
         if name == "RINGBACK" and call is not None and call.role == "caller":
             call.call_id = call.call_id or msg["call_id"]
-            self._emit(ev.Ringback(msg["call_id"], msg["callee"], msg["call_type"],
-                                   bool(msg.get("record")), bool(msg.get("callee_online"))))
+            self._emit(
+                ev.Ringback(
+                    msg["call_id"],
+                    msg["callee"],
+                    msg["call_type"],
+                    bool(msg.get("record")),
+                    bool(msg.get("callee_online")),
+                )
+            )
         elif name == "RINGING":
-            offer = _Offer(msg["call_id"], msg["caller"], msg["call_type"],
-                           bool(msg.get("record")), msg["sdp"])
+            offer = _Offer(
+                msg["call_id"], msg["caller"], msg["call_type"], bool(msg.get("record")), msg["sdp"]
+            )
             known = self._ringing.get(offer.caller)
             self._ringing[offer.caller] = offer
             self._ring_changed.set()
             if known is None or known.call_id != offer.call_id:  # rung again after a resume
-                self._emit(ev.Ringing(offer.call_id, offer.caller, offer.call_type,
-                                      offer.record))
+                self._emit(ev.Ringing(offer.call_id, offer.caller, offer.call_type, offer.record))
         elif name == "ANSWERED" and ours and call is not None:
             call.state = "connecting"
             call.started = time.monotonic()  # setup is timed from the answer, not the ring
@@ -520,8 +544,15 @@ class Phone:
             call.state = "connected"
             call.connected_at = time.monotonic()
             setup = (call.connected_at - call.started) * 1000
-            self._emit(ev.Connected(msg["call_id"], call.peer, call.call_type,
-                                    bool(msg.get("record")), round(setup, 1)))
+            self._emit(
+                ev.Connected(
+                    msg["call_id"],
+                    call.peer,
+                    call.call_type,
+                    bool(msg.get("record")),
+                    round(setup, 1),
+                )
+            )
             self._spawn(self._stats_loop(call), call)
             if (call.record and call.role == "caller") or self.config.media.record:
                 self._spawn(self._auto_record(call), call)
@@ -531,8 +562,9 @@ class Phone:
             for caller, offer in list(self._ringing.items()):
                 if offer.call_id == msg.get("call_id"):
                     del self._ringing[caller]
-                    self._emit(ev.Cancel(offer.call_id, msg.get("reason", "cancelled"),
-                                         msg.get("by")))
+                    self._emit(
+                        ev.Cancel(offer.call_id, msg.get("reason", "cancelled"), msg.get("by"))
+                    )
         elif name in ("MUTE", "UNMUTE") and ours:
             cls = ev.Mute if name == "MUTE" else ev.Unmute
             self._emit(cls(msg["user_id"], msg["track"]))

@@ -61,8 +61,13 @@ def declaration(call: LocalCall | None) -> dict[str, Any]:
     """The call fields of `resume`: only a call whose SDP exchange is done is described."""
     if call is None or call.call_id is None or call.state not in ("connecting", "connected"):
         return {}
-    return {"call_id": call.call_id, "peer": call.peer, "role": call.role,
-            "call_type": call.call_type, "record": call.record}
+    return {
+        "call_id": call.call_id,
+        "peer": call.peer,
+        "role": call.role,
+        "call_type": call.call_type,
+        "record": call.record,
+    }
 
 
 def plan(local: LocalCall | None, result: dict[str, Any]) -> Plan:
@@ -212,12 +217,22 @@ async def _apply(phone: Phone, result: dict[str, Any], downtime_ms: float, attem
     if todo.end_reason is not None and phone._call is not None:
         await phone._finish(phone._call, todo.end_reason, todo.end_by)
     call = phone._call
-    if (todo.continues is not None and call is not None and call.state != "connected"
-            and server.get("state") == "connected"):
+    if (
+        todo.continues is not None
+        and call is not None
+        and call.state != "connected"
+        and server.get("state") == "connected"
+    ):
         # CONNECTED was sent while we were away: act on it as if it had just arrived
-        phone._on_server_event({"event": "CONNECTED", "call_id": call.call_id,
-                                "peer": call.peer, "call_type": call.call_type,
-                                "record": server.get("record", call.record)})
+        phone._on_server_event(
+            {
+                "event": "CONNECTED",
+                "call_id": call.call_id,
+                "peer": call.peer,
+                "call_type": call.call_type,
+                "record": server.get("record", call.record),
+            }
+        )
     with contextlib.suppress(OmniError):
         if todo.leave_call_id is not None:
             await phone._client.request("leave", call_id=todo.leave_call_id)

@@ -231,8 +231,9 @@ class SignalingServer:
             with contextlib.suppress(p.ProtocolError):
                 rid = p.request_id(p.decode(text))
             wait = client.bucket.retry_after()
-            client.push(p.error(rid, p.ErrorCode.RATE_LIMITED,
-                                f"too many requests; retry in {wait:.2f} s"))
+            client.push(
+                p.error(rid, p.ErrorCode.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
+            )
             return
         try:
             obj = p.decode(text)
@@ -266,8 +267,9 @@ class SignalingServer:
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
                 self._close(client, p.CLOSE_POLICY, "send queue full")
             elif send.close:
-                self._close(client, p.CLOSE_KICKED_OUT, "session resumed on another connection",
-                            after=True)
+                self._close(
+                    client, p.CLOSE_KICKED_OUT, "session resumed on another connection", after=True
+                )
 
     def _close(self, client: _Client, code: int, reason: str, *, after: bool = False) -> None:
         """Close a client on purpose (no resume grace); `after`: once its queue is sent."""

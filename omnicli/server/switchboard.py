@@ -272,7 +272,9 @@ class Switchboard:
             # a token alone authenticates: it was minted from the service key
             try:
                 claims = tokens.check_user_token(
-                    hello.token, service.key, service_id=service.service_id,
+                    hello.token,
+                    service.key,
+                    service_id=service.service_id,
                     now=self.wall_clock(),
                 )
             except tokens.TokenError as exc:
@@ -357,11 +359,17 @@ class Switchboard:
         if req.call_id is not None and (call is None or call.call_id != req.call_id):
             missed = missed or {"call_id": req.call_id, "reason": "connection_lost", "by": None}
         self._ring_if_pending(c, out, again=True)
-        if (call is not None and call.state is CallState.ANSWERED and call.caller == user_id
-                and req.call_id != call.call_id and call.sdp_answer):
+        if (
+            call is not None
+            and call.state is CallState.ANSWERED
+            and call.caller == user_id
+            and req.call_id != call.call_id
+            and call.sdp_answer
+        ):
             # a caller that did not describe the call never heard its ANSWERED: tell it again
-            answered = p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee,
-                               sdp=call.sdp_answer)
+            answered = p.event(
+                Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=call.sdp_answer
+            )
             out.append(Send(c.conn, answered))
         result = self._session_result(c, now)
         result["call"] = self._describe(call, user_id) if call is not None else None
@@ -385,9 +393,16 @@ class Switchboard:
             if (c.service_id, req.peer) in self.users:
                 return None
             call = Call(
-                call_id=req.call_id, service_id=c.service_id, caller=caller, callee=callee,
-                call_type=req.call_type, record=req.record, sdp_offer="",
-                state=CallState.RESUMING, deadline=now + self.resume_grace, started=now,
+                call_id=req.call_id,
+                service_id=c.service_id,
+                caller=caller,
+                callee=callee,
+                call_type=req.call_type,
+                record=req.record,
+                sdp_offer="",
+                state=CallState.RESUMING,
+                deadline=now + self.resume_grace,
+                started=now,
             )
             call.media_up.add(c.user_id)  # in RESUMING: who has come back
             self.calls[call.call_id] = call
@@ -395,7 +410,11 @@ class Switchboard:
             self.user_call[(c.service_id, callee)] = call.call_id
             return call
         same = (call.service_id, call.caller, call.callee, call.call_type) == (
-            c.service_id, caller, callee, req.call_type)
+            c.service_id,
+            caller,
+            callee,
+            req.call_type,
+        )
         if call.state is CallState.RESUMING and same and c.user_id not in call.media_up:
             call.state = CallState.CONNECTED
             call.deadline = float("inf")
@@ -438,8 +457,15 @@ class Switchboard:
         if self.turn is not None:
             ice.append(ice_server(self.turn, c.user_id, self.wall_clock()))
         wall = int(self.wall_clock())
-        claims = {"typ": "resume", "svc": c.service_id, "sub": c.user_id, "sid": c.session,
-                  "boot": self.boot, "iat": wall, "exp": wall + RESUME_TOKEN_TTL}
+        claims = {
+            "typ": "resume",
+            "svc": c.service_id,
+            "sub": c.user_id,
+            "sid": c.session,
+            "boot": self.boot,
+            "iat": wall,
+            "exp": wall + RESUME_TOKEN_TTL,
+        }
         return {
             "session": c.session,
             "user_id": c.user_id,
@@ -524,7 +550,9 @@ class Switchboard:
         self._tell(call, call.caller, answered, out)
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
 
-    def _media_state(self, c: Conn, req: p.MediaState, now: float, out: list[Send]) -> dict:
+    def _media_state(
+        self, c: Conn, req: p.MediaState, now: float, out: list[Send]
+    ) -> dict[str, Any]:
         call = self._own_call(c, req.call_id, need_answered=True)
         assert c.user_id is not None
         if req.state == "failed":

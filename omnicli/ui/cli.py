@@ -34,53 +34,148 @@ app.add_typer(token_app, name="token")
 
 # -- options shared by the client commands ----------------------------------------------
 
-Server = Annotated[str | None, typer.Option("--server", help="Signaling server URL "
-                   "(env OMNI_SERVER; default ws://127.0.0.1:8765).", show_default=False)]
-ServiceId = Annotated[str | None, typer.Option("--service-id", help="Service id "
-                      "(env OMNI_SERVICE_ID; default dev).", show_default=False)]
-ServiceKey = Annotated[str | None, typer.Option("--service-key", help="Service key "
-                       "(env OMNI_SERVICE_KEY).", show_default=False)]
-Token = Annotated[str | None, typer.Option("--token", help="Per-user access token from "
-                  "'omni token create' (env OMNI_TOKEN).", show_default=False)]
-CaFile = Annotated[str | None, typer.Option("--ca-file", help="CA certificate (PEM) to "
-                   "trust for a wss:// server (env OMNI_CA_FILE).", show_default=False)]
-VideoSource = Annotated[str | None, typer.Option("--video-source", help="auto (camera, else "
-                        "test), camera[:ID], test (moving pattern), none, or a media file.",
-                        show_default=False)]
-AudioSource = Annotated[str | None, typer.Option("--audio-source", help="auto (microphone, "
-                        "else tone), mic[:ID], tone, tone:HZ, silence, none, or a media file.",
-                        show_default=False)]
-VideoSize = Annotated[str, typer.Option("--video-size", help="Capture size of the camera or "
-                      "test pattern, WxH.")]
-Fps = Annotated[int, typer.Option("--fps", min=1, max=60, help="Frame rate of the camera or "
-                "test pattern.")]
-Mic = Annotated[str | None, typer.Option("--mic", help="Microphone id or name (omni devices); "
-                "same as --audio-source mic:ID.", show_default=False)]
-Speaker = Annotated[str | None, typer.Option("--speaker", help="Speaker id or name (omni "
-                    "devices), auto, or none.", show_default=False)]
-Camera = Annotated[str | None, typer.Option("--camera", help="Camera id (omni devices); same "
-                   "as --video-source camera:ID.", show_default=False)]
-RequireDevices = Annotated[bool, typer.Option("--require-devices", help="Fail (exit 7) instead "
-                           "of falling back when a camera, microphone or speaker is missing.")]
+Server = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        help="Signaling server URL (env OMNI_SERVER; default ws://127.0.0.1:8765).",
+        show_default=False,
+    ),
+]
+ServiceId = Annotated[
+    str | None,
+    typer.Option(
+        "--service-id", help="Service id (env OMNI_SERVICE_ID; default dev).", show_default=False
+    ),
+]
+ServiceKey = Annotated[
+    str | None,
+    typer.Option("--service-key", help="Service key (env OMNI_SERVICE_KEY).", show_default=False),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Per-user access token from 'omni token create' (env OMNI_TOKEN).",
+        show_default=False,
+    ),
+]
+CaFile = Annotated[
+    str | None,
+    typer.Option(
+        "--ca-file",
+        help="CA certificate (PEM) to trust for a wss:// server (env OMNI_CA_FILE).",
+        show_default=False,
+    ),
+]
+VideoSource = Annotated[
+    str | None,
+    typer.Option(
+        "--video-source",
+        help="auto (camera, else test), camera[:ID], test (moving pattern), none, or a media file.",
+        show_default=False,
+    ),
+]
+AudioSource = Annotated[
+    str | None,
+    typer.Option(
+        "--audio-source",
+        help="auto (microphone, "
+        "else tone), mic[:ID], tone, tone:HZ, silence, none, or a media file.",
+        show_default=False,
+    ),
+]
+VideoSize = Annotated[
+    str, typer.Option("--video-size", help="Capture size of the camera or test pattern, WxH.")
+]
+Fps = Annotated[
+    int, typer.Option("--fps", min=1, max=60, help="Frame rate of the camera or test pattern.")
+]
+Mic = Annotated[
+    str | None,
+    typer.Option(
+        "--mic",
+        help="Microphone id or name (omni devices); same as --audio-source mic:ID.",
+        show_default=False,
+    ),
+]
+Speaker = Annotated[
+    str | None,
+    typer.Option(
+        "--speaker", help="Speaker id or name (omni devices), auto, or none.", show_default=False
+    ),
+]
+Camera = Annotated[
+    str | None,
+    typer.Option(
+        "--camera",
+        help="Camera id (omni devices); same as --video-source camera:ID.",
+        show_default=False,
+    ),
+]
+RequireDevices = Annotated[
+    bool,
+    typer.Option(
+        "--require-devices",
+        help="Fail (exit 7) instead "
+        "of falling back when a camera, microphone or speaker is missing.",
+    ),
+]
 Record = Annotated[bool, typer.Option("--record", help="Record every call answered, here.")]
-RecordFile = Annotated[str | None, typer.Option("--record-file", help="Where --record writes "
-                       "(default omni-ME-PEER-TIME.mp4).", show_default=False)]
-RelayOnly = Annotated[bool, typer.Option("--relay-only", help="Send media only through the "
-                      "TURN relay the server hands out (omni server --turn-url).")]
+RecordFile = Annotated[
+    str | None,
+    typer.Option(
+        "--record-file",
+        help="Where --record writes (default omni-ME-PEER-TIME.mp4).",
+        show_default=False,
+    ),
+]
+RelayOnly = Annotated[
+    bool,
+    typer.Option(
+        "--relay-only",
+        help="Send media only through the "
+        "TURN relay the server hands out (omni server --turn-url).",
+    ),
+]
 NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
-UserId = Annotated[str | None, typer.Option("--user-id", "-u", help="Your user id "
-                   "(random if omitted).", show_default=False)]
-Duration = Annotated[float, typer.Option("--duration", "-d", min=0,
-                     help="Hang up this many seconds after connecting (0: stay).")]
+UserId = Annotated[
+    str | None,
+    typer.Option("--user-id", "-u", help="Your user id (random if omitted).", show_default=False),
+]
+Duration = Annotated[
+    float,
+    typer.Option(
+        "--duration", "-d", min=0, help="Hang up this many seconds after connecting (0: stay)."
+    ),
+]
 
 
-SETTING_FLAGS = frozenset({
-    "server", "service_id", "service_key", "token", "ca_file", "video_source", "audio_source",
-    "mic", "speaker", "camera", "require_devices", "record", "record_file", "video_size", "fps",
-    "no_window", "json", "verbose", "relay_only",
-})
+SETTING_FLAGS = frozenset(
+    {
+        "server",
+        "service_id",
+        "service_key",
+        "token",
+        "ca_file",
+        "video_source",
+        "audio_source",
+        "mic",
+        "speaker",
+        "camera",
+        "require_devices",
+        "record",
+        "record_file",
+        "video_size",
+        "fps",
+        "no_window",
+        "json",
+        "verbose",
+        "relay_only",
+    }
+)
 
 
 def _flags(params: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -89,13 +184,17 @@ def _flags(params: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]
 
 
 def _settings(**flags: Any) -> Settings:
-    for device, source, word in (("mic", "audio_source", "mic"),
-                                 ("camera", "video_source", "camera")):
+    for device, source, word in (
+        ("mic", "audio_source", "mic"),
+        ("camera", "video_source", "camera"),
+    ):
         chosen = flags.pop(device, None)
         if chosen is not None:
             if flags.get(source) is not None:
-                raise UsageError(f"--{device} and --{source.replace('_', '-')} both choose the "
-                                 f"{source.split('_')[0]} source: give one")
+                raise UsageError(
+                    f"--{device} and --{source.replace('_', '-')} both choose the "
+                    f"{source.split('_')[0]} source: give one"
+                )
             flags[source] = f"{word}:{chosen}"
     if not flags.get("require_devices"):
         flags.pop("require_devices", None)
@@ -132,7 +231,7 @@ def _logging(verbose: bool) -> None:
 def run(flow: Callable[[], Awaitable[int | None]]) -> None:
     """Run one async flow; the only place errors become messages and exit codes."""
     try:
-        code = asyncio.run(flow())
+        code: int | None = asyncio.run(flow())  # type: ignore[arg-type]  # every flow is a coroutine function
     except OmniError as exc:
         typer.echo(f"omni: {exc}", err=True)
         raise typer.Exit(int(exc.exit_code)) from None
@@ -142,14 +241,19 @@ def run(flow: Callable[[], Awaitable[int | None]]) -> None:
     except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
         logging.getLogger("omnicli").debug("unexpected error", exc_info=True)  # --verbose
         detail = " ".join(str(exc).split())
-        typer.echo(f"omni: unexpected error: {type(exc).__name__}"
-                   f"{': ' + detail if detail else ''}", err=True)
+        typer.echo(
+            f"omni: unexpected error: {type(exc).__name__}{': ' + detail if detail else ''}",
+            err=True,
+        )
         raise typer.Exit(int(ExitCode.FAILURE)) from None
     raise typer.Exit(int(code or 0))
 
 
-def _phone(settings: Settings, video_sink: Callable[[Any], None] | None = None,
-           preview_sink: Callable[[Any], None] | None = None) -> Any:
+def _phone(
+    settings: Settings,
+    video_sink: Callable[[Any], None] | None = None,
+    preview_sink: Callable[[Any], None] | None = None,
+) -> Any:
     from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 
     media = MediaOptions(
@@ -188,37 +292,85 @@ def _output(settings: Settings, label: str | None = None) -> Any:
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free).")] = 8765,
-    service: Annotated[list[str] | None, typer.Option("--service", help="ID:KEY of a "
-                       "service (repeatable; env OMNI_SERVICES=ID:KEY,...). Default: an "
-                       "open 'dev' service, loopback only.", show_default=False)] = None,
+    service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--service",
+            help="ID:KEY of a "
+            "service (repeatable; env OMNI_SERVICES=ID:KEY,...). Default: an "
+            "open 'dev' service, loopback only.",
+            show_default=False,
+        ),
+    ] = None,
     ring_timeout: Annotated[float, typer.Option(min=1, help="Seconds a call may ring.")] = 60.0,
-    connect_timeout: Annotated[float, typer.Option(min=1, help="Seconds from answer to "
-                               "media up before the call fails.")] = 20.0,
-    ice_server: Annotated[list[str] | None, typer.Option("--ice-server", help="STUN/TURN URL "
-                          "handed to clients (repeatable).", show_default=False)] = None,
+    connect_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds from answer to media up before the call fails.")
+    ] = 20.0,
+    ice_server: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ice-server", help="STUN/TURN URL handed to clients (repeatable).", show_default=False
+        ),
+    ] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM).")] = None,
-    require_tokens: Annotated[bool, typer.Option("--require-tokens", help="Accept a client "
-                              "only with a per-user token (omni token create).")] = False,
-    max_sessions: Annotated[int, typer.Option(min=1, help="Sessions a service may hold "
-                            "at once.")] = 100_000,
-    rate_limit: Annotated[float, typer.Option(min=0, help="Requests per second per "
-                          "connection, sustained (0: no limit); error 429 beyond.")] = 20.0,
-    turn_url: Annotated[list[str] | None, typer.Option("--turn-url", help="TURN URL handed "
-                        "out with short-lived credentials (repeatable; needs --turn-secret).",
-                        show_default=False)] = None,
-    turn_secret: Annotated[str | None, typer.Option("--turn-secret", envvar="OMNI_TURN_SECRET",
-                           help="coturn's static-auth-secret (env OMNI_TURN_SECRET).",
-                           show_default=False)] = None,
-    turn_ttl: Annotated[float, typer.Option(min=60, help="Seconds a TURN credential "
-                        "lives.")] = 3600.0,
-    resume_secret: Annotated[str | None, typer.Option("--resume-secret",
-                             envvar="OMNI_RESUME_SECRET", help="Signs resume tokens; give "
-                             "the same one after a restart so clients resume their calls "
-                             "(env OMNI_RESUME_SECRET; default: random).",
-                             show_default=False)] = None,
-    resume_grace: Annotated[float, typer.Option(min=0, max=60, help="Seconds a dropped "
-                            "client may take to resume its session (0: never).")] = 6.0,
+    require_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--require-tokens",
+            help="Accept a client only with a per-user token (omni token create).",
+        ),
+    ] = False,
+    max_sessions: Annotated[
+        int, typer.Option(min=1, help="Sessions a service may hold at once.")
+    ] = 100_000,
+    rate_limit: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Requests per second per connection, sustained (0: no limit); error 429 beyond.",
+        ),
+    ] = 20.0,
+    turn_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--turn-url",
+            help="TURN URL handed "
+            "out with short-lived credentials (repeatable; needs --turn-secret).",
+            show_default=False,
+        ),
+    ] = None,
+    turn_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--turn-secret",
+            envvar="OMNI_TURN_SECRET",
+            help="coturn's static-auth-secret (env OMNI_TURN_SECRET).",
+            show_default=False,
+        ),
+    ] = None,
+    turn_ttl: Annotated[
+        float, typer.Option(min=60, help="Seconds a TURN credential lives.")
+    ] = 3600.0,
+    resume_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--resume-secret",
+            envvar="OMNI_RESUME_SECRET",
+            help="Signs resume tokens; give "
+            "the same one after a restart so clients resume their calls "
+            "(env OMNI_RESUME_SECRET; default: random).",
+            show_default=False,
+        ),
+    ] = None,
+    resume_grace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=60,
+            help="Seconds a dropped client may take to resume its session (0: never).",
+        ),
+    ] = 6.0,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
@@ -227,8 +379,12 @@ def server(
     from omnicli.server.driver import ServerConfig, SignalingServer
     from omnicli.server.switchboard import Service
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
     services = tuple(_service(s) for s in specs) or (Service("dev", None),)
@@ -239,12 +395,19 @@ def server(
 
         turn = TurnConfig(tuple(turn_url or ()), turn_secret or "", turn_ttl)
     config = ServerConfig(
-        host=host, port=port, services=services, ring_timeout=ring_timeout,
+        host=host,
+        port=port,
+        services=services,
+        ring_timeout=ring_timeout,
         connect_timeout=connect_timeout,
         ice_servers=tuple({"urls": [url]} for url in ice_server or []),
-        tls_cert=tls_cert, tls_key=tls_key, require_tokens=require_tokens, turn=turn,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        require_tokens=require_tokens,
+        turn=turn,
         resume_secret=resume_secret.encode() if resume_secret else None,
-        resume_grace=resume_grace, rate_limit=rate_limit,
+        resume_grace=resume_grace,
+        rate_limit=rate_limit,
     )
 
     async def flow() -> int:
@@ -271,11 +434,15 @@ def server(
 
 @token_app.command("create")
 def token_create(
-    user_id: Annotated[str, typer.Option("--user-id", "-u", help="The user id the token "
-                       "lets its holder register as.")],
-    ttl: Annotated[str, typer.Option("--ttl", help="How long it is valid: 90s, 15m, 1h, "
-                   "7d.")] = "1h",
-    service_id: ServiceId = None, service_key: ServiceKey = None,
+    user_id: Annotated[
+        str,
+        typer.Option("--user-id", "-u", help="The user id the token lets its holder register as."),
+    ],
+    ttl: Annotated[
+        str, typer.Option("--ttl", help="How long it is valid: 90s, 15m, 1h, 7d.")
+    ] = "1h",
+    service_id: ServiceId = None,
+    service_key: ServiceKey = None,
     json: Json = False,
 ) -> None:
     """Print an access token for USER_ID, signed with the service key (HS256 JWT)."""
@@ -290,19 +457,30 @@ def token_create(
         if why := check_user_id(user_id):
             raise UsageError(f"bad user id '{user_id[:80]}': {why}")
         if not settings.service_key:
-            raise UsageError("a token is signed with the service key: give --service-key "
-                             "or OMNI_SERVICE_KEY")
+            raise UsageError(
+                "a token is signed with the service key: give --service-key or OMNI_SERVICE_KEY"
+            )
         try:
             seconds = parse_ttl(ttl)
         except ValueError as exc:
             raise UsageError(f"--ttl: {exc}") from None
         now = time.time()
-        token = mint_user_token(settings.service_key, service_id=settings.service_id,
-                                user_id=user_id, ttl=seconds, now=now)
+        token = mint_user_token(
+            settings.service_key,
+            service_id=settings.service_id,
+            user_id=user_id,
+            ttl=seconds,
+            now=now,
+        )
         if settings.json:
-            _output(settings).json({"token": token, "user_id": user_id,
-                                    "service_id": settings.service_id,
-                                    "expires_at": int(now + seconds)})
+            _output(settings).json(
+                {
+                    "token": token,
+                    "user_id": user_id,
+                    "service_id": settings.service_id,
+                    "expires_at": int(now + seconds),
+                }
+            )
         else:
             print(token, flush=True)
         return 0
@@ -315,8 +493,7 @@ def _service(spec: str) -> Any:
 
     service_id, colon, key = spec.partition(":")
     if not service_id or not colon:
-        raise UsageError(f"--service must look like ID:KEY (ID: for an open service), "
-                         f"not '{spec}'")
+        raise UsageError(f"--service must look like ID:KEY (ID: for an open service), not '{spec}'")
     return Service(service_id, key or None)
 
 
@@ -324,15 +501,25 @@ def _service(spec: str) -> Any:
 def session_create(
     user_id: UserId = None,
     auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
-    token: Token = None, ca_file: CaFile = None,
-    video_source: VideoSource = None, audio_source: AudioSource = None,
-    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    server: Server = None,
+    service_id: ServiceId = None,
+    service_key: ServiceKey = None,
+    token: Token = None,
+    ca_file: CaFile = None,
+    video_source: VideoSource = None,
+    audio_source: AudioSource = None,
+    mic: Mic = None,
+    speaker: Speaker = None,
+    camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
-    record: Record = False, record_file: RecordFile = None,
-    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
-    json: Json = False, verbose: Verbose = False,
+    record: Record = False,
+    record_file: RecordFile = None,
+    video_size: VideoSize = "640x480",
+    fps: Fps = 30,
+    no_window: NoWindow = False,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """Register as USER_ID and stay online, showing and answering calls.
 
@@ -352,18 +539,26 @@ def session_create(
         phone = _phone(settings)
         window_for = None
         if Window.wanted(settings.window, out):
+
             def window_for(caller: str) -> Any:  # q in the window hangs up, not leaves
                 return Window(f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()))
+
         try:
             info = await phone.create_session(user_id)
             if not settings.json:
-                out.show(session_panel(info.user_id, info.session, settings.server,
-                                       settings.service_id))
+                out.show(
+                    session_panel(info.user_id, info.session, settings.server, settings.service_id)
+                )
                 out.status("waiting for calls; Ctrl-C to leave")
             ask = None if auto_answer else _asker(out)
-            return await answer_forever(phone, out, stop=stopper.event,
-                                        auto_answer=auto_answer, ask=ask,
-                                        window_for=window_for)
+            return await answer_forever(
+                phone,
+                out,
+                stop=stopper.event,
+                auto_answer=auto_answer,
+                ask=ask,
+                window_for=window_for,
+            )
         finally:
             await phone.close()
 
@@ -403,14 +598,23 @@ def _no_command(ctx: typer.Context) -> None:
 def repl(
     user_id: UserId = None,
     auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
-    token: Token = None, ca_file: CaFile = None,
-    video_source: VideoSource = None, audio_source: AudioSource = None,
-    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    server: Server = None,
+    service_id: ServiceId = None,
+    service_key: ServiceKey = None,
+    token: Token = None,
+    ca_file: CaFile = None,
+    video_source: VideoSource = None,
+    audio_source: AudioSource = None,
+    mic: Mic = None,
+    speaker: Speaker = None,
+    camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
-    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
-    json: Json = False, verbose: Verbose = False,
+    video_size: VideoSize = "640x480",
+    fps: Fps = 30,
+    no_window: NoWindow = False,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
     settings = _settings(**_flags(locals()))
@@ -421,9 +625,14 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
     async def flow() -> int:
         from omnicli.ui.repl import Repl, ReplOptions
 
-        options = ReplOptions(user_id=user_id, auto_answer=auto_answer, window=settings.window,
-                              json=settings.json, server=settings.server,
-                              service_id=settings.service_id)
+        options = ReplOptions(
+            user_id=user_id,
+            auto_answer=auto_answer,
+            window=settings.window,
+            json=settings.json,
+            server=settings.server,
+            service_id=settings.service_id,
+        )
         return await Repl(lambda sink: _phone(settings, video_sink=sink), options).run()
 
     run(flow)
@@ -453,9 +662,13 @@ def devices(json: Json = False, verbose: Verbose = False) -> None:
 
 @app.command()
 def sessions(
-    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
-    token: Token = None, ca_file: CaFile = None,
-    json: Json = False, verbose: Verbose = False,
+    server: Server = None,
+    service_id: ServiceId = None,
+    service_key: ServiceKey = None,
+    token: Token = None,
+    ca_file: CaFile = None,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """List who is online under the service, and who is busy."""
     settings = _settings(**_flags(locals()))
@@ -471,8 +684,9 @@ def sessions(
         out = _output(settings)
         if settings.json:
             for peer in peers:
-                out.json({"user_id": peer.user_id, "state": peer.state,
-                          "call_type": peer.call_type})
+                out.json(
+                    {"user_id": peer.user_id, "state": peer.state, "call_type": peer.call_type}
+                )
         else:
             out.show(sessions_table(peers))
         return 0
@@ -487,19 +701,30 @@ CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call o
 def call(
     callee: Annotated[str, typer.Argument(help="User id to call.")],
     video: CallTypeOpt = True,
-    record: Annotated[bool, typer.Option("--record", help="Record the call (here, as a file; "
-                      "the callee is told).")] = False,
+    record: Annotated[
+        bool,
+        typer.Option("--record", help="Record the call (here, as a file; the callee is told)."),
+    ] = False,
     record_file: RecordFile = None,
     duration: Duration = 0.0,
     user_id: UserId = None,
-    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
-    token: Token = None, ca_file: CaFile = None,
-    video_source: VideoSource = None, audio_source: AudioSource = None,
-    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    server: Server = None,
+    service_id: ServiceId = None,
+    service_key: ServiceKey = None,
+    token: Token = None,
+    ca_file: CaFile = None,
+    video_source: VideoSource = None,
+    audio_source: AudioSource = None,
+    mic: Mic = None,
+    speaker: Speaker = None,
+    camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
-    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
-    json: Json = False, verbose: Verbose = False,
+    video_size: VideoSize = "640x480",
+    fps: Fps = 30,
+    no_window: NoWindow = False,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """Call CALLEE; Ctrl-C or q in the window hangs up (m: mic on/off, v: camera on/off)."""
     settings = _settings(**_flags(locals(), skip=("record",)))
@@ -517,20 +742,37 @@ def call(
 def answer(
     caller: Annotated[str, typer.Argument(help="User id whose call to answer.")],
     user_id: Annotated[str, typer.Option("--user-id", "-u", help="Your user id.")],
-    video: Annotated[bool | None, typer.Option("--video/--audio", help="Expected call "
-                     "type (default: whatever the caller offered).", show_default=False)] = None,
-    wait: Annotated[float, typer.Option("--wait", min=0, help="Seconds to wait for the call "
-                    "to ring.")] = 60.0,
+    video: Annotated[
+        bool | None,
+        typer.Option(
+            "--video/--audio",
+            help="Expected call type (default: whatever the caller offered).",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for the call to ring.")
+    ] = 60.0,
     duration: Duration = 0.0,
-    server: Server = None, service_id: ServiceId = None, service_key: ServiceKey = None,
-    token: Token = None, ca_file: CaFile = None,
-    video_source: VideoSource = None, audio_source: AudioSource = None,
-    mic: Mic = None, speaker: Speaker = None, camera: Camera = None,
+    server: Server = None,
+    service_id: ServiceId = None,
+    service_key: ServiceKey = None,
+    token: Token = None,
+    ca_file: CaFile = None,
+    video_source: VideoSource = None,
+    audio_source: AudioSource = None,
+    mic: Mic = None,
+    speaker: Speaker = None,
+    camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
-    record: Record = False, record_file: RecordFile = None,
-    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
-    json: Json = False, verbose: Verbose = False,
+    record: Record = False,
+    record_file: RecordFile = None,
+    video_size: VideoSize = "640x480",
+    fps: Fps = 30,
+    no_window: NoWindow = False,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
     settings = _settings(**_flags(locals()))
@@ -546,8 +788,11 @@ def answer(
 
 
 async def _one_call(
-    settings: Settings, user_id: str | None, duration: float,
-    start: Callable[[Any], Awaitable[None]], title: str,
+    settings: Settings,
+    user_id: str | None,
+    duration: float,
+    start: Callable[[Any], Awaitable[None]],
+    title: str,
 ) -> int:
     """Register, start a call with `start`, follow it to its end; the exit code."""
     from omnicli.ui.flows import Stopper, Window, follow_call, until_stopped
@@ -555,8 +800,11 @@ async def _one_call(
     out = _output(settings)
     stopper = Stopper.install()
     window = Window(title, stopper.hang_up) if Window.wanted(settings.window, out) else None
-    phone = _phone(settings, video_sink=window.show if window else None,
-                   preview_sink=window.preview if window else None)
+    phone = _phone(
+        settings,
+        video_sink=window.show if window else None,
+        preview_sink=window.preview if window else None,
+    )
     if window is not None:
         window.bind(phone)
     try:
@@ -567,8 +815,7 @@ async def _one_call(
             out.status("interrupted")
             return int(ExitCode.INTERRUPTED)
         me = phone.session.user_id if phone.session else None
-        leave = await follow_call(phone, out, duration=duration, stop=stopper.event,
-                                  window=window)
+        leave = await follow_call(phone, out, duration=duration, stop=stopper.event, window=window)
         failure = call_ending_error(leave.reason, by_me=leave.by is not None and leave.by == me)
         if failure is not None:
             raise failure
@@ -582,12 +829,16 @@ async def _one_call(
 @app.command()
 def demo(
     duration: Duration = 10.0,
-    video_size: VideoSize = "640x480", fps: Fps = 30, no_window: NoWindow = False,
-    json: Json = False, verbose: Verbose = False,
+    video_size: VideoSize = "640x480",
+    fps: Fps = 30,
+    no_window: NoWindow = False,
+    json: Json = False,
+    verbose: Verbose = False,
 ) -> None:
     """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
-    settings = _settings(video_size=video_size, fps=fps, no_window=no_window, json=json,
-                         verbose=verbose)
+    settings = _settings(
+        video_size=video_size, fps=fps, no_window=no_window, json=json, verbose=verbose
+    )
 
     async def flow() -> int:
         from dataclasses import replace
@@ -598,23 +849,41 @@ def demo(
         out = _output(settings)
         stopper = Stopper.install()
         async with SignalingServer(ServerConfig(port=0)) as srv:
-            local = replace(settings, server=srv.url, service_id="dev", service_key=None,
-                            video_source="test", speaker="none")
+            local = replace(
+                settings,
+                server=srv.url,
+                service_id="dev",
+                service_key=None,
+                video_source="test",
+                speaker="none",
+            )
             out.status(f"embedded server on {srv.url}; calling the demo peer 'bob' as 'alice'")
             bob = _phone(replace(local, audio_source="tone:660"))
             await bob.create_session("bob")
             bob_stop = asyncio.Event()
-            bob_task = asyncio.create_task(answer_forever(
-                bob, out.with_label("bob"), stop=bob_stop, auto_answer=True, max_calls=1))
-            window = Window("omni demo: bob", stopper.hang_up) \
-                if Window.wanted(settings.window, out) else None
-            alice = _phone(replace(local, audio_source="tone:440"),
-                           video_sink=window.show if window else None)
+            bob_task = asyncio.create_task(
+                answer_forever(
+                    bob, out.with_label("bob"), stop=bob_stop, auto_answer=True, max_calls=1
+                )
+            )
+            window = (
+                Window("omni demo: bob", stopper.hang_up)
+                if Window.wanted(settings.window, out)
+                else None
+            )
+            alice = _phone(
+                replace(local, audio_source="tone:440"), video_sink=window.show if window else None
+            )
             try:
                 await alice.create_session("alice")
                 await alice.offer_call("videocall", "bob")
-                leave = await follow_call(alice, out.with_label("alice"), duration=duration,
-                                          stop=stopper.event, window=window)
+                leave = await follow_call(
+                    alice,
+                    out.with_label("alice"),
+                    duration=duration,
+                    stop=stopper.event,
+                    window=window,
+                )
                 await asyncio.wait_for(bob_task, 10)
                 return exit_code_for_reason(leave.reason)
             finally:

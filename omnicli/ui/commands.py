@@ -31,8 +31,11 @@ SPECS = (
     Spec("mute", "mute audio|video", "stop sending your audio or video"),
     Spec("unmute", "unmute audio|video", "send your audio or video again"),
     Spec("devices", "devices", "the audio and video devices with their ids"),
-    Spec("device", "device camera|mic|speaker ID",
-         "use device ID (or a source: test, tone:880, silence, a file), now and later"),
+    Spec(
+        "device",
+        "device camera|mic|speaker ID",
+        "use device ID (or a source: test, tone:880, silence, a file), now and later",
+    ),
     Spec("stats", "stats", "the live quality figures of the call, both directions"),
     Spec("record", "record start|stop", "start or stop recording the call"),
     Spec("sessions", "sessions", "who is online under the service, and who is busy"),
@@ -88,8 +91,9 @@ def parse(line: str) -> Command | None:
     args = tuple(w for w in rest if not w.startswith("--"))
     allowed = frozenset(CALL_FLAGS) if spec.name == "call" else frozenset()
     if flags - allowed:
-        raise CommandError(f"{spec.name} has no option {sorted(flags - allowed)[0]}; "
-                           f"usage: {spec.usage}")
+        raise CommandError(
+            f"{spec.name} has no option {sorted(flags - allowed)[0]}; usage: {spec.usage}"
+        )
     _check(spec, args, flags)
     return Command(spec.name, _normalise(spec.name, args), flags)
 
@@ -145,8 +149,9 @@ def help_lines(name: str | None = None) -> list[str]:
         return [f"{spec.usage}{also}", f"  {spec.summary}"]
     width = max(len(s.usage) for s in SPECS)
     lines = [f"{s.usage:<{width}}  {s.summary}" for s in SPECS]
-    lines.append("keys: Tab completes · ↑ history · Ctrl-C hangs up (twice: leaves) · "
-                 "Ctrl-D leaves")
+    lines.append(
+        "keys: Tab completes · ↑ history · Ctrl-C hangs up (twice: leaves) · Ctrl-D leaves"
+    )
     return lines
 
 

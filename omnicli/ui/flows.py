@@ -78,8 +78,7 @@ class Window:
     the picture with a "paused" banner until its UNMUTE.
     """
 
-    def __init__(self, title: str, on_quit: Callable[[], None],
-                 phone: Phone | None = None) -> None:
+    def __init__(self, title: str, on_quit: Callable[[], None], phone: Phone | None = None) -> None:
         from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
 
         self._window = VideoWindow(title)
@@ -149,9 +148,15 @@ class Window:
         call = phone.call
         peer = call.peer if call else (phone.ringing_from or [""])[0]
         state = phone.call_state
-        flags = [f for f, on in (("mic off", "audio" in phone.muted),
-                                 ("camera off", "video" in phone.muted),
-                                 ("recording", bool(self._recording))) if on]
+        flags = [
+            f
+            for f, on in (
+                ("mic off", "audio" in phone.muted),
+                ("camera off", "video" in phone.muted),
+                ("recording", bool(self._recording)),
+            )
+            if on
+        ]
         self._window.set_caption(" · ".join(x for x in ("omni", peer, state) if x))
         self.status(" · ".join(x for x in (peer, state, *flags) if x))
 
@@ -175,7 +180,11 @@ class Window:
 
 
 async def follow_call(
-    phone: Phone, out: Output, *, duration: float, stop: asyncio.Event,
+    phone: Phone,
+    out: Output,
+    *,
+    duration: float,
+    stop: asyncio.Event,
     window: Window | None = None,
 ) -> ev.Leave:
     """Render events until the call ends; hang up after `duration` s connected or on stop."""
@@ -189,8 +198,7 @@ async def follow_call(
         stopper = None if hung_up else asyncio.ensure_future(stop.wait())
         if stopper is not None:
             waiting.add(stopper)
-        done, _ = await asyncio.wait(waiting, timeout=timeout,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if stopper is not None:
             stopper.cancel()
         if getter not in done:
@@ -217,8 +225,13 @@ async def follow_call(
 
 
 async def answer_forever(
-    phone: Phone, out: Output, *, stop: asyncio.Event, auto_answer: bool,
-    ask: Callable[[ev.Ringing], Any] | None = None, max_calls: int = 0,
+    phone: Phone,
+    out: Output,
+    *,
+    stop: asyncio.Event,
+    auto_answer: bool,
+    ask: Callable[[ev.Ringing], Any] | None = None,
+    max_calls: int = 0,
     window_for: Callable[[str], Window | None] | None = None,
 ) -> int:
     """Stay online; answer calls (by itself or after asking) until stopped.
@@ -243,6 +256,7 @@ async def answer_forever(
         if not auto_answer and ask is None:
             continue  # nobody to ask: let it ring until the caller or the timer ends it
         if not auto_answer:
+            assert ask is not None
             stopped, yes = await until_stopped(ask(event), stop)
             if stopped:  # Ctrl-C while asking: decline and leave
                 await phone.leave()

@@ -58,14 +58,20 @@ class PromptReader:
             on_warning(f"history is not kept: {exc}")
         self._host = host
         self._session: Any = PromptSession(
-            history=history, completer=_completer(host), complete_while_typing=False,
-            key_bindings=_key_bindings(host), bottom_toolbar=host.toolbar_text,
+            history=history,
+            completer=_completer(host),
+            complete_while_typing=False,
+            key_bindings=_key_bindings(host),
+            bottom_toolbar=host.toolbar_text,
             refresh_interval=0.5,
         )
 
     async def read(self) -> str:
-        return str(await self._session.prompt_async(
-            self._host.prompt_text, set_exception_handler=False, handle_sigint=False))
+        return str(
+            await self._session.prompt_async(
+                self._host.prompt_text, set_exception_handler=False, handle_sigint=False
+            )
+        )
 
     def redraw(self) -> None:
         self._session.app.invalidate()
@@ -183,5 +189,6 @@ def log_to(stream: Any) -> None:
     """Send log lines that went to the terminal through `stream` (the prompt's proxy)."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler):
+            handler, logging.FileHandler
+        ):
             handler.setStream(stream)

@@ -68,8 +68,10 @@ def describe(event: ev.CallEvent) -> str:
         case ev.ServerLost(reason=reason):
             return f"lost the signaling server: {reason}"
         case ev.Reconnecting(reason=reason, grace_s=grace):
-            return (f"signaling connection lost ({reason}); reconnecting for up to "
-                    f"{grace:.0f} s, media goes on")
+            return (
+                f"signaling connection lost ({reason}); reconnecting for up to "
+                f"{grace:.0f} s, media goes on"
+            )
         case ev.Reconnected(downtime_ms=ms, attempts=attempts, call_id=call_id):
             tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
             goes_on = "; the call goes on" if call_id else ""
@@ -112,27 +114,41 @@ def devices_table(devices: dict[str, list[dict[str, Any]]]) -> Table:
     table.add_column("id", justify="right")
     table.add_column("name")
     table.add_column("details", style="dim")
-    labels = (("audio_inputs", "microphone"), ("audio_outputs", "speaker"),
-              ("video_inputs", "camera"))
+    labels = (
+        ("audio_inputs", "microphone"),
+        ("audio_outputs", "speaker"),
+        ("video_inputs", "camera"),
+    )
     for key, label in labels:
         found = devices.get(key, [])
         if not found:
             table.add_row(label, "", Text("none found", style="yellow"), "")
         for dev in found:
             name = Text(dev["name"] + (" *" if dev.get("default") else ""))
-            details = ", ".join(str(x) for x in (
-                dev.get("host_api"), dev.get("path"),
-                f"{dev['channels']} ch" if dev.get("channels") else None,
-                f"{dev['sample_rate']} Hz" if dev.get("sample_rate") else None) if x)
+            details = ", ".join(
+                str(x)
+                for x in (
+                    dev.get("host_api"),
+                    dev.get("path"),
+                    f"{dev['channels']} ch" if dev.get("channels") else None,
+                    f"{dev['sample_rate']} Hz" if dev.get("sample_rate") else None,
+                )
+                if x
+            )
             table.add_row(label, str(dev["id"]), name, details)
     return table
 
 
 def session_panel(user_id: str, session: str, server: str, service_id: str) -> Panel:
     body = Text.assemble(
-        ("user id  ", "dim"), (user_id, "bold"), "\n",
-        ("session  ", "dim"), session, "\n",
-        ("server   ", "dim"), f"{server} (service {service_id})",
+        ("user id  ", "dim"),
+        (user_id, "bold"),
+        "\n",
+        ("session  ", "dim"),
+        session,
+        "\n",
+        ("server   ", "dim"),
+        f"{server} (service {service_id})",
     )
     return Panel(body, title="omni session", expand=False)
 
@@ -152,13 +168,22 @@ def stats_table(figures: dict[str, Any], peer: str | None = None) -> Table:
     video_in = figures.get("video_in") or {}
     rows = [
         ("round-trip time", rtt, rtt),
-        ("jitter", number(incoming.jitter_ms, "{:.1f}", " ms"),
-         number(outgoing.jitter_ms, "{:.1f}", " ms")),
-        ("packet loss", number(incoming.loss_pct, "{:.1f}", " %"),
-         number(outgoing.loss_pct, "{:.1f}", " %")),
+        (
+            "jitter",
+            number(incoming.jitter_ms, "{:.1f}", " ms"),
+            number(outgoing.jitter_ms, "{:.1f}", " ms"),
+        ),
+        (
+            "packet loss",
+            number(incoming.loss_pct, "{:.1f}", " %"),
+            number(outgoing.loss_pct, "{:.1f}", " %"),
+        ),
         ("bitrate", number(incoming.kbps, unit=" kbit/s"), number(outgoing.kbps, unit=" kbit/s")),
-        ("frame rate", number(incoming.fps, "{:.1f}", " fps"),
-         number(outgoing.fps, "{:.1f}", " fps")),
+        (
+            "frame rate",
+            number(incoming.fps, "{:.1f}", " fps"),
+            number(outgoing.fps, "{:.1f}", " fps"),
+        ),
         ("resolution", incoming.resolution or "-", outgoing.resolution or "-"),
         ("video latency", number(video_in.get("latency_ms_median"), "{:.0f}", " ms"), ""),
         ("audio tone", number(audio_in.get("dominant_hz"), "{:.0f}", " Hz"), ""),
@@ -204,8 +229,9 @@ class Output:
         stamp = f"{time.monotonic() - self._t0:6.1f}s"
         who = f"{self.label:>6} " if self.label else ""
         style = STYLES.get(event.name, "dim")
-        line = Text.assemble((stamp + " ", "dim"), who, (f"{event.name:<10}", style), " ",
-                             describe(event))
+        line = Text.assemble(
+            (stamp + " ", "dim"), who, (f"{event.name:<10}", style), " ", describe(event)
+        )
         self.err.print(line)
         if isinstance(event, ev.Leave) and event.summary.get("duration_s"):
             self.summary(event.summary)

@@ -58,8 +58,9 @@ class ReplOptions:
 class Repl:
     """The prompt, the event pump and the commands, around one `Phone` at a time."""
 
-    def __init__(self, make_phone: Callable[[Callable[[Any], None] | None], Any],
-                 options: ReplOptions) -> None:
+    def __init__(
+        self, make_phone: Callable[[Callable[[Any], None] | None], Any], options: ReplOptions
+    ) -> None:
         self.make_phone = make_phone
         self.options = options
         self.phone: Any = None
@@ -99,12 +100,17 @@ class Repl:
         with patch_stdout(raw=True):
             self.out = Output(json_mode=self.options.json)
             log_to(sys.stderr)
-            for sig, handler in ((signal.SIGINT, self._on_sigint),
-                                 (signal.SIGTERM, self.request_quit)):
+            for sig, handler in (
+                (signal.SIGINT, self._on_sigint),
+                (signal.SIGTERM, self.request_quit),
+            ):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.add_signal_handler(sig, handler)
-            self._reader = reader = (PromptReader(self, lambda text: self.say(text, "yellow"))
-                                     if interactive else PlainReader())
+            self._reader = reader = (
+                PromptReader(self, lambda text: self.say(text, "yellow"))
+                if interactive
+                else PlainReader()
+            )
             self._open_window()
             return await self.serve(reader, hint=interactive and not self.options.json)
 
@@ -209,8 +215,11 @@ class Repl:
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
         info = await phone.create_session(user_id)
         if not self.options.json:
-            self.out.show(session_panel(info.user_id, info.session, self.options.server,
-                                        self.options.service_id))
+            self.out.show(
+                session_panel(
+                    info.user_id, info.session, self.options.server, self.options.service_id
+                )
+            )
         self.online = True
 
     async def _close_phone(self) -> None:
@@ -285,16 +294,21 @@ class Repl:
         me = phone.session.user_id if phone.session else None
         self.users = tuple(p.user_id for p in peers if p.user_id != me)
         self.users_at = time.monotonic()
-        return peers
+        return list(peers)
 
     async def prepare_completion(self, text: str) -> None:
         """Fetch what completing `text` needs and is not fresh: user ids, device ids."""
-        if wants_users(text) and self.online and self.phone is not None and (
-                time.monotonic() - self.users_at > USERS_CACHE_S):
+        if (
+            wants_users(text)
+            and self.online
+            and self.phone is not None
+            and (time.monotonic() - self.users_at > USERS_CACHE_S)
+        ):
             if self._users_fetch is None or self._users_fetch.done():
                 self._users_fetch = asyncio.ensure_future(self.list_users())
                 self._users_fetch.add_done_callback(
-                    lambda t: t.cancelled() or t.exception())  # seen, even if nobody waits
+                    lambda t: t.cancelled() or t.exception()
+                )  # seen, even if nobody waits
             try:  # shielded: a slow answer still lands in the cache for the next Tab
                 await asyncio.wait_for(asyncio.shield(self._users_fetch), USERS_FETCH_TIMEOUT_S)
             except (OmniError, TimeoutError) as exc:
@@ -310,9 +324,14 @@ class Repl:
         report = self.device_report
         if report is None:
             return {}
-        return {kind: tuple(str(d.get("id")) for d in getattr(report, key))
-                for kind, key in (("camera", "video_inputs"), ("mic", "audio_inputs"),
-                                  ("speaker", "audio_outputs"))}
+        return {
+            kind: tuple(str(d.get("id")) for d in getattr(report, key))
+            for kind, key in (
+                ("camera", "video_inputs"),
+                ("mic", "audio_inputs"),
+                ("speaker", "audio_outputs"),
+            )
+        }
 
     def completion_context(self, text: str) -> CompletionContext:
         return CompletionContext(

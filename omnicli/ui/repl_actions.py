@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from omnicli.ui.repl import Repl
 
 Action = Callable[["Repl", Command], Awaitable[None]]
-NO_DEVICE_LIST = ("the device list is not available here ({why}); sources still work: "
-                  "device camera test, device mic tone:880, a media file")
+NO_DEVICE_LIST = (
+    "the device list is not available here ({why}); sources still work: "
+    "device camera test, device mic tone:880, a media file"
+)
 
 
 async def call(repl: Repl, cmd: Command) -> None:
@@ -46,8 +48,10 @@ async def reject(repl: Repl, cmd: Command) -> None:
 async def hangup(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
     if phone.call_state in ("idle", "ringing"):
-        raise UsageError("not in a call" + ("; reject declines a ringing one"
-                                            if phone.call_state == "ringing" else ""))
+        raise UsageError(
+            "not in a call"
+            + ("; reject declines a ringing one" if phone.call_state == "ringing" else "")
+        )
     await repl.leave()
 
 
@@ -75,8 +79,10 @@ async def probe_devices(repl: Repl) -> Any:
     else:
         old = repl.device_report
         report = DeviceReport(video_inputs=list(old.video_inputs) if old else [])
-        report.problems.append("in a call: cameras are not probed now "
-                               + ("(the list is from before)" if old else "(none listed yet)"))
+        report.problems.append(
+            "in a call: cameras are not probed now "
+            + ("(the list is from before)" if old else "(none listed yet)")
+        )
         try:
             report.audio_inputs, report.audio_outputs = await asyncio.to_thread(audio_devices)
         except DeviceMissing as exc:
@@ -146,9 +152,19 @@ async def quit_(repl: Repl, cmd: Command) -> None:
 
 
 ACTIONS: dict[str, Action] = {
-    "call": call, "answer": answer, "reject": reject, "hangup": hangup,
-    "mute": mute, "unmute": mute, "devices": devices, "device": device, "stats": stats,
-    "record": record, "sessions": sessions, "session": session, "help": help_,
+    "call": call,
+    "answer": answer,
+    "reject": reject,
+    "hangup": hangup,
+    "mute": mute,
+    "unmute": mute,
+    "devices": devices,
+    "device": device,
+    "stats": stats,
+    "record": record,
+    "sessions": sessions,
+    "session": session,
+    "help": help_,
     "quit": quit_,
 }
 

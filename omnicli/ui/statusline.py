@@ -35,21 +35,33 @@ def directions(figures: Mapping[str, Any]) -> tuple[Direction, Direction]:
     """(incoming, outgoing) from one figures dict; outgoing loss and jitter are the
     peer's reports about what we send (RTCP receiver reports)."""
     incoming = Direction(
-        fps=figures.get("fps_in"), width=figures.get("width_in"),
-        height=figures.get("height_in"), kbps=figures.get("bitrate_in_kbps"),
-        jitter_ms=figures.get("jitter_ms"), loss_pct=figures.get("loss_pct"),
+        fps=figures.get("fps_in"),
+        width=figures.get("width_in"),
+        height=figures.get("height_in"),
+        kbps=figures.get("bitrate_in_kbps"),
+        jitter_ms=figures.get("jitter_ms"),
+        loss_pct=figures.get("loss_pct"),
     )
     outbound: Mapping[str, Mapping[str, Any]] = figures.get("outbound") or {}
     sent = sum(d.get("packets") or 0 for d in outbound.values())
     lost = sum(d.get("remote_lost") or 0 for d in outbound.values())
     reported = any("remote_lost" in d for d in outbound.values())
     loss = 100.0 * max(lost, 0) / sent if reported and sent > 0 else None
-    jitter = next((outbound[k]["remote_jitter_ms"] for k in ("audio", "video")
-                   if outbound.get(k, {}).get("remote_jitter_ms") is not None), None)
+    jitter = next(
+        (
+            outbound[k]["remote_jitter_ms"]
+            for k in ("audio", "video")
+            if outbound.get(k, {}).get("remote_jitter_ms") is not None
+        ),
+        None,
+    )
     outgoing = Direction(
-        fps=figures.get("fps_out"), width=figures.get("width_out"),
-        height=figures.get("height_out"), kbps=figures.get("bitrate_out_kbps"),
-        jitter_ms=jitter, loss_pct=loss,
+        fps=figures.get("fps_out"),
+        width=figures.get("width_out"),
+        height=figures.get("height_out"),
+        kbps=figures.get("bitrate_out_kbps"),
+        jitter_ms=jitter,
+        loss_pct=loss,
     )
     return incoming, outgoing
 
@@ -59,9 +71,11 @@ def number(value: float | None, fmt: str = "{:.0f}", unit: str = "") -> str:
 
 
 def direction_text(d: Direction) -> str:
-    return (f"{number(d.fps, '{:.1f}')} fps {d.resolution or DASH} · "
-            f"{number(d.kbps)} kbit/s · jitter {number(d.jitter_ms, '{:.1f}', ' ms')} · "
-            f"loss {number(d.loss_pct, '{:.1f}', ' %')}")
+    return (
+        f"{number(d.fps, '{:.1f}')} fps {d.resolution or DASH} · "
+        f"{number(d.kbps)} kbit/s · jitter {number(d.jitter_ms, '{:.1f}', ' ms')} · "
+        f"loss {number(d.loss_pct, '{:.1f}', ' %')}"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,6 +112,5 @@ def status_lines(s: Status) -> list[str]:
     if s.figures:
         incoming, outgoing = directions(s.figures)
         rtt = number(s.figures.get("rtt_ms"), "{:.1f}", " ms")
-        lines.append(f"rtt {rtt} │ in {direction_text(incoming)} │ "
-                     f"out {direction_text(outgoing)}")
+        lines.append(f"rtt {rtt} │ in {direction_text(incoming)} │ out {direction_text(outgoing)}")
     return lines

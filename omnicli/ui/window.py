@@ -42,15 +42,15 @@ def _has_gui_backend() -> bool:
     return False
 
 
-def compose(remote: np.ndarray | None, preview: np.ndarray | None, status: str,
-            paused: str | None = None) -> np.ndarray:
+def compose(
+    remote: np.ndarray | None, preview: np.ndarray | None, status: str, paused: str | None = None
+) -> np.ndarray:
     """The image to show: remote video (or a dark placeholder), local preview, status line.
 
     `paused` (e.g. "alice paused the video") dims the last remote image and says so in a
     banner across the middle, so a stopped picture never looks like a frozen one.
     """
-    placeholder = remote is None
-    img = np.full((*PLACEHOLDER_SIZE, 3), 32, dtype=np.uint8) if placeholder else remote.copy()
+    img = np.full((*PLACEHOLDER_SIZE, 3), 32, dtype=np.uint8) if remote is None else remote.copy()
     height, width = img.shape[:2]
     if paused:
         img = (img // 3).astype(np.uint8)
@@ -59,8 +59,16 @@ def compose(remote: np.ndarray | None, preview: np.ndarray | None, status: str,
         (tw, th), base = cv2.getTextSize(paused, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         y = height // 2
         cv2.rectangle(img, (0, y - th - 12), (width, y + base + 12), (0, 0, 96), -1)
-        cv2.putText(img, paused, (max(4, (width - tw) // 2), y), cv2.FONT_HERSHEY_SIMPLEX,
-                    scale, (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            paused,
+            (max(4, (width - tw) // 2), y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
     if preview is not None and width >= 64:
         pw = width // PREVIEW_FRACTION
         ph = max(1, pw * preview.shape[0] // max(1, preview.shape[1]))
@@ -74,8 +82,16 @@ def compose(remote: np.ndarray | None, preview: np.ndarray | None, status: str,
         thickness = max(1, round(scale * 2))
         (tw, th), base = cv2.getTextSize(status, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         cv2.rectangle(img, (0, height - th - base - 12), (tw + 12, height), (0, 0, 0), -1)
-        cv2.putText(img, status, (6, height - base - 6), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thickness, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            status,
+            (6, height - base - 6),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thickness,
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -156,8 +172,9 @@ class VideoWindow:
         remote: np.ndarray | None = None
         shown_caption: str | None = None
         try:
-            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO
-                            | cv2.WINDOW_GUI_NORMAL)  # no toolbar: just the picture
+            cv2.namedWindow(
+                self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL
+            )  # no toolbar: just the picture
             self._dirty.set()
             while not self._quit.is_set():
                 try:
@@ -171,8 +188,9 @@ class VideoWindow:
                     remote = frame
                 if fresh or self._dirty.is_set():
                     self._dirty.clear()
-                    cv2.imshow(self.title, compose(remote, self._preview, self._status,
-                                                   self._paused))
+                    cv2.imshow(
+                        self.title, compose(remote, self._preview, self._status, self._paused)
+                    )
                     self.frames_shown += fresh
                     caption = self._caption
                     if caption is not None and caption != shown_caption:

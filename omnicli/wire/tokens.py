@@ -95,6 +95,7 @@ def decode(token: str, secret: str | bytes, *, now: float, kind: str) -> dict[st
     exp, iat = claims.get("exp"), claims.get("iat", 0)
     if not _is_int(exp) or not _is_int(iat):
         raise TokenError("token exp/iat must be integers")
+    assert isinstance(exp, int) and isinstance(iat, int)
     if now >= exp + LEEWAY:
         raise TokenError("token has expired")
     if iat > now + LEEWAY:
@@ -120,15 +121,18 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def mint_user_token(
-    secret: str, *, service_id: str, user_id: str, ttl: float, now: float
-) -> str:
+def mint_user_token(secret: str, *, service_id: str, user_id: str, ttl: float, now: float) -> str:
     """An access token letting its holder register as `user_id` in `service_id`."""
     if not 0 < ttl <= MAX_TTL:
         raise ValueError(f"ttl must be between 1 s and {MAX_TTL} s")
     iat = int(now)
-    claims = {"typ": "user", "svc": service_id, "sub": user_id, "iat": iat,
-              "exp": iat + max(1, round(ttl))}
+    claims = {
+        "typ": "user",
+        "svc": service_id,
+        "sub": user_id,
+        "iat": iat,
+        "exp": iat + max(1, round(ttl)),
+    }
     return encode(claims, secret)
 
 

@@ -81,8 +81,9 @@ def write_media(path: Path, seconds: float = 2.0) -> None:
         tone = ToneTrack(440)
         for i in range(int(seconds * 50)):
             pcm = tone._samples(i * 960, 960)
-            frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1),
-                                               format="s16", layout="stereo")
+            frame = av.AudioFrame.from_ndarray(
+                np.repeat(pcm, 2).reshape(1, -1), format="s16", layout="stereo"
+            )
             frame.sample_rate, frame.pts = 48000, i * 960
             out.mux(audio.encode(frame))
         out.mux(audio.encode(None))
@@ -126,13 +127,16 @@ async def test_file_source_loops_with_monotonic_pts(tmp_path: Path) -> None:
     audio.stop()
 
 
-@pytest.mark.parametrize(("kind", "spec", "message"), [
-    ("video", "/nonexistent/clip.mp4", "clip.mp4"),
-    ("video", "nosuchsource", "test, none"),
-    ("audio", "tone:abc", "tone:FREQ"),
-    ("audio", "test", "tone, tone:FREQ, silence"),
-    ("video", "device:0", "no such video device"),
-])
+@pytest.mark.parametrize(
+    ("kind", "spec", "message"),
+    [
+        ("video", "/nonexistent/clip.mp4", "clip.mp4"),
+        ("video", "nosuchsource", "test, none"),
+        ("audio", "tone:abc", "tone:FREQ"),
+        ("audio", "test", "tone, tone:FREQ, silence"),
+        ("video", "device:0", "no such video device"),
+    ],
+)
 def test_bad_specs_raise_source_error(kind: str, spec: str, message: str) -> None:
     """Unknown specs, missing files, bad tone frequencies and devices raise SourceError."""
     with pytest.raises(SourceError, match=message.replace(".", r"\.")):

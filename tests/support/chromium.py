@@ -55,7 +55,9 @@ class Chromium:
         self._profile = tempfile.TemporaryDirectory(prefix="omni-chromium-")
         self.proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self._profile.name}", url],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
         self.stderr: list[str] = []
@@ -91,10 +93,15 @@ class Chromium:
 
     def evaluate(self, expression: str) -> Any:
         self._ids += 1
-        self._ws.send(json.dumps({
-            "id": self._ids, "method": "Runtime.evaluate",
-            "params": {"expression": expression, "returnByValue": True},
-        }))
+        self._ws.send(
+            json.dumps(
+                {
+                    "id": self._ids,
+                    "method": "Runtime.evaluate",
+                    "params": {"expression": expression, "returnByValue": True},
+                }
+            )
+        )
         while True:
             reply = json.loads(self._ws.recv(timeout=10))
             if reply.get("id") == self._ids:

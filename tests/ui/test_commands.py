@@ -19,31 +19,48 @@ from omnicli.ui.render import stats_table
 from omnicli.ui.statusline import Status, directions, status_lines
 
 FIGURES = {
-    "rtt_ms": 1.25, "jitter_ms": 2.0, "loss_pct": 0.5, "bitrate_in_kbps": 640.4,
-    "bitrate_out_kbps": 700.0, "fps_in": 29.9, "width_in": 640, "height_in": 480,
-    "fps_out": 20.0, "width_out": 320, "height_out": 240,
-    "outbound": {"audio": {"packets": 100, "remote_lost": 1, "remote_jitter_ms": 3.0},
-                 "video": {"packets": 300, "remote_lost": 3, "remote_jitter_ms": 9.0}},
-    "audio_in": {"dominant_hz": 440.0}, "video_in": {"latency_ms_median": 37.0},
+    "rtt_ms": 1.25,
+    "jitter_ms": 2.0,
+    "loss_pct": 0.5,
+    "bitrate_in_kbps": 640.4,
+    "bitrate_out_kbps": 700.0,
+    "fps_in": 29.9,
+    "width_in": 640,
+    "height_in": 480,
+    "fps_out": 20.0,
+    "width_out": 320,
+    "height_out": 240,
+    "outbound": {
+        "audio": {"packets": 100, "remote_lost": 1, "remote_jitter_ms": 3.0},
+        "video": {"packets": 300, "remote_lost": 3, "remote_jitter_ms": 9.0},
+    },
+    "audio_in": {"dominant_hz": 440.0},
+    "video_in": {"latency_ms_median": 37.0},
 }
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("call bob", Command("call", ("bob",))),
-    ("call bob --audio --record", Command("call", ("bob",), frozenset({"--audio", "--record"}))),
-    ("answer", Command("answer")),
-    ("answer alice", Command("answer", ("alice",))),
-    ("LEAVE", Command("hangup")),
-    ("mute Audio", Command("mute", ("audio",))),
-    ("unmute video", Command("unmute", ("video",))),
-    ("device microphone tone:880", Command("device", ("mic", "tone:880"))),
-    ("device camera '/tmp/my clip.mp4'", Command("device", ("camera", "/tmp/my clip.mp4"))),
-    ("record stop", Command("record", ("stop",))),
-    ("session create", Command("session")),
-    ("session create zoe", Command("session", ("zoe",))),
-    ("help call", Command("help", ("call",))),
-    ("exit", Command("quit")),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("call bob", Command("call", ("bob",))),
+        (
+            "call bob --audio --record",
+            Command("call", ("bob",), frozenset({"--audio", "--record"})),
+        ),
+        ("answer", Command("answer")),
+        ("answer alice", Command("answer", ("alice",))),
+        ("LEAVE", Command("hangup")),
+        ("mute Audio", Command("mute", ("audio",))),
+        ("unmute video", Command("unmute", ("video",))),
+        ("device microphone tone:880", Command("device", ("mic", "tone:880"))),
+        ("device camera '/tmp/my clip.mp4'", Command("device", ("camera", "/tmp/my clip.mp4"))),
+        ("record stop", Command("record", ("stop",))),
+        ("session create", Command("session")),
+        ("session create zoe", Command("session", ("zoe",))),
+        ("help call", Command("help", ("call",))),
+        ("exit", Command("quit")),
+    ],
+)
 def test_parse_accepts_every_command(line, expected):
     """Each command of the issue parses, aliases and case resolved."""
     assert parse(line) == expected
@@ -54,22 +71,25 @@ def test_blank_line_is_no_command():
     assert parse("") is None and parse("   ") is None
 
 
-@pytest.mark.parametrize(("line", "hint"), [
-    ("cal bob", "unknown command 'cal' — did you mean 'call'? type help"),
-    ("hangpu", "did you mean 'hangup'?"),
-    ("frobnicate", "unknown command 'frobnicate'; type help"),
-    ("call", "call needs one user id; usage: call ID [--audio|--video] [--record]"),
-    ("call bob --audio --video", "choose --audio or --video"),
-    ("call bob --loud", "call has no option --loud"),
-    ("mute sound", "say audio or video; usage: mute audio|video"),
-    ("device printer 1", "say camera, mic or speaker"),
-    ("device mic", "say camera, mic or speaker"),
-    ("record pause", "say start or stop"),
-    ("stats now", "stats takes no arguments"),
-    ("session drop", "the only session command is create"),
-    ("help dial", "no command 'dial'"),
-    ("call 'bob", "cannot read that line"),
-])
+@pytest.mark.parametrize(
+    ("line", "hint"),
+    [
+        ("cal bob", "unknown command 'cal' — did you mean 'call'? type help"),
+        ("hangpu", "did you mean 'hangup'?"),
+        ("frobnicate", "unknown command 'frobnicate'; type help"),
+        ("call", "call needs one user id; usage: call ID [--audio|--video] [--record]"),
+        ("call bob --audio --video", "choose --audio or --video"),
+        ("call bob --loud", "call has no option --loud"),
+        ("mute sound", "say audio or video; usage: mute audio|video"),
+        ("device printer 1", "say camera, mic or speaker"),
+        ("device mic", "say camera, mic or speaker"),
+        ("record pause", "say start or stop"),
+        ("stats now", "stats takes no arguments"),
+        ("session drop", "the only session command is create"),
+        ("help dial", "no command 'dial'"),
+        ("call 'bob", "cannot read that line"),
+    ],
+)
 def test_bad_lines_get_one_short_hint(line, hint):
     """A mistyped or malformed line raises one CommandError whose message is the hint."""
     with pytest.raises(CommandError) as info:
@@ -81,36 +101,53 @@ def test_bad_lines_get_one_short_hint(line, hint):
 def test_help_lists_every_command_and_one_commands_usage():
     """`help` has a line per command; `help call` gives its usage."""
     text = "\n".join(help_lines())
-    for word in ("call ID", "answer", "reject", "hangup", "mute audio|video", "devices",
-                 "device camera|mic|speaker ID", "stats", "record start|stop", "sessions",
-                 "session create", "quit"):
+    for word in (
+        "call ID",
+        "answer",
+        "reject",
+        "hangup",
+        "mute audio|video",
+        "devices",
+        "device camera|mic|speaker ID",
+        "stats",
+        "record start|stop",
+        "sessions",
+        "session create",
+        "quit",
+    ):
         assert word in text
     assert help_lines("leave")[0] == "hangup (also: leave)"
 
 
-CONTEXT = CompletionContext(users=("bob", "bella", "carl"), ringing=("zed",),
-                            devices={"camera": ("0",), "mic": ("3", "4"), "speaker": ("5",)})
+CONTEXT = CompletionContext(
+    users=("bob", "bella", "carl"),
+    ringing=("zed",),
+    devices={"camera": ("0",), "mic": ("3", "4"), "speaker": ("5",)},
+)
 
 
-@pytest.mark.parametrize(("text", "word", "candidates"), [
-    ("", "", None),
-    ("ca", "ca", ["call"]),
-    ("h", "h", ["hangup", "help"]),
-    ("call b", "b", ["bob", "bella"]),
-    ("call bob ", "", ["--video", "--audio", "--record"]),
-    ("call bob --audio --r", "--r", ["--record"]),
-    ("answer ", "", ["zed", "bob", "bella", "carl"]),
-    ("mute v", "v", ["video"]),
-    ("device ", "", ["camera", "mic", "speaker"]),
-    ("device camera ", "", ["0", "test", "none"]),
-    ("device mic to", "to", ["tone", "tone:440", "tone:880"]),
-    ("device speaker ", "", ["5"]),
-    ("record s", "s", ["start", "stop"]),
-    ("session ", "", ["create"]),
-    ("help ans", "ans", ["answer"]),
-    ("stats ", "", []),
-    ("dial b", "b", []),
-])
+@pytest.mark.parametrize(
+    ("text", "word", "candidates"),
+    [
+        ("", "", None),
+        ("ca", "ca", ["call"]),
+        ("h", "h", ["hangup", "help"]),
+        ("call b", "b", ["bob", "bella"]),
+        ("call bob ", "", ["--video", "--audio", "--record"]),
+        ("call bob --audio --r", "--r", ["--record"]),
+        ("answer ", "", ["zed", "bob", "bella", "carl"]),
+        ("mute v", "v", ["video"]),
+        ("device ", "", ["camera", "mic", "speaker"]),
+        ("device camera ", "", ["0", "test", "none"]),
+        ("device mic to", "to", ["tone", "tone:440", "tone:880"]),
+        ("device speaker ", "", ["5"]),
+        ("record s", "s", ["start", "stop"]),
+        ("session ", "", ["create"]),
+        ("help ans", "ans", ["answer"]),
+        ("stats ", "", []),
+        ("dial b", "b", []),
+    ],
+)
 def test_completion_offers_commands_users_devices_and_sources(text, word, candidates):
     """Completion knows the commands, online users, ringing callers, device ids and sources."""
     got_word, got = complete(text, CONTEXT)
@@ -134,14 +171,23 @@ def test_directions_split_figures_into_in_and_out():
 
 def test_status_line_in_a_call_shows_everything():
     """Session, call state, peer, both sides' mutes, recording, and figures both ways."""
-    status = Status("alice", "connected", peer="bob", muted=frozenset({"video"}),
-                    peer_muted=frozenset({"audio"}), recording=True, figures=FIGURES)
+    status = Status(
+        "alice",
+        "connected",
+        peer="bob",
+        muted=frozenset({"video"}),
+        peer_muted=frozenset({"audio"}),
+        recording=True,
+        figures=FIGURES,
+    )
     first, second = status_lines(status)
-    assert first == ("alice · connected with bob · you: audio on video off · "
-                     "bob: audio off video on · REC")
+    assert first == (
+        "alice · connected with bob · you: audio on video off · bob: audio off video on · REC"
+    )
     assert second == (
         "rtt 1.2 ms │ in 29.9 fps 640x480 · 640 kbit/s · jitter 2.0 ms · loss 0.5 % │ "
-        "out 20.0 fps 320x240 · 700 kbit/s · jitter 3.0 ms · loss 1.0 %")
+        "out 20.0 fps 320x240 · 700 kbit/s · jitter 3.0 ms · loss 1.0 %"
+    )
 
 
 def test_status_line_when_idle_ringing_or_offline():
@@ -181,11 +227,14 @@ def test_help_does_not_import_prompt_toolkit():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom omnicli.ui.cli import app\n"
-            "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('prompt_toolkit' in sys.modules, 'omnicli.ui.repl' in sys.modules)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=30)
+    code = (
+        "import sys\nfrom omnicli.ui.cli import app\n"
+        "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('prompt_toolkit' in sys.modules, 'omnicli.ui.repl' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
     assert "repl" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "False False"
 
@@ -428,7 +477,8 @@ async def test_devices_are_probed_off_the_loop_and_cameras_not_during_a_call(mon
 
     def audio():
         return [{"id": "1", "name": "mic", "default": True}], [
-            {"id": "2", "name": "spk", "default": True}]
+            {"id": "2", "name": "spk", "default": True}
+        ]
 
     monkeypatch.setattr(devices, "cameras", cameras)
     monkeypatch.setattr(devices, "audio_devices", audio)

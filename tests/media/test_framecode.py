@@ -10,7 +10,7 @@ import pytest
 
 from omnicli.media import framecode
 
-TS = (1_700_000_000_123 & framecode.TS_MASK)
+TS = 1_700_000_000_123 & framecode.TS_MASK
 
 
 def busy_image(width: int, height: int, seed: int) -> np.ndarray:
@@ -60,8 +60,11 @@ def transcode(codec: str, width: int, height: int, images: list[np.ndarray]) -> 
     enc.width, enc.height, enc.pix_fmt = width, height, "yuv420p"
     enc.time_base = fractions.Fraction(1, 30)
     enc.bit_rate = 300_000
-    enc.options = ({"preset": "ultrafast", "tune": "zerolatency"} if codec == "libx264"
-                   else {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"})
+    enc.options = (
+        {"preset": "ultrafast", "tune": "zerolatency"}
+        if codec == "libx264"
+        else {"deadline": "realtime", "cpu-used": "-6", "lag-in-frames": "0"}
+    )
     dec = av.CodecContext.create("h264" if codec == "libx264" else "vp8", "r")
     out = []
     packets = []

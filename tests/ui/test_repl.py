@@ -60,8 +60,11 @@ def fps(cell: str) -> float:
 
 
 def table_ok(rows: dict[str, tuple[str, str]]) -> bool:
-    return (rows["audio tone"][0] == "880 Hz" and 16 <= fps(rows["frame rate"][0]) <= 22
-            and 24 <= fps(rows["frame rate"][1]) <= 33)
+    return (
+        rows["audio tone"][0] == "880 Hz"
+        and 16 <= fps(rows["frame rate"][0]) <= 22
+        and 24 <= fps(rows["frame rate"][1]) <= 33
+    )
 
 
 def settle(term: Terminal, ok, timeout: float = 20.0) -> None:
@@ -79,10 +82,34 @@ def test_two_repls_call_each_other(server, term_env, terminals):
     (from the peer connection's statistics and receive probes) are checked against what
     the other really sent, not against a default.
     """
-    alice = terminals("repl", "--user-id", "alice", "--server", server, *MEDIA, "--fps", "20",
-                      "--video-size", "320x240", "--audio-source", "tone:440", env=term_env)
-    bob = terminals("repl", "--user-id", "bob", "--server", server, *MEDIA,
-                    "--video-size", "400x300", "--audio-source", "tone:660", env=term_env)
+    alice = terminals(
+        "repl",
+        "--user-id",
+        "alice",
+        "--server",
+        server,
+        *MEDIA,
+        "--fps",
+        "20",
+        "--video-size",
+        "320x240",
+        "--audio-source",
+        "tone:440",
+        env=term_env,
+    )
+    bob = terminals(
+        "repl",
+        "--user-id",
+        "bob",
+        "--server",
+        server,
+        *MEDIA,
+        "--video-size",
+        "400x300",
+        "--audio-source",
+        "tone:660",
+        env=term_env,
+    )
     alice.wait_for(r"SESSION +online as alice")
     bob.wait_for(r"SESSION +online as bob")
     alice.wait_prompt(r"^alice>$")
@@ -121,10 +148,24 @@ def test_two_repls_call_each_other(server, term_env, terminals):
 
     # the live status lines, both directions: each shows what the other side really sends
     # (live readings wobble under load, so each must settle into range within 20 s)
-    settle(bob, lambda m: 16 <= float(m[1]) <= 22 and m[2] == "320x240"
-           and 24 <= float(m[3]) <= 33 and m[4] == "400x300")
-    settle(alice, lambda m: 24 <= float(m[1]) <= 33 and m[2] == "400x300"
-           and 16 <= float(m[3]) <= 22 and m[4] == "320x240")
+    settle(
+        bob,
+        lambda m: (
+            16 <= float(m[1]) <= 22
+            and m[2] == "320x240"
+            and 24 <= float(m[3]) <= 33
+            and m[4] == "400x300"
+        ),
+    )
+    settle(
+        alice,
+        lambda m: (
+            24 <= float(m[1]) <= 33
+            and m[2] == "400x300"
+            and 16 <= float(m[3]) <= 22
+            and m[4] == "320x240"
+        ),
+    )
 
     # stats: the Rich table; the switched tone reaches bob within a few samples
     deadline = time.monotonic() + 20
@@ -154,12 +195,12 @@ def test_two_repls_call_each_other(server, term_env, terminals):
 def test_completion_history_and_hints(server, term_env, terminals):
     """Tab completes commands, online user ids and sources; history survives a restart;
     a mistyped command gets a hint; Ctrl-C on a typed line clears it."""
-    dave = Omni("session", "create", "--user-id", "dave", "--server", server, "--json",
-                "--no-window")
+    dave = Omni(
+        "session", "create", "--user-id", "dave", "--server", server, "--json", "--no-window"
+    )
     try:
         dave.event("SESSION")
-        carol = terminals("repl", "--user-id", "carol", "--server", server, *MEDIA,
-                          env=term_env)
+        carol = terminals("repl", "--user-id", "carol", "--server", server, *MEDIA, env=term_env)
         carol.wait_for(r"SESSION +online as carol")
         carol.wait_prompt(r"^carol>$")
 
@@ -219,11 +260,13 @@ def test_completion_history_and_hints(server, term_env, terminals):
 def test_ctrl_c_in_a_call_hangs_up_and_a_second_leaves(server, term_env, terminals):
     """`session create` in a terminal is the REPL; Ctrl-C hangs up, a second Ctrl-C leaves;
     the peer REPL answers by itself with --auto-answer."""
-    erin = terminals("repl", "--user-id", "erin", "--auto-answer", "--server", server, *MEDIA,
-                     env=term_env)
+    erin = terminals(
+        "repl", "--user-id", "erin", "--auto-answer", "--server", server, *MEDIA, env=term_env
+    )
     erin.wait_for(r"SESSION +online as erin")
-    frank = terminals("session", "create", "--user-id", "frank", "--server", server, *MEDIA,
-                      env=term_env)
+    frank = terminals(
+        "session", "create", "--user-id", "frank", "--server", server, *MEDIA, env=term_env
+    )
     frank.wait_for(r"SESSION +online as frank")
     frank.wait_prompt(r"^frank>$")
     frank.enter("call erin --audio")

@@ -10,8 +10,10 @@ from procs import Omni, run_omni, start_server
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(chromium_binary() is None,
-                       reason="chromium is not installed (scripts/test.sh installs it as root)"),
+    pytest.mark.skipif(
+        chromium_binary() is None,
+        reason="chromium is not installed (scripts/test.sh installs it as root)",
+    ),
 ]
 
 MEDIA = ("--json", "--no-window", "--video-size", "320x240", "--audio-source", "tone:440")
@@ -30,8 +32,7 @@ def page_url(**params: str) -> str:
 
 def test_browser_calls_an_omni_user(server):
     """Chromium offers a videocall to `omni session create --auto-answer`; media flows both ways."""
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
-               *MEDIA)
+    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server, *MEDIA)
     browser = None
     try:
         bob.event("SESSION")
@@ -59,8 +60,18 @@ def test_omni_calls_a_browser(server):
     browser = Chromium(page_url(server=server, user="web"))
     try:
         browser.wait_for(lambda r: r.get("userId") == "web")
-        call = run_omni("call", "web", "--user-id", "alice", "--duration", "3",
-                        "--server", server, *MEDIA, timeout=60)
+        call = run_omni(
+            "call",
+            "web",
+            "--user-id",
+            "alice",
+            "--duration",
+            "3",
+            "--server",
+            server,
+            *MEDIA,
+            timeout=60,
+        )
         assert call.returncode == 0, call.stderr
         page = browser.wait_for(lambda r: r.get("ended") == "hangup")
         assert page["error"] is None and page["connected"]

@@ -55,8 +55,10 @@ def test_mixer_waits_only_lag_s_for_a_silent_party_and_fills_gaps() -> None:
 def read_back(path: Path) -> dict:
     """Durations of the file's streams, its audio as mono floats, and a decoded video frame."""
     with av.open(str(path)) as container:
-        info = {"duration": container.duration / 1_000_000, "kinds": sorted(
-            s.type for s in container.streams)}
+        info = {
+            "duration": container.duration / 1_000_000,
+            "kinds": sorted(s.type for s in container.streams),
+        }
         samples, frames = [], []
         for frame in container.decode(*container.streams):
             if isinstance(frame, av.AudioFrame):
@@ -124,15 +126,45 @@ def test_call_record_flag_writes_a_file_of_the_call_length(tmp_path: Path) -> No
     """`omni call --record --record-file F` records; the callee is told; F lasts the call."""
     server, url = start_server()
     path = tmp_path / "rec.mp4"
-    media = ("--json", "--no-window", "--video-source", "test", "--video-size", "320x240",
-             "--speaker", "none", "--server", url)
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--audio-source",
-               "tone:660", *media)
+    media = (
+        "--json",
+        "--no-window",
+        "--video-source",
+        "test",
+        "--video-size",
+        "320x240",
+        "--speaker",
+        "none",
+        "--server",
+        url,
+    )
+    bob = Omni(
+        "session",
+        "create",
+        "--user-id",
+        "bob",
+        "--auto-answer",
+        "--audio-source",
+        "tone:660",
+        *media,
+    )
     try:
         bob.event("SESSION")
-        call = run_omni("call", "bob", "--user-id", "alice", "--record", "--record-file",
-                        str(path), "--duration", "3", "--audio-source", "tone:440", *media,
-                        timeout=60)
+        call = run_omni(
+            "call",
+            "bob",
+            "--user-id",
+            "alice",
+            "--record",
+            "--record-file",
+            str(path),
+            "--duration",
+            "3",
+            "--audio-source",
+            "tone:440",
+            *media,
+            timeout=60,
+        )
         assert call.returncode == 0, call.stderr
         events = [json.loads(line) for line in call.stdout.splitlines()]
         names = [e["event"] for e in events]

@@ -76,13 +76,19 @@ def token(user: str, service: str = "acme", ttl: float = 600, key: str = KEY) ->
 def test_required_tokens_admit_only_the_named_user() -> None:
     """With require_tokens a hello needs a valid token; its session is only for its user."""
     b = Board(require_tokens=True)
-    for hello in ({}, {"service_key": KEY}, {"token": token("bob", ttl=1) + "x"},
-                  {"token": token("bob", service="dev")},
-                  {"token": token("bob", key="wrong")}):
+    for hello in (
+        {},
+        {"service_key": KEY},
+        {"token": token("bob", ttl=1) + "x"},
+        {"token": token("bob", service="dev")},
+        {"token": token("bob", key="wrong")},
+    ):
         assert b.code(b.conn(), "hello", version=1, service_id="acme", **hello) == 401, hello
     expired = Board(require_tokens=True, wall_clock=lambda: WALL + 3600)
-    assert expired.code(expired.conn(), "hello", version=1, service_id="acme",
-                        token=token("bob")) == 401
+    assert (
+        expired.code(expired.conn(), "hello", version=1, service_id="acme", token=token("bob"))
+        == 401
+    )
     conn = b.conn()
     b.result(conn, "hello", version=1, service_id="acme", token=token("bob"))
     assert b.code(conn, "create_session", user_id="alice") == 403
@@ -101,8 +107,19 @@ def test_without_require_tokens_a_token_still_pins_the_user() -> None:
 
 async def test_token_from_the_cli_opens_a_required_tokens_server(tmp_path: Path) -> None:
     """`omni token create` prints a token that `--require-tokens` accepts, for that user only."""
-    done = await asyncio.to_thread(run_omni, "token", "create", "--user-id", "bob", "--ttl",
-                                   "10m", "--service-id", "acme", "--service-key", KEY)
+    done = await asyncio.to_thread(
+        run_omni,
+        "token",
+        "create",
+        "--user-id",
+        "bob",
+        "--ttl",
+        "10m",
+        "--service-id",
+        "acme",
+        "--service-key",
+        KEY,
+    )
     assert done.returncode == 0, done.stderr
     minted = done.stdout.strip()
     config = ServerConfig(port=0, services=(Service("acme", KEY),), require_tokens=True)
@@ -141,7 +158,8 @@ def test_outsiders_cannot_act_on_a_call(op: str, fields: dict[str, Any]) -> None
     b = Board()
     alice, bob = b.user("alice"), b.user("bob")
     call_id = b.result(alice, "offer_call", call_type="videocall", callee="bob", sdp="offer")[
-        "call_id"]
+        "call_id"
+    ]
     b.result(bob, "answer_call", sdp="answer")
     carol, dave = b.user("carol"), b.user("dave")
     assert b.code(carol, op, call_id=call_id, **fields) == 403
@@ -151,8 +169,10 @@ def test_outsiders_cannot_act_on_a_call(op: str, fields: dict[str, Any]) -> None
     assert b.code(carol, op, call_id="c-nope", **fields) == 404
     assert b.sb.calls[call_id].state.value == "answered"
     assert dave  # carol's own call is unaffected too
-    assert b.result(alice, "mute", track="audio", call_id=call_id) == {"track": "audio",
-                                                                       "muted": True}
+    assert b.result(alice, "mute", track="audio", call_id=call_id) == {
+        "track": "audio",
+        "muted": True,
+    }
 
 
 def test_sdp_goes_only_to_the_two_parties() -> None:
@@ -214,20 +234,29 @@ def self_signed(tmp: Path) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "omni test")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(cert_path), str(key_path)
 
 
@@ -251,8 +280,9 @@ async def test_tls_with_a_ca_file(tmp_path: Path) -> None:
 
 async def test_unreadable_tls_files_are_a_usage_error(tmp_path: Path) -> None:
     """A missing certificate file is a one-line UsageError, not a traceback."""
-    server = SignalingServer(ServerConfig(port=0, tls_cert=str(tmp_path / "no.pem"),
-                                          tls_key=str(tmp_path / "no.key")))
+    server = SignalingServer(
+        ServerConfig(port=0, tls_cert=str(tmp_path / "no.pem"), tls_key=str(tmp_path / "no.key"))
+    )
     with pytest.raises(UsageError, match="TLS"):
         await server.start()
 
@@ -289,8 +319,11 @@ async def test_rate_limit_answers_429_and_recovers() -> None:
         assert limited[0]["error"]["reason"] == "rate_limited"
         await asyncio.sleep(0.5)
         await ws.send(json.dumps({"op": "ping", "id": 99}))
-        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {"id": 99, "ok": True,
-                                                                     "result": {}}
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5)) == {
+            "id": 99,
+            "ok": True,
+            "result": {},
+        }
 
 
 async def test_session_cap_per_service() -> None:
@@ -332,8 +365,9 @@ async def test_stalled_client_is_closed_without_delaying_others(
             clients[name] = c
         try:
             for caller, callee in (("alice", "bob"), ("carol", "dave")):
-                await clients[caller].request("offer_call", call_type="audiocall",
-                                              callee=callee, sdp="o")
+                await clients[caller].request(
+                    "offer_call", call_type="audiocall", callee=callee, sdp="o"
+                )
                 await clients[callee].request("answer_call", sdp="a")
             await asyncio.sleep(0.1)
             for queue in events.values():  # RINGING, ANSWERED: setup is done
@@ -349,8 +383,7 @@ async def test_stalled_client_is_closed_without_delaying_others(
             started = time.monotonic()
             for n in range(20):
                 with contextlib.suppress(ServerRefused):  # 404 once bob has been dropped
-                    await clients["alice"].request("mute" if n % 2 else "unmute",
-                                                   track="audio")
+                    await clients["alice"].request("mute" if n % 2 else "unmute", track="audio")
                 await clients["carol"].request("mute", track="audio")
                 got = await asyncio.wait_for(events["dave"].get(), 2)
                 assert got["event"] == "MUTE"
@@ -426,8 +459,17 @@ async def test_a_connection_is_closed_after_too_many_failed_hellos() -> None:
     config = ServerConfig(port=0, services=(Service("acme", KEY),))
     async with SignalingServer(config) as server, connect(server.url) as ws:
         for rid in range(1, srv.MAX_FAILED_HELLOS + 1):
-            await ws.send(json.dumps({"op": "hello", "id": rid, "version": 1,
-                                      "service_id": "acme", "service_key": "guess"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "op": "hello",
+                        "id": rid,
+                        "version": 1,
+                        "service_id": "acme",
+                        "service_key": "guess",
+                    }
+                )
+            )
             assert json.loads(await ws.recv())["error"]["code"] == 401
         with pytest.raises(ConnectionClosed) as closed:
             async with asyncio.timeout(10):

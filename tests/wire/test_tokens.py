@@ -46,7 +46,9 @@ def test_token_signature_matches_openssl() -> None:
     assert json.loads(base64.urlsafe_b64decode(head + "==")) == {"alg": "HS256", "typ": "JWT"}
     digest = subprocess.run(
         ["openssl", "dgst", "-sha256", "-hmac", KEY, "-binary"],
-        input=f"{head}.{body}".encode(), capture_output=True, check=True,
+        input=f"{head}.{body}".encode(),
+        capture_output=True,
+        check=True,
     ).stdout
     assert _b64(digest) == signature
 
@@ -55,20 +57,42 @@ def test_token_signature_matches_openssl() -> None:
     ("token", "why"),
     [
         (lambda: mint().rsplit(".", 1)[0] + "." + _b64(b"x" * 32), "signature"),
-        (lambda: tokens.encode({"typ": "user", "svc": "acme", "sub": "bob", "iat": 0,
-                                "exp": 2 * int(NOW)}, "other-key"), "signature"),
+        (
+            lambda: tokens.encode(
+                {"typ": "user", "svc": "acme", "sub": "bob", "iat": 0, "exp": 2 * int(NOW)},
+                "other-key",
+            ),
+            "signature",
+        ),
         (lambda: mint(ttl=60.0), "expired"),
         (lambda: mint(now=NOW + 3600), "not valid yet"),
         (lambda: mint(service_id="other"), "service"),
         (lambda: "a.b", "JWT"),
         (lambda: "!!.??.**", "base64url"),
-        (lambda: tokens.encode({"typ": "resume", "svc": "acme", "sub": "bob", "iat": 0,
-                                "exp": 2 * int(NOW)}, KEY), "user token"),
-        (lambda: tokens.encode({"typ": "user", "svc": "acme", "iat": 0, "exp": 2 * int(NOW)},
-                               KEY), "'sub'"),
+        (
+            lambda: tokens.encode(
+                {"typ": "resume", "svc": "acme", "sub": "bob", "iat": 0, "exp": 2 * int(NOW)}, KEY
+            ),
+            "user token",
+        ),
+        (
+            lambda: tokens.encode(
+                {"typ": "user", "svc": "acme", "iat": 0, "exp": 2 * int(NOW)}, KEY
+            ),
+            "'sub'",
+        ),
     ],
-    ids=["forged", "other-key", "expired", "future", "service", "parts", "garbage", "kind",
-         "no-sub"],
+    ids=[
+        "forged",
+        "other-key",
+        "expired",
+        "future",
+        "service",
+        "parts",
+        "garbage",
+        "kind",
+        "no-sub",
+    ],
 )
 def test_bad_tokens_are_refused(token, why: str) -> None:
     """Forged, foreign, expired, early, malformed or wrong-kind tokens raise TokenError."""
@@ -79,14 +103,19 @@ def test_bad_tokens_are_refused(token, why: str) -> None:
 def test_alg_none_is_refused() -> None:
     """A token claiming alg 'none' with no signature is refused before anything else."""
     head = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    body = _b64(json.dumps({"typ": "user", "svc": "acme", "sub": "bob", "iat": 0,
-                            "exp": 2 * int(NOW)}).encode())
+    body = _b64(
+        json.dumps(
+            {"typ": "user", "svc": "acme", "sub": "bob", "iat": 0, "exp": 2 * int(NOW)}
+        ).encode()
+    )
     with pytest.raises(TokenError, match="HS256"):
         tokens.check_user_token(f"{head}.{body}.", KEY, service_id="acme", now=NOW)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("15m", 900),
-                                               ("1h", 3600), ("7d", 604800), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("7d", 604800), ("1.5h", 5400)],
+)
 def test_parse_ttl(text: str, seconds: float) -> None:
     """Durations take s, m, h and d suffixes."""
     assert tokens.parse_ttl(text) == seconds
@@ -109,12 +138,13 @@ def test_turn_rest_credentials_follow_coturn() -> None:
     if shutil.which("openssl"):
         digest = subprocess.run(
             ["openssl", "dgst", "-sha1", "-hmac", "turnsecret", "-binary"],
-            input=username.encode(), capture_output=True, check=True,
+            input=username.encode(),
+            capture_output=True,
+            check=True,
         ).stdout
         assert password == base64.b64encode(digest).decode()
     entry = ice_server(TurnConfig(("turn:t.example:3478",), "turnsecret", 600), "bob", NOW)
-    assert entry == {"urls": ["turn:t.example:3478"], "username": username,
-                     "credential": password}
+    assert entry == {"urls": ["turn:t.example:3478"], "username": username, "credential": password}
 
 
 # -- rate limit ------------------------------------------------------------------------------

@@ -58,17 +58,26 @@ class Pulse:
         }
         self._players: list[subprocess.Popen[bytes]] = []
         self.proc = subprocess.Popen(
-            ["pulseaudio", "--daemonize=no", "--system=false", "--exit-idle-time=-1", "-n",
-             f"--load=module-native-protocol-unix socket={socket}", "--log-target=stderr",
-             "--disallow-exit=no"],
-            env=self.full_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                "pulseaudio",
+                "--daemonize=no",
+                "--system=false",
+                "--exit-idle-time=-1",
+                "-n",
+                f"--load=module-native-protocol-unix socket={socket}",
+                "--log-target=stderr",
+                "--disallow-exit=no",
+            ],
+            env=self.full_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         try:
-            wait_until(lambda: self.pactl("info", check=False).returncode == 0, 15,
-                       "PulseAudio to start")
+            wait_until(
+                lambda: self.pactl("info", check=False).returncode == 0, 15, "PulseAudio to start"
+            )
             for name in sinks:
-                self.pactl("load-module", "module-null-sink", f"sink_name={name}",
-                           "rate=48000")
+                self.pactl("load-module", "module-null-sink", f"sink_name={name}", "rate=48000")
         except BaseException:
             self.stop()
             raise
@@ -77,8 +86,14 @@ class Pulse:
         return {**os.environ, **self.env, **extra}
 
     def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["pactl", *args], env=self.full_env(), capture_output=True,
-                              text=True, timeout=10, check=check)
+        return subprocess.run(
+            ["pactl", *args],
+            env=self.full_env(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=check,
+        )
 
     def play_tone(self, sink: str, hz: float, seconds: float, amplitude: float = 0.4) -> None:
         """Play a sine into `sink` (in the background, stopped with the daemon)."""
@@ -90,16 +105,31 @@ class Pulse:
             out.setsampwidth(2)
             out.setframerate(RATE)
             out.writeframes(pcm.tobytes())
-        self._players.append(subprocess.Popen(
-            ["paplay", f"--device={sink}", str(path)], env=self.full_env(),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self._players.append(
+            subprocess.Popen(
+                ["paplay", f"--device={sink}", str(path)],
+                env=self.full_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     def record(self, sink: str, seconds: float) -> np.ndarray:
         """What `sink` plays during the next `seconds`, as mono floats at 48 kHz."""
         proc = subprocess.Popen(
-            ["parec", f"--device={sink}.monitor", "--format=s16le", f"--rate={RATE}",
-             "--channels=1", "--raw", "--latency-msec=20"],
-            env=self.full_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            [
+                "parec",
+                f"--device={sink}.monitor",
+                "--format=s16le",
+                f"--rate={RATE}",
+                "--channels=1",
+                "--raw",
+                "--latency-msec=20",
+            ],
+            env=self.full_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             time.sleep(seconds)  # recording for a fixed span is the point here
         finally:
@@ -142,9 +172,21 @@ class Display:
         # -noreset: without it Xvfb resets whenever its last client (a screenshot, an
         # xdotool call) disconnects, and a window created during a reset is lost
         self.proc = subprocess.Popen(
-            ["Xvfb", "-displayfd", str(write), "-screen", "0", f"{size}x24", "-nolisten", "tcp",
-             "-noreset"],
-            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "Xvfb",
+                "-displayfd",
+                str(write),
+                "-screen",
+                "0",
+                f"{size}x24",
+                "-nolisten",
+                "tcp",
+                "-noreset",
+            ],
+            pass_fds=(write,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(write)
         try:
             with os.fdopen(read) as pipe:
@@ -160,8 +202,13 @@ class Display:
         return {"DISPLAY": self.name}
 
     def run(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(args), env={**os.environ, "DISPLAY": self.name},
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            list(args),
+            env={**os.environ, "DISPLAY": self.name},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def find_window(self, name: str) -> str | None:
         """The id of a visible window whose title contains `name`."""
@@ -173,8 +220,13 @@ class Display:
         """The whole screen as a BGR image."""
         import cv2
 
-        shot = subprocess.run(["import", "-window", "root", "png:-"], capture_output=True,
-                              env={**os.environ, "DISPLAY": self.name}, timeout=20, check=True)
+        shot = subprocess.run(
+            ["import", "-window", "root", "png:-"],
+            capture_output=True,
+            env={**os.environ, "DISPLAY": self.name},
+            timeout=20,
+            check=True,
+        )
         return cv2.imdecode(np.frombuffer(shot.stdout, np.uint8), cv2.IMREAD_COLOR)
 
     def stop(self) -> None:

@@ -15,11 +15,20 @@ from omnicli.media.sources import TestPatternTrack, ToneTrack
 
 
 @contextlib.asynccontextmanager
-async def call(call_type: str = "videocall", *, a_video: bool = True, b_video: bool = True,
-               states: list[str] | None = None) -> AsyncIterator[tuple[PeerLink, PeerLink]]:
+async def call(
+    call_type: str = "videocall",
+    *,
+    a_video: bool = True,
+    b_video: bool = True,
+    states: list[str] | None = None,
+) -> AsyncIterator[tuple[PeerLink, PeerLink]]:
     """A (offerer, 440 Hz) and B (answerer, 660 Hz), connected; closed on exit."""
-    a = PeerLink([], video=TestPatternTrack() if a_video else None, audio=ToneTrack(440),
-                 on_state=states.append if states is not None else None)
+    a = PeerLink(
+        [],
+        video=TestPatternTrack() if a_video else None,
+        audio=ToneTrack(440),
+        on_state=states.append if states is not None else None,
+    )
     b = PeerLink([], video=TestPatternTrack() if b_video else None, audio=ToneTrack(660))
     try:
         answer = await b.accept_offer(await a.create_offer(call_type))

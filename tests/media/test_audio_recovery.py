@@ -7,12 +7,12 @@ import random
 
 import pytest
 from aiortc.rtp import RtpPacket
+from lossy import impair
 
 from omnicli.media import recovery
 from omnicli.media.jitter import MAX_NACKS, AudioJitter, NackTimer, StallWatch, extend_seq
 from omnicli.media.peer import PeerLink
 from omnicli.media.sources import ToneTrack
-from tests.lossy import impair
 
 
 def seqs(slots) -> list[tuple[int, bool]]:

@@ -108,6 +108,10 @@ def start_server(*extra: str) -> tuple[Omni, str]:
 def run_omni(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None):
     """Run one `omni` command to completion."""
     return subprocess.run(
-        [*OMNI, *args], capture_output=True, text=True, timeout=timeout,
-        env=env or omni_env(), stdin=subprocess.DEVNULL,
+        [*OMNI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env or omni_env(),
+        stdin=subprocess.DEVNULL,
     )

@@ -29,8 +29,9 @@ def test_help_does_not_import_media_libraries():
         "try:\n    app(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=omni_env(), timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=omni_env(), timeout=30
+    )
     assert "call" in result.stdout and "server" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -79,19 +80,27 @@ def test_invalid_user_id_is_refused_before_connecting(server):
 
 def test_wrong_service_key_is_refused_with_exit_4(keyed_server):
     """A wrong service key gets the server's refusal in one line and exit 4."""
-    result = run_omni("sessions", "--server", keyed_server, "--service-id", "acme",
-                      "--service-key", "wrong")
+    result = run_omni(
+        "sessions", "--server", keyed_server, "--service-id", "acme", "--service-key", "wrong"
+    )
     assert result.returncode == 4
     assert one_line_error(result) == "omni: wrong service key (unauthorized, 401)"
-    good = run_omni("sessions", "--server", keyed_server, "--service-id", "acme",
-                    "--service-key", "s3cret", "--json")
+    good = run_omni(
+        "sessions",
+        "--server",
+        keyed_server,
+        "--service-id",
+        "acme",
+        "--service-key",
+        "s3cret",
+        "--json",
+    )
     assert good.returncode == 0 and good.stdout == ""
 
 
 def test_taken_user_id_is_refused(server):
     """Registering a user id that is online already exits 4 naming the id."""
-    bob = Omni("session", "create", "--user-id", "bob", "--server", server, "--json",
-               "--no-window")
+    bob = Omni("session", "create", "--user-id", "bob", "--server", server, "--json", "--no-window")
     try:
         bob.event("SESSION")
         result = run_omni("call", "alice", "--user-id", "bob", "--server", server, "--no-window")
@@ -103,12 +112,14 @@ def test_taken_user_id_is_refused(server):
 
 def test_unanswered_call_ends_with_no_answer(server):
     """A callee who never answers: after the ring timeout the caller exits 5, reason no_answer."""
-    bob = Omni("session", "create", "--user-id", "dave", "--server", server, "--json",
-               "--no-window")
+    bob = Omni(
+        "session", "create", "--user-id", "dave", "--server", server, "--json", "--no-window"
+    )
     try:
         bob.event("SESSION")
-        result = run_omni("call", "dave", "--user-id", "erin", "--server", server, "--json",
-                          "--no-window")
+        result = run_omni(
+            "call", "dave", "--user-id", "erin", "--server", server, "--json", "--no-window"
+        )
         assert result.returncode == 5, result.stderr
         assert one_line_error(result) == "omni: call ended: no answer"
         last = json.loads(result.stdout.splitlines()[-1])
@@ -121,20 +132,37 @@ def test_unanswered_call_ends_with_no_answer(server):
 
 def test_answer_with_no_call_gives_up_after_wait(server):
     """`omni answer` for a call that never comes exits 5 after --wait seconds."""
-    result = run_omni("answer", "nobody", "--user-id", "frank", "--wait", "0.5",
-                      "--server", server, "--no-window")
+    result = run_omni(
+        "answer", "nobody", "--user-id", "frank", "--wait", "0.5", "--server", server, "--no-window"
+    )
     assert result.returncode == 5
     assert one_line_error(result) == "omni: no call from nobody is ringing"
 
 
 def test_missing_media_file_is_a_usage_error(server):
     """A --video-source file that does not exist is named in one line, exit 2."""
-    bob = Omni("session", "create", "--user-id", "gina", "--server", server, "--json",
-               "--no-window", "--auto-answer")
+    bob = Omni(
+        "session",
+        "create",
+        "--user-id",
+        "gina",
+        "--server",
+        server,
+        "--json",
+        "--no-window",
+        "--auto-answer",
+    )
     try:
         bob.event("SESSION")
-        result = run_omni("call", "gina", "--server", server, "--no-window",
-                          "--video-source", "/nonexistent/clip.mp4")
+        result = run_omni(
+            "call",
+            "gina",
+            "--server",
+            server,
+            "--no-window",
+            "--video-source",
+            "/nonexistent/clip.mp4",
+        )
         assert result.returncode == 2
         assert "/nonexistent/clip.mp4" in one_line_error(result)
     finally:
@@ -160,10 +188,25 @@ def test_a_port_that_is_not_an_omni_server_is_named_as_such(tmp_path):
 
 def test_cancelling_ones_own_ringing_call_is_a_success(server):
     """Ctrl-C while the callee rings cancels the call: the callee hears it, the caller exits 0."""
-    callee = Omni("session", "create", "--user-id", "hank", "--server", server, "--json",
-                  "--no-window")
-    caller = Omni("call", "hank", "--user-id", "ivy", "--server", server, "--json", "--no-window",
-                  "--video-source", "test", "--audio-source", "tone", "--speaker", "none")
+    callee = Omni(
+        "session", "create", "--user-id", "hank", "--server", server, "--json", "--no-window"
+    )
+    caller = Omni(
+        "call",
+        "hank",
+        "--user-id",
+        "ivy",
+        "--server",
+        server,
+        "--json",
+        "--no-window",
+        "--video-source",
+        "test",
+        "--audio-source",
+        "tone",
+        "--speaker",
+        "none",
+    )
     try:
         callee.event("SESSION")
         caller.event("RINGBACK")
@@ -191,11 +234,11 @@ def test_a_token_alone_names_its_service():
     """With --token and no --service-id the client uses the service the token names."""
     proc, url = start_server("--service", "acme:s3cret", "--require-tokens")
     try:
-        minted = run_omni("token", "create", "--user-id", "bob", "--service-id", "acme",
-                          "--service-key", "s3cret")
+        minted = run_omni(
+            "token", "create", "--user-id", "bob", "--service-id", "acme", "--service-key", "s3cret"
+        )
         assert minted.returncode == 0, minted.stderr
-        listing = run_omni("sessions", "--json", "--server", url,
-                           "--token", minted.stdout.strip())
+        listing = run_omni("sessions", "--json", "--server", url, "--token", minted.stdout.strip())
         assert listing.returncode == 0, listing.stderr
         no_token = run_omni("sessions", "--server", url)
         assert no_token.returncode == 4
@@ -209,8 +252,7 @@ def test_server_stops_cleanly_on_sigterm():
     import signal as signals
 
     proc, url = start_server()
-    client = Omni("session", "create", "--user-id", "kim", "--server", url, "--json",
-                  "--no-window")
+    client = Omni("session", "create", "--user-id", "kim", "--server", url, "--json", "--no-window")
     try:
         client.event("SESSION")
         proc.proc.send_signal(signals.SIGTERM)

@@ -18,8 +18,7 @@ from omnicli.media.handoff import DropQueue
 from omnicli.media.probes import dominant_frequency
 from omnicli.server.driver import ServerConfig, SignalingServer
 
-REAL = ("--mic", "default", "--speaker", "default", "--require-devices", "--json",
-        "--no-window")
+REAL = ("--mic", "default", "--speaker", "default", "--require-devices", "--json", "--no-window")
 
 
 def heard(pa, sink: str, seconds: float = 0.6) -> tuple[float | None, float]:
@@ -38,16 +37,33 @@ def test_tone_into_one_microphone_comes_out_of_the_other_speaker_both_ways() -> 
         server, url = start_server()
         pa.play_tone("alice_mic", 440, 40)
         pa.play_tone("bob_mic", 660, 40)
-        bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", url,
-                   *REAL, env=omni_env(**pa.env, PULSE_SOURCE="bob_mic.monitor",
-                                       PULSE_SINK="bob_spk"))
+        bob = Omni(
+            "session",
+            "create",
+            "--user-id",
+            "bob",
+            "--auto-answer",
+            "--server",
+            url,
+            *REAL,
+            env=omni_env(**pa.env, PULSE_SOURCE="bob_mic.monitor", PULSE_SINK="bob_spk"),
+        )
         alice = None
         try:
             bob.event("SESSION")
-            alice = Omni("call", "bob", "--audio", "--user-id", "alice", "--duration", "20",
-                         "--server", url, *REAL,
-                         env=omni_env(**pa.env, PULSE_SOURCE="alice_mic.monitor",
-                                      PULSE_SINK="alice_spk"))
+            alice = Omni(
+                "call",
+                "bob",
+                "--audio",
+                "--user-id",
+                "alice",
+                "--duration",
+                "20",
+                "--server",
+                url,
+                *REAL,
+                env=omni_env(**pa.env, PULSE_SOURCE="alice_mic.monitor", PULSE_SINK="alice_spk"),
+            )
             alice.event("CONNECTED")
             # PortAudio streams through PulseAudio take ~2 s to start: wait for the sound
             wait_until(lambda: heard(pa, "bob_spk")[0], 15, "the tone on bob's speaker")
@@ -58,8 +74,9 @@ def test_tone_into_one_microphone_comes_out_of_the_other_speaker_both_ways() -> 
             assert on_alice == pytest.approx(660, abs=5) and alice_rms > 0.05
             alice.interrupt()  # first Ctrl-C: a clean hang-up
             leave = alice.event("LEAVE", timeout=30)
-            assert leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(660,
-                                                                                         abs=10)
+            assert leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(
+                660, abs=10
+            )
             assert alice.wait() == 0
             assert not [e for e in alice.stderr_lines if "Traceback" in e]
         finally:

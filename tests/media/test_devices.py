@@ -93,14 +93,42 @@ def test_headless_call_falls_back_with_one_notice_and_goes_on() -> None:
     """With no devices, `omni call` says in one NOTICE what it used instead; the call works."""
     server, url = start_server()
     env = omni_env(**NO_SOUND)
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", url,
-               "--json", "--no-window", "--audio-source", "tone:660", "--video-source", "test",
-               "--speaker", "none", env=env)
+    bob = Omni(
+        "session",
+        "create",
+        "--user-id",
+        "bob",
+        "--auto-answer",
+        "--server",
+        url,
+        "--json",
+        "--no-window",
+        "--audio-source",
+        "tone:660",
+        "--video-source",
+        "test",
+        "--speaker",
+        "none",
+        env=env,
+    )
     try:
         bob.event("SESSION")
-        call = run_omni("call", "bob", "--user-id", "alice", "--server", url, "--json",
-                        "--no-window", "--video-size", "320x240", "--duration", "2",
-                        env=env, timeout=60)
+        call = run_omni(
+            "call",
+            "bob",
+            "--user-id",
+            "alice",
+            "--server",
+            url,
+            "--json",
+            "--no-window",
+            "--video-size",
+            "320x240",
+            "--duration",
+            "2",
+            env=env,
+            timeout=60,
+        )
         assert call.returncode == 0, call.stderr
         events = [json.loads(line) for line in call.stdout.splitlines()]
         notices = [e["text"] for e in events if e["event"] == "NOTICE"]
@@ -113,8 +141,9 @@ def test_headless_call_falls_back_with_one_notice_and_goes_on() -> None:
         bob_leave = bob.event("LEAVE")
         video = bob_leave["summary"]["received"]["video"]
         assert video["frames_coded"] > 20  # the fallback test pattern, with its frame codes
-        assert bob_leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(440,
-                                                                                        abs=10)
+        assert bob_leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(
+            440, abs=10
+        )
     finally:
         bob.stop()
         server.stop()
@@ -124,8 +153,17 @@ def test_require_devices_exits_7_in_one_line() -> None:
     """`--require-devices` with no microphone fails before calling: exit 7, one line."""
     server, url = start_server()
     try:
-        result = run_omni("call", "bob", "--user-id", "alice", "--server", url, "--no-window",
-                          "--require-devices", env=omni_env(**NO_SOUND))
+        result = run_omni(
+            "call",
+            "bob",
+            "--user-id",
+            "alice",
+            "--server",
+            url,
+            "--no-window",
+            "--require-devices",
+            env=omni_env(**NO_SOUND),
+        )
         assert result.returncode == 7, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.startswith("omni: ")]
         assert len(lines) == 1 and "Traceback" not in result.stderr

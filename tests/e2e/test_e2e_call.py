@@ -10,8 +10,16 @@ from procs import Omni, run_omni, start_server
 pytestmark = pytest.mark.e2e
 
 # explicit synthetic media and no speaker: the same on a laptop with real devices
-MEDIA = ("--json", "--no-window", "--video-size", "320x240", "--video-source", "test",
-         "--speaker", "none")
+MEDIA = (
+    "--json",
+    "--no-window",
+    "--video-size",
+    "320x240",
+    "--video-source",
+    "test",
+    "--speaker",
+    "none",
+)
 
 
 @pytest.fixture
@@ -36,12 +44,35 @@ def assert_received(summary: dict, tone_hz: float, seconds: float) -> None:
 
 def test_call_between_two_processes_carries_video_and_audio_both_ways(server):
     """`session create --auto-answer` and `call` exchange frames and tones, then hang up."""
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
-               "--audio-source", "tone:660", *MEDIA)
+    bob = Omni(
+        "session",
+        "create",
+        "--user-id",
+        "bob",
+        "--auto-answer",
+        "--server",
+        server,
+        "--audio-source",
+        "tone:660",
+        *MEDIA,
+    )
     try:
         assert bob.event("SESSION")["user_id"] == "bob"
-        call = run_omni("call", "bob", "--video", "--duration", "4", "--user-id", "alice",
-                        "--server", server, "--audio-source", "tone:440", *MEDIA, timeout=60)
+        call = run_omni(
+            "call",
+            "bob",
+            "--video",
+            "--duration",
+            "4",
+            "--user-id",
+            "alice",
+            "--server",
+            server,
+            "--audio-source",
+            "tone:440",
+            *MEDIA,
+            timeout=60,
+        )
         assert call.returncode == 0, call.stderr
         events = [json.loads(line) for line in call.stdout.splitlines()]
         names = [e["event"] for e in events]
@@ -69,12 +100,10 @@ def test_call_between_two_processes_carries_video_and_audio_both_ways(server):
 
 def test_answer_waits_for_a_call_and_the_callee_hangs_up(server):
     """`omni answer alice --user-id bob` waits for alice's call, answers it, and hangs up."""
-    bob = Omni("answer", "alice", "--user-id", "bob", "--duration", "2", "--server", server,
-               *MEDIA)
+    bob = Omni("answer", "alice", "--user-id", "bob", "--duration", "2", "--server", server, *MEDIA)
     try:
         assert bob.event("SESSION")["user_id"] == "bob"
-        call = run_omni("call", "bob", "--user-id", "alice", "--server", server, *MEDIA,
-                        timeout=60)
+        call = run_omni("call", "bob", "--user-id", "alice", "--server", server, *MEDIA, timeout=60)
         assert call.returncode == 0, call.stderr
         leave = json.loads(call.stdout.splitlines()[-1])
         assert (leave["event"], leave["reason"], leave["by"]) == ("LEAVE", "hangup", "bob")
@@ -85,13 +114,24 @@ def test_answer_waits_for_a_call_and_the_callee_hangs_up(server):
 
 def test_late_registering_callee_answers_a_pending_offer(server):
     """A callee that registers after the offer gets RINGING at once and answers it (seed step 3)."""
-    alice = Omni("call", "bob", "--audio", "--user-id", "alice", "--duration", "2",
-                 "--server", server, *MEDIA)
+    alice = Omni(
+        "call",
+        "bob",
+        "--audio",
+        "--user-id",
+        "alice",
+        "--duration",
+        "2",
+        "--server",
+        server,
+        *MEDIA,
+    )
     try:
         ringback = alice.event("RINGBACK")
         assert ringback["callee_online"] is False
-        answer = run_omni("answer", "alice", "--user-id", "bob", "--audio", "--server", server,
-                          *MEDIA, timeout=60)
+        answer = run_omni(
+            "answer", "alice", "--user-id", "bob", "--audio", "--server", server, *MEDIA, timeout=60
+        )
         assert answer.returncode == 0, answer.stderr
         names = [json.loads(line)["event"] for line in answer.stdout.splitlines()]
         assert names[:2] == ["SESSION", "RINGING"] and "CONNECTED" in names, names
@@ -104,8 +144,7 @@ def test_late_registering_callee_answers_a_pending_offer(server):
 
 def test_calling_a_busy_user_exits_rejected(server):
     """A call to a user who is in another call ends at once with `busy` and exit code 5."""
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
-               *MEDIA)
+    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server, *MEDIA)
     alice = Omni("call", "bob", "--user-id", "alice", "--server", server, *MEDIA)
     try:
         bob.event("SESSION")

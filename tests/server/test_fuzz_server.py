@@ -48,30 +48,49 @@ def frame(pick: random.Random, rid: int, pools: Pools) -> dict[str, Any] | str:
         return pick.choice(["", "{", "[1]", "null", '{"op": 5}', "\u0000", "x" * 300])
     call_ids = [None, None, None, *pools.call_ids[-2:], "c-none"]
     spec: dict[str, dict[str, list[Any]]] = {
-        "hello": {"version": [1] * 6 + [2, "1"], "service_id": ["dev"] * 6 + ["locked", "x"],
-                  "service_key": [None, None, "s3cret", "k"]},
+        "hello": {
+            "version": [1] * 6 + [2, "1"],
+            "service_id": ["dev"] * 6 + ["locked", "x"],
+            "service_key": [None, None, "s3cret", "k"],
+        },
         "create_session": {"user_id": [*USERS, *USERS, None, "", "bad id", "x" * 70]},
         "session_list": {},
-        "offer_call": {"call_type": ["videocall"] * 3 + ["audiocall", "fax"],
-                       "callee": [*USERS, *USERS, "ghost", "", 7], "sdp": ["v=0"] * 5 + [" "],
-                       "record": [False, False, True, "yes"]},
-        "answer_call": {"sdp": ["v=0"] * 5 + [None], "caller": [*USERS, None, None, None],
-                        "call_type": [None] * 4 + ["videocall", "audiocall"],
-                        "call_id": call_ids},
+        "offer_call": {
+            "call_type": ["videocall"] * 3 + ["audiocall", "fax"],
+            "callee": [*USERS, *USERS, "ghost", "", 7],
+            "sdp": ["v=0"] * 5 + [" "],
+            "record": [False, False, True, "yes"],
+        },
+        "answer_call": {
+            "sdp": ["v=0"] * 5 + [None],
+            "caller": [*USERS, None, None, None],
+            "call_type": [None] * 4 + ["videocall", "audiocall"],
+            "call_id": call_ids,
+        },
         "leave": {"call_id": call_ids},
         "mute": {"track": ["audio", "video"] * 3 + ["screen"], "call_id": call_ids},
         "unmute": {"track": ["audio", "video"] * 3 + [None], "call_id": call_ids},
         "media_state": {"state": ["connected"] * 5 + ["failed", "up"], "call_id": call_ids},
         "recording": {"on": [True, False, False, None], "call_id": call_ids},
-        "resume": {"resume_token": [*pools.resume_tokens[-3:], "bad", None],
-                   "call_id": call_ids, "peer": [*USERS, None],
-                   "role": ["caller", "callee", "both"],
-                   "call_type": ["videocall", "audiocall"]},
+        "resume": {
+            "resume_token": [*pools.resume_tokens[-3:], "bad", None],
+            "call_id": call_ids,
+            "peer": [*USERS, None],
+            "role": ["caller", "callee", "both"],
+            "call_type": ["videocall", "audiocall"],
+        },
         "ping": {},
         "bogus": {"x": [1]},
     }
-    weights = {"hello": 3, "create_session": 3, "offer_call": 4, "answer_call": 4,
-               "media_state": 4, "leave": 2, "resume": 2}
+    weights = {
+        "hello": 3,
+        "create_session": 3,
+        "offer_call": 4,
+        "answer_call": 4,
+        "media_state": 4,
+        "leave": 2,
+        "resume": 2,
+    }
     ops = list(spec)
     op = pick.choices(ops, weights=[weights.get(o, 1) for o in ops])[0]
     fields: dict[str, Any] = {"op": op, "id": rid}
@@ -108,6 +127,7 @@ def check_empty(sb: Switchboard) -> None:
 
 # -- the switchboard, driven directly -----------------------------------------------------------
 
+
 def guided(
     sb: Switchboard, kind: str, pick: random.Random, rid: int, live: list[int], pools: Pools
 ) -> tuple[int, dict[str, Any]] | None:
@@ -126,8 +146,13 @@ def guided(
         return conn, {"op": "resume", "id": rid, "resume_token": pick.choice(pools.resume_tokens)}
     if kind == "offer" and len(sb.users) >= 2:
         (svc, caller), (_, callee) = pick.sample(sorted(sb.users), 2)
-        return sb.users[(svc, caller)], {"op": "offer_call", "id": rid, "callee": callee,
-                                         "call_type": "videocall", "sdp": "v=0"}
+        return sb.users[(svc, caller)], {
+            "op": "offer_call",
+            "id": rid,
+            "callee": callee,
+            "call_type": "videocall",
+            "sdp": "v=0",
+        }
     calls = sorted(sb.calls.values(), key=lambda c: c.call_id)
     if kind not in ("answer", "media"):
         return None
@@ -148,18 +173,30 @@ def guided(
     return conn, {"op": "media_state", "id": rid, "state": state}
 
 
-KINDS = ["request"] * 6 + ["register"] * 3 + ["offer", "answer", "media"] * 2 + [
-    "resume", "connect", "drop", "tick"]
+KINDS = (
+    ["request"] * 6
+    + ["register"] * 3
+    + ["offer", "answer", "media"] * 2
+    + ["resume", "connect", "drop", "tick"]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.sampled_from(KINDS), min_size=40, max_size=150),
-       st.randoms(use_true_random=True), st.booleans())
-def test_switchboard_survives_random_traffic(actions: list[str], pick: random.Random,
-                                             lost_at_end: bool) -> None:
+@given(
+    st.lists(st.sampled_from(KINDS), min_size=40, max_size=150),
+    st.randoms(use_true_random=True),
+    st.booleans(),
+)
+def test_switchboard_survives_random_traffic(
+    actions: list[str], pick: random.Random, lost_at_end: bool
+) -> None:
     """Random valid and invalid requests, drops and clock ticks from several connections."""
-    sb = Switchboard([Service("dev", None), Service("locked", "s3cret")], ring_timeout=30,
-                     connect_timeout=10, resume_grace=5)
+    sb = Switchboard(
+        [Service("dev", None), Service("locked", "s3cret")],
+        ring_timeout=30,
+        connect_timeout=10,
+        resume_grace=5,
+    )
     pools, now, live, next_conn, rid = Pools(), 0.0, [], 1, 0
     for kind in actions:
         which = pick.randrange(6)
@@ -224,8 +261,11 @@ async def drive(url: str, seed: int, user: str, n: int, results: dict[str, int])
                 if "event" not in message:
                     break
             sent_id = raw.get("id") if isinstance(raw, dict) else None
-            expected = sent_id if isinstance(sent_id, int) and not isinstance(sent_id, bool) \
-                and sent_id >= 0 else None
+            expected = (
+                sent_id
+                if isinstance(sent_id, int) and not isinstance(sent_id, bool) and sent_id >= 0
+                else None
+            )
             assert message["id"] == expected, (raw, message)
             results["responses"] += 1
     finally:
@@ -239,12 +279,19 @@ async def drive(url: str, seed: int, user: str, n: int, results: dict[str, int])
 async def test_real_server_survives_random_clients(seed: int) -> None:
     """Four clients send random frames concurrently; each gets one response per frame, the
     server still answers afterwards, and it ends with no session or call left."""
-    config = ServerConfig(port=0, ring_timeout=2, connect_timeout=2, resume_grace=0.3,
-                          rate_limit=0, max_failed_hellos=0)
+    config = ServerConfig(
+        port=0,
+        ring_timeout=2,
+        connect_timeout=2,
+        resume_grace=0.3,
+        rate_limit=0,
+        max_failed_hellos=0,
+    )
     async with SignalingServer(config) as server:
         results = {"responses": 0}
-        await asyncio.gather(*(drive(server.url, seed * 100 + k, user, 60, results)
-                               for k, user in enumerate(USERS)))
+        await asyncio.gather(
+            *(drive(server.url, seed * 100 + k, user, 60, results) for k, user in enumerate(USERS))
+        )
         assert results["responses"] == 4 * 60
         async with connect(server.url) as probe:
             await probe.send(json.dumps({"op": "ping", "id": 1}))

@@ -32,8 +32,9 @@ class _Screen(pyte.Screen):
 class Terminal:
     def __init__(self, *args: str, env: dict[str, str], cwd: str | None = None) -> None:
         self.args = args
-        self.child = pexpect.spawn(OMNI[0], [*OMNI[1:], *args], env=env, cwd=cwd,
-                                   dimensions=(ROWS, COLS), timeout=5)
+        self.child = pexpect.spawn(
+            OMNI[0], [*OMNI[1:], *args], env=env, cwd=cwd, dimensions=(ROWS, COLS), timeout=5
+        )
         self._screen = _Screen(COLS, ROWS, self.child)
         self._stream = pyte.ByteStream(self._screen)
         self.raw = bytearray()
@@ -67,8 +68,9 @@ class Terminal:
             if found:
                 return found
             if self.closed or time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} not on the screen of omni "
-                                     f"{' '.join(self.args)}:\n{self.screen()}")
+                raise AssertionError(
+                    f"{pattern!r} not on the screen of omni {' '.join(self.args)}:\n{self.screen()}"
+                )
             self._read(0.2)
 
     def prompt_line(self) -> str:
@@ -80,8 +82,10 @@ class Terminal:
         deadline = time.monotonic() + timeout
         while not re.search(pattern, self.prompt_line()):
             if time.monotonic() > deadline:
-                raise AssertionError(f"prompt line {self.prompt_line()!r} never matched "
-                                     f"{pattern!r}:\n{self.screen()}")
+                raise AssertionError(
+                    f"prompt line {self.prompt_line()!r} never matched "
+                    f"{pattern!r}:\n{self.screen()}"
+                )
             self._read(0.2)
         return self.prompt_line()
 

@@ -9,8 +9,15 @@ from procs import Omni, omni_env, start_server
 
 from omnicli.ui.window import compose
 
-BARS = [(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0),
-        (192, 0, 192), (0, 0, 192), (192, 0, 0)]  # the test pattern's colour bars, BGR
+BARS = [
+    (192, 192, 192),
+    (0, 192, 192),
+    (192, 192, 0),
+    (0, 192, 0),
+    (192, 0, 192),
+    (0, 0, 192),
+    (192, 0, 0),
+]  # the test pattern's colour bars, BGR
 BANNER = (0, 0, 96)  # the paused banner, BGR
 MEDIA = ("--json", "--video-source", "test", "--video-size", "320x240", "--speaker", "none")
 
@@ -55,16 +62,40 @@ def test_window_shows_the_remote_pattern_and_its_keys_work() -> None:
     """Screenshots show bob's bars in alice's window; v pauses her video in bob's; q hangs up."""
     with display() as screen_a, display() as screen_b:
         server, url = start_server()
-        bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", url,
-                   "--audio-source", "tone:660", *MEDIA, env=omni_env(**screen_b.env()))
+        bob = Omni(
+            "session",
+            "create",
+            "--user-id",
+            "bob",
+            "--auto-answer",
+            "--server",
+            url,
+            "--audio-source",
+            "tone:660",
+            *MEDIA,
+            env=omni_env(**screen_b.env()),
+        )
         alice = None
         try:
             bob.event("SESSION")
-            alice = Omni("call", "bob", "--user-id", "alice", "--server", url,
-                         "--audio-source", "tone:440", *MEDIA, env=omni_env(**screen_a.env()))
+            alice = Omni(
+                "call",
+                "bob",
+                "--user-id",
+                "alice",
+                "--server",
+                url,
+                "--audio-source",
+                "tone:440",
+                *MEDIA,
+                env=omni_env(**screen_a.env()),
+            )
             alice.event("CONNECTED")
-            window = wait_until(lambda: screen_a.find_window("omni · bob · connected"), 15,
-                                "alice's window titled with the peer and state")
+            window = wait_until(
+                lambda: screen_a.find_window("omni · bob · connected"),
+                15,
+                "alice's window titled with the peer and state",
+            )
             wait_for_bars(screen_a, window, "bob's pattern in alice's window")
             bobs = wait_until(lambda: screen_b.find_window("omni · alice"), 15, "bob's window")
             wait_for_bars(screen_b, bobs, "alice's pattern in bob's window")
@@ -72,12 +103,16 @@ def test_window_shows_the_remote_pattern_and_its_keys_work() -> None:
             screen_a.run("xdotool", "key", "--window", window, "v")
             mute = bob.event("MUTE")
             assert (mute["user_id"], mute["track"]) == ("alice", "video")
-            wait_until(lambda: pixels_near(screen_b.screenshot(), BANNER, 20) > 2000, 10,
-                       "the paused banner in bob's window")
+            wait_until(
+                lambda: pixels_near(screen_b.screenshot(), BANNER, 20) > 2000,
+                10,
+                "the paused banner in bob's window",
+            )
             screen_a.run("xdotool", "key", "--window", window, "v")
             assert bob.event("UNMUTE")["track"] == "video"
-            wait_until(lambda: pixels_near(screen_b.screenshot(), BANNER, 20) < 200, 10,
-                       "the banner to go")
+            wait_until(
+                lambda: pixels_near(screen_b.screenshot(), BANNER, 20) < 200, 10, "the banner to go"
+            )
             screen_a.run("xdotool", "key", "--window", window, "m")
             assert bob.event("MUTE")["track"] == "audio"
 
@@ -86,8 +121,11 @@ def test_window_shows_the_remote_pattern_and_its_keys_work() -> None:
             assert (leave["reason"], leave["by"]) == ("hangup", "alice")
             assert alice.wait() == 0
             assert bob.event("LEAVE")["by"] == "alice"
-            wait_until(lambda: screen_b.find_window("omni") is None, 10,
-                       "bob's window to close with the call")
+            wait_until(
+                lambda: screen_b.find_window("omni") is None,
+                10,
+                "bob's window to close with the call",
+            )
         finally:
             if alice is not None:
                 alice.stop()

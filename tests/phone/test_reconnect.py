@@ -101,8 +101,14 @@ def test_lost_connection_keeps_the_call_and_resume_takes_it_back() -> None:
     assert b.code(b.hello(), "create_session", user_id="bob") == 409  # still bob's
     bob2, result, events = b.resume("bob")
     assert (result["user_id"], result["session"], result["ended"]) == ("bob", session, None)
-    assert result["call"] == {"call_id": call_id, "state": "connected", "peer": "alice",
-                              "role": "callee", "call_type": "videocall", "record": False}
+    assert result["call"] == {
+        "call_id": call_id,
+        "state": "connected",
+        "peer": "alice",
+        "role": "callee",
+        "call_type": "videocall",
+        "record": False,
+    }
     assert events == []
     _, out = b.ok(alice, "mute", track="audio")
     assert events_of(out, bob2)[0]["event"] == "MUTE"
@@ -115,8 +121,9 @@ def test_clean_close_ends_the_call_at_once() -> None:
     b = Board()
     alice, bob, call_id = b.connected()
     out = b.sb.disconnect(bob, b.now, lost=False)
-    assert events_of(out, alice) == [{"event": "LEAVE", "call_id": call_id,
-                                      "reason": "connection_lost", "by": "bob"}]
+    assert events_of(out, alice) == [
+        {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
+    ]
     assert b.sb.away == {}
 
 
@@ -129,10 +136,12 @@ def test_grace_running_out_ends_the_call_and_a_late_resume_learns_it() -> None:
     assert b.sb.next_deadline() == pytest.approx(b.now + GRACE)
     b.now += GRACE
     out = b.sb.expire(b.now)
-    assert events_of(out, alice) == [{"event": "LEAVE", "call_id": call_id,
-                                      "reason": "connection_lost", "by": "bob"}]
-    _, result, _ = b.resume("bob", call_id=call_id, peer="alice", role="callee",
-                            call_type="videocall")
+    assert events_of(out, alice) == [
+        {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
+    ]
+    _, result, _ = b.resume(
+        "bob", call_id=call_id, peer="alice", role="callee", call_type="videocall"
+    )
     assert result["call"] is None
     assert result["ended"] == {"call_id": call_id, "reason": "connection_lost", "by": None}
 
@@ -183,8 +192,7 @@ def test_bad_resume_tokens_are_refused(case: str) -> None:
     if case == "garbage":
         token = "not.a.token"
     elif case == "other-secret":
-        token = Board(resume_secret=b"another").sb._session_result(b.sb.conns[1], 0)[
-            "resume_token"]
+        token = Board(resume_secret=b"another").sb._session_result(b.sb.conns[1], 0)["resume_token"]
     assert b.code(conn, "resume", resume_token=token) == 401
 
 
@@ -195,13 +203,17 @@ def test_restarted_server_rebuilds_a_call_both_sides_declare() -> None:
     _, _, call_id = old.connected()
     new = Board()
     new.tokens = dict(old.tokens)
-    a2, result, _ = new.resume("alice", call_id=call_id, peer="bob", role="caller",
-                               call_type="videocall")
+    a2, result, _ = new.resume(
+        "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
+    )
     assert result["call"]["state"] == "resuming" and result["ended"] is None
-    assert new.code(new.user("carol"), "offer_call", call_type="videocall", callee="bob",
-                    sdp="o") == 486  # bob is held for the call
-    b2, result, _ = new.resume("bob", call_id=call_id, peer="alice", role="callee",
-                               call_type="videocall")
+    assert (
+        new.code(new.user("carol"), "offer_call", call_type="videocall", callee="bob", sdp="o")
+        == 486
+    )  # bob is held for the call
+    b2, result, _ = new.resume(
+        "bob", call_id=call_id, peer="alice", role="callee", call_type="videocall"
+    )
     assert result["call"]["state"] == "connected"
     _, out = new.ok(b2, "mute", track="audio")
     assert events_of(out, a2)[0]["event"] == "MUTE"
@@ -214,12 +226,14 @@ def test_restarted_server_ends_a_call_only_one_side_declares() -> None:
     _, _, call_id = old.connected()
     new = Board()
     new.tokens = dict(old.tokens)
-    a2, _, _ = new.resume("alice", call_id=call_id, peer="bob", role="caller",
-                          call_type="videocall")
+    a2, _, _ = new.resume(
+        "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
+    )
     new.now += GRACE
     out = new.sb.expire(new.now)
-    assert events_of(out, a2) == [{"event": "LEAVE", "call_id": call_id,
-                                   "reason": "connection_lost", "by": "bob"}]
+    assert events_of(out, a2) == [
+        {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
+    ]
     assert new.sb.calls == {} and new.sb.user_call == {}
 
 
@@ -230,8 +244,9 @@ def test_restarted_server_does_not_join_mismatched_declarations() -> None:
     new = Board()
     new.tokens = dict(old.tokens)
     new.resume("alice", call_id=call_id, peer="bob", role="caller", call_type="videocall")
-    _, result, _ = new.resume("bob", call_id=call_id, peer="alice", role="caller",
-                              call_type="videocall")
+    _, result, _ = new.resume(
+        "bob", call_id=call_id, peer="alice", role="caller", call_type="videocall"
+    )
     assert result["call"] is None
     assert result["ended"] == {"call_id": call_id, "reason": "connection_lost", "by": None}
     assert new.sb.calls[call_id].state.value == "resuming"  # alice's still waits for bob
@@ -248,11 +263,13 @@ def test_a_caller_that_missed_answered_while_away_gets_it_on_resume() -> None:
     a2, resumed, events = b.resume("alice")
     assert resumed["call"]["state"] == "answered"
     assert [(e.message["event"], e.message.get("sdp")) for e in events] == [
-        ("ANSWERED", "the-answer")]
+        ("ANSWERED", "the-answer")
+    ]
     # one that describes the call (it had the answer) is not told again
     b.sb.disconnect(a2, b.now, lost=True)
-    _, _, events = b.resume("alice", call_id=result["call_id"], peer="bob", role="caller",
-                            call_type="videocall")
+    _, _, events = b.resume(
+        "alice", call_id=result["call_id"], peer="bob", role="caller", call_type="videocall"
+    )
     assert events == []
 
 
@@ -265,8 +282,9 @@ def test_restarted_server_does_not_declare_a_call_with_an_online_idle_peer() -> 
     new.tokens = dict(old.tokens)
     new.user("bob")  # bob registered afresh on the new run
     for _ in range(3):
-        conn, result, _ = new.resume("alice", call_id=call_id, peer="bob", role="caller",
-                                     call_type="videocall")
+        conn, result, _ = new.resume(
+            "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
+        )
         assert result["call"] is None and result["ended"]["call_id"] == call_id
         new.sb.disconnect(conn, new.now)
     assert new.sb.calls == {} and new.sb.user_call == {}
@@ -275,8 +293,15 @@ def test_restarted_server_does_not_declare_a_call_with_an_online_idle_peer() -> 
 def test_a_resume_token_naming_a_bad_user_id_is_refused() -> None:
     """A resume token whose subject is not a valid user id is 401."""
     b = Board()
-    claims = {"typ": "resume", "svc": "dev", "sub": "bad id", "sid": "s-1", "boot": "x",
-              "iat": int(time.time()), "exp": int(time.time()) + 60}
+    claims = {
+        "typ": "resume",
+        "svc": "dev",
+        "sub": "bad id",
+        "sid": "s-1",
+        "boot": "x",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 60,
+    }
     forged = tokens.encode(claims, SECRET)
     assert b.code(b.hello(), "resume", resume_token=forged) == 401
 
@@ -298,28 +323,50 @@ LOCAL_MEDIA_DOWN = resume.LocalCall("c-1", "connecting", "bob", "caller", "video
 
 
 def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "caller") -> dict:
-    return {"call_id": call_id, "state": state, "peer": "bob", "role": role,
-            "call_type": "videocall", "record": False}
+    return {
+        "call_id": call_id,
+        "state": state,
+        "peer": "bob",
+        "role": role,
+        "call_type": "videocall",
+        "record": False,
+    }
 
 
 @pytest.mark.parametrize(
     ("local", "result", "expected"),
     [
         (LOCAL, {"call": _server_call()}, resume.Plan(continues="c-1")),
-        (LOCAL, {"call": _server_call(state="answered")},
-         resume.Plan(report_media=True, continues="c-1")),
-        (LOCAL_MEDIA_DOWN, {"call": _server_call(state="answered")},
-         resume.Plan(continues="c-1")),
-        (LOCAL, {"call": None, "ended": {"call_id": "c-1", "reason": "hangup", "by": "bob"}},
-         resume.Plan(end_reason="hangup", end_by="bob")),
+        (
+            LOCAL,
+            {"call": _server_call(state="answered")},
+            resume.Plan(report_media=True, continues="c-1"),
+        ),
+        (LOCAL_MEDIA_DOWN, {"call": _server_call(state="answered")}, resume.Plan(continues="c-1")),
+        (
+            LOCAL,
+            {"call": None, "ended": {"call_id": "c-1", "reason": "hangup", "by": "bob"}},
+            resume.Plan(end_reason="hangup", end_by="bob"),
+        ),
         (LOCAL, {"call": None}, resume.Plan(end_reason="connection_lost")),
         (None, {"call": _server_call()}, resume.Plan(leave_call_id="c-1")),
         (None, {"call": _server_call(state="ringing", role="callee")}, resume.Plan()),
-        (LOCAL, {"call": _server_call("c-2", state="ringing", role="callee")},
-         resume.Plan(end_reason="connection_lost")),
+        (
+            LOCAL,
+            {"call": _server_call("c-2", state="ringing", role="callee")},
+            resume.Plan(end_reason="connection_lost"),
+        ),
     ],
-    ids=["same", "answered", "answered-media-down", "missed-hangup", "gone", "stray",
-         "ringing-here", "other-ringing"],
+    ids=[
+        "same",
+        "answered",
+        "answered-media-down",
+        "missed-hangup",
+        "gone",
+        "stray",
+        "ringing-here",
+        "other-ringing",
+    ],
 )
 def test_resume_plan(local, result, expected) -> None:
     """The phone keeps, ends or cleans up its call according to the resume result."""
@@ -328,10 +375,17 @@ def test_resume_plan(local, result, expected) -> None:
 
 def test_only_calls_past_the_sdp_exchange_are_declared() -> None:
     """A ringing/calling call is not described in resume; a connecting or connected one is."""
-    assert resume.declaration(resume.LocalCall("c-1", "calling", "bob", "caller",
-                                               "videocall", False)) == {}
-    assert resume.declaration(LOCAL) == {"call_id": "c-1", "peer": "bob", "role": "caller",
-                                         "call_type": "videocall", "record": False}
+    assert (
+        resume.declaration(resume.LocalCall("c-1", "calling", "bob", "caller", "videocall", False))
+        == {}
+    )
+    assert resume.declaration(LOCAL) == {
+        "call_id": "c-1",
+        "peer": "bob",
+        "role": "caller",
+        "call_type": "videocall",
+        "record": False,
+    }
 
 
 # -- real phones, real media -------------------------------------------------------------------
@@ -356,8 +410,10 @@ async def call_up(url: str) -> tuple[Phone, Phone]:
 async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
     """Cutting every signaling connection mid-call: both phones show RECONNECTING then
     RECONNECTED, video keeps arriving meanwhile, and the call then hangs up normally."""
-    async with SignalingServer(ServerConfig(port=0)) as srv, \
-            CuttableProxy("127.0.0.1", srv.port) as proxy:
+    async with (
+        SignalingServer(ServerConfig(port=0)) as srv,
+        CuttableProxy("127.0.0.1", srv.port) as proxy,
+    ):
         alice, bob = await call_up(proxy.url)
         try:
             probe = bob._call.link.video_in
@@ -464,8 +520,7 @@ async def test_overlapping_connects_share_one_socket() -> None:
     async with SignalingServer(ServerConfig(port=0)) as srv:
         ph = phone(srv.url)
         try:
-            await asyncio.gather(ph.session_list(), ph.session_list(),
-                                 ph.create_session("alice"))
+            await asyncio.gather(ph.session_list(), ph.session_list(), ph.create_session("alice"))
             assert len(srv.board.conns) == 1
             assert [p.user_id for p in await ph.session_list()] == ["alice"]
         finally:
@@ -489,6 +544,7 @@ async def test_no_auto_connect_while_resuming() -> None:
 async def test_a_resume_attempt_never_runs_past_the_grace() -> None:
     """A server that accepts TCP but never answers the handshake cannot hold a resume attempt
     past the grace: SERVER_LOST comes at the grace, not after the open timeout."""
+
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
         writer.close()
@@ -526,12 +582,29 @@ async def test_resume_emits_connected_sent_while_away() -> None:
     from omnicli.phone.core import _Call
 
     ph = phone("ws://127.0.0.1:1")
-    call = _Call(peer="bob", role="caller", call_type="videocall", record=False,
-                 link=_UpLink(), call_id="c-1", state="connecting")  # type: ignore[arg-type]
+    call = _Call(
+        peer="bob",
+        role="caller",
+        call_type="videocall",
+        record=False,
+        link=_UpLink(),
+        call_id="c-1",
+        state="connecting",
+    )  # type: ignore[arg-type]
     ph._call = call
-    result = {"session": "s-1", "user_id": "alice", "call": {
-        "call_id": "c-1", "state": "connected", "peer": "bob", "role": "caller",
-        "call_type": "videocall", "record": False}, "ended": None}
+    result = {
+        "session": "s-1",
+        "user_id": "alice",
+        "call": {
+            "call_id": "c-1",
+            "state": "connected",
+            "peer": "bob",
+            "role": "caller",
+            "call_type": "videocall",
+            "record": False,
+        },
+        "ended": None,
+    }
     try:
         await resume._apply(ph, result, 10.0, 1)
         assert (await until(ph, ev.Reconnected, timeout=5)).call_id == "c-1"

@@ -54,12 +54,29 @@ def coturn(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     port = free_udp_port()
     log = tmp_path / "turnserver.log"
     proc = subprocess.Popen(
-        [TURNSERVER, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-         f"--listening-port={port}", "--use-auth-secret", f"--static-auth-secret={SECRET}",
-         "--realm=omni", "--allow-loopback-peers", "--no-cli", "--no-tls", "--no-dtls",
-         "--no-tcp", "--no-rfc5780", f"--log-file={log}", "--simple-log", "--no-stdout-log",
-         f"--pidfile={tmp_path / 'turnserver.pid'}", "--verbose"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            TURNSERVER,
+            "-n",
+            "--listening-ip=127.0.0.1",
+            "--relay-ip=127.0.0.1",
+            f"--listening-port={port}",
+            "--use-auth-secret",
+            f"--static-auth-secret={SECRET}",
+            "--realm=omni",
+            "--allow-loopback-peers",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--no-tcp",
+            "--no-rfc5780",
+            f"--log-file={log}",
+            "--simple-log",
+            "--no-stdout-log",
+            f"--pidfile={tmp_path / 'turnserver.pid'}",
+            "--verbose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 15
@@ -77,8 +94,14 @@ def coturn(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 
 
 def relay_phone(srv: SignalingServer, *, connect_timeout: float = 15.0) -> Phone:
-    media = MediaOptions(ice_relay_only=True, video_source="test", audio_source="tone:440",
-                         width=320, height=240, connect_timeout=connect_timeout)
+    media = MediaOptions(
+        ice_relay_only=True,
+        video_source="test",
+        audio_source="tone:440",
+        width=320,
+        height=240,
+        connect_timeout=connect_timeout,
+    )
     return Phone(PhoneConfig(server_url=srv.url, media=media))
 
 
@@ -122,8 +145,11 @@ async def test_turn_credentials_from_the_server_relay_the_call_through_coturn(co
         finally:
             await alice.close()
             await bob.close()
-    allocated = [line for line in log.read_text(errors="replace").splitlines()
-                 if "ALLOCATE processed, success" in line]
+    allocated = [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if "ALLOCATE processed, success" in line
+    ]
     assert any(":alice>" in line for line in allocated), allocated
     assert any(":bob>" in line for line in allocated), allocated
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from procs import omni_env
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from netlab import NetLab, unavailable
 
 CALL_SECONDS = 30
@@ -65,22 +65,72 @@ def test_call_survives_loss_and_delay() -> None:
     if (why := unavailable()) is not None:
         pytest.skip(f"cannot build the network lab: {why}")
     env = omni_env()
-    common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "320x240",
-              "--fps", "15"]
+    common = [
+        "--json",
+        "--no-window",
+        "--service-key",
+        KEY,
+        "--video-size",
+        "320x240",
+        "--fps",
+        "15",
+    ]
     with NetLab(loss=0.05, delay_ms=50) as lab:
-        server = lab.popen("a", [*OMNI, "server", "--host", lab.addr_a, "--port", "0",
-                                 "--service", f"dev:{KEY}"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        server = lab.popen(
+            "a",
+            [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         url = Lines(server).next(20).rsplit(" ", 1)[1]
         assert url.startswith(f"ws://{lab.addr_a}:")
-        bob = Lines(lab.popen("b", [*OMNI, "answer", "alice", "--user-id", "bob", "--wait", "60",
-                                    "--server", url, *common, "--audio-source", "tone:660"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        bob = Lines(
+            lab.popen(
+                "b",
+                [
+                    *OMNI,
+                    "answer",
+                    "alice",
+                    "--user-id",
+                    "bob",
+                    "--wait",
+                    "60",
+                    "--server",
+                    url,
+                    *common,
+                    "--audio-source",
+                    "tone:660",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
         bob.until("SESSION", 30)
-        alice = Lines(lab.popen("a", [*OMNI, "call", "bob", "--user-id", "alice",
-                                      "--duration", str(CALL_SECONDS), "--server", url, *common],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=env))
+        alice = Lines(
+            lab.popen(
+                "a",
+                [
+                    *OMNI,
+                    "call",
+                    "bob",
+                    "--user-id",
+                    "alice",
+                    "--duration",
+                    str(CALL_SECONDS),
+                    "--server",
+                    url,
+                    *common,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
         for side in (alice, bob):
             side.until("CONNECTED", 40)
         leave_a = alice.until("LEAVE", CALL_SECONDS + 30)
@@ -90,8 +140,11 @@ def test_call_survives_loss_and_delay() -> None:
         for side in (alice, bob):
             samples = [e["figures"] for e in side.events if e.get("event") == "STATS"]
             assert len(samples) >= CALL_SECONDS // 2, f"only {len(samples)} STATS samples"
-            (v0, a0), (v1, a1), (v2, a2) = (received(samples[-21]), received(samples[-6]),
-                                            received(samples[-1]))
+            (v0, a0), (v1, a1), (v2, a2) = (
+                received(samples[-21]),
+                received(samples[-6]),
+                received(samples[-1]),
+            )
             assert v2 - v0 > 60 and a2 - a0 > 5, (v0, v2, a0, a2)  # last ~20 s: ≥ 3 fps
             assert v2 > v1 and a2 > a1, (v1, v2, a1, a2)  # and still arriving at the end
             rtts = [s["rtt_ms"] for s in samples if s.get("rtt_ms")]

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import typer
 from phones import make_phone, until
+from procs import Omni, start_server
 
 from omnicli.errors import MediaFailed, UsageError
 from omnicli.media.jitter import RESET_GAP, AudioJitter
@@ -21,7 +22,6 @@ from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.ui import cli
 from omnicli.ui import flows as runner
 from omnicli.ui.flows import Stopper, answer_forever, follow_call, until_stopped
-from tests.procs import Omni, start_server
 
 
 @pytest.fixture
@@ -42,8 +42,9 @@ async def pair(srv: SignalingServer) -> tuple[Phone, Phone]:
 
 
 def _without_ice(sdp: str) -> str:
-    return "\r\n".join(line for line in sdp.split("\r\n")
-                       if not line.startswith(("a=ice-ufrag", "a=ice-pwd")))
+    return "\r\n".join(
+        line for line in sdp.split("\r\n") if not line.startswith(("a=ice-ufrag", "a=ice-pwd"))
+    )
 
 
 async def test_answer_with_unusable_offer_is_media_failed_and_frees_the_caller(server):
@@ -194,9 +195,16 @@ async def test_a_late_device_loss_from_another_source_is_ignored(server):
 def test_running_stats_summary_equals_the_summary_of_all_samples():
     """The O(1) running sums give the same averages and resolution as the full list."""
     rng = random.Random(7)
-    samples = [{"rtt_ms": rng.uniform(0, 80), "fps_in": rng.choice([None, 29.5, 30]),
-                "loss_pct": rng.uniform(0, 3), "width_in": 640, "height_in": 480}
-               for _ in range(500)]
+    samples = [
+        {
+            "rtt_ms": rng.uniform(0, 80),
+            "fps_in": rng.choice([None, 29.5, 30]),
+            "loss_pct": rng.uniform(0, 3),
+            "width_in": 640,
+            "height_in": 480,
+        }
+        for _ in range(500)
+    ]
     stats = RunningStats()
     for s in samples:
         stats.add(s)
@@ -262,8 +270,15 @@ async def test_ctrl_c_while_asking_declines_and_stops():
         await asyncio.sleep(3600)
         return True
 
-    task = asyncio.ensure_future(answer_forever(fake, _Out(), stop=stop,  # type: ignore[arg-type]
-                                                auto_answer=False, ask=ask))
+    task = asyncio.ensure_future(
+        answer_forever(
+            fake,
+            _Out(),
+            stop=stop,  # type: ignore[arg-type]
+            auto_answer=False,
+            ask=ask,
+        )
+    )
     await asyncio.wait_for(asked.wait(), 10)
     stop.set()
     assert await asyncio.wait_for(task, 10) == 0
@@ -319,8 +334,20 @@ def test_ctrl_c_while_answer_waits_exits_130_promptly():
     srv, url = start_server()
     answer = None
     try:
-        answer = Omni("answer", "alice", "-u", "bob", "--wait", "60", "--server", url,
-                      "--json", "--no-window", "--audio-source", "silence")
+        answer = Omni(
+            "answer",
+            "alice",
+            "-u",
+            "bob",
+            "--wait",
+            "60",
+            "--server",
+            url,
+            "--json",
+            "--no-window",
+            "--audio-source",
+            "silence",
+        )
         answer.event("SESSION")
         time.sleep(0.5)  # let the flow reach its wait (a signal before would also work)
         answer.interrupt()

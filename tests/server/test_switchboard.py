@@ -320,8 +320,11 @@ def test_session_list_without_session(b: Board) -> None:
     conn = b.connect()
     b.ok(conn, "hello", version=1, service_id="dev")
     result, _ = b.ok(conn, "session_list")
-    assert result == {"sessions": [{"user_id": "alice", "state": "idle", "call_type": None}],
-                      "total": 1, "truncated": False}
+    assert result == {
+        "sessions": [{"user_id": "alice", "state": "idle", "call_type": None}],
+        "total": 1,
+        "truncated": False,
+    }
 
 
 def test_session_list_is_capped_with_total_and_truncated(b: Board) -> None:
