@@ -14,6 +14,9 @@ SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdo
 SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
 # A real TURN server for the relay test (tests/server/test_turn_relay.py).
 SYSTEM_PACKAGES+=(coturn)
+# sipcall tests: the Janus gateway (its SIP plugin) and baresip, a real SIP phone
+# (tests/support/janus.py, tests/support/baresip.py). The tests start their own Janus.
+SYSTEM_PACKAGES+=(janus baresip-core)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -24,6 +27,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq \
       --no-install-recommends "${missing[@]}" >&2
+    if [[ " ${missing[*]} " == *" janus "* ]]; then
+      # the package enables a system Janus on the default ports; the tests run their own
+      { systemctl stop janus; systemctl disable janus; } >/dev/null 2>&1 || true
+      { service janus stop; update-rc.d janus disable; } >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

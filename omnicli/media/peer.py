@@ -39,7 +39,7 @@ from omnicli.media.tracks import SwitchableTrack
 
 logger = logging.getLogger(__name__)
 
-CALL_TYPES = ("videocall", "audiocall")
+CALL_TYPES = ("videocall", "audiocall", "sipcall")  # sipcall: audio only
 RTP_CLOCK = {"audio": 48_000, "video": 90_000}
 
 

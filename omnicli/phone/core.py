@@ -27,7 +27,15 @@ from omnicli.errors import (
 from omnicli.phone import events as ev
 from omnicli.phone.signaling import SignalingClient
 from omnicli.phone.summary import RunningStats, summarize
-from omnicli.wire.protocol import VERSION, CallType, ErrorCode, Track, check_user_id
+from omnicli.wire.protocol import (
+    VERSION,
+    CallType,
+    ErrorCode,
+    Track,
+    check_sip_uri,
+    check_user_id,
+    is_sip_uri,
+)
 
 if TYPE_CHECKING:
     from omnicli.media.peer import PeerLink
@@ -215,7 +223,13 @@ class Phone:
     ) -> CallInfo:
         """Call `callee`; returns once the server accepted the offer (RINGBACK)."""
         kind = _call_type(call_type)
-        if why := check_user_id(callee):
+        if is_sip_uri(callee):  # a SIP phone, through the server's gateway: audio only
+            if why := check_sip_uri(callee):
+                raise UsageError(f"bad callee '{callee[:80]}': {why}")
+            kind = CallType.SIP.value
+        elif kind == CallType.SIP.value:
+            raise UsageError(f"a sipcall goes to a sip: address, not '{callee[:80]}'")
+        elif why := check_user_id(callee):
             raise UsageError(f"bad callee '{callee[:80]}': {why}")
         self._need_idle()
         if self._ringing:
@@ -707,7 +721,9 @@ def _call_type(value: str | CallType) -> str:
     try:
         return CallType(value).value
     except ValueError:
-        raise UsageError(f"call type must be videocall or audiocall, not '{value}'") from None
+        raise UsageError(
+            f"call type must be videocall, audiocall or sipcall, not '{value}'"
+        ) from None
 
 
 __all__ = ["CallInfo", "MediaOptions", "Peer", "Phone", "PhoneConfig", "SessionInfo"]

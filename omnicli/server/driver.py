@@ -22,7 +22,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from omnicli.errors import UsageError
+from omnicli.server.gateway import SipGateway
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
+from omnicli.server.sip import GATEWAY, GatewayEvent, SipPolicy
 from omnicli.server.switchboard import RESUME_GRACE, Send, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
@@ -54,6 +56,9 @@ class ServerConfig:
     rate_limit: float = DEFAULT_RATE  # requests/s per connection (0: no limit)
     rate_burst: int = DEFAULT_BURST
     max_failed_hellos: int = MAX_FAILED_HELLOS  # then close with 1008 (0: no limit)
+    sip_gateway: str | None = None  # ws:// URL of a Janus gateway with its SIP plugin
+    sip_domain: str | None = None  # the host in callers' SIP From (default: the gateway's)
+    sip_policy: SipPolicy = field(default_factory=SipPolicy)  # who may call which domains
 
 
 def is_loopback(host: str) -> bool:
@@ -82,6 +87,8 @@ def check_config(config: ServerConfig) -> None:
         )
     if config.turn is not None and (not config.turn.urls or not config.turn.secret):
         raise UsageError("--turn-url and --turn-secret go together")
+    if config.sip_gateway is not None and not config.sip_gateway.startswith(("ws://", "wss://")):
+        raise UsageError("--sip-gateway takes the gateway's websocket URL (ws://HOST:8188)")
 
 
 class _Client:
@@ -123,7 +130,13 @@ class SignalingServer:
             turn=config.turn,
             resume_secret=config.resume_secret,
             resume_grace=config.resume_grace,
+            sip_policy=config.sip_policy if config.sip_gateway else None,
         )
+        self.gateway: SipGateway | None = None
+        if config.sip_gateway:
+            self.gateway = SipGateway(
+                config.sip_gateway, self._gateway_event, domain=config.sip_domain
+            )
         self._clients: dict[int, _Client] = {}
         self._ids = itertools.count(1)
         self._server: Server | None = None
@@ -174,6 +187,8 @@ class SignalingServer:
         log.info("listening on %s", self.url)
 
     async def close(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.close()
         if self._timer is not None:
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -260,6 +275,10 @@ class SignalingServer:
 
     def _deliver(self, sends: list[Send]) -> None:
         for send in sends:
+            if send.conn == GATEWAY:
+                if self.gateway is not None:
+                    self.gateway.submit(send.message)
+                continue
             client = self._clients.get(send.conn)
             if client is None:
                 continue
@@ -303,6 +322,10 @@ class SignalingServer:
                 target = self.board.user_of(send.conn)
                 extra = send.message.get("reason") or send.message.get("caller") or ""
                 log.info("%s -> %s %s %s", send.message.get("call_id"), target, name, extra)
+
+    def _gateway_event(self, event: GatewayEvent) -> None:
+        self._deliver(self.board.gateway_event(event, self.clock()))
+        self._wake.set()
 
     # -- timers --------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from omnicli.server import sip
+from omnicli.server.sip import GATEWAY, GatewayEvent, GatewayEventKind, SipPolicy
 from omnicli.server.turn import TurnConfig, ice_server
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
@@ -101,6 +103,7 @@ class Call:
     media_up: set[str] = field(default_factory=set)
     started: float = 0.0
     sdp_answer: str = ""  # re-sent to a caller that resumes before it heard ANSWERED
+    sip: bool = False  # the callee is a SIP address reached through the gateway
 
     def other(self, user_id: str) -> str:
         return self.callee if user_id == self.caller else self.caller
@@ -133,6 +136,7 @@ class Switchboard:
         resume_secret: bytes | None = None,
         resume_grace: float = RESUME_GRACE,
         wall_clock: Callable[[], float] = time.time,
+        sip_policy: SipPolicy | None = None,
     ) -> None:
         self.services = {s.service_id: s for s in services}
         self.ring_timeout = ring_timeout
@@ -145,6 +149,7 @@ class Switchboard:
         self.resume_grace = resume_grace
         self.boot = secrets.token_hex(8)  # names this run in resume tokens
         self.wall_clock = wall_clock  # Unix time, for token expiry only
+        self.sip_policy = sip_policy  # None: no SIP gateway, sipcall is refused
         self.conns: dict[int, Conn] = {}
         self.users: dict[tuple[str, str], int] = {}  # (service, user) -> conn
         self.away: dict[tuple[str, str], Away] = {}  # sessions waiting to be resumed
@@ -380,6 +385,8 @@ class Switchboard:
         """After a restart: rebuild the connected call the client describes, or None."""
         assert c.service_id is not None and c.user_id is not None
         assert req.call_id and req.peer and req.role and req.call_type
+        if req.call_type is p.CallType.SIP:
+            return None  # the gateway's leg died with the old server: nothing to rebuild
         if req.role is p.Role.CALLER:
             caller, callee = c.user_id, req.peer
         else:
@@ -489,6 +496,8 @@ class Switchboard:
         assert c.service_id is not None and c.user_id is not None
         if self._call_of(c.service_id, c.user_id) is not None:
             raise Refusal(ErrorCode.WRONG_STATE, "you are in a call already; leave it first")
+        if req.call_type is p.CallType.SIP or p.is_sip_uri(req.callee):
+            return self._offer_sip(c, req, now, out)
         if why := p.check_user_id(req.callee):
             raise Refusal(ErrorCode.INVALID_USER_ID, f"callee: {why}")
         if req.callee == c.user_id:
@@ -559,6 +568,10 @@ class Switchboard:
             self._end(call, EndReason.MEDIA_FAILED, None, out)
             return {}
         call.media_up.add(c.user_id)
+        self._connect_if_up(call, out)
+        return {}
+
+    def _connect_if_up(self, call: Call, out: list[Send]) -> None:
         if call.state is CallState.ANSWERED and call.media_up >= {call.caller, call.callee}:
             call.state = CallState.CONNECTED
             call.deadline = float("inf")
@@ -571,7 +584,84 @@ class Switchboard:
                     record=call.record,
                 )
                 self._tell(call, user, msg, out)
-        return {}
+
+    # -- SIP calls (the far end is a SIP address behind the gateway) ---------------------
+
+    def _offer_sip(self, c: Conn, req: p.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
+        assert c.service_id is not None and c.user_id is not None
+        if req.call_type is not p.CallType.SIP or not p.is_sip_uri(req.callee):
+            raise Refusal(
+                ErrorCode.BAD_REQUEST, "a SIP address is called with call_type sipcall, and only it"
+            )
+        if why := p.check_sip_uri(req.callee):
+            raise Refusal(ErrorCode.INVALID_USER_ID, f"callee: {why}")
+        if self.sip_policy is None:
+            raise Refusal(ErrorCode.FORBIDDEN, "this server has no SIP gateway")
+        if why := self.sip_policy.refuse(c.service_id, req.callee):
+            raise Refusal(ErrorCode.FORBIDDEN, why)
+        if not req.sdp.strip():
+            raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
+        call = Call(
+            call_id=self._new_id("c-"),
+            service_id=c.service_id,
+            caller=c.user_id,
+            callee=req.callee,
+            call_type=req.call_type,
+            record=req.record,
+            sdp_offer=req.sdp,
+            state=CallState.CALLING,
+            deadline=now + self.ring_timeout,
+            started=now,
+            sip=True,
+        )
+        self.calls[call.call_id] = call
+        self.user_call[(c.service_id, call.caller)] = call.call_id
+        out.append(Send(GATEWAY, sip.dial(call.call_id, call.caller, call.callee, req.sdp)))
+        return {"call_id": call.call_id, "callee_online": False}
+
+    def gateway_event(self, event: GatewayEvent, now: float) -> list[Send]:
+        """What the SIP side of a call did, as reported by the gateway."""
+        out: list[Send] = []
+        call = self.calls.get(event.call_id)
+        if call is None or not call.sip:
+            if event.kind not in (GatewayEventKind.ENDED, GatewayEventKind.FAILED):
+                out.append(Send(GATEWAY, sip.hangup(event.call_id)))  # a call we let go of
+            return out
+        answered = call.state in (CallState.ANSWERED, CallState.CONNECTED)
+        if event.kind is GatewayEventKind.RINGING:
+            self._sip_ringback(call, out)
+        elif event.kind is GatewayEventKind.ANSWERED and not answered:
+            self._sip_ringback(call, out)
+            call.state = CallState.ANSWERED
+            call.deadline = now + self.connect_timeout
+            call.sdp_answer = event.sdp
+            answer = p.event(
+                Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=event.sdp
+            )
+            self._tell(call, call.caller, answer, out)
+        elif event.kind is GatewayEventKind.MEDIA_UP and answered:
+            call.media_up.add(call.callee)
+            self._connect_if_up(call, out)
+        elif event.kind is GatewayEventKind.ENDED:
+            self._end(call, sip.end_reason(event.code, answered), call.callee, out)
+        elif event.kind is GatewayEventKind.FAILED:
+            reason = EndReason.CONNECTION_LOST if answered else EndReason.UNAVAILABLE
+            self._end(call, reason, call.callee, out)
+        return out
+
+    def _sip_ringback(self, call: Call, out: list[Send]) -> None:
+        if call.state is not CallState.CALLING:
+            return
+        call.state = CallState.RINGING
+        ringback = p.event(
+            Event.RINGBACK,
+            call_id=call.call_id,
+            callee=call.callee,
+            call_type=call.call_type.value,
+            record=call.record,
+            callee_online=True,
+        )
+        self._tell(call, call.caller, ringback, out)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -661,6 +751,8 @@ class Switchboard:
             name = Event.CANCEL if ringing and user == call.callee else Event.LEAVE
             msg = p.event(name, call_id=call.call_id, reason=reason.value, by=by)
             self._tell(call, user, msg, out)
+        if call.sip and by != call.callee:
+            out.append(Send(GATEWAY, sip.hangup(call.call_id)))
         self.calls.pop(call.call_id, None)
         for user in (call.caller, call.callee):
             if self.user_call.get((call.service_id, user)) == call.call_id:

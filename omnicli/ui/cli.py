@@ -371,12 +371,48 @@ def server(
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
+    sip_gateway: Annotated[
+        str | None,
+        typer.Option(
+            "--sip-gateway",
+            envvar="OMNI_SIP_GATEWAY",
+            help="Websocket URL of a Janus gateway (SIP plugin) for sipcall: calls to "
+            "sip: addresses (env OMNI_SIP_GATEWAY).",
+            show_default=False,
+        ),
+    ] = None,
+    sip_domain: Annotated[
+        str | None,
+        typer.Option(
+            "--sip-domain",
+            help="Host of the callers' SIP address, sip:USER@DOMAIN (default: the gateway's).",
+            show_default=False,
+        ),
+    ] = None,
+    sip_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sip-allow",
+            help="SIP domain users may call (repeatable; .example.org: its subdomains too). "
+            "Default: any.",
+            show_default=False,
+        ),
+    ] = None,
+    sip_service: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sip-service",
+            help="Service id whose users may call SIP addresses (repeatable). Default: all.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
     from dataclasses import replace
 
     from omnicli.server.driver import ServerConfig, SignalingServer
+    from omnicli.server.sip import SipPolicy
     from omnicli.server.switchboard import Service
 
     logging.basicConfig(
@@ -408,6 +444,9 @@ def server(
         resume_secret=resume_secret.encode() if resume_secret else None,
         resume_grace=resume_grace,
         rate_limit=rate_limit,
+        sip_gateway=sip_gateway,
+        sip_domain=sip_domain,
+        sip_policy=SipPolicy(tuple(d.lower() for d in sip_allow or ()), tuple(sip_service or ())),
     )
 
     async def flow() -> int:
@@ -699,7 +738,12 @@ CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call o
 
 @app.command()
 def call(
-    callee: Annotated[str, typer.Argument(help="User id to call.")],
+    callee: Annotated[
+        str,
+        typer.Argument(
+            help="User id to call, or a SIP address (sip:user@host) through the server's gateway."
+        ),
+    ],
     video: CallTypeOpt = True,
     record: Annotated[
         bool,

@@ -34,6 +34,14 @@ SESSION_LIST_LIMIT = 1000  # most rows one session_list answer holds (and its de
 CLOSE_KICKED_OUT = 4000  # close code: the session was resumed on another connection
 CLOSE_POLICY = 1008  # close code: the client broke a rule (hello timeout, failed hellos...)
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
+MAX_SIP_URI = MAX_PEER_ID
+# sip:[user@]host[:port]. No parameters or headers: nothing a caller writes can reach
+# the SIP message beyond the Request-URI. user: unreserved characters and %XX escapes.
+SIP_URI_RE = re.compile(
+    r"sip:(?:(?:[A-Za-z0-9_.!~*'&=+$,-]|%[0-9A-Fa-f]{2}){1,64}@)?"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
 
 
 class ErrorCode(IntEnum):
@@ -63,6 +71,7 @@ class ErrorCode(IntEnum):
 class CallType(StrEnum):
     VIDEO = "videocall"
     AUDIO = "audiocall"
+    SIP = "sipcall"  # to or from a SIP phone through the server's SIP gateway (audio)
 
 
 class Track(StrEnum):
@@ -153,6 +162,33 @@ def check_user_id(user_id: str) -> str | None:
             "user id may hold letters, digits and _ . @ + - and must start with a letter or digit"
         )
     return None
+
+
+def is_sip_uri(peer: str) -> bool:
+    """Whether a callee or caller names a SIP address rather than a user id."""
+    return peer[:4].lower() == "sip:" or peer[:5].lower() == "sips:"
+
+
+def check_sip_uri(uri: str) -> str | None:
+    """Why `uri` is not an acceptable SIP address, or None when it is."""
+    if len(uri) > MAX_SIP_URI:
+        return f"SIP address is longer than {MAX_SIP_URI} characters"
+    if uri[:5].lower() == "sips:":
+        return "sips: addresses are not supported; use sip:"
+    match = SIP_URI_RE.fullmatch(uri)
+    if match is None:
+        return "SIP address must look like sip:user@host[:port] (no parameters or headers)"
+    port = match["port"]
+    if port is not None and not 0 < int(port) < 65536:
+        return "SIP address has a port outside 1-65535"
+    return None
+
+
+def sip_host(uri: str) -> str:
+    """The host part of a valid SIP address, lower case (for domain allow-lists)."""
+    match = SIP_URI_RE.fullmatch(uri)
+    assert match is not None, uri
+    return match["host"].lower()
 
 
 # -- requests -------------------------------------------------------------------
@@ -345,7 +381,9 @@ def _parse_resume(f: dict[str, Any]) -> Resume:
     call_id = _call_id(f)
     required = call_id is not None  # describing a call takes all of its fields
     peer = _str(f, "peer", limit=MAX_PEER_ID, required=required)
-    if peer is not None and (why := check_user_id(peer)):
+    if peer is not None and (
+        why := check_sip_uri(peer) if is_sip_uri(peer) else check_user_id(peer)
+    ):
         raise ProtocolError(f"peer: {why}", ErrorCode.INVALID_USER_ID)
     return Resume(
         resume_token=_str(f, "resume_token", limit=MAX_TOKEN) or "",

@@ -1,0 +1,162 @@
+"""sipcall end to end: omni users call a real SIP phone (baresip) through a real Janus
+gateway that `omni server --sip-gateway` drives; everything in a private namespace."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from baresip import BareSip, dominant_hz
+from janus import Janus, SipLab, unavailable
+from procs import omni_env
+
+pytestmark = pytest.mark.e2e
+
+OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
+SERVER = "ws://127.0.0.1:8765"  # inside the lab's namespace
+CLIENT = ("--server", SERVER, "--json", "--no-window", "--speaker", "none")
+
+
+@pytest.fixture
+def lab() -> Iterator[SipLab]:
+    if (why := unavailable()) is not None:
+        pytest.skip(why)
+    with SipLab() as lab:
+        yield lab
+
+
+class Server:
+    """`omni server --sip-gateway` inside the lab; its log lines are kept."""
+
+    def __init__(self, lab: SipLab, gateway: str, *extra: str) -> None:
+        self.log = lab.dir / "server.log"
+        with open(self.log, "w") as log:
+            self.proc = lab.popen(
+                [*OMNI, "server", "--port", "8765", "--sip-gateway", gateway, *extra],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=omni_env(),
+            )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert "listening on" in line, line + self.log.read_text()
+
+
+def call(lab: SipLab, *args: str, timeout: float = 40) -> tuple[int, list[dict[str, Any]], str]:
+    """Run `omni call ...` in the lab: exit code, JSON events, stderr."""
+    done = lab.run([*OMNI, "call", *args, *CLIENT], timeout=timeout)
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done.returncode, [e for e in events if e.get("event") != "STATS"], done.stderr
+
+
+def names(events: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+@pytest.fixture
+def janus(lab: SipLab) -> Janus:
+    return lab.start_janus()
+
+
+def test_omni_calls_a_sip_phone_and_hears_it_both_ways(lab: SipLab, janus: Janus) -> None:
+    """omni -> Janus -> baresip: RINGBACK, CONNECTED, each side hears the other's tone."""
+    carol = BareSip(lab, "carol", tone_hz=880, answer="auto")
+    Server(lab, janus.url)
+    code, events, err = call(lab, carol.uri, "--audio-source", "tone:440", "--duration", "4")
+    assert code == 0, err
+    assert names(events)[:2] == ["SESSION", "RINGBACK"], events
+    connected = next(e for e in events if e["event"] == "CONNECTED")
+    assert connected["call_type"] == "sipcall" and connected["peer"] == carol.uri
+    leave = events[-1]
+    assert leave["event"] == "LEAVE" and leave["reason"] == "hangup", leave
+    heard = leave["summary"]["received"]["audio"]
+    assert heard["seconds_received"] >= 2.5, heard
+    assert heard["dominant_hz"] == pytest.approx(880, abs=10), heard
+    carol.wait_event("CALL_CLOSED")  # omni's hang-up reached the phone as a BYE
+    hz, seconds = dominant_hz(carol.received_wav())
+    assert seconds >= 2.5 and hz == pytest.approx(440, abs=10), (hz, seconds)
+
+
+def test_the_sip_phone_hangs_up_and_omni_hears_why(lab: SipLab, janus: Janus) -> None:
+    """A BYE from the phone ends the omni call with LEAVE hangup, by the SIP address."""
+    carol = BareSip(lab, "carol", answer="auto")
+    Server(lab, janus.url)
+    proc = subprocess.Popen(
+        lab.cmd([*OMNI, "call", carol.uri, *CLIENT, "--duration", "30"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=omni_env(),
+    )
+    try:
+        carol.wait_event("CALL_ESTABLISHED")
+        time.sleep(1.0)
+        carol.hangup()
+        out, err = proc.communicate(timeout=15)
+    finally:
+        lab.stop(proc)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    leave = events[-1]
+    assert leave["event"] == "LEAVE", events[-3:]
+    assert (leave["reason"], leave["by"]) == ("hangup", carol.uri), leave
+    assert proc.returncode == 0, err
+
+
+def test_a_busy_phone_ends_the_call_busy(lab: SipLab, janus: Janus) -> None:
+    """The phone rejects the ringing call (486): RINGBACK, then LEAVE busy, exit 5."""
+    carol = BareSip(lab, "carol", answer="manual")
+    Server(lab, janus.url)
+    proc = subprocess.Popen(
+        lab.cmd([*OMNI, "call", carol.uri, *CLIENT]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=omni_env(),
+    )
+    try:
+        carol.wait_event("CALL_INCOMING")
+        carol.hangup()
+        out, err = proc.communicate(timeout=15)
+    finally:
+        lab.stop(proc)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert "RINGBACK" in names(events), events
+    assert events[-1]["reason"] == "busy", events[-1]
+    assert proc.returncode == 5 and "busy" in err, err
+
+
+def test_an_unanswered_sip_call_ends_no_answer_and_cancels_the_ringing(
+    lab: SipLab, janus: Janus
+) -> None:
+    """The server's ring timeout ends it no_answer and the phone stops ringing (CANCEL)."""
+    carol = BareSip(lab, "carol", answer="manual")
+    Server(lab, janus.url, "--ring-timeout", "2")
+    code, events, err = call(lab, carol.uri)
+    assert events[-1]["event"] == "LEAVE" and events[-1]["reason"] == "no_answer", events
+    assert code == 5, err
+    carol.wait_event("CALL_CLOSED")
+
+
+def test_gateway_down_ends_the_call_unavailable_at_once(lab: SipLab) -> None:
+    """No gateway listening: the offer ends LEAVE unavailable within a second, not busy."""
+    Server(lab, f"ws://{lab.addr}:8188")
+    started = time.monotonic()
+    code, events, err = call(lab, f"sip:carol@{lab.addr}:5070")
+    assert events[-1]["event"] == "LEAVE" and events[-1]["reason"] == "unavailable", events
+    assert code == 5 and "unavailable" in err, err
+    assert time.monotonic() - started < 8  # process start included; the call itself is instant
+    code, _, err = call(lab, f"sip:carol@{lab.addr}:5070")
+    assert code == 5 and "unavailable" in err, "a second call is refused the same way (not busy)"
+
+
+def test_sip_calls_are_refused_where_not_allowed(lab: SipLab, janus: Janus) -> None:
+    """--sip-allow limits the domains: another one is refused with 403, exit 4."""
+    Server(lab, janus.url, "--sip-allow", "pbx.example")
+    code, _, err = call(lab, f"sip:carol@{lab.addr}:5070")
+    assert code == 4 and "not allowed" in err, err
