@@ -505,6 +505,9 @@ class Phone:
         out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
         out.set_muted(muted)
         (call.muted.add if muted else call.muted.discard)(track.value)
+        if call.call_type == CallType.SIP.value:
+            state = "muted" if muted else "unmuted"
+            self._emit(ev.Notice(f"{track.value} {state} here only: SIP cannot tell the phone"))
         if not call.answered:  # the server refuses mute before the answer: sent once answered
             return
         await self._client.request(

@@ -24,7 +24,11 @@ class Spec:
 
 
 SPECS = (
-    Spec("call", "call ID [--audio|--video] [--record]", "call ID (a video call unless --audio)"),
+    Spec(
+        "call",
+        "call ID [--audio|--video] [--record]",
+        "call ID (a video call unless --audio); ID sip:USER@HOST calls a SIP phone (audio)",
+    ),
     Spec("answer", "answer [ID]", "answer the ringing call (from ID); y while it rings"),
     Spec("reject", "reject", "decline the ringing call; n while it rings"),
     Spec("hangup", "hangup", "end the call, or cancel it while it rings", ("leave",)),

@@ -160,3 +160,35 @@ def test_sip_calls_are_refused_where_not_allowed(lab: SipLab, janus: Janus) -> N
     Server(lab, janus.url, "--sip-allow", "pbx.example")
     code, _, err = call(lab, f"sip:carol@{lab.addr}:5070")
     assert code == 4 and "not allowed" in err, err
+
+
+def test_a_gateway_that_dies_mid_call_ends_it_and_a_restarted_one_serves_again(
+    lab: SipLab, janus: Janus
+) -> None:
+    """Janus killed mid-call: LEAVE connection_lost at once; after a restart calls work."""
+    carol = BareSip(lab, "carol", answer="auto")
+    Server(lab, janus.url)
+    proc = subprocess.Popen(
+        lab.cmd([*OMNI, "call", carol.uri, *CLIENT, "--duration", "30"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=omni_env(),
+    )
+    try:
+        carol.wait_event("CALL_ESTABLISHED")
+        time.sleep(0.5)
+        janus.proc.kill()
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=15)
+        ended_after = time.monotonic() - killed
+    finally:
+        lab.stop(proc)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert events[-1]["event"] == "LEAVE", events[-3:]
+    assert events[-1]["reason"] == "connection_lost", events[-1]
+    assert ended_after < 5, ended_after
+    carol.hangup()  # the phone has no way to know: Janus died without a BYE
+    lab.start_janus()
+    code, events, err = call(lab, carol.uri, "--duration", "1")
+    assert code == 0 and "CONNECTED" in names(events), err
