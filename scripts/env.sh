@@ -14,9 +14,10 @@ SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdo
 SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
 # A real TURN server for the relay test (tests/server/test_turn_relay.py).
 SYSTEM_PACKAGES+=(coturn)
-# sipcall tests: the Janus gateway (its SIP plugin) and baresip, a real SIP phone
-# (tests/support/janus.py, tests/support/baresip.py). The tests start their own Janus.
-SYSTEM_PACKAGES+=(janus baresip-core)
+# sipcall tests: the Janus gateway (its SIP plugin), baresip (a real SIP phone) and
+# kamailio (a SIP registrar), in tests/support/{janus,baresip,kamailio}.py. The tests
+# start their own, in a network namespace.
+SYSTEM_PACKAGES+=(janus baresip-core kamailio)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
@@ -31,6 +32,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       # the package enables a system Janus on the default ports; the tests run their own
       { systemctl stop janus; systemctl disable janus; } >/dev/null 2>&1 || true
       { service janus stop; update-rc.d janus disable; } >/dev/null 2>&1 || true
+    fi
+    if [[ " ${missing[*]} " == *" kamailio "* ]]; then
+      { systemctl stop kamailio; systemctl disable kamailio; } >/dev/null 2>&1 || true
+      { service kamailio stop; update-rc.d kamailio disable; } >/dev/null 2>&1 || true
     fi
   fi
 fi

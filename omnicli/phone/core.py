@@ -201,16 +201,23 @@ class Phone:
             client="omnicli",
         )
 
-    async def create_session(self, user_id: str | None = None) -> SessionInfo:
+    async def create_session(
+        self, user_id: str | None = None, *, sip_inbound: bool = False
+    ) -> SessionInfo:
+        """Register; `sip_inbound`: SIP phones may call this user too (a server with a
+        SIP registrar registers it there)."""
         if user_id is not None and (why := check_user_id(user_id)):
             raise UsageError(f"bad user id '{user_id[:80]}': {why}")
         await self._ensure_connected()
-        result = await self._client.request("create_session", user_id=user_id)
+        fields: dict[str, Any] = {"sip_inbound": True} if sip_inbound else {}
+        result = await self._client.request("create_session", user_id=user_id, **fields)
         self.session = SessionInfo(result["session"], result["user_id"])
         self.ice_servers = list(result.get("ice_servers") or [])
         self.resume_token = result.get("resume_token")
         self.resume_grace = float(result.get("resume_grace") or 0.0)
         self._emit(ev.SessionCreated(self.session.session, self.session.user_id))
+        if result.get("sip_address"):
+            self._emit(ev.Notice(f"SIP phones reach you at {result['sip_address']}"))
         return self.session
 
     async def session_list(self) -> list[Peer]:

@@ -57,7 +57,6 @@ class ServerConfig:
     rate_burst: int = DEFAULT_BURST
     max_failed_hellos: int = MAX_FAILED_HELLOS  # then close with 1008 (0: no limit)
     sip_gateway: str | None = None  # ws:// URL of a Janus gateway with its SIP plugin
-    sip_domain: str | None = None  # the host in callers' SIP From (default: the gateway's)
     sip_policy: SipPolicy = field(default_factory=SipPolicy)  # who may call which domains
 
 
@@ -89,6 +88,14 @@ def check_config(config: ServerConfig) -> None:
         raise UsageError("--turn-url and --turn-secret go together")
     if config.sip_gateway is not None and not config.sip_gateway.startswith(("ws://", "wss://")):
         raise UsageError("--sip-gateway takes the gateway's websocket URL (ws://HOST:8188)")
+    registrar = config.sip_policy.registrar
+    if registrar is not None:
+        if config.sip_gateway is None:
+            raise UsageError("--sip-registrar needs --sip-gateway")
+        if p.check_sip_uri(registrar) is not None:
+            raise UsageError(
+                f"--sip-registrar takes a SIP address (sip:HOST:5060), not {registrar!r}"
+            )
 
 
 class _Client:
@@ -135,7 +142,11 @@ class SignalingServer:
         self.gateway: SipGateway | None = None
         if config.sip_gateway:
             self.gateway = SipGateway(
-                config.sip_gateway, self._gateway_event, domain=config.sip_domain
+                config.sip_gateway,
+                self._gateway_event,
+                domain=config.sip_policy.domain,
+                registrar=config.sip_policy.registrar,
+                secret=config.sip_policy.secret,
             )
         self._clients: dict[int, _Client] = {}
         self._ids = itertools.count(1)

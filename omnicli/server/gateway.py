@@ -9,13 +9,21 @@ answer Janus writes.
 One Janus session serves every call; it is opened on the first call and again after
 the gateway went away. A gateway that cannot be reached, or that goes away, ends the
 calls it carried at once (`FAILED`): nothing is left busy.
+
+Inbound: for each user registered for SIP calls the gateway keeps one SIP plugin
+handle REGISTERed at the registrar as ``sip:USER@DOMAIN``; a call arriving on it is
+reported as `INCOMING` with a call id made here, and answered (`accept`) or refused
+(`hangup` with a decline code) as the switchboard orders. The handle stays for the
+next call. After the gateway comes back the registrations are made again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +31,12 @@ from urllib.parse import urlsplit
 
 from omnicli.server.janus import JanusError, JanusEvent, JanusSession
 from omnicli.server.sip import GatewayEvent, GatewayEventKind
+from omnicli.wire.protocol import check_sip_uri
 
 log = logging.getLogger("omnicli.server.gateway")
 
 PLUGIN = "janus.plugin.sip"
+REREGISTER = 2.0  # s between attempts to register users again after the gateway went away
 HANGUP_WAIT = 2.0  # s to let the plugin send its BYE or CANCEL before the handle goes
 RINGING = ("ringing", "progress")
 
@@ -40,6 +50,20 @@ class _Leg:
     session: JanusSession | None = None
     done: bool = False  # ended or hung up: report nothing more
     closed: asyncio.Event = field(default_factory=asyncio.Event)  # Janus said "hangup"
+    inbound: bool = False  # on a registration's handle, which outlives the call
+    accepted: bool = False  # answered (else a hang-up of an inbound call declines it)
+    code: int = 603  # the decline code of a hang-up order
+
+
+@dataclass
+class _Registration:
+    """A user's SIP address kept registered at the registrar, and its one call."""
+
+    service_id: str
+    user_id: str
+    handle: int | None = None
+    session: JanusSession | None = None
+    call: _Leg | None = None
 
 
 class SipGateway:
@@ -51,12 +75,18 @@ class SipGateway:
         report: Callable[[GatewayEvent], None],
         *,
         domain: str | None = None,
+        registrar: str | None = None,
+        secret: str = "",
         keepalive: float = 25.0,
     ) -> None:
         self.url = url
         self.report = report
         self.domain = domain or urlsplit(url).hostname or "omni.invalid"
+        self.registrar = registrar
+        self.secret = secret or "-"  # Janus needs one; a registrar without auth ignores it
         self.keepalive = keepalive
+        self._regs: dict[tuple[str, str], _Registration] = {}
+        self._ids = itertools.count(1)
         self._session: JanusSession | None = None
         self._opening: asyncio.Task[JanusSession] | None = None
         self._legs: dict[str, _Leg] = {}
@@ -67,21 +97,39 @@ class SipGateway:
         return len(self._legs)
 
     def submit(self, order: dict[str, Any]) -> None:
-        """Carry out one order from the switchboard (`sip.dial()` or `sip.hangup()`)."""
+        """Carry out one order from the switchboard (`sip.dial()`, `sip.hangup()`...)."""
+        op = order["op"]
+        if op in ("register", "unregister"):
+            key = (str(order["service_id"]), str(order["user_id"]))
+            if op == "register" and key not in self._regs:
+                self._regs[key] = _Registration(*key)
+                self._spawn(self._register(self._regs[key]))
+            elif op == "unregister" and key in self._regs:
+                self._spawn(self._unregister(self._regs.pop(key)))
+            return
         call_id = str(order["call_id"])
-        if order["op"] == "dial":
-            leg = _Leg(call_id)
-            self._legs[call_id] = leg
-            self._spawn(self._dial(leg, order["caller"], order["uri"], order["sdp"]))
-        elif order["op"] == "hangup" and (gone := self._legs.pop(call_id, None)) is not None:
-            gone.done = True
-            self._spawn(self._hangup(gone))
+        if op == "dial":
+            self._legs[call_id] = _Leg(call_id)
+            self._spawn(
+                self._dial(self._legs[call_id], order["caller"], order["uri"], order["sdp"])
+            )
+        elif op == "hangup" and call_id in self._legs:
+            leg = self._legs.pop(call_id)
+            leg.done = True
+            leg.code = int(order.get("code") or 603)
+            self._spawn(self._hangup(leg))
+        elif op == "accept" and call_id in self._legs:
+            self._legs[call_id].accepted = True
+            self._spawn(self._accept(self._legs[call_id], order["sdp"]))
 
     async def close(self) -> None:
         for leg in list(self._legs.values()):
             leg.done = True
             await self._hangup(leg)
         self._legs.clear()
+        for reg in list(self._regs.values()):
+            await self._unregister(reg)
+        self._regs.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -119,6 +167,20 @@ class SipGateway:
                 leg, GatewayEvent(leg.call_id, GatewayEventKind.FAILED, why="gateway lost")
             )
         self._spawn(session.close())
+        lost = [reg for reg in self._regs.values() if reg.session is session]
+        for reg in lost:
+            reg.session = reg.handle = reg.call = None
+        if lost:
+            self._spawn(self._reregister(lost))
+
+    async def _reregister(self, regs: list[_Registration]) -> None:
+        """Register again, once the gateway is back (every REREGISTER s until then)."""
+        while regs:
+            await asyncio.sleep(REREGISTER)
+            regs = [r for r in regs if self._regs.get((r.service_id, r.user_id)) is r]
+            for reg in regs:
+                await self._register(reg)
+            regs = [r for r in regs if r.handle is None]
 
     # -- one call ---------------------------------------------------------------------------
 
@@ -188,14 +250,101 @@ class SipGateway:
         if session is None or handle is None or session.closed.is_set():
             return
         if not leg.closed.is_set():
+            if leg.inbound and not leg.accepted:
+                order = {"request": "decline", "code": leg.code}
+            else:
+                order = {"request": "hangup"}
             with contextlib.suppress(JanusError, TimeoutError):
-                await session.message(handle, {"request": "hangup"})
+                await session.message(handle, order)
                 async with asyncio.timeout(HANGUP_WAIT):
                     await leg.closed.wait()
+        if leg.inbound:  # the handle is the user's registration: it stays
+            return
         session.forget(handle)
         await session.detach(handle)
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def _register(self, reg: _Registration) -> None:
+        address = f"sip:{reg.user_id}@{self.domain}"
+        try:
+            session = await self._janus()
+            handle = await session.attach(PLUGIN, lambda event: self._on_reg_event(reg, event))
+            reg.session, reg.handle = session, handle
+            order = {
+                "request": "register",
+                "username": address,
+                "secret": self.secret,
+                "proxy": self.registrar,
+            }
+            await session.message(handle, order)
+        except JanusError as exc:
+            log.warning("cannot register %s: %s", address, exc)
+            reg.handle = None
+            return
+        if self._regs.get((reg.service_id, reg.user_id)) is not reg:  # gone meanwhile
+            await self._unregister(reg)
+
+    async def _unregister(self, reg: _Registration) -> None:
+        session, handle = reg.session, reg.handle
+        reg.session = reg.handle = None
+        if reg.call is not None and not reg.call.done:
+            reg.call.done = True
+            self._legs.pop(reg.call.call_id, None)
+        if session is None or handle is None or session.closed.is_set():
+            return
+        with contextlib.suppress(JanusError):
+            await session.message(handle, {"request": "unregister"})
+        session.forget(handle)
+        await session.detach(handle)
+
+    def _on_reg_event(self, reg: _Registration, event: JanusEvent) -> None:
+        name = event.sip_event
+        if name == "registered":
+            log.info("sip:%s@%s registered at %s", reg.user_id, self.domain, self.registrar)
+        elif name == "registration_failed" or (event.error and reg.call is None):
+            why = event.error or event.result
+            log.warning("sip:%s@%s not registered: %s", reg.user_id, self.domain, why)
+        elif name == "incomingcall" and event.jsep is not None:
+            peer = _caller(event.result.get("username"))
+            call_id = f"c-sip{secrets.token_hex(5)}{next(self._ids)}"
+            leg = _Leg(call_id, reg.handle, reg.session, inbound=True)
+            self._legs[call_id] = leg
+            reg.call = leg
+            log.info("%s: SIP call from %s for %s", call_id, peer, reg.user_id)
+            self.report(
+                GatewayEvent(
+                    call_id,
+                    GatewayEventKind.INCOMING,
+                    sdp=str(event.jsep.get("sdp", "")),
+                    service_id=reg.service_id,
+                    user=reg.user_id,
+                    peer=peer,
+                )
+            )
+        elif reg.call is not None:
+            leg = reg.call
+            if name == "hangup" or event.kind == "detached":
+                reg.call = None
+            self._on_event(leg, event)
+
+    async def _accept(self, leg: _Leg, sdp: str) -> None:
+        if leg.session is None or leg.handle is None:
+            return
+        try:
+            await leg.session.message(
+                leg.handle, {"request": "accept"}, {"type": "answer", "sdp": sdp}
+            )
+        except JanusError as exc:
+            self._finish(leg, GatewayEvent(leg.call_id, GatewayEventKind.FAILED, why=str(exc)))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _caller(raw: object) -> str:
+    """The caller's address as a plain sip:user@host[:port] (parameters dropped)."""
+    text = str(raw or "").strip().strip("<>").split(";", 1)[0]
+    return text if check_sip_uri(text) is None else "sip:anonymous@anonymous.invalid"

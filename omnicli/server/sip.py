@@ -30,11 +30,19 @@ class SipPolicy:
 
     domains: tuple[str, ...] = ()
     services: tuple[str, ...] = ()
+    registrar: str | None = None  # sip:HOST[:PORT]: users may take SIP calls (--sip-inbound)
+    domain: str = "omni.invalid"  # users' SIP addresses are sip:USER@domain
+    secret: str = ""  # the password the gateway registers users with (one for all)
+
+    def refuse_service(self, service_id: str) -> str | None:
+        if self.services and service_id not in self.services:
+            return f"service '{service_id}' may not use SIP"
+        return None
 
     def refuse(self, service_id: str, uri: str) -> str | None:
         """Why `service_id` may not call `uri` (a valid SIP address), or None."""
-        if self.services and service_id not in self.services:
-            return f"service '{service_id}' may not call SIP addresses"
+        if why := self.refuse_service(service_id):
+            return why
         if not self.domains:
             return None
         host = p.sip_host(uri)
@@ -45,6 +53,7 @@ class SipPolicy:
 
 
 class GatewayEventKind(StrEnum):
+    INCOMING = "incoming"  # a SIP phone calls `user` (`peer`: its address, `sdp`: the offer)
     RINGING = "ringing"  # 180/183: the phone rings
     ANSWERED = "answered"  # 200 OK: the gateway's SDP answer for the omni client
     MEDIA_UP = "media_up"  # the gateway's WebRTC leg to the omni client is up
@@ -59,14 +68,42 @@ class GatewayEvent:
     sdp: str = ""
     code: int = 0  # SIP status code for ENDED
     why: str = ""
+    service_id: str = ""  # INCOMING: whose user is called
+    user: str = ""
+    peer: str = ""
 
 
 def dial(call_id: str, caller: str, uri: str, sdp: str) -> dict[str, Any]:
     return {"op": "dial", "call_id": call_id, "caller": caller, "uri": uri, "sdp": sdp}
 
 
-def hangup(call_id: str) -> dict[str, Any]:
-    return {"op": "hangup", "call_id": call_id}
+def hangup(call_id: str, reason: EndReason = EndReason.HANGUP) -> dict[str, Any]:
+    """End the SIP leg; one that was never answered is declined with `decline_code()`."""
+    return {"op": "hangup", "call_id": call_id, "code": decline_code(reason)}
+
+
+def accept(call_id: str, sdp: str) -> dict[str, Any]:
+    """Answer an incoming SIP call with the omni user's SDP answer."""
+    return {"op": "accept", "call_id": call_id, "sdp": sdp}
+
+
+def register(service_id: str, user_id: str) -> dict[str, Any]:
+    return {"op": "register", "service_id": service_id, "user_id": user_id}
+
+
+def unregister(service_id: str, user_id: str) -> dict[str, Any]:
+    return {"op": "unregister", "service_id": service_id, "user_id": user_id}
+
+
+def decline_code(reason: EndReason) -> int:
+    """The SIP status an unanswered incoming call is refused with."""
+    return {
+        EndReason.BUSY: 486,
+        EndReason.DECLINED: 603,
+        EndReason.NO_ANSWER: 480,
+        EndReason.UNAVAILABLE: 480,
+        EndReason.CANCELLED: 487,
+    }.get(reason, 603)
 
 
 def end_reason(code: int, answered: bool) -> EndReason:

@@ -103,7 +103,7 @@ class Call:
     media_up: set[str] = field(default_factory=set)
     started: float = 0.0
     sdp_answer: str = ""  # re-sent to a caller that resumes before it heard ANSWERED
-    sip: bool = False  # the callee is a SIP address reached through the gateway
+    sip: str = ""  # the party that is a SIP address behind the gateway (caller or callee)
 
     def other(self, user_id: str) -> str:
         return self.callee if user_id == self.caller else self.caller
@@ -150,6 +150,7 @@ class Switchboard:
         self.boot = secrets.token_hex(8)  # names this run in resume tokens
         self.wall_clock = wall_clock  # Unix time, for token expiry only
         self.sip_policy = sip_policy  # None: no SIP gateway, sipcall is refused
+        self.sip_inbound: set[tuple[str, str]] = set()  # (service, user) registered for SIP
         self.conns: dict[int, Conn] = {}
         self.users: dict[tuple[str, str], int] = {}  # (service, user) -> conn
         self.away: dict[tuple[str, str], Away] = {}  # sessions waiting to be resumed
@@ -189,6 +190,7 @@ class Switchboard:
         call = self._call_of(c.service_id, c.user_id)
         if call is not None:
             self._end(call, EndReason.CONNECTION_LOST, c.user_id, out)
+        self._sip_unregister(c.service_id, c.user_id, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -206,6 +208,7 @@ class Switchboard:
                 call = self._call_of(*key)
                 if call is not None:
                     self._end(call, EndReason.CONNECTION_LOST, key[1], out)
+                self._sip_unregister(*key, out)
         for call in [c for c in self.calls.values() if c.deadline <= now]:
             if call.state is CallState.CALLING:
                 self._end(call, EndReason.UNAVAILABLE, None, out)
@@ -308,6 +311,8 @@ class Switchboard:
         elif self._taken(c.service_id, user_id):
             raise Refusal(ErrorCode.USER_ID_TAKEN, f"user id '{user_id}' is online already")
         self._check_room(c.service_id)
+        if req.sip_inbound:
+            self._sip_register(c.service_id, user_id, out)
         self._attach(c, user_id, self._new_id("s-"))
         pending = self._call_of(c.service_id, user_id)
         if pending is not None and pending.state is CallState.RESUMING:
@@ -473,13 +478,16 @@ class Switchboard:
             "iat": wall,
             "exp": wall + RESUME_TOKEN_TTL,
         }
-        return {
+        result = {
             "session": c.session,
             "user_id": c.user_id,
             "ice_servers": ice,
             "resume_token": tokens.encode(claims, self.resume_secret),
             "resume_grace": self.resume_grace,
         }
+        if (c.service_id, c.user_id) in self.sip_inbound and self.sip_policy is not None:
+            result["sip_address"] = f"sip:{c.user_id}@{self.sip_policy.domain}"
+        return result
 
     @staticmethod
     def _describe(call: Call, user_id: str) -> dict[str, Any]:
@@ -555,6 +563,8 @@ class Switchboard:
         call.state = CallState.ANSWERED
         call.deadline = now + self.connect_timeout
         call.sdp_answer = req.sdp
+        if call.sip:
+            out.append(Send(GATEWAY, sip.accept(call.call_id, req.sdp)))
         answered = p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=req.sdp)
         self._tell(call, call.caller, answered, out)
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
@@ -612,7 +622,7 @@ class Switchboard:
             state=CallState.CALLING,
             deadline=now + self.ring_timeout,
             started=now,
-            sip=True,
+            sip=req.callee,
         )
         self.calls[call.call_id] = call
         self.user_call[(c.service_id, call.caller)] = call.call_id
@@ -623,12 +633,17 @@ class Switchboard:
         """What the SIP side of a call did, as reported by the gateway."""
         out: list[Send] = []
         call = self.calls.get(event.call_id)
+        if call is None and event.kind is GatewayEventKind.INCOMING:
+            self._sip_incoming(event, now, out)
+            return out
         if call is None or not call.sip:
             if event.kind not in (GatewayEventKind.ENDED, GatewayEventKind.FAILED):
                 out.append(Send(GATEWAY, sip.hangup(event.call_id)))  # a call we let go of
             return out
         answered = call.state in (CallState.ANSWERED, CallState.CONNECTED)
-        if event.kind is GatewayEventKind.RINGING:
+        if event.kind is GatewayEventKind.INCOMING:
+            pass  # a call id the gateway made twice: the first one stands
+        elif event.kind is GatewayEventKind.RINGING:
             self._sip_ringback(call, out)
         elif event.kind is GatewayEventKind.ANSWERED and not answered:
             self._sip_ringback(call, out)
@@ -640,14 +655,59 @@ class Switchboard:
             )
             self._tell(call, call.caller, answer, out)
         elif event.kind is GatewayEventKind.MEDIA_UP and answered:
-            call.media_up.add(call.callee)
+            call.media_up.add(call.sip)
             self._connect_if_up(call, out)
         elif event.kind is GatewayEventKind.ENDED:
-            self._end(call, sip.end_reason(event.code, answered), call.callee, out)
+            self._end(call, sip.end_reason(event.code, answered), call.sip, out)
         elif event.kind is GatewayEventKind.FAILED:
             reason = EndReason.CONNECTION_LOST if answered else EndReason.UNAVAILABLE
-            self._end(call, reason, call.callee, out)
+            self._end(call, reason, call.sip, out)
         return out
+
+    def _sip_incoming(self, event: GatewayEvent, now: float, out: list[Send]) -> None:
+        """A SIP phone calls a user registered for SIP calls: ring them (or refuse)."""
+        key = (event.service_id, event.user)
+        if key not in self.sip_inbound or key not in self.users:
+            out.append(Send(GATEWAY, sip.hangup(event.call_id, EndReason.UNAVAILABLE)))
+            return
+        if self._call_of(*key) is not None:
+            out.append(Send(GATEWAY, sip.hangup(event.call_id, EndReason.BUSY)))
+            return
+        call = Call(
+            call_id=event.call_id,
+            service_id=event.service_id,
+            caller=event.peer,
+            callee=event.user,
+            call_type=p.CallType.SIP,
+            record=False,
+            sdp_offer=event.sdp,
+            state=CallState.RINGING,
+            deadline=now + self.ring_timeout,
+            started=now,
+            sip=event.peer,
+        )
+        self.calls[call.call_id] = call
+        self.user_call[key] = call.call_id
+        out.append(Send(self.users[key], self._ringing(call)))
+
+    def _sip_register(self, service_id: str, user_id: str, out: list[Send]) -> None:
+        """Have the gateway register this user at the SIP registrar (create_session)."""
+        if self.sip_policy is None or self.sip_policy.registrar is None:
+            raise Refusal(ErrorCode.FORBIDDEN, "this server takes no SIP calls (no registrar)")
+        if why := self.sip_policy.refuse_service(service_id):
+            raise Refusal(ErrorCode.FORBIDDEN, why)
+        if any(k[1] == user_id and k[0] != service_id for k in self.sip_inbound):
+            raise Refusal(
+                ErrorCode.USER_ID_TAKEN, f"SIP calls for '{user_id}' go to another service"
+            )
+        if (service_id, user_id) not in self.sip_inbound:
+            self.sip_inbound.add((service_id, user_id))
+            out.append(Send(GATEWAY, sip.register(service_id, user_id)))
+
+    def _sip_unregister(self, service_id: str, user_id: str, out: list[Send]) -> None:
+        if (service_id, user_id) in self.sip_inbound:
+            self.sip_inbound.discard((service_id, user_id))
+            out.append(Send(GATEWAY, sip.unregister(service_id, user_id)))
 
     def _sip_ringback(self, call: Call, out: list[Send]) -> None:
         if call.state is not CallState.CALLING:
@@ -751,8 +811,8 @@ class Switchboard:
             name = Event.CANCEL if ringing and user == call.callee else Event.LEAVE
             msg = p.event(name, call_id=call.call_id, reason=reason.value, by=by)
             self._tell(call, user, msg, out)
-        if call.sip and by != call.callee:
-            out.append(Send(GATEWAY, sip.hangup(call.call_id)))
+        if call.sip and by != call.sip:
+            out.append(Send(GATEWAY, sip.hangup(call.call_id, reason)))
         self.calls.pop(call.call_id, None)
         for user in (call.caller, call.callee):
             if self.user_call.get((call.service_id, user)) == call.call_id:

@@ -385,7 +385,25 @@ def server(
         str | None,
         typer.Option(
             "--sip-domain",
-            help="Host of the callers' SIP address, sip:USER@DOMAIN (default: the gateway's).",
+            help="Host of the users' SIP addresses, sip:USER@DOMAIN (default: the gateway's).",
+            show_default=False,
+        ),
+    ] = None,
+    sip_registrar: Annotated[
+        str | None,
+        typer.Option(
+            "--sip-registrar",
+            help="SIP registrar (sip:HOST[:PORT]) at which users of "
+            "'session create --sip-inbound' are registered, so SIP phones can call them.",
+            show_default=False,
+        ),
+    ] = None,
+    sip_secret: Annotated[
+        str | None,
+        typer.Option(
+            "--sip-secret",
+            envvar="OMNI_SIP_SECRET",
+            help="Password the users are registered with (env OMNI_SIP_SECRET).",
             show_default=False,
         ),
     ] = None,
@@ -410,6 +428,7 @@ def server(
 ) -> None:
     """Run the signaling server."""
     from dataclasses import replace
+    from urllib.parse import urlsplit
 
     from omnicli.server.driver import ServerConfig, SignalingServer
     from omnicli.server.sip import SipPolicy
@@ -445,8 +464,13 @@ def server(
         resume_grace=resume_grace,
         rate_limit=rate_limit,
         sip_gateway=sip_gateway,
-        sip_domain=sip_domain,
-        sip_policy=SipPolicy(tuple(d.lower() for d in sip_allow or ()), tuple(sip_service or ())),
+        sip_policy=SipPolicy(
+            domains=tuple(d.lower() for d in sip_allow or ()),
+            services=tuple(sip_service or ()),
+            registrar=sip_registrar,
+            secret=sip_secret or "",
+            domain=sip_domain or urlsplit(sip_gateway or "").hostname or "omni.invalid",
+        ),
     )
 
     async def flow() -> int:
@@ -540,6 +564,14 @@ def _service(spec: str) -> Any:
 def session_create(
     user_id: UserId = None,
     auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
+    sip_inbound: Annotated[
+        bool,
+        typer.Option(
+            "--sip-inbound",
+            help="Take calls from SIP phones too (the server registers you at its SIP "
+            "registrar; omni server --sip-registrar).",
+        ),
+    ] = False,
     server: Server = None,
     service_id: ServiceId = None,
     service_key: ServiceKey = None,
@@ -565,8 +597,8 @@ def session_create(
     In a terminal (and without --json) this opens the interactive prompt on the session.
     """
     settings = _settings(**_flags(locals()))
-    if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json:
-        _repl(settings, user_id, auto_answer)
+    if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json and not sip_inbound:
+        _repl(settings, user_id, auto_answer)  # (the prompt takes no SIP calls yet)
         return
 
     async def flow() -> int:
@@ -583,7 +615,7 @@ def session_create(
                 return Window(f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()))
 
         try:
-            info = await phone.create_session(user_id)
+            info = await phone.create_session(user_id, sip_inbound=sip_inbound)
             if not settings.json:
                 out.show(
                     session_panel(info.user_id, info.session, settings.server, settings.service_id)

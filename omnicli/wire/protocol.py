@@ -206,6 +206,7 @@ class Hello:
 @dataclass(frozen=True)
 class CreateSession:
     user_id: str | None
+    sip_inbound: bool = False  # also take calls from SIP phones (server with a registrar)
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ def _parse_create_session(f: dict[str, Any]) -> CreateSession:
     user_id = _str(f, "user_id", limit=1024, required=False)
     if user_id is not None and (why := check_user_id(user_id)):
         raise ProtocolError(why, ErrorCode.INVALID_USER_ID)
-    return CreateSession(user_id=user_id)
+    return CreateSession(user_id=user_id, sip_inbound=_bool(f, "sip_inbound"))
 
 
 def _parse_session_list(f: dict[str, Any]) -> SessionList:

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from baresip import BareSip, dominant_hz
 from janus import Janus, SipLab, unavailable
-from procs import omni_env
+from kamailio import Kamailio
+from kamailio import unavailable as kamailio_unavailable
+from procs import Omni, omni_env
 
 pytestmark = pytest.mark.e2e
 
@@ -192,3 +194,55 @@ def test_a_gateway_that_dies_mid_call_ends_it_and_a_restarted_one_serves_again(
     lab.start_janus()
     code, events, err = call(lab, carol.uri, "--duration", "1")
     assert code == 0 and "CONNECTED" in names(events), err
+
+
+def wait_for(check: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} in {timeout} s")
+        time.sleep(0.05)
+
+
+def test_a_sip_phone_calls_an_omni_user_registered_for_sip(lab: SipLab, janus: Janus) -> None:
+    """baresip -> kamailio -> Janus -> omni bob (--sip-inbound): RINGING, tones both ways."""
+    if (why := kamailio_unavailable()) is not None:
+        pytest.skip(why)
+    registrar = Kamailio(lab)
+    domain = registrar.uri.removeprefix("sip:")
+    server = Server(lab, janus.url, "--sip-registrar", registrar.uri, "--sip-domain", domain)
+    bob = Omni(
+        "session",
+        "create",
+        "--user-id",
+        "bob",
+        "--sip-inbound",
+        "--auto-answer",
+        *CLIENT,
+        "--audio-source",
+        "tone:660",
+        argv=lab.cmd,
+        env=omni_env(),
+    )
+    try:
+        assert bob.event("SESSION")["user_id"] == "bob"
+        wait_for(
+            lambda: "registered at" in server.log.read_text(),
+            what=f"SIP registration: {server.log.read_text()[-1500:]} {janus.log_tail()}",
+        )
+        dave = BareSip(lab, "dave", tone_hz=880, answer="auto")
+        dave.dial(f"sip:bob@{domain}")
+        ringing = bob.event("RINGING")
+        assert ringing["caller"] == dave.uri and ringing["call_type"] == "sipcall", ringing
+        bob.event("CONNECTED")
+        dave.wait_event("CALL_ESTABLISHED")
+        time.sleep(3)
+        dave.hangup()
+        leave = bob.event("LEAVE")
+    finally:
+        bob.stop()
+    assert (leave["reason"], leave["by"]) == ("hangup", dave.uri), leave
+    heard = leave["summary"]["received"]["audio"]
+    assert heard["seconds_received"] >= 2 and heard["dominant_hz"] == pytest.approx(880, abs=10)
+    hz, seconds = dominant_hz(dave.received_wav())
+    assert seconds >= 2 and hz == pytest.approx(660, abs=10), (hz, seconds)

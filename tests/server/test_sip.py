@@ -19,6 +19,7 @@ ALL = SipPolicy()
 
 class Board:
     def __init__(self, policy: SipPolicy | None = ALL, ring: float = 30.0) -> None:
+        self.inbound = policy is not None and policy.registrar is not None
         ids = itertools.count(1)
         self.sb = Switchboard(
             [Service("dev", None), Service("other", None)],
@@ -30,11 +31,11 @@ class Board:
         self.conns = itertools.count(1)
         self.now = 1000.0
 
-    def user(self, user_id: str, service: str = "dev") -> int:
+    def user(self, user_id: str, service: str = "dev", sip_inbound: bool = False) -> int:
         conn = next(self.conns)
         self.sb.connect(conn)
         self.request(conn, "hello", version=p.VERSION, service_id=service)
-        self.request(conn, "create_session", user_id=user_id)
+        self.last = self.request(conn, "create_session", user_id=user_id, sip_inbound=sip_inbound)
         return conn
 
     def request(self, conn: int, op: str, **fields: Any) -> list[Send]:
@@ -49,6 +50,11 @@ class Board:
 
 def orders(sends: list[Send]) -> list[dict[str, Any]]:
     return [s.message for s in sends if s.conn == GATEWAY]
+
+
+def hangups(sends: list[Send]) -> list[str]:
+    """The call ids the gateway is told to hang up."""
+    return [m["call_id"] for m in orders(sends) if m["op"] == "hangup"]
 
 
 def events(sends: list[Send], conn: int) -> list[dict[str, Any]]:
@@ -78,7 +84,7 @@ def test_a_sip_call_rings_answers_connects_and_hangs_up() -> None:
     assert connected[0]["event"] == "CONNECTED" and connected[0]["peer"] == URI
     out = b.request(alice, "leave")
     assert out[0].message["result"]["reason"] == "hangup"
-    assert orders(out) == [sip.hangup(call_id)]
+    assert hangups(out) == [call_id]
     assert b.sb.session_list("dev")[0]["state"] == "idle"
 
 
@@ -141,16 +147,16 @@ def test_ring_timeout_and_a_vanished_caller_hang_up_the_gateway_leg() -> None:
     b.gateway(first, K.RINGING)
     b.now += 6
     out = b.sb.expire(b.now)
-    assert sip.hangup(first) in orders(out) and sip.hangup(second) in orders(out)
+    assert sorted(hangups(out)) == sorted([first, second])
     assert events(out, alice)[0]["reason"] == "no_answer"
     assert events(out, bob)[0]["reason"] == "unavailable"  # it never even rang
     third = b.offer(alice)[0].message["result"]["call_id"]
-    assert orders(b.sb.disconnect(alice, b.now)) == [sip.hangup(third)]
+    assert hangups(b.sb.disconnect(alice, b.now)) == [third]
 
 
 def test_late_gateway_news_about_a_call_that_is_gone_is_hung_up() -> None:
     b = Board()
-    assert orders(b.gateway("c-unknown", K.ANSWERED, sdp="x")) == [sip.hangup("c-unknown")]
+    assert hangups(b.gateway("c-unknown", K.ANSWERED, sdp="x")) == ["c-unknown"]
     assert b.gateway("c-unknown", K.ENDED, code=486) == []
 
 
@@ -212,3 +218,67 @@ def test_good_sip_addresses(uri: str) -> None:
 )
 def test_bad_sip_addresses(uri: str) -> None:
     assert p.check_sip_uri(uri) is not None
+
+
+INBOUND = SipPolicy(registrar="sip:10.0.0.9:5060", domain="omni.example")
+DAVE = "sip:dave@pbx.example"
+
+
+def incoming(b: Board, user: str = "bob", call_id: str = "c-sip1") -> list[Send]:
+    event = GatewayEvent(
+        call_id, K.INCOMING, sdp="v=0 janus", service_id="dev", user=user, peer=DAVE
+    )
+    return b.sb.gateway_event(event, b.now)
+
+
+def test_a_user_registered_for_sip_is_rung_and_answers_through_the_gateway() -> None:
+    b = Board(policy=INBOUND)
+    bob = b.user("bob", sip_inbound=True)
+    assert b.last[0].message["result"]["sip_address"] == "sip:bob@omni.example"
+    assert orders(b.last) == [sip.register("dev", "bob")]
+    ringing = events(incoming(b), bob)
+    assert ringing[0]["event"] == "RINGING" and ringing[0]["caller"] == DAVE
+    assert ringing[0]["call_type"] == "sipcall" and ringing[0]["sdp"] == "v=0 janus"
+    out = b.request(bob, "answer_call", sdp="v=0 bob")
+    assert orders(out) == [sip.accept("c-sip1", "v=0 bob")]
+    b.request(bob, "media_state", state="connected")
+    assert events(b.gateway("c-sip1", K.MEDIA_UP), bob)[0]["event"] == "CONNECTED"
+    out = b.gateway("c-sip1", K.ENDED, code=200)
+    assert events(out, bob)[0]["reason"] == "hangup" and events(out, bob)[0]["by"] == DAVE
+    assert orders(b.sb.disconnect(bob, b.now)) == [sip.unregister("dev", "bob")]
+
+
+def test_incoming_sip_calls_are_declined_with_the_right_code() -> None:
+    b = Board(policy=INBOUND)
+    bob = b.user("bob", sip_inbound=True)
+    incoming(b)
+    out = b.request(bob, "leave")
+    assert orders(out) == [{"op": "hangup", "call_id": "c-sip1", "code": 603}]  # declined
+    b.user("alice")
+    incoming(b, call_id="c-sip2")
+    out = incoming(b, call_id="c-sip3")  # bob is being rung already
+    assert orders(out) == [{"op": "hangup", "call_id": "c-sip3", "code": 486}]
+    out = incoming(b, user="alice", call_id="c-sip4")  # alice takes no SIP calls
+    assert orders(out) == [{"op": "hangup", "call_id": "c-sip4", "code": 480}]
+    b.now += 31
+    assert orders(b.sb.expire(b.now)) == [{"op": "hangup", "call_id": "c-sip2", "code": 480}]
+
+
+def test_a_caller_that_cancels_ends_the_ringing_with_cancel() -> None:
+    b = Board(policy=INBOUND)
+    bob = b.user("bob", sip_inbound=True)
+    incoming(b)
+    out = b.gateway("c-sip1", K.ENDED, code=487)
+    assert events(out, bob) == [
+        p.event(p.Event.CANCEL, call_id="c-sip1", reason="cancelled", by=DAVE)
+    ]
+
+
+def test_sip_inbound_needs_a_registrar_and_one_service_per_user() -> None:
+    b = Board()
+    b.user("bob", sip_inbound=True)
+    assert b.last[0].message["error"]["code"] == 403
+    b = Board(policy=INBOUND)
+    b.user("bob", sip_inbound=True)
+    b.user("bob", service="other", sip_inbound=True)
+    assert b.last[0].message["error"]["code"] == 409

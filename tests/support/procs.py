@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,16 @@ def omni_env(**extra: str) -> dict[str, str]:
 class Omni:
     """One `omni ...` process whose stdout lines are collected by a thread."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        argv: Callable[[list[str]], list[str]] = list,
+    ) -> None:
+        """`argv` wraps the command line (e.g. to run it in a network namespace)."""
         self.args = args
         self.proc = subprocess.Popen(
-            [*OMNI, *args],
+            argv([*OMNI, *args]),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
