@@ -28,6 +28,8 @@ from omnicli.phone import events as ev
 from omnicli.phone.signaling import SignalingClient
 from omnicli.phone.summary import RunningStats, summarize
 from omnicli.wire.protocol import (
+    DTMF_RE,
+    MAX_DTMF,
     VERSION,
     CallType,
     ErrorCode,
@@ -361,6 +363,17 @@ class Phone:
 
     async def set_unmute(self, track: str | Track) -> None:
         await self._set_muted(Track(track), False)
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Touch tones (0-9 * # A-D) to the SIP phone of this answered sipcall."""
+        call = self._need_call()
+        if call.call_type != CallType.SIP.value:
+            raise UsageError("touch tones go to SIP calls only (call sip:...)")
+        if not DTMF_RE.fullmatch(digits) or len(digits) > MAX_DTMF:
+            raise UsageError(f"touch tones are 1 to {MAX_DTMF} of 0-9 * # A-D, not '{digits[:40]}'")
+        if not call.answered:
+            raise UsageError("the call is not answered yet")
+        await self._client.request("dtmf", digits=digits, call_id=call.call_id)
 
     async def set_video_device(self, device_id: str) -> None:
         """Switch the camera (or any video source spec) mid-call, without renegotiating."""

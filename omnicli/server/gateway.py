@@ -36,6 +36,7 @@ from omnicli.wire.protocol import check_sip_uri
 log = logging.getLogger("omnicli.server.gateway")
 
 PLUGIN = "janus.plugin.sip"
+DTMF_MS = 160  # duration of one touch tone, as told in the SIP INFO
 REREGISTER = 2.0  # s between attempts to register users again after the gateway went away
 HANGUP_WAIT = 2.0  # s to let the plugin send its BYE or CANCEL before the handle goes
 RINGING = ("ringing", "progress")
@@ -53,6 +54,7 @@ class _Leg:
     inbound: bool = False  # on a registration's handle, which outlives the call
     accepted: bool = False  # answered (else a hang-up of an inbound call declines it)
     code: int = 603  # the decline code of a hang-up order
+    dtmf_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @dataclass
@@ -118,6 +120,8 @@ class SipGateway:
             leg.done = True
             leg.code = int(order.get("code") or 603)
             self._spawn(self._hangup(leg))
+        elif op == "dtmf" and call_id in self._legs:
+            self._spawn(self._dtmf(self._legs[call_id], str(order["digits"])))
         elif op == "accept" and call_id in self._legs:
             self._legs[call_id].accepted = True
             self._spawn(self._accept(self._legs[call_id], order["sdp"]))
@@ -262,6 +266,19 @@ class SipGateway:
             return
         session.forget(handle)
         await session.detach(handle)
+
+    async def _dtmf(self, leg: _Leg, digits: str) -> None:
+        """One SIP INFO per digit, in order (one order at a time per call)."""
+        async with leg.dtmf_lock:
+            for digit in digits:
+                if leg.done or leg.session is None or leg.handle is None:
+                    return
+                order = {"request": "dtmf_info", "digit": digit, "duration": DTMF_MS}
+                try:
+                    await leg.session.message(leg.handle, order)
+                except JanusError as exc:
+                    log.info("%s: DTMF not sent: %s", leg.call_id, exc)
+                    return
 
     # -- inbound ----------------------------------------------------------------------------
 

@@ -82,6 +82,11 @@ def hangup(call_id: str, reason: EndReason = EndReason.HANGUP) -> dict[str, Any]
     return {"op": "hangup", "call_id": call_id, "code": decline_code(reason)}
 
 
+def dtmf(call_id: str, digits: str) -> dict[str, Any]:
+    """Send touch tones to the phone (SIP INFO, one per digit)."""
+    return {"op": "dtmf", "call_id": call_id, "digits": digits}
+
+
 def accept(call_id: str, sdp: str) -> dict[str, Any]:
     """Answer an incoming SIP call with the omni user's SDP answer."""
     return {"op": "accept", "call_id": call_id, "sdp": sdp}

@@ -263,6 +263,12 @@ class Switchboard:
             msg = p.event(name, call_id=call.call_id, user_id=c.user_id, track=body.track.value)
             self._tell(call, call.other(c.user_id), msg, out)
             return {"track": body.track.value, "muted": body.muted}
+        if isinstance(body, p.Dtmf):
+            call = self._own_call(c, body.call_id, need_answered=True)
+            if not call.sip:
+                raise Refusal(ErrorCode.WRONG_STATE, "touch tones go to SIP calls only")
+            out.append(Send(GATEWAY, sip.dtmf(call.call_id, body.digits)))
+            return {"digits": body.digits}
         if isinstance(body, p.SetRecording):
             call = self._own_call(c, body.call_id, need_answered=True)
             msg = p.event(Event.RECORDING, call_id=call.call_id, user_id=c.user_id, on=body.on)

@@ -8,6 +8,7 @@ Heavy modules (aiortc, av, cv2, sounddevice) are imported inside commands only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -783,6 +784,14 @@ def call(
     ] = False,
     record_file: RecordFile = None,
     duration: Duration = 0.0,
+    dtmf: Annotated[
+        str | None,
+        typer.Option(
+            "--dtmf",
+            help="Touch tones (0-9 * # A-D) to send once a SIP call is connected.",
+            show_default=False,
+        ),
+    ] = None,
     user_id: UserId = None,
     server: Server = None,
     service_id: ServiceId = None,
@@ -806,12 +815,34 @@ def call(
     settings = _settings(**_flags(locals(), skip=("record",)))
 
     async def flow() -> int:
+        if dtmf is not None:
+            from omnicli.wire.protocol import DTMF_RE, MAX_DTMF
+
+            if not DTMF_RE.fullmatch(dtmf) or len(dtmf) > MAX_DTMF:
+                raise UsageError(f"--dtmf takes 1 to {MAX_DTMF} of 0-9 * # A-D, not '{dtmf[:40]}'")
+
         async def place(phone: Any) -> None:
             await phone.offer_call("videocall" if video else "audiocall", callee, record)
+            if dtmf:
+                tones.append(asyncio.ensure_future(_dtmf_when_connected(phone, dtmf)))
 
-        return await _one_call(settings, user_id, duration, place, f"omni: {callee}")
+        tones: list[asyncio.Future[None]] = []
+        try:
+            return await _one_call(settings, user_id, duration, place, f"omni: {callee}")
+        finally:
+            for task in tones:
+                task.cancel()
 
     run(flow)
+
+
+async def _dtmf_when_connected(phone: Any, digits: str) -> None:
+    """Send `digits` once the call is connected (nothing if it ends first)."""
+    while phone.call_state not in ("connected", "idle", "offline"):
+        await asyncio.sleep(0.05)
+    if phone.call_state == "connected":
+        with contextlib.suppress(OmniError):
+            await phone.send_dtmf(digits)
 
 
 @app.command()

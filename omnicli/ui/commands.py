@@ -40,6 +40,7 @@ SPECS = (
         "device camera|mic|speaker ID",
         "use device ID (or a source: test, tone:880, silence, a file), now and later",
     ),
+    Spec("dtmf", "dtmf DIGITS", "send touch tones (0-9 * # A-D) in a SIP call, e.g. dtmf 1234#"),
     Spec("stats", "stats", "the live quality figures of the call, both directions"),
     Spec("record", "record start|stop", "start or stop recording the call"),
     Spec("sessions", "sessions", "who is online under the service, and who is busy"),
@@ -123,6 +124,8 @@ def _check(spec: Spec, args: tuple[str, ...], flags: frozenset[str]) -> None:
     elif name == "device":
         if len(args) != 2 or _device_kind(args[0]) is None:
             raise usage("say camera, mic or speaker, then a device id or source")
+    elif name == "dtmf" and len(args) != 1:
+        raise usage("say the digits, e.g. dtmf 1234#")
     elif name == "record" and (len(args) != 1 or args[0].lower() not in ("start", "stop")):
         raise usage("say start or stop")
     elif name == "session" and (not args or args[0].lower() != "create" or len(args) > 2):

@@ -139,6 +139,12 @@ async def sessions(repl: Repl, cmd: Command) -> None:
     repl.out.show(sessions_table(await repl.list_users()))
 
 
+async def dtmf(repl: Repl, cmd: Command) -> None:
+    phone = repl.need_phone()
+    await phone.send_dtmf(cmd.args[0])
+    repl.out.status(f"sent touch tones {cmd.args[0].upper()}")
+
+
 async def session(repl: Repl, cmd: Command) -> None:
     await repl.new_session(cmd.args[0] if cmd.args else None)
 
@@ -161,6 +167,7 @@ ACTIONS: dict[str, Action] = {
     "devices": devices,
     "device": device,
     "stats": stats,
+    "dtmf": dtmf,
     "record": record,
     "sessions": sessions,
     "session": session,

@@ -35,6 +35,8 @@ CLOSE_KICKED_OUT = 4000  # close code: the session was resumed on another connec
 CLOSE_POLICY = 1008  # close code: the client broke a rule (hello timeout, failed hellos...)
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]*$")
 MAX_SIP_URI = MAX_PEER_ID
+MAX_DTMF = 32
+DTMF_RE = re.compile(r"[0-9*#A-Da-d]+")
 # sip:[user@]host[:port]. No parameters or headers: nothing a caller writes can reach
 # the SIP message beyond the Request-URI. user: unreserved characters and %XX escapes.
 SIP_URI_RE = re.compile(
@@ -248,6 +250,14 @@ class SetMute:
 
 
 @dataclass(frozen=True)
+class Dtmf:
+    """Send touch tones to the SIP phone of the sender's answered sipcall."""
+
+    digits: str
+    call_id: str | None = None
+
+
+@dataclass(frozen=True)
 class MediaState:
     state: str  # "connected" | "failed"
     call_id: str | None = None
@@ -296,6 +306,7 @@ Body = (
     | SetMute
     | MediaState
     | SetRecording
+    | Dtmf
     | Ping
     | Resume
 )
@@ -378,6 +389,13 @@ def _parse_mute(f: dict[str, Any], muted: bool) -> SetMute:
     return SetMute(track=_enum(f, "track", Track), muted=muted, call_id=_call_id(f))
 
 
+def _parse_dtmf(f: dict[str, Any]) -> Dtmf:
+    digits = _str(f, "digits", limit=MAX_DTMF) or ""
+    if not DTMF_RE.fullmatch(digits):
+        raise ProtocolError(f"field 'digits' must be 1 to {MAX_DTMF} of 0-9 * # A-D")
+    return Dtmf(digits=digits.upper(), call_id=_call_id(f))
+
+
 def _parse_resume(f: dict[str, Any]) -> Resume:
     call_id = _call_id(f)
     required = call_id is not None  # describing a call takes all of its fields
@@ -407,6 +425,7 @@ _PARSERS = {
     "unmute": lambda f: _parse_mute(f, False),
     "media_state": _parse_media_state,
     "recording": lambda f: SetRecording(on=_bool(f, "on", required=True), call_id=_call_id(f)),
+    "dtmf": lambda f: _parse_dtmf(f),
     "ping": lambda f: Ping(),
     "resume": _parse_resume,
 }

@@ -246,3 +246,14 @@ def test_a_sip_phone_calls_an_omni_user_registered_for_sip(lab: SipLab, janus: J
     assert heard["seconds_received"] >= 2 and heard["dominant_hz"] == pytest.approx(880, abs=10)
     hz, seconds = dominant_hz(dave.received_wav())
     assert seconds >= 2 and hz == pytest.approx(660, abs=10), (hz, seconds)
+
+
+def test_touch_tones_reach_the_sip_phone(lab: SipLab, janus: Janus) -> None:
+    """`omni call sip:... --dtmf 12#9`: the phone receives those digits, in order."""
+    carol = BareSip(lab, "carol", answer="auto")
+    Server(lab, janus.url)
+    code, _, err = call(lab, carol.uri, "--dtmf", "12#9", "--duration", "3")
+    assert code == 0, err
+    carol.wait_event("CALL_CLOSED")
+    digits = [e["param"] for e in carol.seen if e.get("type") == "CALL_DTMF_START"]
+    assert "".join(digits) == "12#9", [e.get("type") for e in carol.seen]

@@ -282,3 +282,21 @@ def test_sip_inbound_needs_a_registrar_and_one_service_per_user() -> None:
     b.user("bob", sip_inbound=True)
     b.user("bob", service="other", sip_inbound=True)
     assert b.last[0].message["error"]["code"] == 409
+
+
+def test_touch_tones_go_to_the_gateway_for_answered_sip_calls_only() -> None:
+    b = Board()
+    alice, bob = b.user("alice"), b.user("bob")
+    call_id = b.offer(alice)[0].message["result"]["call_id"]
+    assert b.request(alice, "dtmf", digits="1")[0].message["error"]["code"] == 412  # ringing
+    b.gateway(call_id, K.ANSWERED, sdp="v=0 answer")
+    out = b.request(alice, "dtmf", digits="12#*ab")
+    assert orders(out) == [sip.dtmf(call_id, "12#*AB")]
+    b.request(bob, "offer_call", call_type="audiocall", callee="carol", sdp="v=0")
+    assert b.request(bob, "dtmf", digits="1")[0].message["error"]["code"] == 412  # not SIP
+
+
+@pytest.mark.parametrize("digits", ["", "12x", "1 2", "1" * 33])
+def test_bad_touch_tones_are_refused(digits: str) -> None:
+    with pytest.raises(p.ProtocolError):
+        p.parse_request({"op": "dtmf", "id": 1, "digits": digits})
