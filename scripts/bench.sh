@@ -11,6 +11,7 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
     "bench_media.py --sizes 320x240 --seconds 3 --warmup 1"
     "bench_network.py --losses 0.05 --seconds 4 --warmup 2"
+    "bench_sip.py --calls 3 --seconds 3"
   )
 else
   runs=(
@@ -18,7 +19,8 @@ else
     "bench_setup.py"
     "bench_server.py"
     "bench_media.py"
-    "bench_network.py"   # last: it builds network namespaces (needs root)
+    "bench_network.py"   # these two build network namespaces (need root)
+    "bench_sip.py"       # Janus, kamailio and baresip in a namespace
   )
 fi
 failed=()
