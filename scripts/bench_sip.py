@@ -56,6 +56,7 @@ class Endpoint:
         self.pc: Any = None
         self.sent: list[float] = []  # burst send times (alice)
         self.heard: list[float] = []  # burst onset times (bob)
+        self.listeners: list[asyncio.Future[None]] = []
 
     async def open(self, **session: Any) -> None:
         from websockets.asyncio.client import connect
@@ -98,7 +99,7 @@ class Endpoint:
 
         @self.pc.on("track")
         def on_track(track: Any) -> None:
-            asyncio.ensure_future(self._listen(track))
+            self.listeners.append(asyncio.ensure_future(self._listen(track)))
 
         @self.pc.on("connectionstatechange")
         async def on_state() -> None:
