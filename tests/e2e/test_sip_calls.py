@@ -257,3 +257,32 @@ def test_touch_tones_reach_the_sip_phone(lab: SipLab, janus: Janus) -> None:
     carol.wait_event("CALL_CLOSED")
     digits = [e["param"] for e in carol.seen if e.get("type") == "CALL_DTMF_START"]
     assert "".join(digits) == "12#9", [e.get("type") for e in carol.seen]
+
+
+def test_several_sip_calls_at_once(lab: SipLab, janus: Janus) -> None:
+    """Two omni users call two phones at the same time: both connect and hear their tone."""
+    phones = [
+        BareSip(lab, "carol", tone_hz=880),
+        BareSip(lab, "dave", sip_port=5072, ctrl_port=4445, tone_hz=660),
+    ]
+    Server(lab, janus.url)
+    callers = [
+        subprocess.Popen(
+            lab.cmd([*OMNI, "call", phone.uri, *CLIENT, "--duration", "4"]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=omni_env(),
+        )
+        for phone in phones
+    ]
+    try:
+        outputs = [proc.communicate(timeout=40) for proc in callers]
+    finally:
+        for proc in callers:
+            lab.stop(proc)
+    for proc, (out, err), hz in zip(callers, outputs, (880, 660), strict=True):
+        assert proc.returncode == 0, err
+        leave = json.loads(out.splitlines()[-1])
+        assert leave["reason"] == "hangup", leave
+        assert leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(hz, abs=10)
