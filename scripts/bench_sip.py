@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import fractions
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -269,28 +267,6 @@ async def measure(args: argparse.Namespace, carol: Any, domain: str) -> dict[str
     return {"setup_ms": fig, "mouth_to_ear_ms": latency}
 
 
-def run_inside(lab: Any, coro: Any) -> Any:
-    """Run `coro` on an event loop in a thread that entered the lab's namespace."""
-    box: list[Any] = []
-
-    def main() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        with open(f"/var/run/netns/{lab.ns}") as ns:
-            if libc.setns(ns.fileno(), 0x40000000) != 0:
-                raise OSError(ctypes.get_errno(), "setns")
-        try:
-            box.append(asyncio.run(coro))
-        except BaseException as exc:
-            box.append(exc)
-
-    thread = threading.Thread(target=main)
-    thread.start()
-    thread.join()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=10)
@@ -321,7 +297,7 @@ def main() -> None:
         server.stdout.readline()  # type: ignore[union-attr]
         cpu_before = bl.cpu_seconds(janus.proc.pid)
         t0 = time.monotonic()
-        result = run_inside(lab, measure(args, carol, domain))
+        result = lab.run_inside(measure(args, carol, domain))
         janus_cpu = (bl.cpu_seconds(janus.proc.pid) - cpu_before) / (time.monotonic() - t0)
     setup = {k: bl.summary(v) for k, v in result["setup_ms"].items()}
     m2e = {k: bl.summary(v) for k, v in result["mouth_to_ear_ms"].items()}

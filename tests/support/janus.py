@@ -18,6 +18,7 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import itertools
@@ -258,6 +259,27 @@ class SipLab:
         if isinstance(box[0], BaseException):
             raise box[0]
         box[0].settimeout(None)
+        return box[0]
+
+    def run_inside(self, coro: Any) -> Any:
+        """Run a coroutine on an event loop in a thread that entered the namespace (so
+        every socket it opens, aiortc's included, is in there); its result or error."""
+        box: list[Any] = []
+
+        def main() -> None:
+            try:
+                with open(f"/var/run/netns/{self.ns}") as ns:
+                    if _libc.setns(ns.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns failed")
+                box.append(asyncio.run(coro))
+            except BaseException as exc:  # handed to the caller
+                box.append(exc)
+
+        worker = threading.Thread(target=main, daemon=True)
+        worker.start()
+        worker.join()
+        if isinstance(box[0], BaseException):
+            raise box[0]
         return box[0]
 
     def can_connect(self, port: int) -> bool:
