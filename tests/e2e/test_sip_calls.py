@@ -286,3 +286,33 @@ def test_several_sip_calls_at_once(lab: SipLab, janus: Janus) -> None:
         leave = json.loads(out.splitlines()[-1])
         assert leave["reason"] == "hangup", leave
         assert leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(hz, abs=10)
+
+
+def test_the_call_core_calls_a_sip_phone_and_says_mute_is_local(lab: SipLab, janus: Janus) -> None:
+    """Phone.offer_call to a sip: address: a sipcall; mute gives a NOTICE; dtmf is sent."""
+    from phones import make_phone, until
+
+    from omnicli.phone import events as ev
+
+    carol = BareSip(lab, "carol", answer="auto")
+    Server(lab, janus.url)
+
+    async def scenario() -> tuple[str, str]:
+        phone = make_phone(SERVER, audio_source="tone:440", video_source="none", speaker="none")
+        try:
+            await phone.create_session("alice")
+            info = await phone.offer_call("videocall", carol.uri)  # a sip: address wins
+            await until(phone, ev.Connected, timeout=15)
+            await phone.set_mute("audio")
+            notice = await until(phone, ev.Notice)
+            await phone.send_dtmf("7")
+            await phone.leave()
+            return info.call_type, notice.text
+        finally:
+            await phone.close()
+
+    kind, notice = lab.run_inside(scenario())
+    assert kind == "sipcall"
+    assert "here only" in notice and "SIP" in notice, notice
+    carol.wait_event("CALL_CLOSED")
+    assert [e["param"] for e in carol.seen if e.get("type") == "CALL_DTMF_START"] == ["7"]
