@@ -90,11 +90,20 @@ def test_recording() -> None:
     assert info.value.code is ErrorCode.BAD_REQUEST
 
 
+def test_dtmf_and_sip_sessions() -> None:
+    """dtmf takes touch tones (upper-cased); create_session may ask for SIP calls."""
+    assert req("dtmf", digits="12#*a").body == p.Dtmf("12#*A")
+    assert req("create_session", user_id="bob", sip_inbound=True).body == p.CreateSession(
+        "bob", True
+    )
+    assert req("create_session").body == p.CreateSession(None, False)
+
+
 def test_every_op_is_covered() -> None:
     """The ops this file tests are exactly the ops the protocol knows."""
     assert set(p.OPS) == {
         "hello", "create_session", "session_list", "offer_call", "answer_call", "leave",
-        "mute", "unmute", "media_state", "recording", "ping", "resume",
+        "mute", "unmute", "media_state", "recording", "ping", "resume", "dtmf",
     }  # fmt: skip
 
 
