@@ -300,3 +300,19 @@ def test_touch_tones_go_to_the_gateway_for_answered_sip_calls_only() -> None:
 def test_bad_touch_tones_are_refused(digits: str) -> None:
     with pytest.raises(p.ProtocolError):
         p.parse_request({"op": "dtmf", "id": 1, "digits": digits})
+
+
+def test_a_sip_caller_whose_connection_blips_resumes_its_call() -> None:
+    b = Board()
+    alice = b.user("alice")
+    token = b.last[0].message["result"]["resume_token"]
+    call_id = b.offer(alice)[0].message["result"]["call_id"]
+    b.gateway(call_id, K.ANSWERED, sdp="v=0 answer")
+    assert orders(b.sb.disconnect(alice, b.now, lost=True)) == []  # away: the leg stays
+    conn = next(b.conns)
+    b.sb.connect(conn)
+    b.request(conn, "hello", version=p.VERSION, service_id="dev")
+    described = {"call_id": call_id, "peer": URI, "role": "caller", "call_type": "sipcall"}
+    resp = b.request(conn, "resume", resume_token=token, **described)[0].message
+    assert resp["ok"] and resp["result"]["call"]["peer"] == URI, resp
+    assert hangups(b.request(conn, "leave")) == [call_id]
