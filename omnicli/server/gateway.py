@@ -93,6 +93,7 @@ class SipGateway:
         self._opening: asyncio.Task[JanusSession] | None = None
         self._legs: dict[str, _Leg] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     @property
     def calls(self) -> int:
@@ -105,7 +106,7 @@ class SipGateway:
             key = (str(order["service_id"]), str(order["user_id"]))
             if op == "register" and key not in self._regs:
                 self._regs[key] = _Registration(*key)
-                self._spawn(self._register(self._regs[key]))
+                self._spawn(self._keep_registered(self._regs[key]))
             elif op == "unregister" and key in self._regs:
                 self._spawn(self._unregister(self._regs.pop(key)))
             return
@@ -127,6 +128,7 @@ class SipGateway:
             self._spawn(self._accept(self._legs[call_id], order["sdp"]))
 
     async def close(self) -> None:
+        self._closing = True
         for leg in list(self._legs.values()):
             leg.done = True
             await self._hangup(leg)
@@ -165,26 +167,17 @@ class SipGateway:
         """The gateway went away: every call it carried ends now."""
         if self._session is session:
             self._session = None
+        if self._closing:
+            return
         log.warning("SIP gateway %s: connection lost", self.url)
         for leg in [leg for leg in self._legs.values() if leg.session is session]:
             self._finish(
                 leg, GatewayEvent(leg.call_id, GatewayEventKind.FAILED, why="gateway lost")
             )
         self._spawn(session.close())
-        lost = [reg for reg in self._regs.values() if reg.session is session]
-        for reg in lost:
+        for reg in [reg for reg in self._regs.values() if reg.session is session]:
             reg.session = reg.handle = reg.call = None
-        if lost:
-            self._spawn(self._reregister(lost))
-
-    async def _reregister(self, regs: list[_Registration]) -> None:
-        """Register again, once the gateway is back (every REREGISTER s until then)."""
-        while regs:
-            await asyncio.sleep(REREGISTER)
-            regs = [r for r in regs if self._regs.get((r.service_id, r.user_id)) is r]
-            for reg in regs:
-                await self._register(reg)
-            regs = [r for r in regs if r.handle is None]
+            self._spawn(self._keep_registered(reg))
 
     # -- one call ---------------------------------------------------------------------------
 
@@ -282,7 +275,14 @@ class SipGateway:
 
     # -- inbound ----------------------------------------------------------------------------
 
-    async def _register(self, reg: _Registration) -> None:
+    async def _keep_registered(self, reg: _Registration) -> None:
+        """Register, and try again every REREGISTER s while the gateway is unreachable."""
+        while self._regs.get((reg.service_id, reg.user_id)) is reg and reg.handle is None:
+            if await self._register(reg):
+                return
+            await asyncio.sleep(REREGISTER)
+
+    async def _register(self, reg: _Registration) -> bool:
         address = f"sip:{reg.user_id}@{self.domain}"
         try:
             session = await self._janus()
@@ -298,9 +298,10 @@ class SipGateway:
         except JanusError as exc:
             log.warning("cannot register %s: %s", address, exc)
             reg.handle = None
-            return
+            return False
         if self._regs.get((reg.service_id, reg.user_id)) is not reg:  # gone meanwhile
             await self._unregister(reg)
+        return True
 
     async def _unregister(self, reg: _Registration) -> None:
         session, handle = reg.session, reg.handle

@@ -316,3 +316,34 @@ def test_the_call_core_calls_a_sip_phone_and_says_mute_is_local(lab: SipLab, jan
     assert "here only" in notice and "SIP" in notice, notice
     carol.wait_event("CALL_CLOSED")
     assert [e["param"] for e in carol.seen if e.get("type") == "CALL_DTMF_START"] == ["7"]
+
+
+def test_sip_users_are_registered_again_after_the_gateway_restarts(
+    lab: SipLab, janus: Janus
+) -> None:
+    """Janus restarts: the server registers bob again by itself, and SIP calls ring him."""
+    if (why := kamailio_unavailable()) is not None:
+        pytest.skip(why)
+    registrar = Kamailio(lab)
+    domain = registrar.uri.removeprefix("sip:")
+    server = Server(lab, janus.url, "--sip-registrar", registrar.uri, "--sip-domain", domain)
+    bob = Omni(
+        "session", "create", "--user-id", "bob", "--sip-inbound", *CLIENT,
+        argv=lab.cmd, env=omni_env(),
+    )  # fmt: skip
+
+    def registrations() -> int:
+        return server.log.read_text().count("registered at")
+
+    try:
+        bob.event("SESSION")
+        wait_for(lambda: registrations() == 1, what="the first registration")
+        janus.proc.kill()
+        janus.proc.wait()
+        lab.start_janus()
+        wait_for(lambda: registrations() == 2, timeout=15, what="a registration again")
+        dave = BareSip(lab, "dave", answer="auto")
+        dave.dial(f"sip:bob@{domain}")
+        assert bob.event("RINGING")["caller"] == dave.uri
+    finally:
+        bob.stop()
