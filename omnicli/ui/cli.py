@@ -131,6 +131,14 @@ RecordFile = Annotated[
         show_default=False,
     ),
 ]
+SipInbound = Annotated[
+    bool,
+    typer.Option(
+        "--sip-inbound",
+        help="Take calls from SIP phones too (the server registers you at its SIP "
+        "registrar; omni server --sip-registrar).",
+    ),
+]
 RelayOnly = Annotated[
     bool,
     typer.Option(
@@ -565,14 +573,7 @@ def _service(spec: str) -> Any:
 def session_create(
     user_id: UserId = None,
     auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    sip_inbound: Annotated[
-        bool,
-        typer.Option(
-            "--sip-inbound",
-            help="Take calls from SIP phones too (the server registers you at its SIP "
-            "registrar; omni server --sip-registrar).",
-        ),
-    ] = False,
+    sip_inbound: SipInbound = False,
     server: Server = None,
     service_id: ServiceId = None,
     service_key: ServiceKey = None,
@@ -598,8 +599,8 @@ def session_create(
     In a terminal (and without --json) this opens the interactive prompt on the session.
     """
     settings = _settings(**_flags(locals()))
-    if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json and not sip_inbound:
-        _repl(settings, user_id, auto_answer)  # (the prompt takes no SIP calls yet)
+    if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json:
+        _repl(settings, user_id, auto_answer, sip_inbound)
         return
 
     async def flow() -> int:
@@ -670,6 +671,7 @@ def _no_command(ctx: typer.Context) -> None:
 def repl(
     user_id: UserId = None,
     auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
+    sip_inbound: SipInbound = False,
     server: Server = None,
     service_id: ServiceId = None,
     service_key: ServiceKey = None,
@@ -690,16 +692,19 @@ def repl(
 ) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
     settings = _settings(**_flags(locals()))
-    _repl(settings, user_id, auto_answer)
+    _repl(settings, user_id, auto_answer, sip_inbound)
 
 
-def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
+def _repl(
+    settings: Settings, user_id: str | None, auto_answer: bool, sip_inbound: bool = False
+) -> None:
     async def flow() -> int:
         from omnicli.ui.repl import Repl, ReplOptions
 
         options = ReplOptions(
             user_id=user_id,
             auto_answer=auto_answer,
+            sip_inbound=sip_inbound,
             window=settings.window,
             json=settings.json,
             server=settings.server,

@@ -49,6 +49,7 @@ INTERRUPTED = 130
 class ReplOptions:
     user_id: str | None = None
     auto_answer: bool = False
+    sip_inbound: bool = False  # every session of this prompt takes SIP calls too
     window: bool = False
     json: bool = False
     server: str = ""
@@ -213,7 +214,7 @@ class Repl:
         await self._close_phone()
         self.phone = phone = self.make_phone(self._window.show if self._window else None)
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
-        info = await phone.create_session(user_id)
+        info = await phone.create_session(user_id, sip_inbound=self.options.sip_inbound)
         if not self.options.json:
             self.out.show(
                 session_panel(

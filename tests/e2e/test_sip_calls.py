@@ -347,3 +347,45 @@ def test_sip_users_are_registered_again_after_the_gateway_restarts(
         assert bob.event("RINGING")["caller"] == dave.uri
     finally:
         bob.stop()
+
+
+def test_the_prompt_takes_sip_calls_too(lab: SipLab, janus: Janus) -> None:
+    """`omni repl --sip-inbound`: a SIP call rings at the prompt and `answer` takes it."""
+    if (why := kamailio_unavailable()) is not None:
+        pytest.skip(why)
+    registrar = Kamailio(lab)
+    domain = registrar.uri.removeprefix("sip:")
+    server = Server(lab, janus.url, "--sip-registrar", registrar.uri, "--sip-domain", domain)
+    repl = subprocess.Popen(
+        lab.cmd([*OMNI, "repl", "--user-id", "bob", "--sip-inbound", *CLIENT]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=omni_env(),
+    )
+    assert repl.stdin is not None and repl.stdout is not None
+
+    def next_event(name: str) -> dict[str, Any]:
+        for line in repl.stdout:  # type: ignore[union-attr]
+            if line.startswith("{") and json.loads(line).get("event") == name:
+                return dict(json.loads(line))
+        raise AssertionError(f"the prompt ended before {name}")
+
+    try:
+        next_event("SESSION")
+        wait_for(lambda: "registered at" in server.log.read_text(), what="SIP registration")
+        dave = BareSip(lab, "dave", answer="auto")
+        dave.dial(f"sip:bob@{domain}")
+        assert next_event("RINGING")["caller"] == dave.uri
+        repl.stdin.write("answer\n")
+        repl.stdin.flush()
+        next_event("CONNECTED")
+        dave.wait_event("CALL_ESTABLISHED")
+        dave.hangup()
+        assert next_event("LEAVE")["reason"] == "hangup"
+        repl.stdin.write("quit\n")
+        repl.stdin.flush()
+        assert repl.wait(timeout=15) == 0
+    finally:
+        lab.stop(repl)
