@@ -214,7 +214,8 @@ class Repl:
         await self._close_phone()
         self.phone = phone = self.make_phone(self._window.show if self._window else None)
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
-        info = await phone.create_session(user_id, sip_inbound=self.options.sip_inbound)
+        sip = {"sip_inbound": True} if self.options.sip_inbound else {}
+        info = await phone.create_session(user_id, **sip)
         if not self.options.json:
             self.out.show(
                 session_panel(
