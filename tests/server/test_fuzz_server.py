@@ -206,11 +206,11 @@ def test_switchboard_survives_random_traffic(
             next_conn += 1
         elif kind == "drop":
             conn = live.pop(which % len(live))
-            out = sb.disconnect(conn, now, lost=pick.random() < 0.5)
+            out = sb.route(sb.disconnect(conn, now, lost=pick.random() < 0.5))
             assert all(s.conn in live and "event" in s.message for s in out)
         elif kind == "tick":
             now += pick.choice([0.5, 3.0, 12.0, 40.0])
-            out = sb.expire(now)
+            out = sb.route(sb.expire(now))
             assert all(s.conn in live and "event" in s.message for s in out)
         else:
             conn = live[which % len(live)]
@@ -224,7 +224,7 @@ def test_switchboard_survives_random_traffic(
             except p.ProtocolError as exc:
                 assert isinstance(exc.code, p.ErrorCode)
                 continue
-            out = sb.handle(conn, request, now)
+            out = sb.route(sb.handle(conn, request, now))
             response, *rest = out
             assert response.conn == conn and response.message["id"] == request.id
             assert isinstance(response.message["ok"], bool)
