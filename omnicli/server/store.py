@@ -51,6 +51,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._presence: dict[UserKey, Presence] = {}
+        self._away: dict[UserKey, float] = {}  # the timers among them, so idle ones cost nothing
         self._held: dict[str, int] = {}  # service -> sessions (online or away)
         self._calls: dict[str, CallRecord] = {}
         self._user_call: dict[UserKey, str] = {}
@@ -65,6 +66,7 @@ class MemoryStore:
             return False
         self._presence[presence.key] = presence
         self._held[presence.service_id] = self._held.get(presence.service_id, 0) + 1
+        self._timer(presence)
         return True
 
     def swap_presence(self, old: Presence, new: Presence | None) -> bool:
@@ -72,11 +74,19 @@ class MemoryStore:
             return False
         if new is None:
             del self._presence[old.key]
+            self._away.pop(old.key, None)
             self._held[old.service_id] -= 1
         else:
             assert new.key == old.key
             self._presence[old.key] = new
+            self._timer(new)
         return True
+
+    def _timer(self, presence: Presence) -> None:
+        if presence.away_until is None:
+            self._away.pop(presence.key, None)
+        else:
+            self._away[presence.key] = presence.away_until
 
     def count(self, service_id: str) -> int:
         return self._held.get(service_id, 0)
@@ -122,13 +132,11 @@ class MemoryStore:
 
     def next_deadline(self) -> float | None:
         finite = [c.deadline for c in self._calls.values() if c.deadline != NEVER]
-        finite += [a.away_until for a in self._presence.values() if a.away_until is not None]
+        finite += self._away.values()
         return min(finite, default=None)
 
     def due(self, now: float) -> tuple[list[Presence], list[CallRecord]]:
-        gone = [
-            a for a in self._presence.values() if a.away_until is not None and a.away_until <= now
-        ]
+        gone = [self._presence[key] for key, until in self._away.items() if until <= now]
         return gone, [c for c in self._calls.values() if c.deadline <= now]
 
     def presences(self) -> Iterator[Presence]:
