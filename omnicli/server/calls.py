@@ -18,7 +18,6 @@ ends; after that it is idle again and keeps its session.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -181,7 +180,7 @@ class Calls:
 
     def change(self, call: CallRecord, **changes: Any) -> CallRecord:
         """Write a change of the call as it was read, or refuse if it moved meanwhile."""
-        stored = self.store.swap_call(call, dataclasses.replace(call, **changes))
+        stored = self.store.swap_call(call, call.evolve(**changes))
         if stored is None:
             raise Refusal(ErrorCode.WRONG_STATE, "the call changed meanwhile; try again")
         return stored
@@ -212,9 +211,7 @@ class Calls:
         if pending is None or pending.callee != c.user_id:
             return
         if pending.state is CallState.CALLING:
-            pending = self.store.swap_call(
-                pending, dataclasses.replace(pending, state=CallState.RINGING)
-            )
+            pending = self.store.swap_call(pending, pending.evolve(state=CallState.RINGING))
         elif not (again and pending.state is CallState.RINGING):
             return
         if pending is not None:

@@ -70,6 +70,15 @@ class CallRecord:
     def other(self, user_id: str) -> str:
         return self.callee if user_id == self.caller else self.caller
 
+    def evolve(self, **changes: Any) -> CallRecord:
+        """A copy with `changes`. `dataclasses.replace` runs the frozen `__init__` field by
+        field (about 5 us here); copying the dict takes about 1.4 us, and every call
+        transition makes one or two copies."""
+        assert changes.keys() <= _CALL_FIELDS, changes
+        new = object.__new__(CallRecord)
+        new.__dict__.update(self.__dict__, **changes)
+        return new
+
     @property
     def parties(self) -> tuple[str, str]:
         return (self.caller, self.callee)
@@ -77,6 +86,9 @@ class CallRecord:
     @property
     def ringing(self) -> bool:
         return self.state in (CallState.CALLING, CallState.RINGING)
+
+
+_CALL_FIELDS = frozenset(CallRecord.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

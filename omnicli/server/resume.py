@@ -10,7 +10,6 @@ when both parties describe it the same way (`RESUMING` until the second one does
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from omnicli.server.auth import ResumeTokens
@@ -128,8 +127,6 @@ class Resumer:
         )
         if call.state is CallState.RESUMING and same and c.user_id not in call.media_up:
             up = frozenset({caller, callee})
-            connected = dataclasses.replace(
-                call, state=CallState.CONNECTED, deadline=NEVER, media_up=up
-            )
+            connected = call.evolve(state=CallState.CONNECTED, deadline=NEVER, media_up=up)
             return self.store.swap_call(call, connected)
         return None

@@ -17,7 +17,6 @@ store; the `Switchboard` is written against `Store` only.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 from collections.abc import Iterator
 from typing import Protocol
@@ -124,7 +123,7 @@ class MemoryStore:
                     del self._user_call[(old.service_id, user)]
             return current
         assert (new.call_id, new.parties) == (old.call_id, old.parties)
-        stored = dataclasses.replace(new, rev=old.rev + 1)
+        stored = new.evolve(rev=old.rev + 1)
         self._calls[old.call_id] = stored
         return stored
 
