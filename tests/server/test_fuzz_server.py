@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stores import STORES
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -187,15 +188,18 @@ KINDS = (
     st.randoms(use_true_random=True),
     st.booleans(),
 )
+@pytest.mark.parametrize("store", sorted(STORES))
 def test_switchboard_survives_random_traffic(
-    actions: list[str], pick: random.Random, lost_at_end: bool
+    store: str, actions: list[str], pick: random.Random, lost_at_end: bool
 ) -> None:
-    """Random valid and invalid requests, drops and clock ticks from several connections."""
+    """Random valid and invalid requests, drops and clock ticks from several connections,
+    over each kind of store."""
     sb = Switchboard(
         [Service("dev", None), Service("locked", "s3cret")],
         ring_timeout=30,
         connect_timeout=10,
         resume_grace=5,
+        store=STORES[store](),
     )
     pools, now, live, next_conn, rid = Pools(), 0.0, [], 1, 0
     for kind in actions:
