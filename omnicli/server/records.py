@@ -4,7 +4,8 @@ Plain frozen dataclasses of strings, numbers and enums, so that a store can keep
 anywhere (a dict today, Redis hashes later) and hand back copies. Timers are data: a call's
 ring or connect timer is its `deadline`, an away session's grace is its `away_until`.
 Messages are addressed to users (`ToUser`), not to sockets, so that the driver can deliver
-them locally or route them to the node that holds the user.
+them locally or route them to the node that holds the user. A unit refuses a request by
+raising `Refusal` (the error code and message of the response).
 """
 
 from __future__ import annotations
