@@ -48,6 +48,14 @@ class Presence:
     def away(self) -> bool:
         return self.away_until is not None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, for a store that keeps records outside the process."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Presence:
+        return cls(**fields)
+
 
 @dataclass(frozen=True)
 class CallRecord:
@@ -79,6 +87,29 @@ class CallRecord:
         new = object.__new__(CallRecord)
         new.__dict__.update(self.__dict__, **changes)
         return new
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, for a store that keeps records outside the process."""
+        return {
+            **self.__dict__,
+            "call_type": self.call_type.value,
+            "state": self.state.value,
+            "deadline": None if self.deadline == NEVER else self.deadline,
+            "media_up": sorted(self.media_up),
+        }
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> CallRecord:
+        deadline = fields["deadline"]
+        return cls(
+            **{
+                **fields,
+                "call_type": p.CallType(fields["call_type"]),
+                "state": CallState(fields["state"]),
+                "deadline": NEVER if deadline is None else float(deadline),
+                "media_up": frozenset(fields["media_up"]),
+            }
+        )
 
     @property
     def parties(self) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 from typing import Any
 
 from omnicli.server.records import NEVER, CallRecord, CallState, Presence, ToConn, ToUser
@@ -26,6 +27,19 @@ def alice_calls_bob(**changes: Any) -> CallRecord:
         deadline=60.0,
     )
     return dataclasses.replace(call, **changes)
+
+
+def test_records_survive_json() -> None:
+    """Records are plain data: to_dict is JSON, and from_dict gives back an equal record."""
+    calls = [
+        alice_calls_bob(),
+        alice_calls_bob(state=CallState.CONNECTED, deadline=NEVER, media_up=frozenset("ab")),
+    ]
+    for call in calls:
+        assert CallRecord.from_dict(json.loads(json.dumps(call.to_dict(), allow_nan=False))) == call
+    away = Presence("dev", "bob", "s-1", "node-a", 12.5, {"call_id": "c-1", "reason": "hangup"})
+    for presence in (away, Presence("dev", "alice", "s-2", "node-b")):
+        assert Presence.from_dict(json.loads(json.dumps(presence.to_dict()))) == presence
 
 
 def test_a_user_id_has_one_session(store: Store) -> None:
