@@ -123,7 +123,7 @@ class CallRecord:
 _CALL_FIELDS = frozenset(CallRecord.__dataclass_fields__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToUser:
     """A message for whichever connection holds this user's session."""
 
@@ -131,21 +131,21 @@ class ToUser:
     user_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ToConn:
     """A message for one connection of this node: a response, or a KICKOUT."""
 
     conn: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     to: ToUser | ToConn
     message: dict[str, Any]
     close: bool = False  # close the connection after the message (KICKOUT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A `Send` resolved to a local connection by `Switchboard.route`."""
 
