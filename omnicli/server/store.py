@@ -30,7 +30,7 @@ class Store(Protocol):
     def add_presence(self, presence: Presence) -> bool: ...
     def swap_presence(self, old: Presence, new: Presence | None) -> bool: ...
     def count(self, service_id: str) -> int: ...
-    def first_users(self, service_id: str, limit: int) -> list[str]: ...
+    def first_users(self, service_id: str, limit: int, after: str | None = None) -> list[str]: ...
 
     # -- calls -------------------------------------------------------------------------
     def call(self, call_id: str) -> CallRecord | None: ...
@@ -90,8 +90,13 @@ class MemoryStore:
     def count(self, service_id: str) -> int:
         return self._held.get(service_id, 0)
 
-    def first_users(self, service_id: str, limit: int) -> list[str]:
-        users = (user for svc, user in self._presence if svc == service_id)
+    def first_users(self, service_id: str, limit: int, after: str | None = None) -> list[str]:
+        """The service's first `limit` user ids in order, those after `after` if given."""
+        users = (
+            user
+            for svc, user in self._presence
+            if svc == service_id and (after is None or user > after)
+        )
         return heapq.nsmallest(limit, users)
 
     # -- calls -------------------------------------------------------------------------

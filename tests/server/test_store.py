@@ -74,6 +74,9 @@ def test_first_users_are_sorted_and_capped_per_service(store: Store) -> None:
     store.add_presence(Presence("other", "aaron", "s-x", "n"))
     assert store.first_users("dev", 2) == ["alice", "bob"]
     assert store.first_users("dev", 10) == ["alice", "bob", "carol"]
+    assert store.first_users("dev", 10, after="alice") == ["bob", "carol"]
+    assert store.first_users("dev", 1, after="b") == ["bob"]
+    assert store.first_users("dev", 10, after="carol") == []
 
 
 def test_a_user_is_in_one_call_at_a_time(store: Store) -> None:
