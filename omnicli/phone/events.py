@@ -92,6 +92,11 @@ class Leave(CallEvent):
     by: str | None
     summary: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.summary:  # a call that never connected: an empty summary, same shape
+            empty = {"duration_s": 0.0, "reason": self.reason, "received": {}}
+            object.__setattr__(self, "summary", empty)
+
 
 @dataclass(frozen=True)
 class Cancel(CallEvent):
