@@ -27,6 +27,7 @@ from omnicli.errors import (
     UsageError,
 )
 from omnicli.phone import events as ev
+from omnicli.phone.callrun import CallRun
 from omnicli.phone.callstate import (
     AcceptAnswer,
     Action,
@@ -48,7 +49,6 @@ from omnicli.phone.figures import CallFigures
 from omnicli.phone.reconcile import declaration
 from omnicli.phone.resume import Reconnector, ResumeHooks
 from omnicli.phone.signaling import SignalingClient
-from omnicli.phone.summary import RunningStats, summarize
 from omnicli.wire import messages as m
 from omnicli.wire.protocol import (
     CLOSE_KICKED_OUT,
@@ -61,12 +61,10 @@ from omnicli.wire.protocol import (
 )
 
 if TYPE_CHECKING:
-    from omnicli.media.peer import PeerLink
     from omnicli.phone.callmedia import CallMedia
 
 log = logging.getLogger("omnicli.phone.core")
 
-STATS_INTERVAL = 1.0
 LEAVE_TIMEOUT = 3.0  # a best-effort leave after a failed offer or answer
 
 
@@ -102,20 +100,6 @@ class Peer:
     user_id: str
     state: m.Presence
     call_type: CallType | None
-
-
-@dataclass(eq=False)
-class _Run:
-    """What the driver holds for one call beside its pure state: media, tasks, figures."""
-
-    call: Call
-    media: CallMedia
-    stats: RunningStats = field(default_factory=RunningStats)
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-
-    @property
-    def link(self) -> PeerLink:
-        return self.media.link
 
 
 class _MediaHost:
@@ -183,7 +167,7 @@ class Phone:
                 spawn=self._spawn,
             )
         )
-        self._run: _Run | None = None
+        self._run: CallRun | None = None
         self._ring_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -347,7 +331,7 @@ class Phone:
                 raise err from None
             raise
         self._act(self.machine.answer_sent(call, time.monotonic()))
-        self._spawn(self._watch_media(run), run)
+        self._spawn(run.watch_media(self.config.media.connect_timeout), run)
         return CallInfo(offer.call_id, offer.caller, offer.call_type, call.role)
 
     async def leave(self) -> EndReason | None:
@@ -429,7 +413,7 @@ class Phone:
             await self.signaling.request("recording", on=False)
         return path
 
-    async def _stop_recording(self, run: _Run) -> str:
+    async def _stop_recording(self, run: CallRun) -> str:
         return await run.media.stop_recording(self.machine.me or "me", run.call.call_id or "")
 
     async def stats(self) -> CallFigures | None:
@@ -437,7 +421,7 @@ class Phone:
         run = self._run
         if run is None or run.call.connected_at is None or self.media is None:
             return None
-        return CallFigures.of(await run.link.stats())
+        return await run.figures()
 
     async def next_event(self, timeout: float | None = None) -> ev.CallEvent:
         async with asyncio.timeout(timeout):
@@ -484,11 +468,11 @@ class Phone:
             case Emit(event=event):
                 self._emit(event)
             case AcceptAnswer(sdp=sdp) if run is not None:
-                self._spawn(self._on_answered(run, sdp), run)
-            case SendMutes(call=call, tracks=tracks) if run is not None:
-                self._spawn(self._send_mutes(call, tracks), run)
+                self._spawn(run.take_answer(sdp, self.config.media.connect_timeout), run)
+            case SendMutes(tracks=tracks) if run is not None:
+                self._spawn(run.send_mutes(tracks), run)
             case StartStats() if run is not None:
-                self._spawn(self._stats_loop(run), run)
+                self._spawn(run.sample_stats(), run)
             case StartRecording() if run is not None:
                 self._spawn(self._auto_record(), run)
             case SendLeave(call_id=call_id):
@@ -507,35 +491,13 @@ class Phone:
 
         return await CallMedia.open(_MediaHost(self), call_type.value)
 
-    def _start_run(self, call: Call, media: CallMedia) -> _Run:
-        media.muted = call.muted  # one set: the call state's
-        self._run = _Run(call, media)
+    def _start_run(self, call: Call, media: CallMedia) -> CallRun:
+        self._run = CallRun(call, media, self.signaling.request, self._emit)
         return self._run
-
-    async def _watch_media(self, run: _Run) -> None:
-        """Report our side's media state to the server, which announces CONNECTED."""
-        try:
-            await run.link.wait_connected(self.config.media.connect_timeout)
-        except MediaFailed as exc:
-            self._emit(ev.Notice(f"media failed: {exc}"))
-            await self._report_media(run, "failed")
-            return
-        await self._report_media(run, "connected")
-
-    async def _report_media(self, run: _Run, state: str) -> None:
-        """Tell the server our side's media is `connected` or `failed` (best effort)."""
-        await self._request_quietly("media_state", state=state, call_id=run.call.call_id)
 
     async def _request_quietly(self, op: str, **fields: Any) -> None:
         with contextlib.suppress(OmniError):
             await self.signaling.request(op, **fields)
-
-    async def _stats_loop(self, run: _Run) -> None:
-        while True:
-            await asyncio.sleep(STATS_INTERVAL)
-            figures = CallFigures.of(await run.link.stats())
-            run.stats.add(figures)
-            self._emit(ev.Stats(figures, run.call.call_id or ""))
 
     async def _switch_source(self, track: Track, spec: str) -> None:
         """Later calls use `spec` too; a call in progress switches now."""
@@ -561,26 +523,11 @@ class Phone:
                 "mute" if muted else "unmute", track=track.value, call_id=call.call_id
             )
 
-    async def _send_mutes(self, call: Call, tracks: tuple[Track, ...]) -> None:
-        for track in tracks:
-            with contextlib.suppress(OmniError):
-                await self.signaling.request("mute", track=track.value, call_id=call.call_id)
-
     async def _auto_record(self) -> None:
         try:
             await self.recording_start()
         except OmniError as exc:
             self._emit(ev.Notice(f"cannot record: {exc}"))
-
-    async def _on_answered(self, run: _Run, sdp: str) -> None:
-        try:
-            await run.link.accept_answer(sdp)
-        except Exception as exc:  # a broken answer SDP ends the call as a media failure
-            log.debug("bad answer SDP", exc_info=True)
-            self._emit(ev.Notice(f"cannot use the callee's answer: {exc}"))
-            await self._report_media(run, "failed")
-            return
-        await self._watch_media(run)
 
     # -- internals: the signaling connection --------------------------------------------
 
@@ -681,32 +628,19 @@ class Phone:
                 except Exception as exc:  # disk full, encoder error: the call still ends
                     log.debug("finishing the recording failed", exc_info=True)
                     self._emit(ev.Notice(f"the recording could not be finished: {exc}"))
-            received = {
-                "video": run.link.video_in.snapshot(),
-                "audio": run.link.audio_in.snapshot(),
-            }
+            received = run.received()
         finally:
             try:
                 await self._drop(run)
             finally:
-                summary = summarize(
-                    run.stats,
-                    duration_s=(ended - call.connected_at) if call.connected_at else 0.0,
-                    reason=reason,
-                    received=received,
-                )
+                summary = run.summary(reason, ended, received)
                 self._emit(ev.Leave(call.call_id or "", reason, by, summary))
 
-    async def _drop(self, run: _Run) -> None:
-        current = asyncio.current_task()
-        for task in run.tasks:
-            if task is not current:
-                task.cancel()
+    async def _drop(self, run: CallRun) -> None:
         self.machine.drop(run.call)
-        run.media.retire()
         if self._run is run:
             self._run = None
-        await run.media.close()  # speaker, unfinished recording, then the link
+        await run.close()
 
     async def _leave_quietly(self, call_id: str | None) -> None:
         """Best effort: tell the server a call we gave up on is over (it may still ring)."""
@@ -714,12 +648,12 @@ class Phone:
             async with asyncio.timeout(LEAVE_TIMEOUT):
                 await self.signaling.request("leave", call_id=call_id)
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], run: _Run | None = None) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], run: CallRun | None = None) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if run is not None:
-            run.tasks.append(task)
+            run.own(task)
 
     def _emit(self, event: ev.CallEvent) -> None:
         self.events.put_nowait(event)
