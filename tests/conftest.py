@@ -1,4 +1,5 @@
-"""Suite-wide: every event an in-process Phone emits must follow docs/events.md."""
+"""Suite-wide: every event an in-process Phone emits must follow docs/events.md, and
+every event frame a signaling client receives must parse (wire.messages)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import eventcheck
 import pytest
 
 from omnicli.phone.core import Phone
+from omnicli.wire import messages
+from omnicli.wire.protocol import ProtocolError
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +29,30 @@ def events_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(Phone, "_emit", checked)
     yield
     assert not bad, f"events off docs/events.md: {bad[:5]}"
+
+
+@pytest.fixture(autouse=True)
+def server_events_parse(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """A client drops an event frame it cannot parse; in the tests, that is a failure
+    (except where bad frames are the point: the parser's own tests)."""
+    if request.module.__name__.endswith("test_messages"):
+        yield
+        return
+    bad: list[str] = []
+    parse = messages.parse_event
+
+    def checked(obj: Any) -> messages.ServerEvent:
+        try:
+            return parse(obj)
+        except ProtocolError as exc:
+            bad.append(f"{obj.get('event')}: {exc}")
+            raise
+
+    monkeypatch.setattr(messages, "parse_event", checked)
+    yield
+    assert not bad, f"server events the client cannot parse: {bad[:5]}"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -290,7 +290,7 @@ class CallMachine:
                 call.started = now  # setup is timed from the answer, not the ring
                 return [
                     *self._answered(call),
-                    Emit(ev.Answered(event.call_id, call.peer, call.peer)),
+                    Emit(ev.Answered(event.call_id, call.peer, event.callee)),
                     AcceptAnswer(call, event.sdp),
                 ]
             case m.ConnectedEvent() if ours and call is not None:

@@ -6,8 +6,9 @@ attributes and enums, never string keys. Anything that does not follow
 `docs/protocol.md` (§3 results, §4 events) raises the one `ProtocolError`.
 
 The server still builds its frames with `protocol.event()` and `protocol.ok()`; these
-classes are the client's reading of the same shapes, and `tests/wire/test_messages.py`
-checks that every event the switchboard builds parses here.
+classes are the client's reading of the same shapes. `tests/wire/test_messages.py`
+parses the examples of `docs/protocol.md`, and in every test a server event that a
+client cannot parse fails the test (`tests/conftest.py`).
 """
 
 from __future__ import annotations
