@@ -254,11 +254,11 @@ class Phone:
             raise UsageError(f"bad callee '{callee[:80]}': {why}")
         self.machine.need_free_line()
         media, notes = await self._open_media(kind)
-        if self.machine.call is not None:  # another call began while the sources opened
-            media.retire()
-            await media.close()
-            self.machine.need_idle()
-        call = self.machine.place(callee, kind, record, time.monotonic())
+        try:  # refused if another call began (or the session went) while the sources opened
+            call = self.machine.place(callee, kind, record, time.monotonic())
+        except BaseException:
+            await self._discard(media)
+            raise
         run = self._start_run(call, media)
         sent = False
         try:
@@ -307,11 +307,11 @@ class Phone:
             raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
         self.machine.need_idle()
         media, notes = await self._open_media(offer.call_type)
-        if self.machine.call is not None:  # another call began while the sources opened
-            media.retire()
-            await media.close()
-            self.machine.need_idle()
-        call = self.machine.take(offer, time.monotonic())
+        try:  # refused if another call began (or the session went) while the sources opened
+            call = self.machine.take(offer, time.monotonic())
+        except BaseException:
+            await self._discard(media)
+            raise
         run = self._start_run(call, media)
         try:
             await media.attach(notes)
@@ -490,6 +490,12 @@ class Phone:
         from omnicli.phone.callmedia import CallMedia
 
         return await CallMedia.open(_MediaHost(self), call_type.value)
+
+    @staticmethod
+    async def _discard(media: CallMedia) -> None:
+        """Media opened for a call that could not begin."""
+        media.retire()
+        await media.close()
 
     def _start_run(self, call: Call, media: CallMedia) -> CallRun:
         self._run = CallRun(call, media, self.signaling.request, self._emit)
