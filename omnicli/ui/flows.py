@@ -111,14 +111,15 @@ class Window:
         if key in ("q", "\x1b"):
             self._loop.call_soon_threadsafe(self._on_quit)
         elif key in ("m", "v"):
-            self._loop.call_soon_threadsafe(self._toggle, "audio" if key == "m" else "video")
+            track = Track.AUDIO if key == "m" else Track.VIDEO
+            self._loop.call_soon_threadsafe(self._toggle, track)
 
-    def _toggle(self, track: str) -> None:
+    def _toggle(self, track: Track) -> None:
         task = asyncio.ensure_future(self._flip(track))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flip(self, track: str) -> None:
+    async def _flip(self, track: Track) -> None:
         phone = self._phone
         if phone is None:
             return

@@ -20,6 +20,7 @@ from rich.text import Text
 from omnicli.phone import events as ev
 from omnicli.phone.figures import CallFigures
 from omnicli.phone.summary import one_line
+from omnicli.wire.messages import Presence
 
 STYLES = {
     "RINGBACK": "cyan",
@@ -103,7 +104,7 @@ def sessions_table(peers: list[Any]) -> Table:
     table.add_column("state")
     table.add_column("call type")
     for peer in peers:
-        style = "yellow" if peer.state == "busy" else "green"
+        style = "yellow" if peer.state == Presence.BUSY else "green"
         table.add_row(peer.user_id, Text(peer.state, style=style), peer.call_type or "")
     return table
 

@@ -17,6 +17,7 @@ from omnicli.errors import DeviceMissing, UsageError
 from omnicli.phone.callstate import CallState
 from omnicli.ui.commands import Command, help_lines
 from omnicli.ui.render import sessions_table, stats_table
+from omnicli.wire.protocol import CallType
 
 if TYPE_CHECKING:
     from omnicli.ui.repl import Repl
@@ -30,7 +31,7 @@ NO_DEVICE_LIST = (
 
 async def call(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
-    kind = "audiocall" if "--audio" in cmd.flags else "videocall"
+    kind = CallType.AUDIO if "--audio" in cmd.flags else CallType.VIDEO
     await phone.offer_call(kind, cmd.args[0], "--record" in cmd.flags)
 
 

@@ -53,7 +53,7 @@ def directions(figures: CallFigures) -> tuple[Direction, Direction]:
     jitter = next(
         (
             outbound[k]["remote_jitter_ms"]
-            for k in ("audio", "video")
+            for k in Track
             if outbound.get(k, {}).get("remote_jitter_ms") is not None
         ),
         None,
