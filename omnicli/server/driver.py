@@ -1,4 +1,4 @@
-"""The signaling server: a thin websockets driver around `state.Switchboard`.
+"""The signaling server: a thin websockets driver around `switchboard.Switchboard`.
 
 It owns the sockets, the per-connection send queues, the per-connection rate limit
 and the one timer task; every decision about sessions and calls is the switchboard's.
@@ -24,8 +24,9 @@ from websockets.exceptions import ConnectionClosed
 from omnicli.errors import UsageError
 from omnicli.server.gateway import SipGateway
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
-from omnicli.server.sip import GATEWAY, GatewayEvent, SipPolicy
-from omnicli.server.switchboard import RESUME_GRACE, Send, Service, Switchboard
+from omnicli.server.records import Send, ToConn, ToGateway, ToUser
+from omnicli.server.sip import GatewayEvent, SipPolicy
+from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
 
@@ -273,7 +274,9 @@ class SignalingServer:
             sends = self.board.handle(client.conn, request, self.clock())
         except Exception:  # a bug must not take the server down for everyone
             log.exception("internal error handling %s", request.op)
-            sends = [Send(client.conn, p.error(request.id, p.ErrorCode.INTERNAL, "server error"))]
+            sends = [
+                Send(ToConn(client.conn), p.error(request.id, p.ErrorCode.INTERNAL, "server error"))
+            ]
         self._deliver(sends)
         self._log(client.conn, request, sends, before)
         if request.op == "hello" and not sends[0].message["ok"]:
@@ -285,11 +288,10 @@ class SignalingServer:
         self._wake.set()
 
     def _deliver(self, sends: list[Send]) -> None:
-        for send in sends:
-            if send.conn == GATEWAY:
-                if self.gateway is not None:
-                    self.gateway.submit(send.message)
-                continue
+        if self.gateway is not None:
+            for order in self.board.gateway_orders(sends):
+                self.gateway.submit(order)
+        for send in self.board.route(sends):
             client = self._clients.get(send.conn)
             if client is None:
                 continue
@@ -330,7 +332,10 @@ class SignalingServer:
         for send in sends[1:]:
             name = send.message.get("event")
             if name in ("RINGING", "CONNECTED", "LEAVE", "CANCEL"):
-                target = self.board.user_of(send.conn)
+                to = send.to
+                if isinstance(to, ToGateway):
+                    continue
+                target = to.user_id if isinstance(to, ToUser) else self.board.user_of(to.conn)
                 extra = send.message.get("reason") or send.message.get("caller") or ""
                 log.info("%s -> %s %s %s", send.message.get("call_id"), target, name, extra)
 

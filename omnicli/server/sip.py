@@ -4,7 +4,8 @@ The server reaches SIP phones through a gateway (Janus's SIP plugin, driven by
 `omnicli.server.gateway`). The switchboard keeps such a call like any other; its far
 end is a SIP address instead of a user, and what the far end does arrives as
 `GatewayEvent`s. What the switchboard wants the gateway to do leaves it as a `Send`
-to the pseudo connection `GATEWAY` whose message is one of `dial()` and `hangup()`.
+to `GATEWAY` whose message is one of `dial()`, `hangup()`, `accept()`, `dtmf()`,
+`register()` and `unregister()`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from omnicli.server.records import ToGateway
 from omnicli.wire import protocol as p
 from omnicli.wire.protocol import EndReason
 
-GATEWAY = -1  # the connection number of the SIP gateway in `Send`s
+GATEWAY = ToGateway()  # the address of the gateway's orders in `Send`s
 
 
 @dataclass(frozen=True)

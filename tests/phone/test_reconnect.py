@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,12 +14,14 @@ from phones import make_phone, until
 
 from omnicli.errors import ServerUnreachable
 from omnicli.phone import events as ev
-from omnicli.phone import resume
+from omnicli.phone import reconcile
 from omnicli.phone.core import Phone, SessionInfo
 from omnicli.server.driver import ServerConfig, SignalingServer
-from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
+from omnicli.wire.messages import ResumeResult
+from omnicli.wire.protocol import CallType, Role
 
 SECRET = b"resume-secret-for-tests"
 GRACE = 5.0
@@ -38,13 +39,21 @@ class Board:
         self.now = 100.0
         self.tokens: dict[str, str] = {}
 
-    def send(self, conn: int, op: str, **fields: Any) -> list[Send]:
+    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
         rid = next(self._rids)
-        out = self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        out = self.sb.route(
+            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        )
         assert out[0].conn == conn and out[0].message["id"] == rid
         return out
 
-    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Send]]:
+    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
+        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
+
+    def expire(self, now: float) -> list[Delivery]:
+        return self.sb.route(self.sb.expire(now))
+
+    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Delivery]]:
         resp, *events = self.send(conn, op, **fields)
         assert resp.message["ok"] is True, resp.message
         return resp.message["result"], events
@@ -75,14 +84,14 @@ class Board:
         assert {e.message["event"] for e in events} == {"CONNECTED"}
         return alice, bob, result["call_id"]
 
-    def resume(self, user: str, **fields: Any) -> tuple[int, dict[str, Any], list[Send]]:
+    def resume(self, user: str, **fields: Any) -> tuple[int, dict[str, Any], list[Delivery]]:
         conn = self.hello()
         result, events = self.ok(conn, "resume", resume_token=self.tokens[user], **fields)
         self.tokens[user] = result["resume_token"]
         return conn, result, events
 
 
-def events_of(out: list[Send], conn: int) -> list[dict[str, Any]]:
+def events_of(out: list[Delivery], conn: int) -> list[dict[str, Any]]:
     return [s.message for s in out if s.conn == conn and "event" in s.message]
 
 
@@ -95,9 +104,9 @@ def test_lost_connection_keeps_the_call_and_resume_takes_it_back() -> None:
     b = Board()
     alice, bob, call_id = b.connected()
     session = b.sb.conns[bob].session
-    assert b.sb.disconnect(bob, b.now, lost=True) == []
+    assert b.disconnect(bob, b.now, lost=True) == []
     b.now += GRACE - 0.5
-    assert b.sb.expire(b.now) == []
+    assert b.expire(b.now) == []
     assert b.code(b.hello(), "create_session", user_id="bob") == 409  # still bob's
     bob2, result, events = b.resume("bob")
     assert (result["user_id"], result["session"], result["ended"]) == ("bob", session, None)
@@ -120,7 +129,7 @@ def test_clean_close_ends_the_call_at_once() -> None:
     """A clean close gives the peer LEAVE connection_lost immediately, with no grace."""
     b = Board()
     alice, bob, call_id = b.connected()
-    out = b.sb.disconnect(bob, b.now, lost=False)
+    out = b.disconnect(bob, b.now, lost=False)
     assert events_of(out, alice) == [
         {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
     ]
@@ -132,10 +141,10 @@ def test_grace_running_out_ends_the_call_and_a_late_resume_learns_it() -> None:
     session under the same user id and is told its call ended."""
     b = Board()
     alice, bob, call_id = b.connected()
-    b.sb.disconnect(bob, b.now, lost=True)
+    b.disconnect(bob, b.now, lost=True)
     assert b.sb.next_deadline() == pytest.approx(b.now + GRACE)
     b.now += GRACE
-    out = b.sb.expire(b.now)
+    out = b.expire(b.now)
     assert events_of(out, alice) == [
         {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
     ]
@@ -150,7 +159,7 @@ def test_an_end_missed_while_away_is_told_on_resume() -> None:
     """If the peer hangs up while we are away, resume says so (reason and who)."""
     b = Board()
     alice, bob, call_id = b.connected()
-    b.sb.disconnect(bob, b.now, lost=True)
+    b.disconnect(bob, b.now, lost=True)
     b.ok(alice, "leave")
     _, result, _ = b.resume("bob")
     assert result["call"] is None
@@ -165,7 +174,7 @@ def test_resume_on_a_half_open_connection_kicks_the_old_one_out() -> None:
     bob2, result, events = b.resume("bob")
     assert result["call"]["call_id"] == call_id
     assert [(e.conn, e.message["event"], e.close) for e in events] == [(bob, "KICKOUT", True)]
-    assert b.sb.disconnect(bob, b.now, lost=False) == []
+    assert b.disconnect(bob, b.now, lost=False) == []
     _, out = b.ok(alice, "mute", track="video")
     assert [s.conn for s in out] == [bob2]
 
@@ -175,7 +184,7 @@ def test_a_ringing_callee_is_rung_again_on_resume() -> None:
     b = Board()
     alice, bob = b.user("alice"), b.user("bob")
     b.ok(alice, "offer_call", call_type="audiocall", callee="bob", sdp="offer")
-    b.sb.disconnect(bob, b.now, lost=True)
+    b.disconnect(bob, b.now, lost=True)
     _, result, events = b.resume("bob")
     assert result["call"]["state"] == "ringing"
     assert [e.message["event"] for e in events] == ["RINGING"]
@@ -230,7 +239,7 @@ def test_restarted_server_ends_a_call_only_one_side_declares() -> None:
         "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
     )
     new.now += GRACE
-    out = new.sb.expire(new.now)
+    out = new.expire(new.now)
     assert events_of(out, a2) == [
         {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
     ]
@@ -258,7 +267,7 @@ def test_a_caller_that_missed_answered_while_away_gets_it_on_resume() -> None:
     b = Board()
     alice, bob = b.user("alice"), b.user("bob")
     result, _ = b.ok(alice, "offer_call", call_type="videocall", callee="bob", sdp="o")
-    b.sb.disconnect(alice, b.now, lost=True)
+    b.disconnect(alice, b.now, lost=True)
     b.ok(bob, "answer_call", sdp="the-answer")
     a2, resumed, events = b.resume("alice")
     assert resumed["call"]["state"] == "answered"
@@ -266,7 +275,7 @@ def test_a_caller_that_missed_answered_while_away_gets_it_on_resume() -> None:
         ("ANSWERED", "the-answer")
     ]
     # one that describes the call (it had the answer) is not told again
-    b.sb.disconnect(a2, b.now, lost=True)
+    b.disconnect(a2, b.now, lost=True)
     _, _, events = b.resume(
         "alice", call_id=result["call_id"], peer="bob", role="caller", call_type="videocall"
     )
@@ -286,7 +295,7 @@ def test_restarted_server_does_not_declare_a_call_with_an_online_idle_peer() -> 
             "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
         )
         assert result["call"] is None and result["ended"]["call_id"] == call_id
-        new.sb.disconnect(conn, new.now)
+        new.disconnect(conn, new.now)
     assert new.sb.calls == {} and new.sb.user_call == {}
 
 
@@ -318,8 +327,10 @@ def test_resume_parsing() -> None:
 
 # -- the client's plan after a resume ----------------------------------------------------------
 
-LOCAL = resume.LocalCall("c-1", "connected", "bob", "caller", "videocall", False, True)
-LOCAL_MEDIA_DOWN = resume.LocalCall("c-1", "connecting", "bob", "caller", "videocall", False)
+LOCAL = reconcile.LocalCall("c-1", "connected", "bob", Role.CALLER, CallType.VIDEO, False, True)
+LOCAL_MEDIA_DOWN = reconcile.LocalCall(
+    "c-1", "connecting", "bob", Role.CALLER, CallType.VIDEO, False
+)
 
 
 def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "caller") -> dict:
@@ -336,25 +347,29 @@ def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "ca
 @pytest.mark.parametrize(
     ("local", "result", "expected"),
     [
-        (LOCAL, {"call": _server_call()}, resume.Plan(continues="c-1")),
+        (LOCAL, {"call": _server_call()}, reconcile.Plan(continues="c-1")),
         (
             LOCAL,
             {"call": _server_call(state="answered")},
-            resume.Plan(report_media=True, continues="c-1"),
+            reconcile.Plan(report_media=True, continues="c-1"),
         ),
-        (LOCAL_MEDIA_DOWN, {"call": _server_call(state="answered")}, resume.Plan(continues="c-1")),
+        (
+            LOCAL_MEDIA_DOWN,
+            {"call": _server_call(state="answered")},
+            reconcile.Plan(continues="c-1"),
+        ),
         (
             LOCAL,
             {"call": None, "ended": {"call_id": "c-1", "reason": "hangup", "by": "bob"}},
-            resume.Plan(end_reason="hangup", end_by="bob"),
+            reconcile.Plan(end_reason="hangup", end_by="bob"),
         ),
-        (LOCAL, {"call": None}, resume.Plan(end_reason="connection_lost")),
-        (None, {"call": _server_call()}, resume.Plan(leave_call_id="c-1")),
-        (None, {"call": _server_call(state="ringing", role="callee")}, resume.Plan()),
+        (LOCAL, {"call": None}, reconcile.Plan(end_reason="connection_lost")),
+        (None, {"call": _server_call()}, reconcile.Plan(leave_call_id="c-1")),
+        (None, {"call": _server_call(state="ringing", role="callee")}, reconcile.Plan()),
         (
             LOCAL,
             {"call": _server_call("c-2", state="ringing", role="callee")},
-            resume.Plan(end_reason="connection_lost"),
+            reconcile.Plan(end_reason="connection_lost"),
         ),
     ],
     ids=[
@@ -370,16 +385,19 @@ def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "ca
 )
 def test_resume_plan(local, result, expected) -> None:
     """The phone keeps, ends or cleans up its call according to the resume result."""
-    assert resume.plan(local, result) == expected
+    parsed = ResumeResult.parse({"session": "s-1", "user_id": "alice", **result})
+    assert reconcile.plan(local, parsed) == expected
 
 
 def test_only_calls_past_the_sdp_exchange_are_declared() -> None:
     """A ringing/calling call is not described in resume; a connecting or connected one is."""
     assert (
-        resume.declaration(resume.LocalCall("c-1", "calling", "bob", "caller", "videocall", False))
+        reconcile.declaration(
+            reconcile.LocalCall("c-1", "calling", "bob", Role.CALLER, CallType.VIDEO, False)
+        )
         == {}
     )
-    assert resume.declaration(LOCAL) == {
+    assert reconcile.declaration(LOCAL) == {
         "call_id": "c-1",
         "peer": "bob",
         "role": "caller",
@@ -416,7 +434,7 @@ async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
     ):
         alice, bob = await call_up(proxy.url)
         try:
-            probe = bob._call.link.video_in
+            probe = bob.media.link.video_in
             proxy.accepting = False
             proxy.cut()
             for ph in (alice, bob):
@@ -531,13 +549,13 @@ async def test_no_auto_connect_while_resuming() -> None:
     """While a resume owns reconnecting, session_list says so instead of opening a socket."""
     async with SignalingServer(ServerConfig(port=0)) as srv:
         ph = phone(srv.url)
-        ph._resuming = True
+        ph.reconnector.active = True
         try:
             with pytest.raises(ServerUnreachable, match="reconnecting"):
                 await ph.session_list()
             assert srv.board.conns == {}
         finally:
-            ph._resuming = False
+            ph.reconnector.active = False
             await ph.close()
 
 
@@ -555,8 +573,7 @@ async def test_a_resume_attempt_never_runs_past_the_grace() -> None:
     ph.session, ph.resume_token, ph.resume_grace = SessionInfo("s-1", "alice"), "t", 1.0
     try:
         started = time.monotonic()
-        ph._resuming = True
-        await resume.reconnect(ph, "test")
+        await ph.reconnector.run("test")
         lost = await until(ph, ev.ServerLost, timeout=10)
         assert time.monotonic() - started < 1.0 + 2.5  # the open timeout alone is 5 s
         assert "not resumed within 1 s" in lost.reason
@@ -564,57 +581,6 @@ async def test_a_resume_attempt_never_runs_past_the_grace() -> None:
     finally:
         await ph.close()
         hole.close()
-
-
-class _UpLink:
-    """Just enough of a PeerLink whose media is up."""
-
-    state = "connected"
-    video_out = audio_out = SimpleNamespace(source=None)
-
-    async def close(self) -> None:
-        pass
-
-
-async def test_resume_emits_connected_sent_while_away() -> None:
-    """A side still `connecting` whose CONNECTED went out while it was away becomes
-    connected (CONNECTED event) when the resume says the call is connected."""
-    from omnicli.phone.core import _Call
-
-    ph = phone("ws://127.0.0.1:1")
-    call = _Call(
-        peer="bob",
-        role="caller",
-        call_type="videocall",
-        record=False,
-        link=_UpLink(),
-        call_id="c-1",
-        state="connecting",
-    )  # type: ignore[arg-type]
-    ph._call = call
-    result = {
-        "session": "s-1",
-        "user_id": "alice",
-        "call": {
-            "call_id": "c-1",
-            "state": "connected",
-            "peer": "bob",
-            "role": "caller",
-            "call_type": "videocall",
-            "record": False,
-        },
-        "ended": None,
-    }
-    try:
-        await resume._apply(ph, result, 10.0, 1)
-        assert (await until(ph, ev.Reconnected, timeout=5)).call_id == "c-1"
-        assert (await until(ph, ev.Connected, timeout=5)).call_id == "c-1"
-        assert ph.call_state == "connected"
-    finally:
-        for task in list(ph._tasks):
-            task.cancel()
-        ph._call = None
-        await ph.close()
 
 
 async def test_server_lost_without_resume_clears_ringing_and_goes_offline() -> None:

@@ -18,6 +18,8 @@ ALL = SipPolicy()
 
 
 class Board:
+    current: Board  # the board of the running test, for `events()`
+
     def __init__(self, policy: SipPolicy | None = ALL, ring: float = 30.0) -> None:
         self.inbound = policy is not None and policy.registrar is not None
         ids = itertools.count(1)
@@ -30,6 +32,7 @@ class Board:
         )
         self.conns = itertools.count(1)
         self.now = 1000.0
+        Board.current = self
 
     def user(self, user_id: str, service: str = "dev", sip_inbound: bool = False) -> int:
         conn = next(self.conns)
@@ -49,7 +52,7 @@ class Board:
 
 
 def orders(sends: list[Send]) -> list[dict[str, Any]]:
-    return [s.message for s in sends if s.conn == GATEWAY]
+    return [s.message for s in sends if s.to == GATEWAY]
 
 
 def hangups(sends: list[Send]) -> list[str]:
@@ -58,7 +61,9 @@ def hangups(sends: list[Send]) -> list[str]:
 
 
 def events(sends: list[Send], conn: int) -> list[dict[str, Any]]:
-    return [s.message for s in sends if s.conn == conn and "event" in s.message]
+    """The events among `sends` that reach connection `conn`."""
+    routed = Board.current.sb.route(sends)
+    return [d.message for d in routed if d.conn == conn and "event" in d.message]
 
 
 def test_an_offer_to_a_sip_address_becomes_a_dial_order_and_no_ringback_yet() -> None:
@@ -143,7 +148,9 @@ def test_ring_timeout_and_a_vanished_caller_hang_up_the_gateway_leg() -> None:
     b = Board(ring=5.0)
     alice, bob = b.user("alice"), b.user("bob")
     first = b.offer(alice)[0].message["result"]["call_id"]
-    second = b.offer(bob)[0].message["result"]["call_id"]  # the same phone, twice: allowed
+    refused = b.offer(bob)[0].message["error"]  # one call per SIP address in the store
+    assert refused["code"] == 486, refused
+    second = b.offer(bob, uri="sip:dave@pbx.example")[0].message["result"]["call_id"]
     b.gateway(first, K.RINGING)
     b.now += 6
     out = b.sb.expire(b.now)
