@@ -150,7 +150,7 @@ class SpeakerSink:
         self,
         device_id: str | None = None,
         *,
-        max_buffer_s: float = 0.250,
+        max_buffer_s: float = 0.120,
         prime_s: float = 0.010,
         on_lost: Callable[[str], None] | None = None,
     ) -> None:

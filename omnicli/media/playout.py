@@ -15,9 +15,13 @@ was played:
   faster sender clock) drains back down instead of staying late;
 - an underflow (the buffer ran dry) raises `margin` by `step` (up to `max_margin`):
   jitter or a retransmission wait (loss) make it grow;
-- every window without an underflow lowers `margin` by a sixteenth of what it has
+- every window without an underflow lowers `margin` by an eighth of what it has
   above `min_margin` (at least `decay`): it shrinks back, slower than it grew, when
   the network calms down.
+
+`max_margin` is 60 ms: on a machine starved of CPU (measured at load 10 to 15 on two
+cores) underflows come from the sound card's own thread being late, and a margin let
+grow to 200 ms made the mouth-to-ear delay worse than a fixed 60 ms buffer.
 
 `PlayoutBuffer` is the buffer itself, shared by the event loop (`push`) and the
 PortAudio thread (`take`).
@@ -40,7 +44,7 @@ class PlayoutLevel:
 
     margin: int = 240  # low-water mark aimed at (5 ms)
     min_margin: int = 240
-    max_margin: int = 9600  # 200 ms
+    max_margin: int = 2880  # 60 ms: past that, a gap costs less than the delay would
     step: int = 480  # 10 ms more after an underflow
     decay: int = 24  # at least 0.5 ms less per quiet window (and 1/16 of the excess)
     window: int = RATE  # samples played between two decisions (1 s)
@@ -62,7 +66,7 @@ class PlayoutLevel:
         if self._played < self.window:
             return
         if not self._underflowed:
-            shrink = max(self.decay, (self.margin - self.min_margin) // 16)
+            shrink = max(self.decay, (self.margin - self.min_margin) // 8)
             self.margin = max(self.min_margin, self.margin - shrink)
             if self._low is not None and self._low > self.margin + self.hysteresis:
                 self._to_drop = self._low - self.margin
