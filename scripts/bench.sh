@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every benchmark (about 7 minutes) and writes out/bench/*.json; each compares
 # with a baseline measured in the same run (see docs/performance.md).
-# "scripts/bench.sh --quick" runs short versions of each (under a minute).
+# "scripts/bench.sh --quick" runs short versions of each (a minute or two).
 EXTRAS=dev source "$(dirname "$0")/env.sh"
 py=.venv/bin/python
 if [ "${1:-}" = "--quick" ]; then
