@@ -19,7 +19,8 @@ import typer
 
 from omnicli.errors import ExitCode, OmniError, UsageError
 from omnicli.phone.endings import call_ending_error, exit_code_for_reason
-from omnicli.ui.settings import Settings, load
+from omnicli.ui.options import CONNECTION, MEDIA, OUTPUT, RECORDING, takes_settings
+from omnicli.ui.settings import Settings
 
 app = typer.Typer(
     help="omni: a command-line WebRTC video softphone with its own signaling server. "
@@ -33,200 +34,30 @@ app.add_typer(session_app, name="session")
 token_app = typer.Typer(help="Per-user access tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
-# -- options shared by the client commands ----------------------------------------------
+# -- options that are not settings ---------------------------------------------------
 
-Server = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        help="Signaling server URL (env OMNI_SERVER; default ws://127.0.0.1:8765).",
-        show_default=False,
-    ),
-]
-ServiceId = Annotated[
-    str | None,
-    typer.Option(
-        "--service-id", help="Service id (env OMNI_SERVICE_ID; default dev).", show_default=False
-    ),
-]
-ServiceKey = Annotated[
-    str | None,
-    typer.Option("--service-key", help="Service key (env OMNI_SERVICE_KEY).", show_default=False),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Per-user access token from 'omni token create' (env OMNI_TOKEN).",
-        show_default=False,
-    ),
-]
-CaFile = Annotated[
-    str | None,
-    typer.Option(
-        "--ca-file",
-        help="CA certificate (PEM) to trust for a wss:// server (env OMNI_CA_FILE).",
-        show_default=False,
-    ),
-]
-VideoSource = Annotated[
-    str | None,
-    typer.Option(
-        "--video-source",
-        help="auto (camera, else test), camera[:ID], test (moving pattern), none, or a media file.",
-        show_default=False,
-    ),
-]
-AudioSource = Annotated[
-    str | None,
-    typer.Option(
-        "--audio-source",
-        help="auto (microphone, "
-        "else tone), mic[:ID], tone, tone:HZ, silence, none, or a media file.",
-        show_default=False,
-    ),
-]
-VideoSize = Annotated[
-    str, typer.Option("--video-size", help="Capture size of the camera or test pattern, WxH.")
-]
-Fps = Annotated[
-    int, typer.Option("--fps", min=1, max=60, help="Frame rate of the camera or test pattern.")
-]
-Mic = Annotated[
-    str | None,
-    typer.Option(
-        "--mic",
-        help="Microphone id or name (omni devices); same as --audio-source mic:ID.",
-        show_default=False,
-    ),
-]
-Speaker = Annotated[
-    str | None,
-    typer.Option(
-        "--speaker", help="Speaker id or name (omni devices), auto, or none.", show_default=False
-    ),
-]
-Camera = Annotated[
-    str | None,
-    typer.Option(
-        "--camera",
-        help="Camera id (omni devices); same as --video-source camera:ID.",
-        show_default=False,
-    ),
-]
-RequireDevices = Annotated[
-    bool,
-    typer.Option(
-        "--require-devices",
-        help="Fail (exit 7) instead "
-        "of falling back when a camera, microphone or speaker is missing.",
-    ),
-]
-Record = Annotated[bool, typer.Option("--record", help="Record every call answered, here.")]
-RecordFile = Annotated[
-    str | None,
-    typer.Option(
-        "--record-file",
-        help="Where --record writes (default omni-ME-PEER-TIME.mp4).",
-        show_default=False,
-    ),
-]
-RelayOnly = Annotated[
-    bool,
-    typer.Option(
-        "--relay-only",
-        help="Send media only through the "
-        "TURN relay the server hands out (omni server --turn-url).",
-    ),
-]
-NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
-Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
 UserId = Annotated[
     str | None,
-    typer.Option("--user-id", "-u", help="Your user id (random if omitted).", show_default=False),
+    typer.Option(
+        "--user-id",
+        "-u",
+        help="Your user id (random if omitted).",
+        show_default=False,
+        metavar="ID",
+    ),
 ]
 Duration = Annotated[
     float,
     typer.Option(
-        "--duration", "-d", min=0, help="Hang up this many seconds after connecting (0: stay)."
+        "--duration",
+        "-d",
+        min=0,
+        metavar="SECONDS",
+        help="Hang up this many seconds after connecting (0: stay).",
     ),
 ]
-
-
-SETTING_FLAGS = frozenset(
-    {
-        "server",
-        "service_id",
-        "service_key",
-        "token",
-        "ca_file",
-        "video_source",
-        "audio_source",
-        "mic",
-        "speaker",
-        "camera",
-        "require_devices",
-        "record",
-        "record_file",
-        "video_size",
-        "fps",
-        "no_window",
-        "json",
-        "verbose",
-        "relay_only",
-    }
-)
-
-
-def _flags(params: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The command's parameters that are settings (a command's `locals()`)."""
-    return {k: v for k, v in params.items() if k in SETTING_FLAGS and k not in skip}
-
-
-def _settings(**flags: Any) -> Settings:
-    for device, source, word in (
-        ("mic", "audio_source", "mic"),
-        ("camera", "video_source", "camera"),
-    ):
-        chosen = flags.pop(device, None)
-        if chosen is not None:
-            if flags.get(source) is not None:
-                raise UsageError(
-                    f"--{device} and --{source.replace('_', '-')} both choose the "
-                    f"{source.split('_')[0]} source: give one"
-                )
-            flags[source] = f"{word}:{chosen}"
-    if not flags.get("require_devices"):
-        flags.pop("require_devices", None)
-    if not flags.get("record"):
-        flags.pop("record", None)
-    if not flags.get("relay_only"):
-        flags.pop("relay_only", None)
-    size = flags.pop("video_size", None)
-    if size is not None:
-        try:
-            width, height = (int(x) for x in size.lower().split("x"))
-        except ValueError:
-            raise UsageError(f"--video-size must look like 640x480, not '{size}'") from None
-        if not (16 <= width <= 3840 and 16 <= height <= 2160):
-            raise UsageError("--video-size must be between 16x16 and 3840x2160")
-        flags["width"], flags["height"] = width, height
-    flags["window"] = None if not flags.pop("no_window", False) else False
-    settings = load(flags)
-    _logging(settings.verbose)
-    return settings
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        for noisy in ("aioice", "aiortc", "websockets", "libav"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+AutoAnswer = Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")]
 
 
 def run(flow: Callable[[], Awaitable[int | None]]) -> None:
@@ -255,29 +86,9 @@ def _phone(
     video_sink: Callable[[Any], None] | None = None,
     preview_sink: Callable[[Any], None] | None = None,
 ) -> Any:
-    from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
+    from omnicli.phone.core import Phone
 
-    media = MediaOptions(
-        video_source=settings.video_source,
-        audio_source=settings.audio_source,
-        width=settings.width,
-        height=settings.height,
-        fps=settings.fps,
-        speaker=settings.speaker,
-        require_devices=settings.require_devices,
-        record=settings.record,
-        record_file=settings.record_file,
-        ice_relay_only=settings.relay_only,
-    )
-    config = PhoneConfig(
-        server_url=settings.server,
-        service_id=settings.service_id,
-        service_key=settings.service_key,
-        token=settings.token,
-        ca_file=settings.ca_file,
-        media=media,
-    )
-    return Phone(config, video_sink=video_sink, preview_sink=preview_sink)
+    return Phone(settings.phone_config(), video_sink=video_sink, preview_sink=preview_sink)
 
 
 def _output(settings: Settings, label: str | None = None) -> Any:
@@ -292,7 +103,9 @@ def _output(settings: Settings, label: str | None = None) -> Any:
 @app.command()
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free).")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="Port (0: any free).")
+    ] = 8765,
     service: Annotated[
         list[str] | None,
         typer.Option(
@@ -303,9 +116,14 @@ def server(
             show_default=False,
         ),
     ] = None,
-    ring_timeout: Annotated[float, typer.Option(min=1, help="Seconds a call may ring.")] = 60.0,
+    ring_timeout: Annotated[
+        float, typer.Option(min=1, metavar="SECONDS", help="Seconds a call may ring.")
+    ] = 60.0,
     connect_timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds from answer to media up before the call fails.")
+        float,
+        typer.Option(
+            min=1, metavar="SECONDS", help="Seconds from answer to media up before the call fails."
+        ),
     ] = 20.0,
     ice_server: Annotated[
         list[str] | None,
@@ -323,12 +141,13 @@ def server(
         ),
     ] = False,
     max_sessions: Annotated[
-        int, typer.Option(min=1, help="Sessions a service may hold at once.")
+        int, typer.Option(min=1, metavar="N", help="Sessions a service may hold at once.")
     ] = 100_000,
     rate_limit: Annotated[
         float,
         typer.Option(
             min=0,
+            metavar="N",
             help="Requests per second per connection, sustained (0: no limit); error 429 beyond.",
         ),
     ] = 20.0,
@@ -351,7 +170,7 @@ def server(
         ),
     ] = None,
     turn_ttl: Annotated[
-        float, typer.Option(min=60, help="Seconds a TURN credential lives.")
+        float, typer.Option(min=60, metavar="SECONDS", help="Seconds a TURN credential lives.")
     ] = 3600.0,
     resume_secret: Annotated[
         str | None,
@@ -369,6 +188,7 @@ def server(
         typer.Option(
             min=0,
             max=60,
+            metavar="SECONDS",
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
@@ -434,25 +254,28 @@ def server(
 
 
 @token_app.command("create")
+@takes_settings(("service_id", "service_key", "json"))
 def token_create(
     user_id: Annotated[
         str,
-        typer.Option("--user-id", "-u", help="The user id the token lets its holder register as."),
+        typer.Option(
+            "--user-id",
+            "-u",
+            metavar="ID",
+            help="The user id the token lets its holder register as.",
+        ),
     ],
     ttl: Annotated[
-        str, typer.Option("--ttl", help="How long it is valid: 90s, 15m, 1h, 7d.")
+        str, typer.Option("--ttl", metavar="TTL", help="How long it is valid: 90s, 15m, 1h, 7d.")
     ] = "1h",
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    json: Json = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Print an access token for USER_ID, signed with the service key (HS256 JWT)."""
     import time
 
     from omnicli.wire.protocol import check_user_id
     from omnicli.wire.tokens import mint_user_token, parse_ttl
-
-    settings = _settings(service_id=service_id, service_key=service_key, json=json)
 
     async def flow() -> int:
         if why := check_user_id(user_id):
@@ -499,34 +322,14 @@ def _service(spec: str) -> Any:
 
 
 @session_app.command("create")
+@takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def session_create(
-    user_id: UserId = None,
-    auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    record: Record = False,
-    record_file: RecordFile = None,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings
 ) -> None:
     """Register as USER_ID and stay online, showing and answering calls.
 
     In a terminal (and without --json) this opens the interactive prompt on the session.
     """
-    settings = _settings(**_flags(locals()))
     if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json:
         _repl(settings, user_id, auto_answer)
         return
@@ -589,36 +392,45 @@ def _asker(out: Any) -> Callable[[Any], Awaitable[bool]] | None:
     return ask
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"omni {version('omnicli')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("omni (version unknown: not installed)")
+        raise typer.Exit()
+
+
+Version = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+]
+
+
 @app.callback(invoke_without_command=True)
-def _no_command(ctx: typer.Context) -> None:
+@takes_settings(CONNECTION, MEDIA, OUTPUT)
+def _no_command(
+    ctx: typer.Context,
+    user_id: UserId = None,
+    auto_answer: AutoAnswer = False,
+    version: Version = False,
+    *,
+    settings: Settings,
+) -> None:
+    """With no command: the interactive prompt, taking the options of omni repl."""
     if ctx.invoked_subcommand is None:
-        _repl(_settings(), None, False)
+        _repl(settings, user_id, auto_answer)
+    elif any(v not in (None, False) for v in ctx.params.values()):
+        where = ctx.invoked_subcommand
+        raise UsageError(f"options before the command are the prompt's: put them after '{where}'")
 
 
 @app.command()
-def repl(
-    user_id: UserId = None,
-    auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
-) -> None:
+@takes_settings(CONNECTION, MEDIA, OUTPUT)
+def repl(user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
-    settings = _settings(**_flags(locals()))
     _repl(settings, user_id, auto_answer)
 
 
@@ -626,23 +438,16 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
     async def flow() -> int:
         from omnicli.ui.repl import Repl, ReplOptions
 
-        options = ReplOptions(
-            user_id=user_id,
-            auto_answer=auto_answer,
-            window=settings.window,
-            json=settings.json,
-            server=settings.server,
-            service_id=settings.service_id,
-        )
+        options = ReplOptions(settings, user_id=user_id, auto_answer=auto_answer)
         return await Repl(lambda sink: _phone(settings, video_sink=sink), options).run()
 
     run(flow)
 
 
 @app.command()
-def devices(json: Json = False, verbose: Verbose = False) -> None:
+@takes_settings(("json", "verbose"))
+def devices(*, settings: Settings) -> None:
     """List microphones, speakers and cameras with their ids (for --mic, --speaker, --camera)."""
-    settings = _settings(json=json, verbose=verbose)
 
     async def flow() -> int:
         from omnicli.media.devices import probe
@@ -662,17 +467,9 @@ def devices(json: Json = False, verbose: Verbose = False) -> None:
 
 
 @app.command()
-def sessions(
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    json: Json = False,
-    verbose: Verbose = False,
-) -> None:
+@takes_settings(CONNECTION, ("json", "verbose"))
+def sessions(*, settings: Settings) -> None:
     """List who is online under the service, and who is busy."""
-    settings = _settings(**_flags(locals()))
 
     async def flow() -> int:
         from omnicli.ui.render import sessions_table
@@ -699,36 +496,22 @@ CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call o
 
 
 @app.command()
+@takes_settings(CONNECTION, MEDIA, ("record_file",), OUTPUT)
 def call(
-    callee: Annotated[str, typer.Argument(help="User id to call.")],
+    callee: Annotated[
+        str, typer.Argument(help="User id to call.", metavar="CALLEE", show_default=False)
+    ],
     video: CallTypeOpt = True,
     record: Annotated[
         bool,
         typer.Option("--record", help="Record the call (here, as a file; the callee is told)."),
     ] = False,
-    record_file: RecordFile = None,
     duration: Duration = 0.0,
     user_id: UserId = None,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Call CALLEE; Ctrl-C or q in the window hangs up (m: mic on/off, v: camera on/off)."""
-    settings = _settings(**_flags(locals(), skip=("record",)))
 
     async def flow() -> int:
         async def place(phone: Any) -> None:
@@ -740,9 +523,13 @@ def call(
 
 
 @app.command()
+@takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def answer(
-    caller: Annotated[str, typer.Argument(help="User id whose call to answer.")],
-    user_id: Annotated[str, typer.Option("--user-id", "-u", help="Your user id.")],
+    caller: Annotated[
+        str,
+        typer.Argument(help="User id whose call to answer.", metavar="CALLER", show_default=False),
+    ],
+    user_id: Annotated[str, typer.Option("--user-id", "-u", metavar="ID", help="Your user id.")],
     video: Annotated[
         bool | None,
         typer.Option(
@@ -752,31 +539,16 @@ def answer(
         ),
     ] = None,
     wait: Annotated[
-        float, typer.Option("--wait", min=0, help="Seconds to wait for the call to ring.")
+        float,
+        typer.Option(
+            "--wait", min=0, metavar="SECONDS", help="Seconds to wait for the call to ring."
+        ),
     ] = 60.0,
     duration: Duration = 0.0,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    record: Record = False,
-    record_file: RecordFile = None,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
-    settings = _settings(**_flags(locals()))
     call_type = None if video is None else ("videocall" if video else "audiocall")
 
     async def flow() -> int:
@@ -828,18 +600,9 @@ async def _one_call(
 
 
 @app.command()
-def demo(
-    duration: Duration = 10.0,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
-) -> None:
+@takes_settings(("video_size", "fps"), OUTPUT)
+def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
     """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
-    settings = _settings(
-        video_size=video_size, fps=fps, no_window=no_window, json=json, verbose=verbose
-    )
 
     async def flow() -> int:
         from dataclasses import replace
