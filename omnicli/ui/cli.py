@@ -70,6 +70,9 @@ def run(flow: Callable[[], Awaitable[int | None]]) -> None:
     except KeyboardInterrupt:
         typer.echo("omni: interrupted", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BrokenPipeError:  # stdout closed by the reader (`| head`): a normal end, said nothing
+        _silence_stdout()
+        raise typer.Exit(int(ExitCode.OK)) from None
     except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
         logging.getLogger("omnicli").debug("unexpected error", exc_info=True)  # --verbose
         detail = " ".join(str(exc).split())
@@ -100,7 +103,7 @@ def _output(settings: Settings, label: str | None = None) -> Any:
 # -- commands ------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Run the signaling server.")
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
@@ -427,7 +430,7 @@ def _no_command(
         raise UsageError(f"options before the command are the prompt's: put them after '{where}'")
 
 
-@app.command()
+@app.command(short_help="The interactive prompt on one session (also: bare omni).")
 @takes_settings(CONNECTION, MEDIA, OUTPUT)
 def repl(user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
@@ -444,7 +447,7 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
     run(flow)
 
 
-@app.command()
+@app.command(short_help="List microphones, speakers and cameras.")
 @takes_settings(("json", "verbose"))
 def devices(*, settings: Settings) -> None:
     """List microphones, speakers and cameras with their ids (for --mic, --speaker, --camera)."""
@@ -466,7 +469,7 @@ def devices(*, settings: Settings) -> None:
     run(flow)
 
 
-@app.command()
+@app.command(short_help="List who is online, and who is busy.")
 @takes_settings(CONNECTION, ("json", "verbose"))
 def sessions(*, settings: Settings) -> None:
     """List who is online under the service, and who is busy."""
@@ -495,7 +498,7 @@ def sessions(*, settings: Settings) -> None:
 CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call or audio only.")]
 
 
-@app.command()
+@app.command(short_help="Call a user and stay in the call.")
 @takes_settings(CONNECTION, MEDIA, ("record_file",), OUTPUT)
 def call(
     callee: Annotated[
@@ -522,7 +525,7 @@ def call(
     run(flow)
 
 
-@app.command()
+@app.command(short_help="Answer a user's call.")
 @takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def answer(
     caller: Annotated[
@@ -599,7 +602,7 @@ async def _one_call(
             window.close()
 
 
-@app.command()
+@app.command(short_help="A whole call on this machine, nothing to set up.")
 @takes_settings(("video_size", "fps"), OUTPUT)
 def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
     """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
@@ -660,12 +663,39 @@ def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
     run(flow)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _click_error(name: str) -> type[Exception]:
+    """Click's exception class `name`, from whichever Click this Typer carries."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
 def main() -> None:
+    """`omni`: every mistake and failure ends in one `omni:` line and an exit code."""
+    usage_error, click_error = _click_error("UsageError"), _click_error("ClickException")
     try:
-        app()
-    except OmniError as exc:  # raised while reading options (`_settings`), before run()
+        code = app(prog_name="omni", standalone_mode=False)
+    except usage_error as exc:  # Click's own: bad option, missing argument, unknown command
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "omni"
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        typer.echo(f"omni: {message.rstrip('.')}; see '{where} --help'", err=True)
+        raise SystemExit(int(ExitCode.USAGE)) from None
+    except click_error as exc:
+        typer.echo(f"omni: {' '.join(exc.format_message().split())}", err=True)  # type: ignore[attr-defined]
+        raise SystemExit(getattr(exc, "exit_code", 1)) from None
+    except typer.Abort:
+        typer.echo("omni: interrupted", err=True)
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    except OmniError as exc:  # raised while reading options (settings), before run()
         typer.echo(f"omni: {exc}", err=True)
         raise SystemExit(int(exc.exit_code)) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -123,7 +123,9 @@ class Repl:
         self._main = main = asyncio.current_task()
         try:
             try:
-                await self.guarded(self.new_session(self.options.user_id))
+                # not guarded: without a first session there is nothing to type into, so
+                # an unreachable or refusing server ends the REPL as it ends `omni call`
+                await self.new_session(self.options.user_id)
                 if hint:
                     self.say("type help for commands; Tab completes; Ctrl-D leaves", "dim")
                 while not self._quit:

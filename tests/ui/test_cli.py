@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from procs import Omni, omni_env, run_omni, start_server
+from procs import OMNI, Omni, omni_env, run_omni, start_server
 
 HEAVY = ("aiortc", "av", "cv2", "sounddevice")
 
@@ -262,3 +262,71 @@ def test_server_stops_cleanly_on_sigterm():
     finally:
         client.stop()
         proc.stop()
+
+
+def test_usage_errors_are_one_line_with_a_hint_and_exit_2():
+    """Click's usage mistakes (missing argument, bad value, unknown option) are one omni: line."""
+    for args, expected in (
+        (("call",), "omni: Missing argument 'CALLEE'; see 'omni call --help'"),
+        (("call", "bob", "--fps", "fast"), "omni: Invalid value for '--fps'"),
+        (("answer", "bob", "--bogus"), "omni: No such option: --bogus"),
+        (("dial",), "omni: No such command 'dial'; see 'omni --help'"),
+    ):
+        result = run_omni(*args)
+        assert result.returncode == 2, args
+        line = one_line_error(result)
+        assert line.startswith(expected) and "--help'" in line, line
+
+
+def test_version_and_bare_omni_take_the_repl_options():
+    """`omni --version` prints one; `omni --user-id X` is the REPL (unreachable server: exit 3)."""
+    version = run_omni("--version")
+    assert version.returncode == 0 and version.stdout.startswith("omni ")
+    bare = run_omni("--user-id", "alice", "--server", "ws://127.0.0.1:9", "--no-window")
+    assert bare.returncode == 3
+    assert one_line_error(bare).startswith("omni: cannot reach the server")
+    misplaced = run_omni("--json", "sessions")
+    assert misplaced.returncode == 2 and "put them after 'sessions'" in one_line_error(misplaced)
+
+
+def test_repl_with_an_unreachable_server_exits_3():
+    """The REPL ends like `omni call` when its first session cannot be made: omni: line, exit 3."""
+    result = subprocess.run(
+        [*OMNI, "repl", "--server", "ws://127.0.0.1:9", "--no-window"],
+        input="sessions\ncall bob\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=omni_env(),
+    )
+    assert result.returncode == 3
+    assert one_line_error(result).startswith("omni: cannot reach the server at ws://127.0.0.1:9")
+    assert "no session" not in result.stderr  # the piped commands were not run one by one
+
+
+def test_help_names_arguments_and_says_what_record_does():
+    """Usage lines name CALLEE, and answer's --record is about this call, not every call."""
+    call = run_omni("call", "--help")
+    assert "CALLEE" in call.stdout and "{callee}" not in call.stdout
+    answer = run_omni("answer", "--help")
+    assert "every call answered" not in answer.stdout
+    top = run_omni("--help")
+    assert "…" not in top.stdout and "..." not in top.stdout.split("Commands:")[1]
+
+
+def test_a_closed_stdout_ends_the_demo_quietly():
+    """`omni demo --json | head -3`: the reader closing the pipe is a normal end, no error."""
+    proc = subprocess.Popen(
+        [*OMNI, "demo", "--json", "--no-window", "--duration", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=omni_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for _ in range(3):
+        assert proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 0, stderr
+    assert "error" not in stderr and "Traceback" not in stderr, stderr
