@@ -11,7 +11,6 @@ from omnicli.errors import ExitCode, UsageError
 from omnicli.ui.options import OPTIONS
 from omnicli.ui.settings import Settings, from_flags, load
 
-
 KNOWN_TAIL = ", ".join(list(Settings.__dataclass_fields__)[2:]) + ")"
 
 
