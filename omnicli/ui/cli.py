@@ -344,11 +344,13 @@ def session_create(
         out = _output(settings)
         stopper = Stopper.install()
         phone = _phone(settings)
-        window_for = None
-        if Window.wanted(settings.window, out):
-
-            def window_for(caller: str) -> Any:  # q in the window hangs up, not leaves
-                return Window(f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()))
+        window = None
+        if Window.wanted(settings.window, out):  # one for the session, shown during calls
+            window = Window(
+                "omni",
+                lambda: asyncio.ensure_future(phone.leave()),  # q hangs up, does not leave
+                shown=False,
+            )
 
         try:
             info = await phone.create_session(user_id)
@@ -364,10 +366,12 @@ def session_create(
                 stop=stopper.event,
                 auto_answer=auto_answer,
                 ask=ask,
-                window_for=window_for,
+                window=window,
             )
         finally:
             await phone.close()
+            if window is not None:
+                await asyncio.to_thread(window.close)
 
     run(flow)
 

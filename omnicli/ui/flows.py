@@ -80,10 +80,20 @@ class Window:
     the picture with a "paused" banner until its UNMUTE.
     """
 
-    def __init__(self, title: str, on_quit: Callable[[], None], phone: Phone | None = None) -> None:
+    def __init__(
+        self,
+        title: str,
+        on_quit: Callable[[], None],
+        phone: Phone | None = None,
+        shown: bool = True,
+    ) -> None:
+        """Start the window's thread: before connecting, as this waits for the GUI to start.
+
+        `shown=False` keeps it off the screen until `open()` (a session between calls).
+        """
         from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
 
-        self._window = VideoWindow(title)
+        self._window = VideoWindow(title, shown=shown)
         self._window.on_key = self._key
         self._on_quit = on_quit
         self._loop = asyncio.get_running_loop()
@@ -132,6 +142,16 @@ class Window:
             self.status(str(exc))
             return
         self.refresh()
+
+    def open(self) -> None:
+        """On the screen again, empty, for the next call; never blocks the event loop."""
+        self._recording.clear()
+        self._window.set_paused(None)
+        self._window.open()
+
+    def hide(self) -> None:
+        """Off the screen until `open()`; never blocks the event loop."""
+        self._window.hide()
 
     def show(self, frame: Any) -> None:
         self._window.show(frame)
@@ -236,11 +256,12 @@ async def answer_forever(
     auto_answer: bool,
     ask: Callable[[ev.Ringing], Any] | None = None,
     max_calls: int = 0,
-    window_for: Callable[[str], Window | None] | None = None,
+    window: Window | None = None,
 ) -> int:
     """Stay online; answer calls (by itself or after asking) until stopped.
 
-    `window_for(caller)` opens a window for each call answered (closed when it ends).
+    `window`, started once for the session, opens for each call answered and hides
+    when it ends: no window work on the event loop, however many calls (issue #12).
     """
     calls = 0
     while not stop.is_set():
@@ -268,9 +289,9 @@ async def answer_forever(
             if not yes:
                 await phone.leave()
                 continue
-        window = window_for(event.caller) if window_for is not None else None
         if window is not None:
             window.bind(phone)
+            window.open()
             phone.video_sink, phone.preview_sink = window.show, window.preview
         try:
             try:
@@ -282,7 +303,7 @@ async def answer_forever(
         finally:
             if window is not None:
                 phone.video_sink = phone.preview_sink = None
-                window.close()
+                window.hide()
         calls += 1
         if max_calls and calls >= max_calls:
             return exit_code_for_reason(leave.reason)
