@@ -8,6 +8,7 @@ Heavy modules (aiortc, av, cv2, sounddevice) are imported inside commands only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -659,6 +660,9 @@ def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
                 return exit_code_for_reason(leave.reason)
             finally:
                 bob_stop.set()
+                bob_task.cancel()  # ended already, unless alice's side failed first
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await bob_task  # its error, if any, is alice's too (e.g. stdout closed)
                 await alice.close()
                 await bob.close()
                 if window is not None:
