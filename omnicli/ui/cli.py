@@ -500,7 +500,15 @@ def sessions(*, settings: Settings) -> None:
     run(flow)
 
 
-CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call or audio only.")]
+VideoCall = Annotated[bool, typer.Option("--video", help="A video call (the default).")]
+AudioCall = Annotated[bool, typer.Option("--audio", help="An audio-only call.")]
+
+
+def _call_type(video: bool, audio: bool) -> str | None:
+    """videocall, audiocall, or None when neither was asked for; both is a mistake."""
+    if video and audio:
+        raise UsageError("--video and --audio contradict each other: give one")
+    return "videocall" if video else "audiocall" if audio else None
 
 
 @app.command(short_help="Call a user and stay in the call.")
@@ -509,7 +517,8 @@ def call(
     callee: Annotated[
         str, typer.Argument(help="User id to call.", metavar="CALLEE", show_default=False)
     ],
-    video: CallTypeOpt = True,
+    video: VideoCall = False,
+    audio: AudioCall = False,
     record: Annotated[
         bool,
         typer.Option("--record", help="Record the call (here, as a file; the callee is told)."),
@@ -520,10 +529,11 @@ def call(
     settings: Settings,
 ) -> None:
     """Call CALLEE; Ctrl-C or q in the window hangs up (m: mic on/off, v: camera on/off)."""
+    call_type = _call_type(video, audio) or "videocall"
 
     async def flow() -> int:
         async def place(phone: Any) -> None:
-            await phone.offer_call("videocall" if video else "audiocall", callee, record)
+            await phone.offer_call(call_type, callee, record)
 
         return await _one_call(settings, user_id, duration, place, f"omni: {callee}")
 
@@ -539,13 +549,11 @@ def answer(
     ],
     user_id: Annotated[str, typer.Option("--user-id", "-u", metavar="ID", help="Your user id.")],
     video: Annotated[
-        bool | None,
-        typer.Option(
-            "--video/--audio",
-            help="Expected call type (default: whatever the caller offered).",
-            show_default=False,
-        ),
-    ] = None,
+        bool, typer.Option("--video", help="Expect a video call (default: whatever is offered).")
+    ] = False,
+    audio: Annotated[
+        bool, typer.Option("--audio", help="Expect an audio call (default: whatever is offered).")
+    ] = False,
     wait: Annotated[
         float,
         typer.Option(
@@ -557,7 +565,7 @@ def answer(
     settings: Settings,
 ) -> None:
     """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
-    call_type = None if video is None else ("videocall" if video else "audiocall")
+    call_type = _call_type(video, audio)
 
     async def flow() -> int:
         async def pick_up(phone: Any) -> None:

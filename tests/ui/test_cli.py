@@ -85,6 +85,11 @@ def test_wrong_service_key_is_refused_with_exit_4(keyed_server):
     )
     assert result.returncode == 4
     assert one_line_error(result) == "omni: wrong service key (unauthorized, 401)"
+    missing = run_omni("sessions", "--server", keyed_server, "--service-id", "acme")
+    assert missing.returncode == 4
+    assert one_line_error(missing) == (
+        "omni: service 'acme' needs a service key and none was given (unauthorized, 401)"
+    )
     good = run_omni(
         "sessions",
         "--server",
@@ -330,3 +335,11 @@ def test_a_closed_stdout_ends_the_demo_quietly():
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=30) == 0, stderr
     assert "error" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_video_and_audio_together_are_refused():
+    """`--video --audio` contradicts itself: exit 2 instead of silently an audio call."""
+    for command in (("call", "bob"), ("answer", "bob", "--user-id", "carol")):
+        result = run_omni(*command, "--video", "--audio")
+        assert result.returncode == 2
+        assert one_line_error(result) == "omni: --video and --audio contradict each other: give one"
