@@ -209,6 +209,7 @@ def server(
         stream=sys.stderr,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
+        force=True,  # the top-level callback set up the client's logging already
     )
     logging.getLogger("websockets").setLevel(logging.WARNING)
     specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
@@ -241,7 +242,15 @@ def server(
             await srv.start()
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        print(f"omni server listening on {srv.url}", flush=True)
+        print(f"omni server listening on {srv.url}", flush=True)  # scripts read this line
+        for service in services:
+            if service.key is None:
+                typer.echo(
+                    f"service '{service.service_id}' is open (no key), so it is served on "
+                    "loopback only: anyone on this machine may use it "
+                    "(--service ID:KEY to require a key)",
+                    err=True,
+                )
         serving = asyncio.ensure_future(srv.serve_forever())
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):  # close every socket with 1001

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from procs import OMNI, Omni, omni_env, run_omni, start_server
@@ -343,3 +344,19 @@ def test_video_and_audio_together_are_refused():
         result = run_omni(*command, "--video", "--audio")
         assert result.returncode == 2
         assert one_line_error(result) == "omni: --video and --audio contradict each other: give one"
+
+
+def test_the_server_says_its_address_once_and_that_dev_is_open():
+    """One line with the address on stdout; stderr says the open dev service is loopback-only."""
+    proc, url = start_server()
+    try:
+        wait = time.monotonic() + 10
+        while not any("is open" in line for line in proc.stderr_lines):
+            assert time.monotonic() < wait, proc.stderr_lines
+            time.sleep(0.05)
+        assert [line for line in proc.stderr_lines if url in line or "listening" in line] == []
+        assert proc.stderr_lines[0].startswith("service 'dev' is open (no key)")
+        assert "loopback only" in proc.stderr_lines[0]
+    finally:
+        proc.stop()
+    assert not any("listening" in line for line in proc.lines.queue)  # said once, on line 1
