@@ -250,6 +250,9 @@ class AudioProbe(_Probe):
             "sample_rate": self.sample_rate,
             "rms": round(self.rms(), 4),
             "dominant_hz": _round(self.dominant_frequency()),
+            "paused_for_s": _round(
+                None if self.last_frame_at is None else time.monotonic() - self.last_frame_at, 3
+            ),
             "ended": self.ended,
         }
 

@@ -23,6 +23,21 @@ from omnicli.wire.protocol import EndReason, Track
 
 T = TypeVar("T")
 HANGUP_GRACE = 10.0  # after asking to hang up, how long to wait for the call's LEAVE
+NO_MEDIA_AFTER_S = 2.0  # a connected call with nothing from the peer this long says so
+
+
+def media_gap(figures: dict[str, Any], peer_muted: frozenset[str] = frozenset()) -> float | None:
+    """Seconds since anything came from the peer, over the tracks it has not muted.
+
+    None when no track has delivered anything yet or every track is muted by the peer.
+    """
+    gaps = [
+        figures.get(f"{track}_in", {}).get("paused_for_s")
+        for track in ("audio", "video")
+        if track not in peer_muted
+    ]
+    known = [g for g in gaps if g is not None]
+    return min(known) if known else None
 
 
 @dataclass
@@ -214,6 +229,7 @@ async def follow_call(
     loop = asyncio.get_running_loop()
     deadline: float | None = None
     hung_up = False
+    peer_muted: set[str] = set()
     while True:
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         getter = asyncio.ensure_future(phone.next_event())
@@ -240,6 +256,15 @@ async def follow_call(
         out.event(event)
         if window is not None:
             window.on_event(event)
+        match event:
+            case ev.Mute(track=track) if phone.call and event.user_id == phone.call.peer:
+                peer_muted.add(track)
+            case ev.Unmute(track=track) if phone.call and event.user_id == phone.call.peer:
+                peer_muted.discard(track)
+            case ev.Stats(figures=figures) if phone.call and not hung_up:
+                gap = media_gap(figures, frozenset(peer_muted))
+                if gap is not None and gap >= NO_MEDIA_AFTER_S:
+                    out.status(f"no media from {phone.call.peer} for {gap:.0f} s", "yellow")
         if isinstance(event, ev.Connected) and duration > 0 and not hung_up:
             deadline = loop.time() + duration
         if isinstance(event, ev.Leave):

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
+
+import pytest
+from desktop import wait_until
+from procs import Omni, start_server
 
 from omnicli.phone import events as ev
+from omnicli.ui.flows import media_gap
 from omnicli.ui.render import Output
 
 
@@ -23,3 +29,64 @@ def test_the_same_notice_is_said_once_to_a_person_and_every_time_to_a_script() -
     for _ in range(3):
         script.event(note)
     assert out.getvalue().count("no camera") == 3
+
+
+def test_media_gap_is_the_freshest_unmuted_track() -> None:
+    """The gap is over the tracks the peer has not muted; nothing received yet is no gap."""
+    figures = {"audio_in": {"paused_for_s": 2.5}, "video_in": {"paused_for_s": 0.1}}
+    assert media_gap(figures) == 0.1
+    assert media_gap(figures, frozenset({"video"})) == 2.5
+    assert media_gap(figures, frozenset({"audio", "video"})) is None
+    assert media_gap({"audio_in": {"paused_for_s": None}}) is None
+
+
+@pytest.mark.e2e
+def test_a_caller_whose_peer_dies_is_told_no_media_comes() -> None:
+    """bob killed mid-call: alice hears 'no media from bob for N s' within a few seconds."""
+    server, url = start_server()
+    media = (
+        "--no-window",
+        "--video-source",
+        "test",
+        "--video-size",
+        "160x120",
+        "--speaker",
+        "none",
+    )
+    bob = Omni(
+        "session",
+        "create",
+        "--user-id",
+        "bob",
+        "--auto-answer",
+        "--server",
+        url,
+        "--json",
+        "--audio-source",
+        "tone",
+        *media,
+    )
+    alice = None
+    try:
+        bob.event("SESSION")
+        alice = Omni(
+            "call", "bob", "--user-id", "alice", "--server", url, "--audio-source", "tone", *media
+        )
+        bob.event("CONNECTED")
+        wait_until(
+            lambda: any("CONNECTED" in line for line in alice.stderr_lines), 15, "alice connected"
+        )
+        time.sleep(1)  # media flowing for a moment before bob dies
+        bob.proc.kill()
+        killed = time.monotonic()
+        wait_until(
+            lambda: any("no media from bob for" in line for line in alice.stderr_lines),
+            8,
+            "alice told that no media comes from bob",
+        )
+        assert time.monotonic() - killed < 6
+    finally:
+        if alice is not None:
+            alice.stop()
+        bob.stop()
+        server.stop()
