@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from omnicli.errors import ExitCode, OmniError
 from omnicli.phone import events as ev
 from omnicli.phone.core import Phone
 from omnicli.phone.endings import exit_code_for_reason
+from omnicli.phone.figures import CallFigures
 from omnicli.ui.render import Output
 from omnicli.wire.protocol import EndReason, Track
 
@@ -26,16 +28,13 @@ HANGUP_GRACE = 10.0  # after asking to hang up, how long to wait for the call's 
 NO_MEDIA_AFTER_S = 2.0  # a connected call with nothing from the peer this long says so
 
 
-def media_gap(figures: dict[str, Any], peer_muted: frozenset[str] = frozenset()) -> float | None:
+def media_gap(figures: CallFigures, peer_muted: AbstractSet[str] = frozenset()) -> float | None:
     """Seconds since anything came from the peer, over the tracks it has not muted.
 
     None when no track has delivered anything yet or every track is muted by the peer.
     """
-    gaps = [
-        figures.get(f"{track}_in", {}).get("paused_for_s")
-        for track in ("audio", "video")
-        if track not in peer_muted
-    ]
+    probes = {"audio": figures.audio_in, "video": figures.video_in}
+    gaps = [probe.get("paused_for_s") for track, probe in probes.items() if track not in peer_muted]
     known = [g for g in gaps if g is not None]
     return min(known) if known else None
 
@@ -84,6 +83,24 @@ async def until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T 
     with contextlib.suppress(asyncio.CancelledError, OmniError):
         await task
     return True, None
+
+
+def window_texts(
+    peer: str, state: str, muted: AbstractSet[str], recording: bool
+) -> tuple[str, str]:
+    """The window's title bar and status line: the peer and call state, then one's own
+    mutes said as one's own ("your camera off"), so they never read as the peer's."""
+    flags = [
+        text
+        for text, on in (
+            ("your mic off", "audio" in muted),
+            ("your camera off", "video" in muted),
+            ("recording", recording),
+        )
+        if on
+    ]
+    caption = " · ".join(x for x in ("omni", peer, state) if x)
+    return caption, " · ".join(x for x in (peer, state, *flags) if x)
 
 
 class Window:
@@ -186,17 +203,9 @@ class Window:
         call = phone.call
         peer = call.peer if call else (phone.ringing_from or [""])[0]
         state = phone.call_state
-        flags = [
-            f
-            for f, on in (
-                ("mic off", Track.AUDIO in phone.muted),
-                ("camera off", Track.VIDEO in phone.muted),
-                ("recording", bool(self._recording)),
-            )
-            if on
-        ]
-        self._window.set_caption(" · ".join(x for x in ("omni", peer, state) if x))
-        self.status(" · ".join(x for x in (peer, state, *flags) if x))
+        caption, status = window_texts(peer, state, phone.muted, bool(self._recording))
+        self._window.set_caption(caption)
+        self.status(status)
 
     def on_event(self, event: ev.CallEvent) -> None:
         """Follow the call: paused video, recording, state changes."""

@@ -164,6 +164,7 @@ class Repl:
             peer_muted=frozenset(self.peer_muted),
             recording=self.recording,
             ringing_from=tuple(phone.ringing_from),
+            call_type=call.call_type if call else None,
             figures=self.figures if call else None,
         )
 
@@ -369,7 +370,11 @@ class Repl:
             self._command.cancel()
         phone = self.phone
         if phone is not None and phone.call_state not in (CallState.IDLE, CallState.OFFLINE):
-            self.say("hanging up (Ctrl-C again leaves)", "yellow")
+            if self.ringing_here():
+                callers = ", ".join(phone.ringing_from)
+                self.say(f"declining the call from {callers} (Ctrl-C again leaves)", "yellow")
+            else:
+                self.say("hanging up (Ctrl-C again leaves)", "yellow")
             self.spawn(self.guarded(self.leave()))
         elif self.presses >= 2:
             self.request_quit()

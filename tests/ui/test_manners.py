@@ -10,8 +10,12 @@ from desktop import wait_until
 from procs import Omni, start_server
 
 from omnicli.phone import events as ev
-from omnicli.ui.flows import media_gap
+from omnicli.phone.callstate import CallState
+from omnicli.phone.figures import CallFigures
+from omnicli.ui.flows import media_gap, window_texts
 from omnicli.ui.render import Output
+from omnicli.ui.statusline import Status, status_lines
+from omnicli.wire.protocol import CallType
 
 
 def test_the_same_notice_is_said_once_to_a_person_and_every_time_to_a_script() -> None:
@@ -33,11 +37,11 @@ def test_the_same_notice_is_said_once_to_a_person_and_every_time_to_a_script() -
 
 def test_media_gap_is_the_freshest_unmuted_track() -> None:
     """The gap is over the tracks the peer has not muted; nothing received yet is no gap."""
-    figures = {"audio_in": {"paused_for_s": 2.5}, "video_in": {"paused_for_s": 0.1}}
+    figures = CallFigures(audio_in={"paused_for_s": 2.5}, video_in={"paused_for_s": 0.1})
     assert media_gap(figures) == 0.1
     assert media_gap(figures, frozenset({"video"})) == 2.5
     assert media_gap(figures, frozenset({"audio", "video"})) is None
-    assert media_gap({"audio_in": {"paused_for_s": None}}) is None
+    assert media_gap(CallFigures(audio_in={"paused_for_s": None})) is None
 
 
 @pytest.mark.e2e
@@ -90,3 +94,19 @@ def test_a_caller_whose_peer_dies_is_told_no_media_comes() -> None:
             alice.stop()
         bob.stop()
         server.stop()
+
+
+def test_the_status_line_speaks_of_the_call_as_it_is() -> None:
+    """'calling bob', not 'calling with bob'; an audio call shows no video state."""
+    calling = Status("alice", CallState.CALLING, peer="bob", call_type=CallType.VIDEO)
+    assert status_lines(calling)[0].startswith("alice · calling bob · you: audio on video on")
+    audio = Status("alice", CallState.CONNECTED, peer="bob", call_type=CallType.AUDIO)
+    line = status_lines(audio)[0]
+    assert "connected with bob" in line and "video" not in line, line
+
+
+def test_the_window_says_whose_camera_is_off() -> None:
+    """The window's status line says 'your camera off', never 'bob · camera off'."""
+    caption, status = window_texts("bob", "connected", {"video"}, recording=False)
+    assert caption == "omni · bob · connected"
+    assert status == "bob · connected · your camera off"
