@@ -276,13 +276,17 @@ class Repl:
                 if self.options.auto_answer:
                     self.spawn(self.guarded(phone.answer_call(None, caller)))
                 else:
+                    if self._reader is not None and (aside := self._reader.set_aside()):
+                        self.say(f"'{aside}' put aside until the call is answered or ends", "dim")
                     self.say(f"press y to answer {caller}, n to reject", "bold yellow")
             case ev.Connected(record=record):
                 self.recording, self.figures = record, None
                 self.peer_muted.clear()
+                self._restore_line()
             case ev.Leave() | ev.Cancel():
                 self.figures, self.recording = None, False
                 self.peer_muted.clear()
+                self._restore_line()
             case ev.Mute(user_id=user, track=track) if user != me:
                 self.peer_muted.add(track)
             case ev.Unmute(user_id=user, track=track) if user != me:
@@ -293,6 +297,11 @@ class Repl:
                 self.online = True
             case ev.Reconnecting() | ev.ServerLost():
                 self.online = False
+
+    def _restore_line(self) -> None:
+        """The line put aside when a call rang comes back once nothing rings here."""
+        if self._reader is not None and not self.ringing_here():
+            self._reader.restore()
 
     # -- completion --------------------------------------------------------------------
 
@@ -440,6 +449,10 @@ class Repl:
     def bell(self) -> None:
         if self._reader is not None:
             self._reader.bell()
+
+    def clear_screen(self) -> None:
+        if self._reader is not None:
+            self._reader.clear_screen()
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
