@@ -534,6 +534,17 @@ def call(
     ] = False,
     duration: Duration = 0.0,
     user_id: UserId = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="If CALLEE is not online, wait this long for them to come online and "
+            "answer (0: fail at once; default: as long as the server rings).",
+            show_default=False,
+        ),
+    ] = None,
     *,
     settings: Settings,
 ) -> None:
@@ -541,10 +552,12 @@ def call(
     call_type = _call_type(video, audio) or "videocall"
 
     async def flow() -> int:
-        async def place(phone: Any) -> None:
+        async def place(phone: Any, out: Any) -> None:
             await phone.offer_call(call_type, callee, record)
 
-        return await _one_call(settings, user_id, duration, place, f"omni: {callee}")
+        return await _one_call(
+            settings, user_id, duration, place, f"omni: {callee}", offline_wait=wait
+        )
 
     run(flow)
 
@@ -577,8 +590,10 @@ def answer(
     call_type = _call_type(video, audio)
 
     async def flow() -> int:
-        async def pick_up(phone: Any) -> None:
-            await phone.answer_call(call_type, caller, wait=wait)
+        async def pick_up(phone: Any, out: Any) -> None:
+            from omnicli.ui.flows import answer_waiting
+
+            await answer_waiting(phone, out, call_type, caller, wait)
 
         return await _one_call(settings, user_id, duration, pick_up, f"omni: {caller}")
 
@@ -589,8 +604,9 @@ async def _one_call(
     settings: Settings,
     user_id: str | None,
     duration: float,
-    start: Callable[[Any], Awaitable[None]],
+    start: Callable[[Any, Any], Awaitable[None]],
     title: str,
+    offline_wait: float | None = None,
 ) -> int:
     """Register, start a call with `start`, follow it to its end; the exit code."""
     from omnicli.ui.flows import Stopper, Window, follow_call, until_stopped
@@ -608,12 +624,19 @@ async def _one_call(
     try:
         await phone.create_session(user_id)
         out.event(await phone.next_event())  # the SESSION event, before any waiting
-        stopped, _ = await until_stopped(start(phone), stopper.event)
+        stopped, _ = await until_stopped(start(phone, out), stopper.event)
         if stopped:  # Ctrl-C before the call was placed or answered: nothing to hang up
             out.status("interrupted")
             return int(ExitCode.INTERRUPTED)
         me = phone.session.user_id if phone.session else None
-        leave = await follow_call(phone, out, duration=duration, stop=stopper.event, window=window)
+        leave = await follow_call(
+            phone,
+            out,
+            duration=duration,
+            stop=stopper.event,
+            window=window,
+            offline_wait=offline_wait,
+        )
         failure = call_ending_error(leave.reason, by_me=leave.by is not None and leave.by == me)
         if failure is not None:
             raise failure

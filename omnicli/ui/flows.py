@@ -15,7 +15,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from omnicli.errors import ExitCode, OmniError
+from omnicli.errors import CallRejected, ExitCode, OmniError
 from omnicli.phone import events as ev
 from omnicli.phone.core import Phone
 from omnicli.phone.endings import exit_code_for_reason
@@ -25,6 +25,7 @@ from omnicli.wire.protocol import EndReason, Track
 
 T = TypeVar("T")
 HANGUP_GRACE = 10.0  # after asking to hang up, how long to wait for the call's LEAVE
+RING_WATCH_S = 0.25  # how often a waiting `omni answer` looks for other calls ringing
 NO_MEDIA_AFTER_S = 2.0  # a connected call with nothing from the peer this long says so
 
 
@@ -233,14 +234,23 @@ async def follow_call(
     duration: float,
     stop: asyncio.Event,
     window: Window | None = None,
+    offline_wait: float | None = None,
 ) -> ev.Leave:
-    """Render events until the call ends; hang up after `duration` s connected or on stop."""
+    """Render events until the call ends; hang up after `duration` s connected or on stop.
+
+    A callee not online when called is said at once. `offline_wait` (seconds; None: as
+    long as the server rings) is how long such a call may wait for the callee to come
+    online and answer; when it runs out the call is cancelled and CallRejected raised.
+    """
     loop = asyncio.get_running_loop()
     deadline: float | None = None
+    give_up_at: float | None = None  # the offline callee's time to come online and answer
+    gave_up: str | None = None
     hung_up = False
     peer_muted: set[str] = set()
     while True:
-        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        ends = [t for t in (deadline, give_up_at) if t is not None]
+        timeout = max(0.0, min(ends) - loop.time()) if ends else None
         getter = asyncio.ensure_future(phone.next_event())
         waiting: set[asyncio.Future[Any]] = {getter}
         stopper = None if hung_up else asyncio.ensure_future(stop.wait())
@@ -254,10 +264,18 @@ async def follow_call(
             with contextlib.suppress(asyncio.CancelledError):
                 await getter
             if hung_up:  # asked to leave and no LEAVE came: the call is over here anyway
+                if gave_up:
+                    raise CallRejected(EndReason.UNAVAILABLE, gave_up)
                 call_id = phone.call.call_id if phone.call else ""
                 return ev.Leave(call_id, EndReason.HANGUP, None)
+            overdue = give_up_at is not None and loop.time() >= give_up_at
+            if overdue and gave_up is None and not stop.is_set():
+                callee = phone.call.peer if phone.call else "the callee"
+                gave_up = f"{callee} did not come online and answer within {offline_wait:g} s"
+            give_up_at = None
             hung_up = True
-            out.status("hanging up…")
+            ringing = phone.call_state in ("calling", "ringing")
+            out.status("cancelling the call…" if ringing else "hanging up…")
             await phone.leave()
             deadline = loop.time() + HANGUP_GRACE  # the LEAVE is normally already queued
             continue
@@ -266,6 +284,23 @@ async def follow_call(
         if window is not None:
             window.on_event(event)
         match event:
+            case ev.Ringback(callee=callee, callee_online=False) if not hung_up:
+                if offline_wait == 0:
+                    gave_up = f"{callee} is not online"
+                    give_up_at = loop.time()  # cancel now, through the hang-up path
+                    continue
+                how_long = (
+                    f"up to {offline_wait:g} s" if offline_wait else "as long as the server rings"
+                )
+                out.status(
+                    f"{callee} is not online: the call waits {how_long} for {callee} to come "
+                    "online and answer; Ctrl-C cancels",
+                    "yellow",
+                )
+                if offline_wait:
+                    give_up_at = loop.time() + offline_wait
+            case ev.Answered():
+                give_up_at = None
             case ev.Mute(track=track) if phone.call and event.user_id == phone.call.peer:
                 peer_muted.add(track)
             case ev.Unmute(track=track) if phone.call and event.user_id == phone.call.peer:
@@ -277,9 +312,53 @@ async def follow_call(
         if isinstance(event, ev.Connected) and duration > 0 and not hung_up:
             deadline = loop.time() + duration
         if isinstance(event, ev.Leave):
+            if gave_up:
+                raise CallRejected(EndReason.UNAVAILABLE, gave_up)
             return event
         if isinstance(event, ev.ServerLost) and phone.call is None:
             return ev.Leave("", EndReason.CONNECTION_LOST, None)
+
+
+async def answer_waiting(
+    phone: Phone, out: Output, call_type: str | None, caller: str, wait: float
+) -> None:
+    """Answer `caller`'s call, saying what is awaited and which other calls ring here.
+
+    A call from someone else rings here while waiting: say who, and how to answer it;
+    when the wait runs out, the error names them too.
+    """
+    me = phone.session.user_id if phone.session else "you"
+    if caller not in phone.ringing_from:
+        out.status(f"waiting up to {wait:g} s for {caller} to call {me}; Ctrl-C gives up")
+    told: set[str] = set()
+
+    def tell() -> None:
+        for other in phone.ringing_from:
+            if other != caller and other not in told:
+                told.add(other)
+                out.status(
+                    f"{other} is calling {me}, not {caller}: "
+                    f"omni answer {other} --user-id {me} answers that call",
+                    "yellow",
+                )
+
+    async def watch() -> None:
+        while True:
+            tell()
+            await asyncio.sleep(RING_WATCH_S)
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await phone.answer_call(call_type, caller, wait=wait)
+    except CallRejected as exc:
+        others = [o for o in phone.ringing_from if o != caller]
+        if exc.reason != "no_call" or not others:
+            raise
+        raise CallRejected(
+            exc.reason, f"{exc}; ringing for {me} instead: {', '.join(others)}"
+        ) from None
+    finally:
+        watcher.cancel()
 
 
 async def answer_forever(

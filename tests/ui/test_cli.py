@@ -360,3 +360,99 @@ def test_the_server_says_its_address_once_and_that_dev_is_open():
     finally:
         proc.stop()
     assert not any("listening" in line for line in proc.lines.queue)  # said once, on line 1
+
+
+CALL_MEDIA = (
+    "--no-window",
+    "--video-source",
+    "test",
+    "--video-size",
+    "160x120",
+    "--speaker",
+    "none",
+)
+
+
+@pytest.fixture(scope="module")
+def ringing_server():
+    proc, url = start_server()  # the default 60 s ring timeout
+    yield url
+    proc.stop()
+
+
+def test_the_readme_flow_joins_up(ringing_server):
+    """`omni call bob --user-id alice` then `omni answer alice --user-id bob`: a call."""
+    alice = Omni(
+        "call",
+        "bob",
+        "--user-id",
+        "alice",
+        "--server",
+        ringing_server,
+        "--duration",
+        "1",
+        "--json",
+        *CALL_MEDIA,
+    )
+    try:
+        assert alice.event("RINGBACK")["callee_online"] is False
+        bob = run_omni(
+            "answer",
+            "alice",
+            "--user-id",
+            "bob",
+            "--server",
+            ringing_server,
+            "--duration",
+            "1",
+            *CALL_MEDIA,
+            timeout=60,
+        )
+        assert bob.returncode == 0, bob.stderr
+        assert alice.wait() == 0
+    finally:
+        alice.stop()
+
+
+def test_a_waiting_answer_says_what_it_waits_for_and_who_rings_instead(ringing_server):
+    """Waiting for alice while someone else calls: it says so, and the error names them."""
+    caller = Omni(
+        "call", "carl", "--user-id", "zed", "--server", ringing_server, "--json", *CALL_MEDIA
+    )
+    try:
+        caller.event("RINGBACK")
+        result = run_omni(
+            "answer",
+            "alice",
+            "--user-id",
+            "carl",
+            "--server",
+            ringing_server,
+            "--wait",
+            "2",
+            *CALL_MEDIA,
+        )
+        assert result.returncode == 5
+        assert "waiting up to 2 s for alice to call carl" in result.stderr
+        assert "zed is calling carl, not alice: omni answer zed --user-id carl" in result.stderr
+        assert one_line_error(result) == (
+            "omni: no call from alice is ringing; ringing for carl instead: zed"
+        )
+    finally:
+        caller.stop()
+
+
+def test_calling_someone_offline_says_so_and_waits_as_asked(ringing_server):
+    """--wait 0 fails at once when the callee is offline; --wait S says it and gives up after S."""
+    started = time.monotonic()
+    now = run_omni("call", "nobody", "--server", ringing_server, "--wait", "0", *CALL_MEDIA)
+    assert now.returncode == 5
+    assert one_line_error(now) == "omni: nobody is not online"
+    assert time.monotonic() - started < 15
+    later = run_omni("call", "nobody", "--server", ringing_server, "--wait", "1.5", *CALL_MEDIA)
+    assert later.returncode == 5
+    assert "nobody is not online: the call waits up to 1.5 s" in later.stderr
+    assert "Ctrl-C cancels" in later.stderr
+    assert one_line_error(later) == ("omni: nobody did not come online and answer within 1.5 s")
+    free = run_omni("sessions", "--server", ringing_server, "--json")
+    assert "nobody" not in free.stdout  # the held offer was cancelled, not left ringing
