@@ -26,7 +26,7 @@ from omnicli.ui.settings import Settings
 app = typer.Typer(
     help="omni: a command-line WebRTC video softphone with its own signaling server. "
     "With no command: the interactive prompt (omni repl).",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

@@ -456,3 +456,20 @@ def test_calling_someone_offline_says_so_and_waits_as_asked(ringing_server):
     assert one_line_error(later) == ("omni: nobody did not come online and answer within 1.5 s")
     free = run_omni("sessions", "--server", ringing_server, "--json")
     assert "nobody" not in free.stdout  # the held offer was cancelled, not left ringing
+
+
+def test_shell_completion_completes_commands_and_options():
+    """The completion protocol behind `omni --install-completion` answers for bash."""
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = omni_env(_OMNI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(cword))
+        result = subprocess.run(
+            OMNI, capture_output=True, text=True, env=env, timeout=30, stdin=subprocess.DEVNULL
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("omni ca", 1) == ["call"]
+    assert "--video-size" in complete("omni call --vi", 2)
+    script = run_omni("--show-completion", "bash")
+    assert script.returncode == 0 and "_omni_completion" in script.stdout
