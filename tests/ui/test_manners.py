@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from desktop import wait_until
@@ -110,3 +113,26 @@ def test_the_window_says_whose_camera_is_off() -> None:
     caption, status = window_texts("bob", "connected", {"video"}, recording=False)
     assert caption == "omni · bob · connected"
     assert status == "bob · connected · your camera off"
+
+
+def test_the_demo_installs_only_what_a_call_needs() -> None:
+    """scripts/env.sh installs PortAudio and OpenCV's libraries; the test tools only for tests."""
+    root = Path(__file__).resolve().parents[2]
+
+    def packages(**env: str) -> set[str]:
+        listed = subprocess.run(
+            ["bash", str(root / "scripts" / "env.sh")],
+            env={**os.environ, "OMNI_LIST_PACKAGES": "1", **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return set(listed.stdout.split())
+
+    call = packages()
+    assert call == {"libportaudio2", "libgl1", "libglib2.0-0"}
+    tests = packages(OMNI_TEST_TOOLS="1")
+    assert call < tests and {"chromium", "coturn", "gcc", "pulseaudio", "xvfb"} <= tests
+    assert "OMNI_TEST_TOOLS" not in (root / "scripts" / "demo.sh").read_text()
+    assert "OMNI_TEST_TOOLS=1" in (root / "scripts" / "test.sh").read_text()
