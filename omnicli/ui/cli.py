@@ -11,17 +11,28 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from omnicli.errors import ExitCode, OmniError, UsageError
 from omnicli.phone.endings import call_ending_error, exit_code_for_reason
 from omnicli.ui.options import CONNECTION, MEDIA, OUTPUT, RECORDING, takes_settings
 from omnicli.ui.settings import Settings
+
+
+class _Command(TyperCommand):
+    """Help that names arguments plainly: `omni call [OPTIONS] CALLEE`, not `{CALLEE}`."""
+
+    def get_help(self, ctx: Any) -> str:
+        text = super().get_help(ctx)
+        return re.sub(r"\{([A-Z_]+)\}", r"\1", text).replace(" <str>", "")
+
 
 app = typer.Typer(
     help="omni: a command-line WebRTC video softphone with its own signaling server. "
@@ -104,7 +115,7 @@ def _output(settings: Settings, label: str | None = None) -> Any:
 # -- commands ------------------------------------------------------------------------
 
 
-@app.command(short_help="Run the signaling server.")
+@app.command(cls=_Command, short_help="Run the signaling server.")
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[
@@ -266,7 +277,7 @@ def server(
     run(flow)
 
 
-@token_app.command("create")
+@token_app.command("create", cls=_Command)
 @takes_settings(("service_id", "service_key", "json"))
 def token_create(
     user_id: Annotated[
@@ -334,7 +345,7 @@ def _service(spec: str) -> Any:
     return Service(service_id, key or None)
 
 
-@session_app.command("create")
+@session_app.command("create", cls=_Command)
 @takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def session_create(
     user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings
@@ -444,7 +455,7 @@ def _no_command(
         raise UsageError(f"options before the command are the prompt's: put them after '{where}'")
 
 
-@app.command(short_help="The interactive prompt on one session (also: bare omni).")
+@app.command(cls=_Command, short_help="The interactive prompt on one session (also: bare omni).")
 @takes_settings(CONNECTION, MEDIA, OUTPUT)
 def repl(user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
@@ -461,7 +472,7 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
     run(flow)
 
 
-@app.command(short_help="List microphones, speakers and cameras.")
+@app.command(cls=_Command, short_help="List microphones, speakers and cameras.")
 @takes_settings(("json", "verbose"))
 def devices(*, settings: Settings) -> None:
     """List microphones, speakers and cameras with their ids (for --mic, --speaker, --camera)."""
@@ -483,7 +494,7 @@ def devices(*, settings: Settings) -> None:
     run(flow)
 
 
-@app.command(short_help="List who is online, and who is busy.")
+@app.command(cls=_Command, short_help="List who is online, and who is busy.")
 @takes_settings(CONNECTION, ("json", "verbose"))
 def sessions(*, settings: Settings) -> None:
     """List who is online under the service, and who is busy."""
@@ -520,7 +531,7 @@ def _call_type(video: bool, audio: bool) -> str | None:
     return "videocall" if video else "audiocall" if audio else None
 
 
-@app.command(short_help="Call a user and stay in the call.")
+@app.command(cls=_Command, short_help="Call a user and stay in the call.")
 @takes_settings(CONNECTION, MEDIA, ("record_file",), OUTPUT)
 def call(
     callee: Annotated[
@@ -562,7 +573,7 @@ def call(
     run(flow)
 
 
-@app.command(short_help="Answer a user's call.")
+@app.command(cls=_Command, short_help="Answer a user's call.")
 @takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def answer(
     caller: Annotated[
@@ -647,7 +658,7 @@ async def _one_call(
             window.close()
 
 
-@app.command(short_help="A whole call on this machine, nothing to set up.")
+@app.command(cls=_Command, short_help="A whole call on this machine, nothing to set up.")
 @takes_settings(("video_size", "fps"), OUTPUT)
 def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
     """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
