@@ -294,7 +294,8 @@ def test_ctrl_c_in_a_call_hangs_up_and_a_second_leaves(server, term_env, termina
 
 
 def test_y_and_n_answer_a_ringing_call_even_with_a_line_typed(server, term_env, terminals):
-    """'sessi' typed when a call rings is put aside: n rejects, and the line comes back."""
+    """'sessi' typed when a call rings is put aside: n rejects, and the line comes back;
+    `clear` clears the screen; Ctrl-C while a call rings says it declines."""
     gina = terminals("repl", "--user-id", "gina", "--server", server, *MEDIA, env=term_env)
     gina.wait_for(r"SESSION +online as gina")
     gina.wait_prompt(r"^gina>$")
@@ -314,3 +315,12 @@ def test_y_and_n_answer_a_ringing_call_even_with_a_line_typed(server, term_env, 
         assert "unknown command" not in gina.screen()
     finally:
         caller.stop()
+    again = Omni("call", "gina", "--user-id", "ivy", "--server", server, "--json", *MEDIA)
+    try:
+        gina.wait_for(r"gina · RINGING: ivy")
+        gina.ctrl("c")  # on an empty line while it rings: declines, and says so
+        gina.wait_for(r"declining the call from ivy")
+        assert again.event("LEAVE")["reason"] in ("rejected", "declined")
+        assert "hanging up" not in gina.screen()
+    finally:
+        again.stop()
