@@ -79,6 +79,17 @@ def whole(low: int, high: int) -> Check:
     return check
 
 
+def choice(*allowed: str) -> Check:
+    """One of `allowed` (e.g. a `--video-out auto|window|terminal|none` setting)."""
+
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value.strip().lower()
+
+    return check
+
+
 def setting(default: Any, check: Check) -> Any:
     """A settings field: its default and the check every layer's value goes through."""
     return field(default=default, metadata={"check": check})

@@ -9,7 +9,7 @@ from procs import omni_env, run_omni
 
 from omnicli.errors import ExitCode, UsageError
 from omnicli.ui.options import OPTIONS
-from omnicli.ui.settings import Settings, from_flags, load
+from omnicli.ui.settings import Settings, choice, from_flags, load
 
 KNOWN_TAIL = ", ".join(list(Settings.__dataclass_fields__)[2:]) + ")"
 
@@ -115,3 +115,11 @@ def test_the_client_commands_take_their_options_from_one_place() -> None:
     assert {"server", "fps", "video_size", "json", "no_window"} <= set(first)
     for name, options in seen.items():
         assert options == first, name
+
+
+def test_a_choice_names_what_it_allows() -> None:
+    """A setting made with choice() accepts its words in any case and names them otherwise."""
+    check = choice("auto", "window", "none")
+    assert check("Window") == "window"
+    with pytest.raises(ValueError, match="must be one of auto, window, none"):
+        check("screen")
