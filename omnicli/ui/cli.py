@@ -445,10 +445,11 @@ def _no_command(
     auto_answer: AutoAnswer = False,
     version: Version = False,
     *,
-    settings: Settings,
+    settings: Settings | None,
 ) -> None:
     """With no command: the interactive prompt, taking the options of omni repl."""
     if ctx.invoked_subcommand is None:
+        assert settings is not None  # read only when no command follows
         _repl(settings, user_id, auto_answer)
     elif any(v not in (None, False) for v in ctx.params.values()):
         where = ctx.invoked_subcommand

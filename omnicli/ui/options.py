@@ -147,6 +147,11 @@ def takes_settings(*groups: tuple[str, ...]) -> Callable[[Callable[..., Any]], C
         @functools.wraps(command)
         def with_settings(**kwargs: Any) -> Any:
             flags = {name: kwargs.pop(name) for name in names}
+            ctx = kwargs.get("ctx")
+            if ctx is not None and ctx.invoked_subcommand is not None:
+                # the top-level options, before a command: that command reads its own
+                # settings (a broken client config must not stop `omni server`)
+                return command(settings=None, **kwargs)
             return command(settings=settings_of(flags), **kwargs)
 
         parameters = [*own, *added]

@@ -123,3 +123,11 @@ def test_a_choice_names_what_it_allows() -> None:
     assert check("Window") == "window"
     with pytest.raises(ValueError, match="must be one of auto, window, none"):
         check("screen")
+
+
+def test_a_broken_client_config_does_not_stop_the_server(tmp_path: Path) -> None:
+    """`omni server` reads no client settings: a bad config file is no reason to refuse."""
+    env = omni_env(**config(tmp_path, 'fps = "thirty"\n'))
+    result = run_omni("server", "--port", "-1", env=env)  # fails on its own option instead
+    assert result.returncode == 2
+    assert "fps" not in result.stderr and "--port" in result.stderr
