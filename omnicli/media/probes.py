@@ -13,6 +13,7 @@ import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -159,8 +160,11 @@ class VideoProbe(_Probe):
         stamps = [m for m in recent if m is not None]
         if len(stamps) < len(recent) or len(stamps) < 2:
             return arrived_rate
-        span = max(stamps) - min(stamps)  # n frames at a steady rate span n-1 intervals
-        made_rate = (len(stamps) - 1) / span if span > 0 else arrived_rate
+        # the media time between successive frames; a jump back or of more than a
+        # second is a new source starting its clock, not time the frames span
+        steps = [b - a for a, b in itertools.pairwise(stamps) if 0 < b - a < 1.0]
+        span = sum(steps)
+        made_rate = len(steps) / span if span > 0 else arrived_rate
         return min(arrived_rate, made_rate)
 
     def latency_ms(self, quantile: float = 0.5) -> float | None:

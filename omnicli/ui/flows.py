@@ -247,6 +247,7 @@ async def follow_call(
     give_up_at: float | None = None  # the offline callee's time to come online and answer
     gave_up: str | None = None
     hung_up = False
+    answered = False  # ANSWERED or CONNECTED seen: leaving now hangs up, not cancels
     peer_muted: set[str] = set()
     while True:
         ends = [t for t in (deadline, give_up_at) if t is not None]
@@ -274,8 +275,7 @@ async def follow_call(
                 gave_up = f"{callee} did not come online and answer within {offline_wait:g} s"
             give_up_at = None
             hung_up = True
-            ringing = phone.call_state in ("calling", "ringing")
-            out.status("cancelling the call…" if ringing else "hanging up…")
+            out.status("hanging up…" if answered else "cancelling the call…")
             await phone.leave()
             deadline = loop.time() + HANGUP_GRACE  # the LEAVE is normally already queued
             continue
@@ -299,8 +299,8 @@ async def follow_call(
                 )
                 if offline_wait:
                     give_up_at = loop.time() + offline_wait
-            case ev.Answered():
-                give_up_at = None
+            case ev.Answered() | ev.Connected():
+                give_up_at, answered = None, True
             case ev.Mute(track=track) if phone.call and event.user_id == phone.call.peer:
                 peer_muted.add(track)
             case ev.Unmute(track=track) if phone.call and event.user_id == phone.call.peer:

@@ -40,3 +40,11 @@ def test_frames_without_timestamps_count_by_arrival() -> None:
     for _ in range(5):
         probe._handle(av.VideoFrame(64, 48, "yuv420p"))
     assert probe.fps() == 5.0
+
+
+def test_a_new_source_restarting_its_clock_does_not_slow_the_rate() -> None:
+    """Timestamps that start again from 0 mid-window (a source switch) still read 30 fps."""
+    probe = VideoProbe()
+    for n in list(range(300, 315)) + list(range(15)):
+        probe._handle(frame_at(n))
+    assert 29.5 <= probe.fps() <= 30.5, probe.fps()
