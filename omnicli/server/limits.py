@@ -1,0 +1,170 @@
+"""What one client, or one address, may make the server hold: connection caps and the
+throttle on failed authentication.
+
+Pure except `raise_fd_limit` (one system call): the driver tells these objects what
+happened and the time, and they answer what to do.
+
+- `ConnectionGate` counts every TCP connection from the moment it is accepted (before
+  the websocket handshake), in total, per source address, and while it has not passed
+  `hello` (*unauthenticated*). Past the total or per-address cap a new connection is
+  refused at once. At the unauthenticated cap the *oldest* unauthenticated connection
+  makes room for the new one (as sshd's MaxStartups does), so a flood of connections
+  that never say hello cannot lock out a client that says it at once.
+- `AuthThrottle` counts failed authentications (hello refused with 401) per source
+  address. After `free` failures each further one blocks the address for a delay that
+  doubles up to `max_block`; a blocked address is answered 429 without its key being
+  checked. It also keeps the counts the driver logs as one summary line per address.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+DEFAULT_MAX_CONNECTIONS = 10_000
+DEFAULT_MAX_PER_ADDRESS = 256
+DEFAULT_MAX_UNAUTHENTICATED = 512
+FD_RESERVE = 64  # descriptors kept free for the listening socket, logs, files, refusals
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft descriptor limit to its hard limit; the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # not allowed here: keep what we have, the caps follow it
+    return int(soft)
+
+
+def fd_soft_limit() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 1 << 20 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+@dataclass(frozen=True)
+class Caps:
+    total: int = DEFAULT_MAX_CONNECTIONS
+    per_address: int = DEFAULT_MAX_PER_ADDRESS
+    unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
+
+    def within(self, fd_limit: int) -> Caps:
+        """These caps, with the total kept FD_RESERVE below the descriptor limit."""
+        total = max(1, min(self.total, fd_limit - FD_RESERVE))
+        return Caps(total, min(self.per_address, total), min(self.unauthenticated, total))
+
+
+@dataclass(frozen=True)
+class Admission:
+    admitted: bool
+    reason: str = ""  # why not
+    evict: Hashable | None = None  # an unauthenticated connection to close to make room
+
+
+class ConnectionGate:
+    """Counts connections; decides who gets in."""
+
+    def __init__(self, caps: Caps) -> None:
+        self.caps = caps
+        self.address: dict[Hashable, str] = {}
+        self.per_address: dict[str, int] = {}
+        self.unauthenticated: OrderedDict[Hashable, None] = OrderedDict()  # oldest first
+        self.refused = 0  # connections refused so far
+        self.evicted = 0  # unauthenticated connections closed to make room
+
+    @property
+    def total(self) -> int:
+        return len(self.address)
+
+    def admit(self, key: Hashable, address: str) -> Admission:
+        if self.total >= self.caps.total:
+            self.refused += 1
+            return Admission(False, f"server full ({self.caps.total} connections)")
+        if self.per_address.get(address, 0) >= self.caps.per_address:
+            self.refused += 1
+            return Admission(False, f"{self.caps.per_address} connections from {address}")
+        evict = None
+        if len(self.unauthenticated) >= self.caps.unauthenticated:
+            evict = next(iter(self.unauthenticated))
+            self.unauthenticated.pop(evict)  # no longer counted even before it is gone
+            self.evicted += 1
+        self.address[key] = address
+        self.per_address[address] = self.per_address.get(address, 0) + 1
+        self.unauthenticated[key] = None
+        return Admission(True, evict=evict)
+
+    def authenticated(self, key: Hashable) -> None:
+        self.unauthenticated.pop(key, None)
+
+    def release(self, key: Hashable) -> None:
+        self.unauthenticated.pop(key, None)
+        address = self.address.pop(key, None)
+        if address is None:
+            return
+        left = self.per_address[address] - 1
+        if left:
+            self.per_address[address] = left
+        else:
+            del self.per_address[address]
+
+
+@dataclass
+class _Strikes:
+    failures: int = 0  # since the address was last quiet for `forget_after`
+    last: float = 0.0
+    blocked_until: float = 0.0
+    unreported: int = 0  # failures since the last summary
+    refused: int = 0  # hellos answered 429 since the last summary
+
+
+@dataclass
+class AuthThrottle:
+    """Failed authentication per source address, with a doubling block."""
+
+    free: int = 5  # failures allowed before the first block
+    first_block: float = 1.0
+    max_block: float = 60.0
+    forget_after: float = 300.0  # an address quiet this long starts afresh
+    max_addresses: int = 10_000  # the table is bounded too: the oldest entries go
+    table: OrderedDict[str, _Strikes] = field(default_factory=OrderedDict)
+
+    def blocked_for(self, address: str, now: float) -> float:
+        """Seconds this address must still wait (0: it may try)."""
+        strikes = self.table.get(address)
+        if strikes is None or strikes.blocked_until <= now:
+            return 0.0
+        strikes.refused += 1
+        return strikes.blocked_until - now
+
+    def failed(self, address: str, now: float) -> float:
+        """Count one failure; the block (s) it starts, 0 for none."""
+        strikes = self.table.pop(address, None)
+        if strikes is None or now - strikes.last > self.forget_after:
+            strikes = _Strikes(unreported=strikes.unreported if strikes else 0)
+        self.table[address] = strikes  # most recent last
+        while len(self.table) > self.max_addresses:
+            self.table.popitem(last=False)
+        strikes.failures += 1
+        strikes.unreported += 1
+        strikes.last = now
+        over = strikes.failures - self.free
+        if over <= 0:
+            return 0.0
+        block = min(self.max_block, self.first_block * 2.0 ** min(over - 1, 30))
+        strikes.blocked_until = now + block
+        return block
+
+    def summary(self, now: float) -> list[tuple[str, int, int, float]]:
+        """(address, failures, refused while blocked, block left) since the last summary."""
+        rows = []
+        for address, s in self.table.items():
+            if s.unreported or s.refused:
+                rows.append((address, s.unreported, s.refused, max(0.0, s.blocked_until - now)))
+                s.unreported = s.refused = 0
+        return rows
