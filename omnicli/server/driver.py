@@ -336,6 +336,8 @@ class SignalingServer:
         if request.op == "hello":
             self._hello_done(client, sends[0].message, now)
         else:
+            if request.op in ("create_session", "resume") and sends[0].message["ok"]:
+                self.gate.registered(client.ws)  # a session keeps its place at the cap
             self._log(client.conn, request, sends, before)
         self._wake.set()
 

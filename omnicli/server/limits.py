@@ -5,11 +5,14 @@ Pure except `raise_fd_limit` (one system call): the driver tells these objects w
 happened and the time, and they answer what to do.
 
 - `ConnectionGate` counts every TCP connection from the moment it is accepted (before
-  the websocket handshake), in total, per source address, and while it has not passed
-  `hello` (*unauthenticated*). Past the total or per-address cap a new connection is
-  refused at once. At the unauthenticated cap the *oldest* unauthenticated connection
-  makes room for the new one (as sshd's MaxStartups does), so a flood of connections
-  that never say hello cannot lock out a client that says it at once.
+  the websocket handshake), in total, per source address, and by stage: not past
+  `hello` (*unauthenticated*), past hello without a session (*sessionless*), holding a
+  session. Past the per-address cap a new connection is refused at once. At the
+  unauthenticated cap the *oldest* unauthenticated connection makes room for the new
+  one (as sshd's MaxStartups does); at the total cap the oldest unauthenticated, else
+  the oldest sessionless one does. So connections that never say hello, or say hello
+  and nothing more, cannot lock out a client that registers: only sessions hold a
+  place for good, and they are bounded per address and per service.
 - `AuthThrottle` counts failed authentications (hello refused with 401) per source
   address. After `free` failures each further one blocks the address for a delay that
   doubles up to `max_block`; a blocked address is answered 429 without its key being
@@ -64,7 +67,7 @@ class Caps:
 class Admission:
     admitted: bool
     reason: str = ""  # why not
-    evict: Hashable | None = None  # an unauthenticated connection to close to make room
+    evict: Hashable | None = None  # a connection to close to make room
 
 
 class ConnectionGate:
@@ -75,35 +78,51 @@ class ConnectionGate:
         self.address: dict[Hashable, str] = {}
         self.per_address: dict[str, int] = {}
         self.unauthenticated: OrderedDict[Hashable, None] = OrderedDict()  # oldest first
+        self.sessionless: OrderedDict[Hashable, None] = OrderedDict()  # past hello, no session
         self.refused = 0  # connections refused so far
-        self.evicted = 0  # unauthenticated connections closed to make room
+        self.evicted = 0  # connections closed to make room
 
     @property
     def total(self) -> int:
         return len(self.address)
 
     def admit(self, key: Hashable, address: str) -> Admission:
-        if self.total >= self.caps.total:
-            self.refused += 1
-            return Admission(False, f"server full ({self.caps.total} connections)")
         if self.per_address.get(address, 0) >= self.caps.per_address:
             self.refused += 1
             return Admission(False, f"{self.caps.per_address} connections from {address}")
         evict = None
-        if len(self.unauthenticated) >= self.caps.unauthenticated:
-            evict = next(iter(self.unauthenticated))
-            self.unauthenticated.pop(evict)  # no longer counted even before it is gone
-            self.evicted += 1
+        if self.total >= self.caps.total:
+            waiting = self.unauthenticated or self.sessionless
+            if not waiting:
+                self.refused += 1
+                return Admission(False, f"server full ({self.caps.total} connections)")
+            evict = self._evict(waiting)
+        elif len(self.unauthenticated) >= self.caps.unauthenticated:
+            evict = self._evict(self.unauthenticated)
         self.address[key] = address
         self.per_address[address] = self.per_address.get(address, 0) + 1
         self.unauthenticated[key] = None
         return Admission(True, evict=evict)
 
+    def _evict(self, stage: OrderedDict[Hashable, None]) -> Hashable:
+        """The oldest connection of `stage`, no longer counted from now on."""
+        victim = next(iter(stage))
+        self.release(victim)
+        self.evicted += 1
+        return victim
+
     def authenticated(self, key: Hashable) -> None:
-        self.unauthenticated.pop(key, None)
+        """`key` passed hello."""
+        if self.unauthenticated.pop(key, 0) is None:
+            self.sessionless[key] = None
+
+    def registered(self, key: Hashable) -> None:
+        """`key` holds a session now: it keeps its place."""
+        self.sessionless.pop(key, None)
 
     def release(self, key: Hashable) -> None:
         self.unauthenticated.pop(key, None)
+        self.sessionless.pop(key, None)
         address = self.address.pop(key, None)
         if address is None:
             return

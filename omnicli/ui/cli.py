@@ -371,11 +371,28 @@ def server(
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Connections at once, all sources (kept below the descriptor limit)."
+        ),
+    ] = 10_000,
+    max_per_address: Annotated[
+        int, typer.Option(min=1, help="Connections at once from one source address.")
+    ] = 256,
+    max_unauthenticated: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Connections not past hello; at the cap the oldest is closed for a new one.",
+        ),
+    ] = 512,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
     from dataclasses import replace
 
+    from omnicli.server import logsafe
     from omnicli.server.driver import ServerConfig, SignalingServer
     from omnicli.server.switchboard import Service
 
@@ -385,6 +402,7 @@ def server(
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    logsafe.guard()  # client text escaped; one kind of message at most 5 times a second
     logging.getLogger("websockets").setLevel(logging.WARNING)
     specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
     services = tuple(_service(s) for s in specs) or (Service("dev", None),)
@@ -408,6 +426,9 @@ def server(
         resume_secret=resume_secret.encode() if resume_secret else None,
         resume_grace=resume_grace,
         rate_limit=rate_limit,
+        max_connections=max_connections,
+        max_per_address=max_per_address,
+        max_unauthenticated=max_unauthenticated,
     )
 
     async def flow() -> int:
