@@ -80,6 +80,15 @@ class Peer:
 
 
 @dataclass(frozen=True)
+class SessionPage:
+    """One `session_list` answer: the rows, how many sessions there are, whether more follow."""
+
+    peers: list[Peer]
+    total: int
+    truncated: bool
+
+
+@dataclass(frozen=True)
 class CallInfo:
     call_id: str
     peer: str
@@ -206,9 +215,15 @@ class Phone:
         return self.session
 
     async def session_list(self) -> list[Peer]:
+        return (await self.session_page()).peers
+
+    async def session_page(self, limit: int | None = None, after: str | None = None) -> SessionPage:
+        """Up to `limit` sessions (the server's maximum if None) whose user id is after `after`."""
         await self._ensure_connected()
-        result = await self._client.request("session_list")
-        return [Peer(s["user_id"], s["state"], s.get("call_type")) for s in result["sessions"]]
+        result = await self._client.request("session_list", limit=limit, after=after)
+        peers = [Peer(s["user_id"], s["state"], s.get("call_type")) for s in result["sessions"]]
+        total = int(result.get("total", len(peers)))
+        return SessionPage(peers, total, bool(result.get("truncated", False)))
 
     async def offer_call(
         self, call_type: str | CallType, callee: str, record: bool = False
@@ -710,4 +725,12 @@ def _call_type(value: str | CallType) -> str:
         raise UsageError(f"call type must be videocall or audiocall, not '{value}'") from None
 
 
-__all__ = ["CallInfo", "MediaOptions", "Peer", "Phone", "PhoneConfig", "SessionInfo"]
+__all__ = [
+    "CallInfo",
+    "MediaOptions",
+    "Peer",
+    "Phone",
+    "PhoneConfig",
+    "SessionInfo",
+    "SessionPage",
+]

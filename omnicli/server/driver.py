@@ -242,7 +242,7 @@ class SignalingServer:
             log.warning("connection from %s refused: %s", conn.address, admission.reason)
             return False
         if isinstance(admission.evict, BoundedConnection):
-            log.info("closed a connection from %s that had not said hello", admission.evict.address)
+            log.info("closed a waiting connection from %s to make room", admission.evict.address)
             admission.evict.abort()
         return True
 

@@ -9,8 +9,8 @@ happened and the time, and they answer what to do.
   `hello` (*unauthenticated*), past hello without a session (*sessionless*), holding a
   session. Past the per-address cap a new connection is refused at once. At the
   unauthenticated cap the *oldest* unauthenticated connection makes room for the new
-  one (as sshd's MaxStartups does); at the total cap the oldest unauthenticated, else
-  the oldest sessionless one does. So connections that never say hello, or say hello
+  one (as sshd's MaxStartups does); at the total cap the oldest connection that is
+  unauthenticated or sessionless does. So connections that never say hello, or say hello
   and nothing more, cannot lock out a client that registers: only sessions hold a
   place for good, and they are bounded per address and per service.
 - `AuthThrottle` counts failed authentications (hello refused with 401) per source
@@ -21,6 +21,7 @@ happened and the time, and they answer what to do.
 
 from __future__ import annotations
 
+import itertools
 import resource
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -76,6 +77,8 @@ class ConnectionGate:
     def __init__(self, caps: Caps) -> None:
         self.caps = caps
         self.address: dict[Hashable, str] = {}
+        self.arrival: dict[Hashable, int] = {}
+        self._arrivals = itertools.count()
         self.per_address: dict[str, int] = {}
         self.unauthenticated: OrderedDict[Hashable, None] = OrderedDict()  # oldest first
         self.sessionless: OrderedDict[Hashable, None] = OrderedDict()  # past hello, no session
@@ -92,14 +95,16 @@ class ConnectionGate:
             return Admission(False, f"{self.caps.per_address} connections from {address}")
         evict = None
         if self.total >= self.caps.total:
-            waiting = self.unauthenticated or self.sessionless
+            waiting = [stage for stage in (self.unauthenticated, self.sessionless) if stage]
             if not waiting:
                 self.refused += 1
                 return Admission(False, f"server full ({self.caps.total} connections)")
-            evict = self._evict(waiting)
+            # the one that has waited longest, whichever its stage
+            evict = self._evict(min(waiting, key=lambda stage: self.arrival[next(iter(stage))]))
         elif len(self.unauthenticated) >= self.caps.unauthenticated:
             evict = self._evict(self.unauthenticated)
         self.address[key] = address
+        self.arrival[key] = next(self._arrivals)
         self.per_address[address] = self.per_address.get(address, 0) + 1
         self.unauthenticated[key] = None
         return Admission(True, evict=evict)
@@ -123,6 +128,7 @@ class ConnectionGate:
     def release(self, key: Hashable) -> None:
         self.unauthenticated.pop(key, None)
         self.sessionless.pop(key, None)
+        self.arrival.pop(key, None)
         address = self.address.pop(key, None)
         if address is None:
             return

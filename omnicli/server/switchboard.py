@@ -33,7 +33,7 @@ import heapq
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -231,7 +231,7 @@ class Switchboard:
         if c.service_id is None:
             raise Refusal(ErrorCode.UNAUTHORIZED, "say hello first")
         if isinstance(body, p.SessionList):
-            return self._session_list(c.service_id, body.limit)
+            return self._session_list(c.service_id, body.limit, body.after)
         if isinstance(body, p.CreateSession):
             return self._create_session(c, body, now, out)
         if isinstance(body, p.Resume):
@@ -575,18 +575,23 @@ class Switchboard:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _session_list(self, service_id: str, limit: int) -> dict[str, Any]:
-        rows = self.session_list(service_id, limit)
+    def _session_list(self, service_id: str, limit: int, after: str | None) -> dict[str, Any]:
+        rows = self.session_list(service_id, limit, after)
         total = self.held.get(service_id, 0)
-        return {"sessions": rows, "total": total, "truncated": total > len(rows)}
+        left = (
+            total if after is None else sum(1 for user in self._users(service_id) if user > after)
+        )
+        return {"sessions": rows, "total": total, "truncated": left > len(rows)}
+
+    def _users(self, service_id: str) -> Iterator[str]:
+        return (user for svc, user in (*self.users, *self.away) if svc == service_id)
 
     def session_list(
-        self, service_id: str, limit: int = p.SESSION_LIST_LIMIT
+        self, service_id: str, limit: int = p.SESSION_LIST_LIMIT, after: str | None = None
     ) -> list[dict[str, Any]]:
-        """The first `limit` sessions of a service (online or away), by user id."""
-        names = heapq.nsmallest(
-            limit, (user for svc, user in (*self.users, *self.away) if svc == service_id)
-        )
+        """The first `limit` sessions of a service (online or away) by user id, after `after`."""
+        users = self._users(service_id)
+        names = heapq.nsmallest(limit, users if after is None else (u for u in users if u > after))
         rows = []
         for user in names:
             call = self._call_of(service_id, user)

@@ -690,6 +690,12 @@ def sessions(
     ca_file: CaFile = None,
     json: Json = False,
     verbose: Verbose = False,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="Show at most this many (the first by user id).")
+    ] = 1000,
+    every: Annotated[
+        bool, typer.Option("--all", help="Show every session, asking page by page.")
+    ] = False,
 ) -> None:
     """List who is online under the service, and who is busy."""
     settings = _settings(**_flags(locals()))
@@ -699,7 +705,12 @@ def sessions(
 
         phone = _phone(settings)
         try:
-            peers = await phone.session_list()
+            page = await phone.session_page(limit)
+            peers, total = list(page.peers), page.total
+            while every and page.truncated and page.peers:
+                page = await phone.session_page(after=page.peers[-1].user_id)
+                peers += page.peers
+            truncated = page.truncated
         finally:
             await phone.close()
         out = _output(settings)
@@ -710,6 +721,11 @@ def sessions(
                 )
         else:
             out.show(sessions_table(peers))
+        if truncated:
+            out.status(
+                f"showing the first {len(peers)} of {total} sessions (--all for every one)",
+                style="yellow",
+            )
         return 0
 
     run(flow)

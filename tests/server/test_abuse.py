@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hostile import gone, open_ws, ping_flood, read_json, rss_mib, text
-from procs import Omni, start_server
+from hostile import fd_count, gone, open_ws, ping_flood, read_json, rss_mib, text
+from procs import Omni, run_omni, start_server
 
 import omnicli.server.connection as bounded
 import omnicli.server.driver as srv
@@ -34,6 +35,7 @@ def server_process(*extra: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[
 
 def legit_cycle(url: str, source: str, name: str, **hello: Any) -> float:
     """Seconds a well-behaved client takes to connect, hello, register, list and leave."""
+    hello.setdefault("service_id", "dev")
     started = time.monotonic()
     sock = open_ws(url, source=source)
     try:
@@ -148,3 +150,130 @@ async def test_a_close_the_server_decides_completes(monkeypatch: pytest.MonkeyPa
         async with asyncio.timeout(2):
             while server.gate.total or server._clients:
                 await asyncio.sleep(0.02)
+
+
+# -- 2. descriptor exhaustion ----------------------------------------------------------------
+
+
+def hello_only(url: str, source: str, count: int) -> list[Any]:
+    """`count` connections from `source` that say hello and nothing more; the ones the
+    server took (the others were refused)."""
+    held = []
+    for _ in range(count):
+        try:
+            sock = open_ws(url, source=source, timeout=2.0)
+            sock.sendall(text({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}))
+            held.append(sock)
+        except OSError:
+            pass
+    return held
+
+
+def test_idle_connections_cannot_lock_everyone_out() -> None:
+    """With a descriptor limit of 256 (so at most 192 connections), 150 hello-only
+    connections from one address and 100 from each of six more (the attack made every
+    client time out with 1,000 of them): the server holds 100 per address, never runs out
+    of descriptors or floods its log, and fresh clients still register, list and call."""
+    prefix = ("prlimit", "--nofile=256:256")
+    with server_process("--max-per-address", "100", prefix=prefix) as (server, url):
+        pid = server.proc.pid
+        held = hello_only(url, "127.0.0.1", 150)
+        assert 90 <= len(held) <= 100  # the per-address cap (a few may be closed by now)
+        for n in range(3, 9):
+            held += hello_only(url, f"127.0.0.{n}", 100)
+        assert fd_count(pid) < 256 - 16
+        latencies = [legit_cycle(url, f"127.0.1.{n}", f"user{n}") for n in range(1, 6)]
+        assert max(latencies) < 1.0, latencies
+        # a whole call between two fresh clients while the caps are hit
+        alice, bob = (open_ws(url, source=f"127.0.2.{n}") for n in (1, 2))
+        for sock, name in ((alice, "alice"), (bob, "bob")):
+            sock.sendall(text({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}))
+            sock.sendall(text({"op": "create_session", "id": 2, "user_id": name}))
+            assert read_json(sock)["ok"] and read_json(sock)["ok"]
+        alice.sendall(text({"op": "offer_call", "id": 3, "call_type": "audiocall",
+                            "callee": "bob", "sdp": "o"}))  # fmt: skip
+        assert read_json(alice)["ok"] and read_json(bob)["event"] == "RINGING"
+        bob.sendall(text({"op": "answer_call", "id": 3, "sdp": "a"}))
+        assert read_json(bob)["ok"]
+        bob.sendall(text({"op": "leave", "id": 4}))
+        assert read_json(bob)["result"]["reason"] == "hangup"
+        for sock in (*held, alice, bob):
+            sock.close()
+        log = "\n".join(server.stderr_lines)
+        assert "out of system resource" not in log
+        assert len(server.stderr_lines) < 400, len(server.stderr_lines)
+        assert "refused: 100 connections from 127.0.0.1" in log
+
+
+# -- 3. session_list amplification -----------------------------------------------------------
+
+
+def register(url: str, names: list[str], source: str) -> list[Any]:
+    socks = []
+    for name in names:
+        sock = open_ws(url, source=source)
+        sock.sendall(text({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}))
+        sock.sendall(text({"op": "create_session", "id": 2, "user_id": name}))
+        assert read_json(sock)["ok"] and read_json(sock)["ok"]
+        socks.append(sock)
+    return socks
+
+
+def test_session_list_answers_cannot_pile_up() -> None:
+    """300 sessions with long ids (a 29 KB answer); ten clients pipeline session_list for
+    3 s and never read (the attack grew the server by 273 MB): the server stops reading
+    them instead of queueing answers, grows a few MiB at most, and a legitimate client's
+    list still comes back at once."""
+    with server_process("--max-per-address", "1000") as (server, url):
+        pid = server.proc.pid
+        names = [f"user-{n:03d}-" + "x" * 50 for n in range(300)]
+        held = register(url, names, "127.0.0.1")
+        probe = register(url, ["probe"], "127.0.0.3")[0]
+        base = rss_mib(pid)
+        sampler = Sampler(pid)
+        attackers = [open_ws(url, source="127.0.0.2", rcvbuf=4096) for _ in range(10)]
+        for sock in attackers:
+            sock.sendall(text({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}))
+        ask = b"".join(text({"op": "session_list", "id": n}) for n in range(2, 66))
+
+        def pipeline(sock: Any) -> None:
+            sock.settimeout(0.05)
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end:
+                with contextlib.suppress(TimeoutError):
+                    sock.send(ask)
+
+        latency: list[float] = []
+
+        def probe_list() -> None:
+            time.sleep(1.5)
+            started = time.monotonic()
+            probe.sendall(text({"op": "session_list", "id": 9, "limit": 1000}))
+            answer = read_json(probe)
+            latency.append(time.monotonic() - started)
+            assert answer["result"]["total"] == 301
+
+        in_threads(*(lambda s=s: pipeline(s) for s in attackers), probe_list)
+        peak = sampler.stop()
+        for sock in (*held, *attackers, probe):
+            sock.close()
+        assert peak - base < 10, f"server grew {peak - base:.1f} MiB"
+        assert latency and latency[0] < 1.0, latency
+
+
+def test_sessions_command_says_when_the_list_is_cut() -> None:
+    """`omni sessions --limit 5` with 12 online says it shows 5 of 12; `--all` pages
+    through every one (session_list with `after`)."""
+    with server_process() as (server, url):
+        held = register(url, [f"u{n:02d}" for n in range(12)], "127.0.0.1")
+        try:
+            cut = run_omni("sessions", "--server", url, "--limit", "5")
+            assert cut.returncode == 0, cut.stderr
+            assert "showing the first 5 of 12 sessions" in cut.stderr
+            every = run_omni("sessions", "--server", url, "--all", "--json", "--limit", "5")
+            rows = [json.loads(line)["user_id"] for line in every.stdout.splitlines()]
+            assert rows == [f"u{n:02d}" for n in range(12)]
+            assert "showing" not in every.stderr
+        finally:
+            for sock in held:
+                sock.close()
