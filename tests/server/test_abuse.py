@@ -264,7 +264,7 @@ def test_session_list_answers_cannot_pile_up() -> None:
 def test_sessions_command_says_when_the_list_is_cut() -> None:
     """`omni sessions --limit 5` with 12 online says it shows 5 of 12; `--all` pages
     through every one (session_list with `after`)."""
-    with server_process() as (server, url):
+    with server_process() as (_, url):
         held = register(url, [f"u{n:02d}" for n in range(12)], "127.0.0.1")
         try:
             cut = run_omni("sessions", "--server", url, "--limit", "5")
