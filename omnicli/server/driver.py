@@ -345,9 +345,10 @@ class SignalingServer:
         if response["ok"]:
             self.gate.authenticated(client.ws)
             return
-        if response["error"]["code"] == p.ErrorCode.UNAUTHORIZED:
+        code = response["error"]["code"]
+        if code == p.ErrorCode.UNAUTHORIZED:
             self.throttle.failed(client.address, now)  # logged as a summary, not each one
-        else:
+        elif code != p.ErrorCode.RATE_LIMITED:  # (turned away: counted in the summary too)
             log.info("conn %d hello refused: %s", client.conn, clean(response["error"]["message"]))
         client.failed_hellos += 1
         limit = self.config.max_failed_hellos
@@ -427,7 +428,7 @@ class SignalingServer:
             await asyncio.sleep(AUTH_REPORT)
             for address, failures, refused, left in self.throttle.summary(self.clock()):
                 log.warning(
-                    "%s: %d failed hellos, %d turned away in the last %.0f s%s",
+                    "%s: %d failed hellos, %d turned away in the last %g s%s",
                     address,
                     failures,
                     refused,

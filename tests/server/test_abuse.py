@@ -7,18 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hostile import fd_count, gone, open_ws, ping_flood, read_json, rss_mib, text
+from hostile import fd_count, frame, gone, open_ws, ping_flood, read_frame, read_json, rss_mib, text
 from procs import Omni, run_omni, start_server
+from websockets.asyncio.client import connect
 
 import omnicli.server.connection as bounded
 import omnicli.server.driver as srv
 from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.server.switchboard import Service
 from omnicli.wire import tokens
 
 KEY = "acme-key"
@@ -277,3 +280,143 @@ def test_sessions_command_says_when_the_list_is_cut() -> None:
         finally:
             for sock in held:
                 sock.close()
+
+
+# -- 4. one response per request ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [500, 10_000])
+async def test_every_pipelined_request_gets_one_response(count: int) -> None:
+    """A client that reads its answers and pipelines `count` pings (the attack got no
+    answer to 234 of 500, and a 1008 close at 10,000): one response each, in order, 429
+    beyond the rate limit, and the connection stays open."""
+    async with SignalingServer(ServerConfig(port=0)) as server, connect(server.url) as ws:
+        got: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            while len(got) < count:
+                got.append(json.loads(await ws.recv()))
+
+        reader = asyncio.create_task(read())
+        for rid in range(1, count + 1):
+            await ws.send(json.dumps({"op": "ping", "id": rid}))
+        await asyncio.wait_for(reader, 30)
+        assert [r["id"] for r in got] == list(range(1, count + 1))
+        codes = {r["error"]["code"] for r in got if not r["ok"]}
+        assert codes == {429} and sum(r["ok"] for r in got) >= 40
+        await asyncio.sleep(0.2)
+        await ws.send(json.dumps({"op": "ping", "id": 0}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["ok"]
+
+
+# -- 5. log injection ----------------------------------------------------------------------
+
+
+def test_client_text_cannot_forge_log_lines() -> None:
+    """Newlines, NUL and escape sequences in client fields reach the log escaped: no line
+    of the server's log is the forged one (a service id with a newline forged one)."""
+    forged = "x\n12:00:00 FORGED admin online\x00\x1b[2J"
+    with server_process() as (server, url):
+        sock = open_ws(url)
+        requests = [
+            {"op": "hello", "id": 1, "version": 1, "service_id": forged},
+            {"op": "hello", "id": 2, "version": 1, "service_id": "dev", "client": forged},
+            {"op": "create_session", "id": 3, "user_id": forged},
+            {"op": "create_session", "id": 4, "user_id": "alice"},
+            {"op": "answer_call", "id": 5, "caller": forged, "sdp": "a"},
+            {"op": "offer_call", "id": 6, "call_type": "audiocall", "callee": forged, "sdp": "o"},
+            {"op": forged, "id": 7},
+        ]
+        for request in requests:
+            sock.sendall(text(request))
+            read_json(sock)
+        sock.sendall(text({"op": "ping", "id": 8}))
+        read_json(sock)
+        sock.close()
+        deadline = time.monotonic() + 5
+        while "FORGED" not in "".join(server.stderr_lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = list(server.stderr_lines)
+    assert any("FORGED" in line for line in lines)  # it was logged, escaped
+    assert any("\\n12:00:00 FORGED" in line for line in lines)
+    for line in lines:  # the forged line would start a line of its own
+        assert not line.startswith("12:00:00 FORGED")
+        assert "\x00" not in line and "\x1b" not in line
+
+
+# -- 6. guessing service keys ----------------------------------------------------------------
+
+
+async def test_failed_hellos_are_throttled_per_address(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One address reconnecting and guessing keys as fast as it can for 2 s (the attack
+    made 2,200-3,100 guesses a second, each one logged): a handful are checked, the rest
+    are turned away (429 or HTTP 429), the log has a summary line, not one per guess, and
+    another address is served meanwhile."""
+    monkeypatch.setattr(srv, "AUTH_REPORT", 0.5)
+    caplog.set_level(logging.INFO, logger="omnicli.server.driver")
+    config = ServerConfig(port=0, services=(Service("acme", KEY),))
+    async with SignalingServer(config) as server:
+        checked = turned_away = 0
+
+        def guess() -> None:
+            nonlocal checked, turned_away
+            end = time.monotonic() + 2.0
+            n = 0
+            while time.monotonic() < end:
+                try:
+                    sock = open_ws(server.url, source="127.0.0.5")
+                except ConnectionError:
+                    turned_away += 1  # HTTP 429 at the handshake
+                    continue
+                try:
+                    for _ in range(5):
+                        n += 1
+                        hello = {"service_id": "acme", "service_key": f"guess-{n}"}
+                        sock.sendall(text({"op": "hello", "id": n, "version": 1, **hello}))
+                        code = read_json(sock)["error"]["code"]
+                        checked += code == 401
+                        turned_away += code == 429
+                except ConnectionError:
+                    pass
+                finally:
+                    sock.close()
+
+        guesser = asyncio.create_task(asyncio.to_thread(guess))
+        await asyncio.sleep(1.0)
+        other = await asyncio.to_thread(
+            legit_cycle, server.url, "127.0.0.6", "bob", service_id="acme", service_key=KEY
+        )
+        await guesser
+        await asyncio.sleep(0.6)  # one summary
+    assert checked <= 5 + 3, checked  # 5 free, then blocks of 1 s and 2 s
+    assert turned_away > 20
+    assert other < 1.0
+    summaries = [r.getMessage() for r in caplog.records if "failed hellos" in r.getMessage()]
+    assert summaries and all(m.startswith("127.0.0.5:") for m in summaries)
+    assert len(caplog.records) < 40, [r.getMessage() for r in caplog.records][:40]
+
+
+# -- 7. fragments ------------------------------------------------------------------------------
+
+
+async def test_too_many_fragments_close_with_1009() -> None:
+    """A message in 100 fragments is fine; one in 5,000 closes the connection with 1009
+    'too many fragments' (docs/protocol.md §1)."""
+    async with SignalingServer(ServerConfig(port=0)) as server:
+        for pieces, closed in ((100, False), (5000, True)):
+            sock = await asyncio.to_thread(open_ws, server.url)
+            body = json.dumps({"op": "ping", "id": 1, "pad": "p" * pieces}).encode()
+            chunks = [body[i : i + 1] for i in range(len(body))]
+            head, *middle, last = chunks
+            data = frame(0x1, head, fin=False)
+            data += b"".join(frame(0x0, c, fin=False) for c in middle) + frame(0x0, last)
+            sock.sendall(data)
+            if closed:
+                opcode, payload = await asyncio.to_thread(read_frame, sock)
+                assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1009
+                assert b"too many fragments" in payload
+            else:
+                assert (await asyncio.to_thread(read_json, sock))["ok"]
+            sock.close()
