@@ -28,6 +28,11 @@ log = logging.getLogger("omnicli.phone.callmedia")
 PREVIEW_FPS = 15
 
 
+def offers_media(sdp: str) -> bool:
+    """Whether an SDP has a media section (an `m=` line): one without has nothing to connect."""
+    return any(line.startswith("m=") for line in sdp.splitlines())
+
+
 class CallMedia:
     """The media of one call of `phone`; `open()` makes one with its sources open."""
 

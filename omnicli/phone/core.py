@@ -25,6 +25,7 @@ from omnicli.errors import (
     UsageError,
 )
 from omnicli.phone import events as ev
+from omnicli.phone.callmedia import offers_media
 from omnicli.phone.signaling import SignalingClient
 from omnicli.phone.summary import RunningStats, summarize
 from omnicli.wire.protocol import VERSION, CallType, ErrorCode, Track, check_user_id
@@ -325,7 +326,11 @@ class Phone:
             raise
         call.started = time.monotonic()
         self._mark_answered(call)
-        self._spawn(self._watch_media(call), call)
+        if offers_media(offer.sdp):
+            self._spawn(self._watch_media(call), call)
+        else:  # nothing can ever connect: end it now, not at the media timeout
+            self._emit(ev.Notice(f"the offer from {offer.caller} has no media: media failed"))
+            self._spawn(self._report_media(call, "failed"), call)
         return CallInfo(offer.call_id, offer.caller, offer.call_type, "callee")
 
     async def leave(self) -> str | None:
