@@ -148,14 +148,16 @@ def env() -> dict[str, str]:
 class Server:
     """`omni server --port 0` as a child process; `url` once it listens."""
 
-    def __init__(self, *extra: str, prefix: list[str] | None = None) -> None:
+    def __init__(
+        self, *extra: str, prefix: list[str] | None = None, log: Any = subprocess.DEVNULL
+    ) -> None:
         argv = [*(prefix or []), *OMNI, "server", "--port", "0", *extra]
         self.proc = subprocess.Popen(
             argv,
             env=env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=log,  # the server's log (a file to count its lines)
             text=True,
         )
         assert self.proc.stdout is not None
