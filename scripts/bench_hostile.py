@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import os
 import socket
 import sys
 import tempfile
@@ -49,10 +50,12 @@ FAKE_SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP
 class Run:
     """One server under one attack: its log, its memory, the legitimate client's figures."""
 
+    root = bl.ROOT  # the checkout whose server runs (--before: another one)
+
     def __init__(self, *extra: str, prefix: list[str] | None = None) -> None:
         # open for the run's life, closed by close()
         self.log = tempfile.NamedTemporaryFile("w+", prefix="omni-hostile-", suffix=".log")  # noqa: SIM115
-        self.server = bl.Server(*extra, prefix=prefix, log=self.log)
+        self.server = bl.Server(*extra, prefix=prefix, log=self.log, root=self.root)
         self.url = self.server.url
         self.peak = rss_mib(self.server.pid)
         self.latencies: list[float] = []
@@ -165,10 +168,15 @@ def in_threads(jobs: list[Callable[[], object]]) -> None:
 def hello_only(url: str, sources: list[str], each: int, hello: bool = True) -> list[socket.socket]:
     held = []
     for source in sources:
+        failed = 0
         for _ in range(each):
             try:
                 sock = open_ws(url, source=source, timeout=2)
+                failed = 0
             except OSError:
+                failed += 1
+                if failed >= 20:  # the server takes no more (an older one may hang them)
+                    break
                 continue
             if hello:
                 sock.sendall(text({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}))
@@ -259,11 +267,16 @@ def attack_idle(seconds: float, per_address: int, addresses: int) -> dict[str, A
 
 
 def attack_list(seconds: float, sessions: int, askers: int) -> dict[str, Any]:
-    run = Run("--max-per-address", str(sessions + askers + 10))
+    run = Run(*(() if Run.root != bl.ROOT else ("--max-per-address", str(sessions + askers + 10))))
     try:
         users = []
         for n in range(sessions):
-            sock = open_ws(run.url, source="127.0.5.1")
+            try:
+                sock = open_ws(run.url, source="127.0.5.1")
+            except OSError as exc:
+                with open(run.log.name) as f:
+                    tail = f.read()[-2000:]
+                raise RuntimeError(f"registering session {n}: {exc}; server log:\n{tail}") from exc
             sock.sendall(text({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}))
             sock.sendall(text({"op": "create_session", "id": 2, "user_id": f"user-{n:05d}"}))
             users.append(sock)
@@ -300,20 +313,18 @@ def attack_list(seconds: float, sessions: int, askers: int) -> dict[str, Any]:
         run.close()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, default=10.0, help="each attack's length")
-    ap.add_argument("--quick", action="store_true", help="3 s attacks, fewer connections")
-    args = ap.parse_args()
-    seconds = 3.0 if args.quick else args.seconds
-    print(f"load before: {[round(x, 2) for x in __import__('os').getloadavg()]}")
-    quiet = baseline(seconds)
-    flood = attack_ping_flood(seconds, 4)
-    idle = attack_idle(seconds, 256, 10 if args.quick else 16)
-    listing = attack_list(seconds, 300 if args.quick else 1000, 20 if args.quick else 100)
+def attacks(seconds: float, quick: bool) -> dict[str, dict[str, Any]]:
+    return {
+        "none": baseline(seconds),
+        "ping flood": attack_ping_flood(seconds, 4),
+        "idle conns": attack_idle(seconds, 256, 10 if quick else 16),
+        "session_list": attack_list(seconds, 300 if quick else 1000, 20 if quick else 100),
+    }
+
+
+def show(figures: dict[str, dict[str, Any]], seconds: float) -> None:
     rows = []
-    for name, f in (("none", quiet), ("ping flood", flood), ("idle conns", idle),
-                    ("session_list", listing)):  # fmt: skip
+    for name, f in figures.items():
         rows.append(
             [
                 name,
@@ -328,6 +339,7 @@ def main() -> None:
         )
     headers = ["attack", "base MiB", "peak MiB", "after MiB", "legit ms", "max ms", "failed"]
     bl.table([*headers, "log/s"], rows)
+    flood, idle, listing = figures["ping flood"], figures["idle conns"], figures["session_list"]
     print(
         f"ping flood: {flood['connections']} connections sent {flood['flood_mib_sent']} MiB "
         "of pings"
@@ -342,17 +354,30 @@ def main() -> None:
         f"session_list: {listing['sessions']} sessions, {listing['askers']} askers, "
         f"{listing['askers_still_held']} still held at the end"
     )
-    print(f"load after: {[round(x, 2) for x in __import__('os').getloadavg()]}")
-    bl.write(
-        "hostile",
-        {
-            "seconds": seconds,
-            "baseline": quiet,
-            "ping_flood": flood,
-            "idle": idle,
-            "session_list": listing,
-        },
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="each attack's length")
+    ap.add_argument("--quick", action="store_true", help="3 s attacks, fewer connections")
+    ap.add_argument(
+        "--before", type=Path, help="also attack the server of this checkout (an older commit)"
     )
+    args = ap.parse_args()
+    seconds = 3.0 if args.quick else args.seconds
+    print(f"load before: {[round(x, 2) for x in os.getloadavg()]}")
+    result: dict[str, Any] = {"seconds": seconds}
+    if args.before:
+        Run.root = args.before.resolve()
+        print(f"== the server of {Run.root}")
+        result["before"] = before = attacks(seconds, args.quick)
+        show(before, seconds)
+        Run.root = bl.ROOT
+        print(f"== the server of {bl.ROOT}")
+    result["after"] = now = attacks(seconds, args.quick)
+    show(now, seconds)
+    print(f"load after: {[round(x, 2) for x in os.getloadavg()]}")
+    bl.write("hostile", result)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections import deque
 from typing import Any, ClassVar, Protocol
 
@@ -38,6 +39,7 @@ log = logging.getLogger("omnicli.server.driver")
 WRITE_STALL = 8.0  # s a connection's writes may stay paused before it is aborted
 SEND_QUEUE_BYTES = 1 << 20  # unsent messages one connection may hold; then 1008
 READ_PAUSE_BYTES = 64 << 10  # stop reading a client's requests while this much is unsent
+SOCKET_SEND_BUFFER = 256 << 10  # the kernel's send buffer per connection (no autotuning)
 
 
 class Gatekeeper(Protocol):
@@ -56,6 +58,10 @@ class BoundedConnection(ServerConnection):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.address = _address(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # what a client that does not read holds in the kernel, too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
         self.admitted = False
         self.stalled = False  # aborted because its writes stayed paused
         self._paused_by: set[str] = set()

@@ -33,10 +33,12 @@ from omnicli.server.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PER_ADDRESS,
     DEFAULT_MAX_UNAUTHENTICATED,
+    AddressBudget,
     AuthThrottle,
     Caps,
     ConnectionGate,
     fd_soft_limit,
+    list_cost,
     raise_fd_limit,
 )
 from omnicli.server.logsafe import clean
@@ -148,6 +150,7 @@ class SignalingServer:
         self.fd_limit = 0
         self.gate = ConnectionGate(Caps())
         self.throttle = AuthThrottle()
+        self.list_budget = AddressBudget()
         self._reporter: asyncio.Task[None] | None = None
 
     @property
@@ -321,9 +324,12 @@ class SignalingServer:
             return
         before = self.board.user_of(client.conn)
         now = self.clock()
-        wait = self.throttle.blocked_for(client.address, now) if request.op == "hello" else 0.0
-        if wait > 0:
+        message = ""
+        if request.op == "hello" and (wait := self.throttle.blocked_for(client.address, now)):
             message = f"too many failed hellos from your address; retry in {wait:.0f} s"
+        elif request.op == "session_list" and (wait := self.list_budget.take(client.address, now)):
+            message = f"too many session lists from your address; retry in {wait:.2f} s"
+        if message:
             sends = [Send(client.conn, p.error(request.id, p.ErrorCode.RATE_LIMITED, message))]
         else:
             try:
@@ -333,6 +339,11 @@ class SignalingServer:
                 error = p.error(request.id, p.ErrorCode.INTERNAL, "server error")
                 sends = [Send(client.conn, error)]
         self._deliver(sends)
+        if request.op == "session_list" and sends[0].message["ok"]:
+            cost = list_cost(len(sends[0].message["result"]["sessions"]))
+            self.list_budget.charge(client.address, cost)
+            if client.bucket is not None:
+                client.bucket.charge(cost)
         if request.op == "hello":
             self._hello_done(client, sends[0].message, now)
         else:

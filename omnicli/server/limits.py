@@ -17,6 +17,10 @@ happened and the time, and they answer what to do.
   address. After `free` failures each further one blocks the address for a delay that
   doubles up to `max_block`; a blocked address is answered 429 without its key being
   checked. It also keeps the counts the driver logs as one summary line per address.
+- `AddressBudget` is a token bucket per source address for costly answers: a
+  `session_list` of N rows costs 1 + N/100 of the connection's rate limit and of its
+  address's budget, so many connections from one address cannot make the server
+  build thousands of long lists a second.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import resource
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+
+from omnicli.server.ratelimit import TokenBucket
 
 DEFAULT_MAX_CONNECTIONS = 10_000
 DEFAULT_MAX_PER_ADDRESS = 256
@@ -193,3 +199,38 @@ class AuthThrottle:
                 rows.append((address, s.unreported, s.refused, max(0.0, s.blocked_until - now)))
                 s.unreported = s.refused = 0
         return rows
+
+
+ROWS_PER_TOKEN = 100  # a session_list answer costs 1 + rows / ROWS_PER_TOKEN requests
+LIST_RATE = 100.0  # cost units per second per address (10 lists of 1,000 rows)
+LIST_BURST = 200
+
+
+def list_cost(rows: int) -> float:
+    """What a session_list answer of `rows` rows costs beyond the one request it was."""
+    return rows / ROWS_PER_TOKEN
+
+
+@dataclass
+class AddressBudget:
+    """A token bucket per source address (the table bounded, the oldest entries go)."""
+
+    rate: float = LIST_RATE
+    burst: float = LIST_BURST
+    max_addresses: int = 10_000
+    table: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
+
+    def _bucket(self, address: str) -> TokenBucket:
+        bucket = self.table.pop(address, None) or TokenBucket(self.rate, self.burst)
+        self.table[address] = bucket
+        while len(self.table) > self.max_addresses:
+            self.table.popitem(last=False)
+        return bucket
+
+    def take(self, address: str, now: float) -> float:
+        """0 when `address` may go on (one unit taken), else the seconds until it may."""
+        bucket = self._bucket(address)
+        return 0.0 if bucket.take(now) else max(0.01, bucket.retry_after())
+
+    def charge(self, address: str, amount: float) -> None:
+        self._bucket(address).charge(amount)

@@ -8,8 +8,17 @@ import resource
 
 import pytest
 
-from omnicli.server.limits import FD_RESERVE, AuthThrottle, Caps, ConnectionGate, raise_fd_limit
+from omnicli.server.limits import (
+    FD_RESERVE,
+    AddressBudget,
+    AuthThrottle,
+    Caps,
+    ConnectionGate,
+    list_cost,
+    raise_fd_limit,
+)
 from omnicli.server.logsafe import ServerLogFilter, clean
+from omnicli.server.ratelimit import TokenBucket
 
 # -- connection caps ---------------------------------------------------------------------------
 
@@ -135,3 +144,27 @@ def test_every_message_is_escaped_whatever_logged_it() -> None:
     forged = record("%s refused: %s", "alice", "x\n12:00:00 FORGED")
     assert guard.filter(forged)
     assert forged.getMessage() == "alice refused: x\\n12:00:00 FORGED"
+
+
+# -- costly answers ----------------------------------------------------------------------------
+
+
+def test_long_lists_cost_more_per_connection_and_per_address() -> None:
+    """A 1,000-row session_list costs 11 requests: an address may build ten or so a
+    second, however many connections it opens; a short list costs about one."""
+    assert list_cost(1000) == 10 and list_cost(5) == 0.05
+    budget = AddressBudget(rate=100, burst=200)
+    built = 0
+    while budget.take("a", 0.0) == 0.0:
+        budget.charge("a", list_cost(1000))
+        built += 1
+    assert built == 19  # the burst of 200 units: 19 answers of 11 units
+    assert budget.take("b", 0.0) == 0.0  # another address is not held up
+    wait = budget.take("a", 0.0)
+    assert 0 < wait <= 0.1
+    assert budget.take("a", 1.1) == 0.0  # 100 units a second come back
+    bucket = TokenBucket(rate=20, burst=40)
+    assert bucket.take(0.0)
+    bucket.charge(100)  # never below -burst
+    assert bucket.tokens == -40 and not bucket.take(0.0)
+    assert bucket.retry_after() == pytest.approx(41 / 20)
