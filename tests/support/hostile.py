@@ -8,6 +8,7 @@ resident memory and its open descriptors, read from /proc.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -146,3 +147,75 @@ def gone(sock: socket.socket, timeout: float) -> bool:
         except OSError:
             return True
     return False
+
+
+class PongKeeper:
+    """Answers the server's pings on many raw sockets from one thread (and reads and drops
+    everything else), so idle connections look alive to the server's keepalive."""
+
+    def __init__(self) -> None:
+        import selectors
+        import threading
+
+        self._selector = selectors.DefaultSelector()
+        self._buffers: dict[socket.socket, bytes] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def add(self, socks: list[socket.socket]) -> None:
+        import selectors
+
+        with self._lock:
+            for sock in socks:
+                sock.setblocking(False)
+                self._buffers[sock] = b""
+                self._selector.register(sock, selectors.EVENT_READ)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                ready = self._selector.select(timeout=0) if self._buffers else []
+            if not ready:
+                time.sleep(0.02)
+                continue
+            for key, _ in ready:
+                sock: socket.socket = key.fileobj  # type: ignore[assignment]
+                try:
+                    data = sock.recv(1 << 16)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                with self._lock:
+                    if not data:
+                        self._selector.unregister(sock)
+                        self._buffers.pop(sock, None)
+                        continue
+                    self._buffers[sock] = self._pong(sock, self._buffers[sock] + data)
+
+    @staticmethod
+    def _pong(sock: socket.socket, buf: bytes) -> bytes:
+        """Answer each complete ping in `buf`; what is left of an incomplete frame."""
+        while len(buf) >= 2:
+            n, head = buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, head = struct.unpack("!H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, head = struct.unpack("!Q", buf[2:10])[0], 10
+            if len(buf) < head + n:
+                break
+            if buf[0] & 0x0F == 0x9:
+                with contextlib.suppress(OSError):
+                    sock.send(frame(0xA, buf[head : head + n]))
+            buf = buf[head + n :]
+        return buf
