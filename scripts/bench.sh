@@ -10,6 +10,7 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_setup.py --calls 5"
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
     "bench_media.py --sizes 320x240 --seconds 3 --warmup 1"
+    "bench_hostile.py --quick"
     "bench_network.py --losses 0.05 --seconds 4 --warmup 2"
   )
 else
@@ -18,6 +19,7 @@ else
     "bench_setup.py"
     "bench_server.py"
     "bench_media.py"
+    "bench_hostile.py"
     "bench_network.py"   # last: it builds network namespaces (needs root)
   )
 fi
