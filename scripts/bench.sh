@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark (about 4 minutes) and writes out/bench/*.json; each compares
+# Runs every benchmark (about 8 minutes) and writes out/bench/*.json; each compares
 # with a baseline measured in the same run (see docs/performance.md).
 # "scripts/bench.sh --quick" runs short versions of each (under a minute).
 EXTRAS=dev source "$(dirname "$0")/env.sh"
