@@ -234,8 +234,6 @@ class SignalingServer:
         assert self._server is not None
         await self._server.serve_forever()
 
-    # -- per connection ------------------------------------------------------------
-
     # -- connections: admission (BoundedConnection calls these) -----------------------
 
     def opened(self, conn: BoundedConnection) -> bool:
