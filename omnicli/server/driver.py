@@ -1,4 +1,4 @@
-"""The signaling server: a thin websockets driver around `state.Switchboard`.
+"""The signaling server: a thin websockets driver around `switchboard.Switchboard`.
 
 It owns the sockets, the per-connection send queues, the per-connection rate limit,
 the connection caps and the failed-authentication throttle (`limits`), and the timer
@@ -43,7 +43,8 @@ from omnicli.server.limits import (
 )
 from omnicli.server.logsafe import clean
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
-from omnicli.server.switchboard import RESUME_GRACE, Send, Service, Switchboard
+from omnicli.server.records import Send, ToConn, ToUser
+from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
 
@@ -311,14 +312,16 @@ class SignalingServer:
                 rid = p.request_id(p.decode(text))
             wait = client.bucket.retry_after()
             message = f"too many requests; retry in {wait:.2f} s"
-            self._deliver([Send(client.conn, p.error(rid, p.ErrorCode.RATE_LIMITED, message))])
+            self._deliver(
+                [Send(ToConn(client.conn), p.error(rid, p.ErrorCode.RATE_LIMITED, message))]
+            )
             return
         try:
             obj = p.decode(text)
             rid = p.request_id(obj)
             request = p.parse_request(obj)
         except p.ProtocolError as exc:
-            self._deliver([Send(client.conn, p.error(rid, exc.code, str(exc)))])
+            self._deliver([Send(ToConn(client.conn), p.error(rid, exc.code, str(exc)))])
             return
         before = self.board.user_of(client.conn)
         now = self.clock()
@@ -328,14 +331,16 @@ class SignalingServer:
         elif request.op == "session_list" and (wait := self.list_budget.take(client.address, now)):
             message = f"too many session lists from your address; retry in {wait:.2f} s"
         if message:
-            sends = [Send(client.conn, p.error(request.id, p.ErrorCode.RATE_LIMITED, message))]
+            sends = [
+                Send(ToConn(client.conn), p.error(request.id, p.ErrorCode.RATE_LIMITED, message))
+            ]
         else:
             try:
                 sends = self.board.handle(client.conn, request, now)
             except Exception:  # a bug must not take the server down for everyone
                 log.exception("internal error handling %s", request.op)
                 error = p.error(request.id, p.ErrorCode.INTERNAL, "server error")
-                sends = [Send(client.conn, error)]
+                sends = [Send(ToConn(client.conn), error)]
         self._deliver(sends)
         if request.op == "session_list" and sends[0].message["ok"]:
             cost = list_cost(len(sends[0].message["result"]["sessions"]))
@@ -366,7 +371,7 @@ class SignalingServer:
             self._close(client, p.CLOSE_POLICY, "too many failed hellos", after=True)
 
     def _deliver(self, sends: list[Send]) -> None:
-        for send in sends:
+        for send in self.board.route(sends):
             client = self._clients.get(send.conn)
             if client is None:
                 continue
@@ -414,7 +419,8 @@ class SignalingServer:
         for send in sends[1:]:
             name = send.message.get("event")
             if name in ("RINGING", "CONNECTED", "LEAVE", "CANCEL"):
-                target = self.board.user_of(send.conn)
+                to = send.to
+                target = to.user_id if isinstance(to, ToUser) else self.board.user_of(to.conn)
                 extra = send.message.get("reason") or send.message.get("caller") or ""
                 call_id = send.message.get("call_id")
                 log.info("%s -> %s %s %s", call_id, target, name, clean(extra))

@@ -18,7 +18,7 @@ from omnicli.phone import events as ev
 from omnicli.phone import resume
 from omnicli.phone.core import Phone, SessionInfo
 from omnicli.server.driver import ServerConfig, SignalingServer
-from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
 
@@ -38,13 +38,21 @@ class Board:
         self.now = 100.0
         self.tokens: dict[str, str] = {}
 
-    def send(self, conn: int, op: str, **fields: Any) -> list[Send]:
+    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
         rid = next(self._rids)
-        out = self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        out = self.sb.route(
+            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        )
         assert out[0].conn == conn and out[0].message["id"] == rid
         return out
 
-    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Send]]:
+    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
+        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
+
+    def expire(self, now: float) -> list[Delivery]:
+        return self.sb.route(self.sb.expire(now))
+
+    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Delivery]]:
         resp, *events = self.send(conn, op, **fields)
         assert resp.message["ok"] is True, resp.message
         return resp.message["result"], events
@@ -75,14 +83,14 @@ class Board:
         assert {e.message["event"] for e in events} == {"CONNECTED"}
         return alice, bob, result["call_id"]
 
-    def resume(self, user: str, **fields: Any) -> tuple[int, dict[str, Any], list[Send]]:
+    def resume(self, user: str, **fields: Any) -> tuple[int, dict[str, Any], list[Delivery]]:
         conn = self.hello()
         result, events = self.ok(conn, "resume", resume_token=self.tokens[user], **fields)
         self.tokens[user] = result["resume_token"]
         return conn, result, events
 
 
-def events_of(out: list[Send], conn: int) -> list[dict[str, Any]]:
+def events_of(out: list[Delivery], conn: int) -> list[dict[str, Any]]:
     return [s.message for s in out if s.conn == conn and "event" in s.message]
 
 
@@ -95,9 +103,9 @@ def test_lost_connection_keeps_the_call_and_resume_takes_it_back() -> None:
     b = Board()
     alice, bob, call_id = b.connected()
     session = b.sb.conns[bob].session
-    assert b.sb.disconnect(bob, b.now, lost=True) == []
+    assert b.disconnect(bob, b.now, lost=True) == []
     b.now += GRACE - 0.5
-    assert b.sb.expire(b.now) == []
+    assert b.expire(b.now) == []
     assert b.code(b.hello(), "create_session", user_id="bob") == 409  # still bob's
     bob2, result, events = b.resume("bob")
     assert (result["user_id"], result["session"], result["ended"]) == ("bob", session, None)
@@ -120,7 +128,7 @@ def test_clean_close_ends_the_call_at_once() -> None:
     """A clean close gives the peer LEAVE connection_lost immediately, with no grace."""
     b = Board()
     alice, bob, call_id = b.connected()
-    out = b.sb.disconnect(bob, b.now, lost=False)
+    out = b.disconnect(bob, b.now, lost=False)
     assert events_of(out, alice) == [
         {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
     ]
@@ -132,10 +140,10 @@ def test_grace_running_out_ends_the_call_and_a_late_resume_learns_it() -> None:
     session under the same user id and is told its call ended."""
     b = Board()
     alice, bob, call_id = b.connected()
-    b.sb.disconnect(bob, b.now, lost=True)
+    b.disconnect(bob, b.now, lost=True)
     assert b.sb.next_deadline() == pytest.approx(b.now + GRACE)
     b.now += GRACE
-    out = b.sb.expire(b.now)
+    out = b.expire(b.now)
     assert events_of(out, alice) == [
         {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
     ]
@@ -150,7 +158,7 @@ def test_an_end_missed_while_away_is_told_on_resume() -> None:
     """If the peer hangs up while we are away, resume says so (reason and who)."""
     b = Board()
     alice, bob, call_id = b.connected()
-    b.sb.disconnect(bob, b.now, lost=True)
+    b.disconnect(bob, b.now, lost=True)
     b.ok(alice, "leave")
     _, result, _ = b.resume("bob")
     assert result["call"] is None
@@ -165,7 +173,7 @@ def test_resume_on_a_half_open_connection_kicks_the_old_one_out() -> None:
     bob2, result, events = b.resume("bob")
     assert result["call"]["call_id"] == call_id
     assert [(e.conn, e.message["event"], e.close) for e in events] == [(bob, "KICKOUT", True)]
-    assert b.sb.disconnect(bob, b.now, lost=False) == []
+    assert b.disconnect(bob, b.now, lost=False) == []
     _, out = b.ok(alice, "mute", track="video")
     assert [s.conn for s in out] == [bob2]
 
@@ -175,7 +183,7 @@ def test_a_ringing_callee_is_rung_again_on_resume() -> None:
     b = Board()
     alice, bob = b.user("alice"), b.user("bob")
     b.ok(alice, "offer_call", call_type="audiocall", callee="bob", sdp="offer")
-    b.sb.disconnect(bob, b.now, lost=True)
+    b.disconnect(bob, b.now, lost=True)
     _, result, events = b.resume("bob")
     assert result["call"]["state"] == "ringing"
     assert [e.message["event"] for e in events] == ["RINGING"]
@@ -230,7 +238,7 @@ def test_restarted_server_ends_a_call_only_one_side_declares() -> None:
         "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
     )
     new.now += GRACE
-    out = new.sb.expire(new.now)
+    out = new.expire(new.now)
     assert events_of(out, a2) == [
         {"event": "LEAVE", "call_id": call_id, "reason": "connection_lost", "by": "bob"}
     ]
@@ -258,7 +266,7 @@ def test_a_caller_that_missed_answered_while_away_gets_it_on_resume() -> None:
     b = Board()
     alice, bob = b.user("alice"), b.user("bob")
     result, _ = b.ok(alice, "offer_call", call_type="videocall", callee="bob", sdp="o")
-    b.sb.disconnect(alice, b.now, lost=True)
+    b.disconnect(alice, b.now, lost=True)
     b.ok(bob, "answer_call", sdp="the-answer")
     a2, resumed, events = b.resume("alice")
     assert resumed["call"]["state"] == "answered"
@@ -266,7 +274,7 @@ def test_a_caller_that_missed_answered_while_away_gets_it_on_resume() -> None:
         ("ANSWERED", "the-answer")
     ]
     # one that describes the call (it had the answer) is not told again
-    b.sb.disconnect(a2, b.now, lost=True)
+    b.disconnect(a2, b.now, lost=True)
     _, _, events = b.resume(
         "alice", call_id=result["call_id"], peer="bob", role="caller", call_type="videocall"
     )
@@ -286,7 +294,7 @@ def test_restarted_server_does_not_declare_a_call_with_an_online_idle_peer() -> 
             "alice", call_id=call_id, peer="bob", role="caller", call_type="videocall"
         )
         assert result["call"] is None and result["ended"]["call_id"] == call_id
-        new.sb.disconnect(conn, new.now)
+        new.disconnect(conn, new.now)
     assert new.sb.calls == {} and new.sb.user_call == {}
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stores import STORES
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -187,15 +188,18 @@ KINDS = (
     st.randoms(use_true_random=True),
     st.booleans(),
 )
+@pytest.mark.parametrize("store", sorted(STORES))
 def test_switchboard_survives_random_traffic(
-    actions: list[str], pick: random.Random, lost_at_end: bool
+    store: str, actions: list[str], pick: random.Random, lost_at_end: bool
 ) -> None:
-    """Random valid and invalid requests, drops and clock ticks from several connections."""
+    """Random valid and invalid requests, drops and clock ticks from several connections,
+    over each kind of store."""
     sb = Switchboard(
         [Service("dev", None), Service("locked", "s3cret")],
         ring_timeout=30,
         connect_timeout=10,
         resume_grace=5,
+        store=STORES[store](),
     )
     pools, now, live, next_conn, rid = Pools(), 0.0, [], 1, 0
     for kind in actions:
@@ -206,11 +210,11 @@ def test_switchboard_survives_random_traffic(
             next_conn += 1
         elif kind == "drop":
             conn = live.pop(which % len(live))
-            out = sb.disconnect(conn, now, lost=pick.random() < 0.5)
+            out = sb.route(sb.disconnect(conn, now, lost=pick.random() < 0.5))
             assert all(s.conn in live and "event" in s.message for s in out)
         elif kind == "tick":
             now += pick.choice([0.5, 3.0, 12.0, 40.0])
-            out = sb.expire(now)
+            out = sb.route(sb.expire(now))
             assert all(s.conn in live and "event" in s.message for s in out)
         else:
             conn = live[which % len(live)]
@@ -224,7 +228,7 @@ def test_switchboard_survives_random_traffic(
             except p.ProtocolError as exc:
                 assert isinstance(exc.code, p.ErrorCode)
                 continue
-            out = sb.handle(conn, request, now)
+            out = sb.route(sb.handle(conn, request, now))
             response, *rest = out
             assert response.conn == conn and response.message["id"] == request.id
             assert isinstance(response.message["ok"], bool)

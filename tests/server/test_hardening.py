@@ -23,7 +23,7 @@ import omnicli.server.driver as srv
 from omnicli.errors import ServerRefused, ServerUnreachable, UsageError
 from omnicli.phone.signaling import SignalingClient
 from omnicli.server.driver import ServerConfig, SignalingServer, check_config
-from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
@@ -39,11 +39,19 @@ class Board:
         self._conns = itertools.count(1)
         self._rids = itertools.count(1)
 
-    def send(self, conn: int, op: str, **fields: Any) -> list[Send]:
+    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
         rid = next(self._rids)
-        out = self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), 0.0)
+        out = self.sb.route(
+            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), 0.0)
+        )
         assert out[0].conn == conn and out[0].message["id"] == rid
         return out
+
+    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
+        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
+
+    def expire(self, now: float) -> list[Delivery]:
+        return self.sb.route(self.sb.expire(now))
 
     def result(self, conn: int, op: str, **fields: Any) -> dict[str, Any]:
         message = self.send(conn, op, **fields)[0].message
@@ -195,9 +203,9 @@ def test_second_registration_is_refused() -> None:
     other = b.conn()
     b.result(other, "hello", version=1, service_id="dev")
     assert b.code(other, "create_session", user_id="bob") == 409
-    b.sb.disconnect(bob, 0.0, lost=True)
+    b.disconnect(bob, 0.0, lost=True)
     assert b.code(other, "create_session", user_id="bob") == 409
-    b.sb.expire(100.0)
+    b.expire(100.0)
     assert b.result(other, "create_session", user_id="bob")["user_id"] == "bob"
 
 

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from omnicli.server.switchboard import Send, Service, Switchboard
+from omnicli.server.records import Presence
+from omnicli.server.store import Store
+from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
 
 OFFER_SDP = "v=0 offer"
@@ -37,14 +39,22 @@ class Board:
         self.sb.connect(conn)
         return conn
 
-    def send(self, conn: int, op: str, **fields: Any) -> list[Send]:
+    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
         """Handle one request; check the response comes first, to the sender, with its id."""
         rid = next(self._rids)
-        out = self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        out = self.sb.route(
+            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+        )
         assert out[0].conn == conn and out[0].message["id"] == rid
         return out
 
-    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Send]]:
+    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
+        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
+
+    def expire(self, now: float) -> list[Delivery]:
+        return self.sb.route(self.sb.expire(now))
+
+    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Delivery]]:
         """The result of a request that must succeed, and the events it caused."""
         resp, *events = self.send(conn, op, **fields)
         assert resp.message["ok"] is True, resp.message
@@ -62,7 +72,7 @@ class Board:
         self.ok(conn, "create_session", user_id=user_id)
         return conn
 
-    def offer(self, caller: int, callee: str, call_type: str = "videocall") -> list[Send]:
+    def offer(self, caller: int, callee: str, call_type: str = "videocall") -> list[Delivery]:
         fields = {"call_type": call_type, "callee": callee, "sdp": OFFER_SDP}
         _, events = self.ok(caller, "offer_call", **fields)
         return events
@@ -109,8 +119,8 @@ def ringing_event(cid: str, caller: str = "alice", call_type: str = "videocall")
 
 
 @pytest.fixture
-def b() -> Board:
-    return Board()
+def b(store: Store) -> Board:
+    return Board(store=store)
 
 
 def idle_states(b: Board) -> dict[str, str]:
@@ -203,9 +213,9 @@ def test_requests_before_create_session(b: Board, op: str, fields: dict[str, Any
 # -- create_session -------------------------------------------------------------------------
 
 
-def test_create_session_chosen_id() -> None:
+def test_create_session_chosen_id(store: Store) -> None:
     """A chosen user id is granted with a fresh session id and the ICE servers."""
-    b = Board(ice_servers=[{"urls": "stun:example.org"}])
+    b = Board(ice_servers=[{"urls": "stun:example.org"}], store=store)
     conn = b.connect()
     b.ok(conn, "hello", version=1, service_id="dev")
     result, events = b.ok(conn, "create_session", user_id="alice")
@@ -230,10 +240,10 @@ def test_create_session_random_id(b: Board) -> None:
     assert ids[0] != ids[1]
 
 
-def test_create_session_random_id_skips_away_sessions() -> None:
+def test_create_session_random_id_skips_away_sessions(store: Store) -> None:
     """A generated id whose session is away (waiting to be resumed) is not handed out."""
     names = iter(["s-1", "user-x", "user-y", "s-2"])
-    sb = Switchboard([Service("dev", None)], new_id=lambda prefix: next(names))
+    sb = Switchboard([Service("dev", None)], new_id=lambda prefix: next(names), store=store)
     sb.connect(1)
     sb.handle(1, p.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
     sb.handle(1, p.parse_request({"op": "create_session", "id": 2, "user_id": "user-x"}), 0)
@@ -245,10 +255,10 @@ def test_create_session_random_id_skips_away_sessions() -> None:
     assert out[0].message["result"]["user_id"] == "user-y"
 
 
-def test_create_session_random_id_skips_taken() -> None:
+def test_create_session_random_id_skips_taken(store: Store) -> None:
     """A generated id that is online already is not handed out again."""
     names = iter(["user-x", "s-1", "user-x", "user-y", "s-2"])
-    sb = Switchboard([Service("dev", None)], new_id=lambda prefix: next(names))
+    sb = Switchboard([Service("dev", None)], new_id=lambda prefix: next(names), store=store)
     for conn in (1, 2):
         sb.connect(conn)
         hello = {"op": "hello", "id": 1, "version": 1, "service_id": "dev"}
@@ -284,9 +294,9 @@ def test_create_session_pinned_by_token(b: Board) -> None:
     assert result["user_id"] == "alice"
 
 
-def test_create_session_service_full() -> None:
+def test_create_session_service_full(store: Store) -> None:
     """A service at its session limit refuses with SERVER_FULL."""
-    b = Board()
+    b = Board(store=store)
     b.sb.services["dev"] = Service("dev", None, max_sessions=1)
     b.user("alice")
     conn = b.connect()
@@ -348,8 +358,7 @@ def test_session_list_pages_with_after(b: Board) -> None:
 def test_session_list_is_capped_with_total_and_truncated(b: Board) -> None:
     """session_list answers at most `limit` rows (default 1000), sorted, with the total."""
     for i in range(1005):
-        b.sb.users[("dev", f"u{i:04d}")] = -1
-        b.sb._count("dev", +1)
+        assert b.sb.store.add_presence(Presence("dev", f"u{i:04d}", f"s-{i}", "another-node"))
     conn = b.user("alice")
     result, _ = b.ok(conn, "session_list")
     assert len(result["sessions"]) == p.SESSION_LIST_LIMIT
@@ -367,11 +376,11 @@ def test_service_session_count_follows_sessions(b: Board) -> None:
     alice = b.user("alice")
     b.user("bob")
     b.user("carol", service="other")
-    assert (b.sb.held["dev"], b.sb.held["other"]) == (2, 1)
-    b.sb.disconnect(alice, b.now)
-    assert b.sb.held["dev"] == 1
+    assert (b.sb.store.count("dev"), b.sb.store.count("other")) == (2, 1)
+    b.disconnect(alice, b.now)
+    assert b.sb.store.count("dev") == 1
     b.user("alice")
-    assert b.sb.held["dev"] == 2
+    assert b.sb.store.count("dev") == 2
 
 
 # -- offer ----------------------------------------------------------------------------------
@@ -384,11 +393,11 @@ def test_offer_to_idle_callee(b: Board) -> None:
     out = b.send(alice, "offer_call", **fields)
     cid = b.call_id(alice)
     assert out[1:] == [
-        Send(alice, {
+        Delivery(alice, {
             "event": "RINGBACK", "call_id": cid, "callee": "bob", "call_type": "audiocall",
             "record": True, "callee_online": True,
         }),
-        Send(bob, {**ringing_event(cid, call_type="audiocall"), "record": True}),
+        Delivery(bob, {**ringing_event(cid, call_type="audiocall"), "record": True}),
     ]  # fmt: skip
     assert out[0].message["result"] == {"call_id": cid, "callee_online": True}
     assert b.sb.next_deadline() == b.now + RING
@@ -460,7 +469,7 @@ def test_absent_callee_registers_later_and_answers_seed_style(b: Board) -> None:
     cid = b.call_id(alice)
     assert out[0].message["result"] == {"call_id": cid, "callee_online": False}
     assert out[1:] == [
-        Send(alice, {
+        Delivery(alice, {
             "event": "RINGBACK", "call_id": cid, "callee": "bob", "call_type": "videocall",
             "record": False, "callee_online": False,
         })
@@ -470,11 +479,11 @@ def test_absent_callee_registers_later_and_answers_seed_style(b: Board) -> None:
     b.ok(bob, "hello", version=1, service_id="dev")
     result, events = b.ok(bob, "create_session", user_id="bob")
     assert result["user_id"] == "bob"
-    assert events == [Send(bob, ringing_event(cid))]
+    assert events == [Delivery(bob, ringing_event(cid))]
     result, events = b.ok(bob, "answer_call", sdp=ANSWER_SDP, call_type="videocall", caller="alice")
     assert result == {"call_id": cid, "caller": "alice", "call_type": "videocall"}
     assert events == [
-        Send(alice, {"event": "ANSWERED", "call_id": cid, "callee": "bob", "sdp": ANSWER_SDP})
+        Delivery(alice, {"event": "ANSWERED", "call_id": cid, "callee": "bob", "sdp": ANSWER_SDP})
     ]
 
 
@@ -484,8 +493,8 @@ def test_absent_callee_never_registers(b: Board) -> None:
     b.offer(alice, "bob")
     cid = b.call_id(alice)
     assert b.sb.next_deadline() == b.now + RING
-    assert b.sb.expire(b.now + RING - 0.001) == []
-    assert b.sb.expire(b.now + RING) == [Send(alice, leave(cid, "unavailable", None))]
+    assert b.expire(b.now + RING - 0.001) == []
+    assert b.expire(b.now + RING) == [Delivery(alice, leave(cid, "unavailable", None))]
     assert b.sb.next_deadline() is None and b.sb.calls == {}
     bob = b.user("bob")
     assert idle_states(b) == {"alice": "idle", "bob": "idle"}
@@ -513,7 +522,7 @@ def test_answer(b: Board) -> None:
     result, events = b.ok(bob, "answer_call", sdp=ANSWER_SDP)
     assert result == {"call_id": cid, "caller": "alice", "call_type": "videocall"}
     assert events == [
-        Send(alice, {"event": "ANSWERED", "call_id": cid, "callee": "bob", "sdp": ANSWER_SDP})
+        Delivery(alice, {"event": "ANSWERED", "call_id": cid, "callee": "bob", "sdp": ANSWER_SDP})
     ]
     assert b.sb.next_deadline() == b.now + CONNECT
 
@@ -557,7 +566,7 @@ def test_decline(b: Board) -> None:
     alice, bob, cid = b.ringing()
     result, events = b.ok(bob, "leave")
     assert result == {"call_id": cid, "reason": "declined"}
-    assert events == [Send(alice, leave(cid, "declined", "bob"))]
+    assert events == [Delivery(alice, leave(cid, "declined", "bob"))]
     assert idle_states(b) == {"alice": "idle", "bob": "idle"}
 
 
@@ -566,7 +575,7 @@ def test_cancel_while_ringing(b: Board) -> None:
     alice, bob, cid = b.ringing()
     result, events = b.ok(alice, "leave")
     assert result == {"call_id": cid, "reason": "cancelled"}
-    assert events == [Send(bob, cancel(cid, "cancelled", "alice"))]
+    assert events == [Delivery(bob, cancel(cid, "cancelled", "alice"))]
     assert idle_states(b) == {"alice": "idle", "bob": "idle"}
 
 
@@ -575,12 +584,12 @@ def test_ring_timeout_no_answer(b: Board) -> None:
     alice, bob, cid = b.ringing()
     deadline = b.now + RING
     assert b.sb.next_deadline() == deadline
-    assert b.sb.expire(deadline - 0.001) == []
-    assert b.sb.expire(deadline) == [
-        Send(alice, leave(cid, "no_answer", None)),
-        Send(bob, cancel(cid, "no_answer", None)),
+    assert b.expire(deadline - 0.001) == []
+    assert b.expire(deadline) == [
+        Delivery(alice, leave(cid, "no_answer", None)),
+        Delivery(bob, cancel(cid, "no_answer", None)),
     ]
-    assert b.sb.expire(deadline + 100) == []
+    assert b.expire(deadline + 100) == []
     assert b.sb.next_deadline() is None
     assert b.refused(bob, "answer_call", sdp="x") is p.ErrorCode.NOT_FOUND
 
@@ -596,10 +605,10 @@ def test_answered_but_media_never_up(b: Board) -> None:
     b.ok(alice, "media_state", state="connected")  # only one side: not enough
     deadline = b.now + CONNECT
     assert b.sb.next_deadline() == deadline
-    assert b.sb.expire(deadline - 0.001) == []
-    assert b.sb.expire(deadline) == [
-        Send(alice, leave(cid, "media_failed", None)),
-        Send(bob, leave(cid, "media_failed", None)),
+    assert b.expire(deadline - 0.001) == []
+    assert b.expire(deadline) == [
+        Delivery(alice, leave(cid, "media_failed", None)),
+        Delivery(bob, leave(cid, "media_failed", None)),
     ]
     assert idle_states(b) == {"alice": "idle", "bob": "idle"}
 
@@ -611,8 +620,8 @@ def test_media_state_failed(b: Board, connected_first: bool) -> None:
     result, events = b.ok(bob, "media_state", state="failed")
     assert result == {}
     assert events == [
-        Send(alice, leave(cid, "media_failed", None)),
-        Send(bob, leave(cid, "media_failed", None)),
+        Delivery(alice, leave(cid, "media_failed", None)),
+        Delivery(bob, leave(cid, "media_failed", None)),
     ]
     assert b.sb.calls == {}
 
@@ -636,10 +645,10 @@ def test_connected_only_when_both_media_up(b: Board) -> None:
             "call_type": "videocall", "record": False,
         }  # fmt: skip
 
-    assert events == [Send(alice, connected("bob")), Send(bob, connected("alice"))]
+    assert events == [Delivery(alice, connected("bob")), Delivery(bob, connected("alice"))]
     assert b.ok(alice, "media_state", state="connected") == ({}, [])
     assert b.sb.next_deadline() is None
-    assert b.sb.expire(b.now + 10 * (RING + CONNECT)) == []
+    assert b.expire(b.now + 10 * (RING + CONNECT)) == []
 
 
 # -- hang-up and connection loss -------------------------------------------------------------
@@ -652,13 +661,13 @@ def test_hangup_by_either_side(b: Board, who: str) -> None:
     me, other = (alice, bob) if who == "alice" else (bob, alice)
     result, events = b.ok(me, "leave")
     assert result == {"call_id": cid, "reason": "hangup"}
-    assert events == [Send(other, leave(cid, "hangup", who))]
+    assert events == [Delivery(other, leave(cid, "hangup", who))]
 
 
 def test_hangup_while_answered(b: Board) -> None:
     """Leaving after the answer but before media is up is a hangup too."""
     alice, bob, cid = b.answered()
-    assert b.ok(alice, "leave")[1] == [Send(bob, leave(cid, "hangup", "alice"))]
+    assert b.ok(alice, "leave")[1] == [Delivery(bob, leave(cid, "hangup", "alice"))]
 
 
 @pytest.mark.parametrize("who", ["alice", "bob"])
@@ -666,30 +675,30 @@ def test_disconnect_mid_call(b: Board, who: str) -> None:
     """A connection lost mid-call ends it: the other side gets LEAVE connection_lost."""
     alice, bob, cid = b.connected()
     me, other = (alice, bob) if who == "alice" else (bob, alice)
-    assert b.sb.disconnect(me, b.now) == [Send(other, leave(cid, "connection_lost", who))]
+    assert b.disconnect(me, b.now) == [Delivery(other, leave(cid, "connection_lost", who))]
     assert idle_states(b) == {"bob" if who == "alice" else "alice": "idle"}
 
 
 def test_disconnect_mid_ring_callee(b: Board) -> None:
     """A callee lost while ringing: the caller gets LEAVE connection_lost."""
     alice, bob, cid = b.ringing()
-    assert b.sb.disconnect(bob, b.now) == [Send(alice, leave(cid, "connection_lost", "bob"))]
+    assert b.disconnect(bob, b.now) == [Delivery(alice, leave(cid, "connection_lost", "bob"))]
 
 
 def test_disconnect_mid_ring_caller(b: Board) -> None:
     """A caller lost while ringing: the callee gets CANCEL connection_lost."""
     alice, bob, cid = b.ringing()
-    assert b.sb.disconnect(alice, b.now) == [Send(bob, cancel(cid, "connection_lost", "alice"))]
+    assert b.disconnect(alice, b.now) == [Delivery(bob, cancel(cid, "connection_lost", "alice"))]
     assert b.sb.next_deadline() is None
 
 
 def test_disconnect_frees_user_id(b: Board) -> None:
     """After a disconnect the user id can be registered again; unknown conns are ignored."""
     alice = b.user("alice")
-    assert b.sb.disconnect(alice, b.now) == []
-    assert b.sb.disconnect(alice, b.now) == []
+    assert b.disconnect(alice, b.now) == []
+    assert b.disconnect(alice, b.now) == []
     anon = b.connect()
-    assert b.sb.disconnect(anon, b.now) == []
+    assert b.disconnect(anon, b.now) == []
     b.user("alice")
 
 
@@ -705,7 +714,7 @@ def test_mute_relayed_to_peer_only(b: Board, op: str, event: str, track: str) ->
     result, events = b.ok(alice, op, track=track)
     assert result == {"track": track, "muted": op == "mute"}
     assert events == [
-        Send(bob, {"event": event, "call_id": cid, "user_id": "alice", "track": track})
+        Delivery(bob, {"event": event, "call_id": cid, "user_id": "alice", "track": track})
     ]
 
 
@@ -716,7 +725,7 @@ def test_recording_relayed(b: Board) -> None:
         result, events = b.ok(bob, "recording", on=on)
         assert result == {"on": on}
         assert events == [
-            Send(alice, {"event": "RECORDING", "call_id": cid, "user_id": "bob", "on": on})
+            Delivery(alice, {"event": "RECORDING", "call_id": cid, "user_id": "bob", "on": on})
         ]
 
 
@@ -753,7 +762,7 @@ def test_users_idle_after_call_and_can_call_again(b: Board) -> None:
     assert b.refused(alice, "leave") is p.ErrorCode.NOT_FOUND
     events = b.offer(bob, "alice", call_type="audiocall")
     cid = b.call_id(bob)
-    assert events[1] == Send(alice, ringing_event(cid, caller="bob", call_type="audiocall"))
+    assert events[1] == Delivery(alice, ringing_event(cid, caller="bob", call_type="audiocall"))
     b.ok(alice, "answer_call", sdp=ANSWER_SDP, caller="bob")
     b.ok(alice, "media_state", state="connected")
     _, events = b.ok(bob, "media_state", state="connected")

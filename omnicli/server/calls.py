@@ -1,0 +1,246 @@
+"""The call state machine: offer, answer, media reports, in-call messages, endings.
+
+Pure: requests and the time in, `Send`s out. Each change of a call is one compare-and-set
+on the store (`swap_call`), so it applies only to the call as it was read; a call that
+changed meanwhile is refused (`WRONG_STATE`) or, when ending, left to whoever ended it.
+
+    calling ──(callee registers)──> ringing ──answer──> answered ──both media up──> connected
+       │                               │                   │                           │
+       └── ring timeout: unavailable   ├── timeout: no_answer                          │
+       └── caller leaves: cancelled    ├── callee leaves: declined                     │
+                                       └── caller leaves: cancelled                    │
+                                           answered: connect timeout / media failed ───┤
+                                           anyone leaves: hangup; socket gone: connection_lost
+
+A user is busy from the moment a call names it (even before it is online) until the call
+ends; after that it is idle again and keeps its session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, ToConn
+from omnicli.server.sessions import Conn, Sessions
+from omnicli.server.store import Store
+from omnicli.wire import protocol as p
+from omnicli.wire.protocol import EndReason, ErrorCode, Event
+
+_UP = (CallState.ANSWERED, CallState.CONNECTED, CallState.RESUMING)
+
+
+class Calls:
+    def __init__(
+        self,
+        store: Store,
+        sessions: Sessions,
+        *,
+        ring_timeout: float,
+        connect_timeout: float,
+        new_id: Callable[[str], str],
+    ) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.ring_timeout = ring_timeout
+        self.connect_timeout = connect_timeout
+        self._new_id = new_id
+
+    # -- requests ------------------------------------------------------------------------
+
+    def offer(self, c: Conn, req: p.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
+        assert c.service_id is not None and c.user_id is not None
+        if self.store.call_of(c.service_id, c.user_id) is not None:
+            raise Refusal(ErrorCode.WRONG_STATE, "you are in a call already; leave it first")
+        if why := p.check_user_id(req.callee):
+            raise Refusal(ErrorCode.INVALID_USER_ID, f"callee: {why}")
+        if req.callee == c.user_id:
+            raise Refusal(ErrorCode.WRONG_STATE, "you cannot call yourself")
+        if self.store.call_of(c.service_id, req.callee) is not None:
+            raise Refusal(ErrorCode.BUSY, f"'{req.callee}' is busy")
+        if not req.sdp.strip():
+            raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
+        online = self.sessions.online(c.service_id, req.callee)
+        call = CallRecord(
+            call_id=self._new_id("c-"),
+            service_id=c.service_id,
+            caller=c.user_id,
+            callee=req.callee,
+            call_type=req.call_type,
+            record=req.record,
+            sdp_offer=req.sdp,
+            state=CallState.RINGING if online else CallState.CALLING,
+            deadline=now + self.ring_timeout,
+            started=now,
+        )
+        if not self.store.add_call(call):  # someone else's offer got there first
+            raise Refusal(ErrorCode.BUSY, f"'{req.callee}' is busy")
+        ringback = p.event(
+            Event.RINGBACK,
+            call_id=call.call_id,
+            callee=call.callee,
+            call_type=call.call_type.value,
+            record=call.record,
+            callee_online=online,
+        )
+        out.append(Send(ToConn(c.conn), ringback))
+        if online:
+            self.sessions.tell(call.service_id, call.callee, ringing(call), out)
+        return {"call_id": call.call_id, "callee_online": online}
+
+    def answer(self, c: Conn, req: p.AnswerCall, now: float, out: list[Send]) -> dict[str, Any]:
+        assert c.service_id is not None and c.user_id is not None
+        if req.call_id is not None:
+            self.own_call(c, req.call_id)
+        call = self.store.call_of(c.service_id, c.user_id)
+        if call is None or call.callee != c.user_id or (req.caller and req.caller != call.caller):
+            who = f" from '{req.caller}'" if req.caller else ""
+            raise Refusal(ErrorCode.NOT_FOUND, f"no call{who} is ringing for you")
+        if call.state is not CallState.RINGING:
+            raise Refusal(ErrorCode.WRONG_STATE, f"the call is {call.state.value}, not ringing")
+        if req.call_type is not None and req.call_type is not call.call_type:
+            raise Refusal(
+                ErrorCode.BAD_REQUEST,
+                f"the call is {call.call_type.value}, not {req.call_type.value}",
+            )
+        if not req.sdp.strip():
+            raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
+        call = self.change(
+            call,
+            state=CallState.ANSWERED,
+            deadline=now + self.connect_timeout,
+            sdp_answer=req.sdp,
+        )
+        answered = p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=req.sdp)
+        self.sessions.tell(call.service_id, call.caller, answered, out)
+        return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
+
+    def media_state(self, c: Conn, req: p.MediaState, out: list[Send]) -> dict[str, Any]:
+        call = self.own_call(c, req.call_id, need_answered=True)
+        assert c.user_id is not None
+        if req.state == "failed":
+            self.end(call, EndReason.MEDIA_FAILED, None, out)
+            return {}
+        up = call.media_up | {c.user_id}
+        if call.state is CallState.ANSWERED and up >= set(call.parties):
+            call = self.change(call, state=CallState.CONNECTED, deadline=NEVER, media_up=up)
+            for user in call.parties:
+                msg = p.event(
+                    Event.CONNECTED,
+                    call_id=call.call_id,
+                    peer=call.other(user),
+                    call_type=call.call_type.value,
+                    record=call.record,
+                )
+                self.sessions.tell(call.service_id, user, msg, out)
+        elif up != call.media_up:
+            self.change(call, media_up=up)
+        return {}
+
+    def leave(self, c: Conn, req: p.Leave, out: list[Send]) -> dict[str, Any]:
+        assert c.user_id is not None
+        call = self.own_call(c, req.call_id)
+        reason = leave_reason(call, c.user_id)
+        self.end(call, reason, c.user_id, out)
+        return {"call_id": call.call_id, "reason": reason.value}
+
+    def relay(
+        self, c: Conn, call_id: str | None, name: Event, out: list[Send], **fields: Any
+    ) -> None:
+        """Pass an in-call event (mute, recording) to the other party."""
+        assert c.user_id is not None
+        call = self.own_call(c, call_id, need_answered=True)
+        msg = p.event(name, call_id=call.call_id, user_id=c.user_id, **fields)
+        self.sessions.tell(call.service_id, call.other(c.user_id), msg, out)
+
+    # -- timers and endings ----------------------------------------------------------------
+
+    def expire(self, call: CallRecord, out: list[Send]) -> None:
+        """The call's deadline has passed: end it with the reason its state gives."""
+        if call.state is CallState.CALLING:
+            self.end(call, EndReason.UNAVAILABLE, None, out)
+        elif call.state is CallState.RINGING:
+            self.end(call, EndReason.NO_ANSWER, None, out)
+        elif call.state is CallState.ANSWERED:
+            self.end(call, EndReason.MEDIA_FAILED, None, out)
+        elif call.state is CallState.RESUMING:
+            missing = call.other(next(iter(call.media_up))) if call.media_up else None
+            self.end(call, EndReason.CONNECTION_LOST, missing, out)
+
+    def end(self, call: CallRecord, reason: EndReason, by: str | None, out: list[Send]) -> None:
+        """Close the call; every party but `by` (who gets a response) hears why."""
+        if self.store.swap_call(call, None) is None:
+            return  # ended or changed meanwhile: whoever did that told the parties
+        for user in call.parties:
+            if user == by:
+                continue
+            name = Event.CANCEL if call.ringing and user == call.callee else Event.LEAVE
+            msg = p.event(name, call_id=call.call_id, reason=reason.value, by=by)
+            self.sessions.tell(call.service_id, user, msg, out)
+
+    def change(self, call: CallRecord, **changes: Any) -> CallRecord:
+        """Write a change of the call as it was read, or refuse if it moved meanwhile."""
+        stored = self.store.swap_call(call, call.evolve(**changes))
+        if stored is None:
+            raise Refusal(ErrorCode.WRONG_STATE, "the call changed meanwhile; try again")
+        return stored
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def own_call(
+        self, c: Conn, call_id: str | None = None, *, need_answered: bool = False
+    ) -> CallRecord:
+        """The sender's current call; `call_id`, when given, must name it."""
+        assert c.service_id is not None and c.user_id is not None
+        call = self.store.call_of(c.service_id, c.user_id)
+        if call_id is not None and (call is None or call.call_id != call_id):
+            other = self.store.call(call_id)
+            if other is not None and c.user_id not in other.parties:
+                raise Refusal(ErrorCode.FORBIDDEN, f"call '{call_id}' is not yours")
+            raise Refusal(ErrorCode.NOT_FOUND, f"you are not in call '{call_id}'")
+        if call is None:
+            raise Refusal(ErrorCode.NOT_FOUND, "you are not in a call")
+        if need_answered and call.state not in _UP:
+            raise Refusal(ErrorCode.WRONG_STATE, f"the call is {call.state.value}")
+        return call
+
+    def ring_if_pending(self, c: Conn, out: list[Send], *, again: bool = False) -> None:
+        """RINGING for a call held for this user; `again`: also one that rang already."""
+        assert c.service_id is not None and c.user_id is not None
+        pending = self.store.call_of(c.service_id, c.user_id)
+        if pending is None or pending.callee != c.user_id:
+            return
+        if pending.state is CallState.CALLING:
+            pending = self.store.swap_call(pending, pending.evolve(state=CallState.RINGING))
+        elif not (again and pending.state is CallState.RINGING):
+            return
+        if pending is not None:
+            out.append(Send(ToConn(c.conn), ringing(pending)))
+
+
+def leave_reason(call: CallRecord, user_id: str) -> EndReason:
+    if call.ringing:
+        return EndReason.CANCELLED if user_id == call.caller else EndReason.DECLINED
+    return EndReason.HANGUP
+
+
+def ringing(call: CallRecord) -> dict[str, Any]:
+    return p.event(
+        Event.RINGING,
+        call_id=call.call_id,
+        caller=call.caller,
+        call_type=call.call_type.value,
+        record=call.record,
+        sdp=call.sdp_offer,
+    )
+
+
+def describe(call: CallRecord, user_id: str) -> dict[str, Any]:
+    return {
+        "call_id": call.call_id,
+        "state": call.state.value,
+        "peer": call.other(user_id),
+        "role": "caller" if user_id == call.caller else "callee",
+        "call_type": call.call_type.value,
+        "record": call.record,
+    }

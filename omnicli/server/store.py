@@ -1,0 +1,150 @@
+"""The store seam: where presence and call records live, behind one small interface.
+
+Every write is one atomic step that states what it expects, so that a store shared by
+several server processes (Redis, with one Lua script per operation) can apply it or
+refuse it without locks held across requests:
+
+- `add_presence` succeeds only if the user id has no session (a user is online once);
+- `swap_presence(old, new)` only if the stored session is still `old`;
+- `add_call` only if neither party is in a call (a user is in one call at a time);
+- `swap_call(old, new)` only if the stored call is still at `old.rev`; `new=None` ends
+  the call and frees both parties in the same step.
+
+Timers are data: `next_deadline()` and `due(now)` read the deadlines kept in the
+records, so any process may fire them. `MemoryStore` is the embedded, single-process
+store; the `Switchboard` is written against `Store` only.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+from typing import Protocol
+
+from omnicli.server.records import NEVER, CallRecord, Presence, UserKey
+
+
+class Store(Protocol):
+    # -- presence ----------------------------------------------------------------------
+    def presence(self, service_id: str, user_id: str) -> Presence | None: ...
+    def add_presence(self, presence: Presence) -> bool: ...
+    def swap_presence(self, old: Presence, new: Presence | None) -> bool: ...
+    def count(self, service_id: str) -> int: ...
+    def first_users(self, service_id: str, limit: int, after: str | None = None) -> list[str]: ...
+
+    # -- calls -------------------------------------------------------------------------
+    def call(self, call_id: str) -> CallRecord | None: ...
+    def call_of(self, service_id: str, user_id: str) -> CallRecord | None: ...
+    def add_call(self, call: CallRecord) -> bool: ...
+    def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None: ...
+
+    # -- timers and inspection -----------------------------------------------------------
+    def next_deadline(self) -> float | None: ...
+    def due(self, now: float) -> tuple[list[Presence], list[CallRecord]]: ...
+    def presences(self) -> Iterator[Presence]: ...
+    def calls(self) -> Iterator[CallRecord]: ...
+
+
+class MemoryStore:
+    """Dicts in one process: every operation is atomic because nothing runs beside it."""
+
+    def __init__(self) -> None:
+        self._presence: dict[UserKey, Presence] = {}
+        self._away: dict[UserKey, float] = {}  # the timers among them, so idle ones cost nothing
+        self._held: dict[str, int] = {}  # service -> sessions (online or away)
+        self._calls: dict[str, CallRecord] = {}
+        self._user_call: dict[UserKey, str] = {}
+
+    # -- presence ----------------------------------------------------------------------
+
+    def presence(self, service_id: str, user_id: str) -> Presence | None:
+        return self._presence.get((service_id, user_id))
+
+    def add_presence(self, presence: Presence) -> bool:
+        if presence.key in self._presence:
+            return False
+        self._presence[presence.key] = presence
+        self._held[presence.service_id] = self._held.get(presence.service_id, 0) + 1
+        self._timer(presence)
+        return True
+
+    def swap_presence(self, old: Presence, new: Presence | None) -> bool:
+        if self._presence.get(old.key) != old:
+            return False
+        if new is None:
+            del self._presence[old.key]
+            self._away.pop(old.key, None)
+            self._held[old.service_id] -= 1
+        else:
+            assert new.key == old.key
+            self._presence[old.key] = new
+            self._timer(new)
+        return True
+
+    def _timer(self, presence: Presence) -> None:
+        if presence.away_until is None:
+            self._away.pop(presence.key, None)
+        else:
+            self._away[presence.key] = presence.away_until
+
+    def count(self, service_id: str) -> int:
+        return self._held.get(service_id, 0)
+
+    def first_users(self, service_id: str, limit: int, after: str | None = None) -> list[str]:
+        """The service's first `limit` user ids in order, those after `after` if given."""
+        users = (
+            user
+            for svc, user in self._presence
+            if svc == service_id and (after is None or user > after)
+        )
+        return heapq.nsmallest(limit, users)
+
+    # -- calls -------------------------------------------------------------------------
+
+    def call(self, call_id: str) -> CallRecord | None:
+        return self._calls.get(call_id)
+
+    def call_of(self, service_id: str, user_id: str) -> CallRecord | None:
+        call_id = self._user_call.get((service_id, user_id))
+        return self._calls.get(call_id) if call_id else None
+
+    def add_call(self, call: CallRecord) -> bool:
+        keys = [(call.service_id, user) for user in call.parties]
+        if call.call_id in self._calls or any(key in self._user_call for key in keys):
+            return False
+        self._calls[call.call_id] = call
+        for key in keys:
+            self._user_call[key] = call.call_id
+        return True
+
+    def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None:
+        current = self._calls.get(old.call_id)
+        if current is None or current.rev != old.rev:
+            return None
+        if new is None:
+            del self._calls[old.call_id]
+            for user in old.parties:
+                if self._user_call.get((old.service_id, user)) == old.call_id:
+                    del self._user_call[(old.service_id, user)]
+            return current
+        assert (new.call_id, new.parties) == (old.call_id, old.parties)
+        stored = new.evolve(rev=old.rev + 1)
+        self._calls[old.call_id] = stored
+        return stored
+
+    # -- timers and inspection -----------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        finite = [c.deadline for c in self._calls.values() if c.deadline != NEVER]
+        finite += self._away.values()
+        return min(finite, default=None)
+
+    def due(self, now: float) -> tuple[list[Presence], list[CallRecord]]:
+        gone = [self._presence[key] for key, until in self._away.items() if until <= now]
+        return gone, [c for c in self._calls.values() if c.deadline <= now]
+
+    def presences(self) -> Iterator[Presence]:
+        return iter(list(self._presence.values()))
+
+    def calls(self) -> Iterator[CallRecord]:
+        return iter(list(self._calls.values()))
