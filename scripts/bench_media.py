@@ -254,7 +254,8 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         event = await phone.next_event(timeout=60)
         if isinstance(event, ev.Connected):
             break
-    link = phone._call.link  # the benchmark reads the probes' raw figures
+    assert phone.media is not None
+    link = phone.media.link  # the benchmark reads the probes' raw figures
     video, audio = link.video_in, link.audio_in
     await asyncio.sleep(args.warmup)
     frames0, missing0, last0 = video.frames_coded, video.counters_missing, video.last_frame_at
