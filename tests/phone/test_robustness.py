@@ -24,6 +24,7 @@ from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.ui import cli
 from omnicli.ui import flows as runner
 from omnicli.ui.flows import Stopper, answer_forever, follow_call, until_stopped
+from omnicli.wire import messages as m
 
 
 @pytest.fixture
@@ -74,7 +75,7 @@ async def test_an_offer_without_media_lines_fails_at_once(server):
     media_failed at once on the callee, instead of holding it busy until its media timeout."""
     bob = phone(server)
     await bob.create_session("bob")
-    heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    heard: asyncio.Queue[Any] = asyncio.Queue()
     alice = SignalingClient(server.url, on_event=heard.put_nowait)
     await alice.connect()
     try:
@@ -88,9 +89,9 @@ async def test_an_offer_without_media_lines_fails_at_once(server):
         leave = await until(bob, ev.Leave, timeout=5)
         assert leave.reason == "media_failed"
         async with asyncio.timeout(5):
-            while (event := await heard.get())["event"] != "LEAVE":
+            while not isinstance(event := await heard.get(), m.EndedEvent):
                 pass
-        assert event["reason"] == "media_failed"
+        assert (event.reason, event.cancel) == ("media_failed", False)
         assert time.monotonic() - started < 3  # not the 15 s media timeout
         assert [p.state for p in await bob.session_list() if p.user_id == "bob"] == ["idle"]
     finally:
