@@ -210,8 +210,8 @@ class SignalingServer:
         self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")
         self._reporter = asyncio.create_task(self._report_loop(), name="omni-server-reports")
         caps = self.gate.caps
-        log.info("listening on %s", self.url)
-        log.info(
+        log.debug("listening on %s", self.url)  # the command says it, once
+        log.debug(  # --verbose
             "connections: at most %d, %d per address, %d before hello (descriptor limit %d)",
             caps.total,
             caps.per_address,
