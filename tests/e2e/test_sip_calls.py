@@ -221,7 +221,7 @@ def test_a_sip_phone_calls_an_omni_user_registered_for_sip(lab: SipLab, janus: J
         *CLIENT,
         "--audio-source",
         "tone:660",
-        argv=lab.cmd,
+        prefix=tuple(lab.cmd([])),
         env=omni_env(),
     )
     try:
@@ -329,7 +329,7 @@ def test_sip_users_are_registered_again_after_the_gateway_restarts(
     server = Server(lab, janus.url, "--sip-registrar", registrar.uri, "--sip-domain", domain)
     bob = Omni(
         "session", "create", "--user-id", "bob", "--sip-inbound", *CLIENT,
-        argv=lab.cmd, env=omni_env(),
+        prefix=tuple(lab.cmd([])), env=omni_env(),
     )  # fmt: skip
 
     def registrations() -> int:
