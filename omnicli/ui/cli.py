@@ -139,7 +139,18 @@ RelayOnly = Annotated[
         "TURN relay the server hands out (omni server --turn-url).",
     ),
 ]
-NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
+NoWindow = Annotated[
+    bool, typer.Option("--no-window", help="Never show the video (as --video-out none).")
+]
+VideoOut = Annotated[
+    str | None,
+    typer.Option(
+        "--video-out",
+        help="Where the remote video goes: auto (a window if there is a display, else this "
+        "terminal if it shows colour, else none), window, terminal, none (env OMNI_VIDEO_OUT).",
+        show_default=False,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
 UserId = Annotated[
@@ -172,6 +183,7 @@ SETTING_FLAGS = frozenset(
         "video_size",
         "fps",
         "no_window",
+        "video_out",
         "json",
         "verbose",
         "relay_only",
@@ -212,7 +224,12 @@ def _settings(**flags: Any) -> Settings:
         if not (16 <= width <= 3840 and 16 <= height <= 2160):
             raise UsageError("--video-size must be between 16x16 and 3840x2160")
         flags["width"], flags["height"] = width, height
-    flags["window"] = None if not flags.pop("no_window", False) else False
+    if flags.pop("no_window", False):
+        if flags.get("video_out") not in (None, "none"):
+            raise UsageError("--no-window and --video-out both choose where video goes: give one")
+        flags["window"], flags["video_out"] = False, "none"
+    else:
+        flags["window"] = None
     settings = load(flags)
     _logging(settings.verbose)
     return settings
@@ -278,6 +295,11 @@ def _phone(
         media=media,
     )
     return Phone(config, video_sink=video_sink, preview_sink=preview_sink)
+
+
+def _video_out(settings: Settings) -> str:
+    """Where this command shows remote video: the setting, or none for --no-window."""
+    return settings.video_out if settings.window else "none"
 
 
 def _output(settings: Settings, label: str | None = None) -> Any:
@@ -519,6 +541,7 @@ def session_create(
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
+    video_out: VideoOut = None,
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -539,10 +562,13 @@ def session_create(
         stopper = Stopper.install()
         phone = _phone(settings)
         window_for = None
-        if Window.wanted(settings.window, out):
+        kind = Window.kind(_video_out(settings), out)
+        if kind != "none":
 
             def window_for(caller: str) -> Any:  # q in the window hangs up, not leaves
-                return Window(f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()))
+                return Window.open(
+                    kind, f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()), out
+                )
 
         try:
             info = await phone.create_session(user_id)
@@ -614,6 +640,7 @@ def repl(
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
+    video_out: VideoOut = None,
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -724,6 +751,7 @@ def call(
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
+    video_out: VideoOut = None,
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -772,6 +800,7 @@ def answer(
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
+    video_out: VideoOut = None,
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
@@ -800,7 +829,9 @@ async def _one_call(
 
     out = _output(settings)
     stopper = Stopper.install()
-    window = Window(title, stopper.hang_up) if Window.wanted(settings.window, out) else None
+    window = Window.open(_video_out(settings), title, stopper.hang_up, out)
+    if window is not None:
+        stopper.before_exit = window.restore
     phone = _phone(
         settings,
         video_sink=window.show if window else None,
@@ -833,12 +864,18 @@ def demo(
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
+    video_out: VideoOut = None,
     json: Json = False,
     verbose: Verbose = False,
 ) -> None:
     """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
     settings = _settings(
-        video_size=video_size, fps=fps, no_window=no_window, json=json, verbose=verbose
+        video_size=video_size,
+        fps=fps,
+        no_window=no_window,
+        video_out=video_out,
+        json=json,
+        verbose=verbose,
     )
 
     async def flow() -> int:
@@ -867,14 +904,16 @@ def demo(
                     bob, out.with_label("bob"), stop=bob_stop, auto_answer=True, max_calls=1
                 )
             )
-            window = (
-                Window("omni demo: bob", stopper.hang_up)
-                if Window.wanted(settings.window, out)
-                else None
-            )
+            window = Window.open(_video_out(settings), "omni demo: bob", stopper.hang_up, out)
+            if window is not None:
+                stopper.before_exit = window.restore
             alice = _phone(
-                replace(local, audio_source="tone:440"), video_sink=window.show if window else None
+                replace(local, audio_source="tone:440"),
+                video_sink=window.show if window else None,
+                preview_sink=window.preview if window else None,
             )
+            if window is not None:
+                window.bind(alice)
             try:
                 await alice.create_session("alice")
                 await alice.offer_call("videocall", "bob")

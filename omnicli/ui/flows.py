@@ -31,6 +31,7 @@ class Stopper:
 
     event: asyncio.Event
     presses: int = 0
+    before_exit: Callable[[], None] | None = None  # e.g. give the terminal back
 
     @classmethod
     def install(cls) -> Stopper:
@@ -44,6 +45,9 @@ class Stopper:
     def press(self) -> None:
         self.presses += 1
         if self.presses > 1:
+            if self.before_exit is not None:
+                with contextlib.suppress(Exception):
+                    self.before_exit()
             os._exit(int(ExitCode.INTERRUPTED))
         self.event.set()
 
@@ -80,10 +84,25 @@ class Window:
     the picture with a "paused" banner until its UNMUTE.
     """
 
-    def __init__(self, title: str, on_quit: Callable[[], None], phone: Phone | None = None) -> None:
-        from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
+    def __init__(
+        self,
+        title: str,
+        on_quit: Callable[[], None],
+        phone: Phone | None = None,
+        *,
+        terminal: bool = False,
+    ) -> None:
+        self._window: Any
+        if terminal:  # the same call drawn in this terminal (`--video-out terminal`)
+            from omnicli.ui.termsink import TerminalVideo  # imports cv2 before av too
 
-        self._window = VideoWindow(title)
+            self._window = TerminalVideo(title)
+        else:
+            from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
+
+            self._window = VideoWindow(title)
+        self.terminal = terminal
+        self._figures: dict[str, Any] | None = None
         self._window.on_key = self._key
         self._on_quit = on_quit
         self._loop = asyncio.get_running_loop()
@@ -98,17 +117,43 @@ class Window:
 
     @staticmethod
     def wanted(enabled: bool, out: Output) -> bool:
-        if not enabled:
-            return False
-        from omnicli.ui.window import VideoWindow
+        """A window (not the terminal) for this call? Says so in one line when not."""
+        return Window.kind("window" if enabled else "none", out) == "window"
 
-        if not VideoWindow.available():
-            out.status("no display: running headless, remote video is not shown")
-            return False
-        return True
+    @staticmethod
+    def kind(video_out: str, out: Output) -> str:
+        """window, terminal or none for the `--video-out` setting; says why in one line."""
+        from omnicli.ui.videoout import choose, this_machine
+
+        if video_out == "none":
+            return "none"
+        chosen, note = choose(video_out, this_machine(out.json_mode))
+        if note:
+            out.status(note)
+        return chosen
+
+    @classmethod
+    def open(
+        cls, video_out: str, title: str, on_quit: Callable[[], None], out: Output
+    ) -> Window | None:
+        """The window or terminal picture `video_out` asks for (None: no video shown).
+
+        While the picture is in the terminal, the lines `out` would print wait until it
+        closes (they would land in the picture); the caption carries the call's state.
+        """
+        chosen = cls.kind(video_out, out)
+        if chosen == "none":
+            return None
+        window = cls(title, on_quit, terminal=chosen == "terminal")
+        if window.terminal:
+            out.hold()
+            window._out = out
+        return window
+
+    _out: Output | None = None
 
     def _key(self, key: str) -> None:  # the window's thread
-        if key in ("q", "\x1b"):
+        if key == "q" or (key == "\x1b" and not self.terminal):  # Esc starts terminal keys
             self._loop.call_soon_threadsafe(self._on_quit)
         elif key in ("m", "v"):
             track = Track.AUDIO if key == "m" else Track.VIDEO
@@ -161,7 +206,8 @@ class Window:
             if on
         ]
         self._window.set_caption(" · ".join(x for x in ("omni", peer, state) if x))
-        self.status(" · ".join(x for x in (peer, state, *flags) if x))
+        figures = figures_text(self._figures) if self.terminal and phone.call else ""
+        self.status(" · ".join(x for x in (peer, state, *flags, figures) if x))
 
     def on_event(self, event: ev.CallEvent) -> None:
         """Follow the call: paused video, recording, state changes."""
@@ -175,11 +221,42 @@ class Window:
             case ev.Leave() | ev.Connected():
                 self._window.set_paused(None)
                 self._recording.clear()
-        if not isinstance(event, ev.Stats):
+            case ev.Stats(figures=figures):
+                self._figures = figures
+        if not isinstance(event, ev.Stats) or self.terminal:
             self.refresh()
 
     def close(self) -> None:
         self._window.close()
+        out, self._out = self._out, None
+        if out is not None:
+            out.release()
+
+    def restore(self) -> None:
+        """Give the terminal back now (a hard exit is coming); any thread."""
+        restore = getattr(self._window, "restore", None)
+        if restore is not None:
+            restore()
+
+
+def figures_text(figures: dict[str, Any] | None) -> str:
+    """The live figures in a few words, for the terminal picture's caption."""
+    if not figures:
+        return ""
+    from omnicli.ui.statusline import directions, number
+
+    incoming, _ = directions(figures)
+    return " ".join(
+        x
+        for x in (
+            f"in {number(incoming.fps, '{:.0f}')} fps",
+            incoming.resolution or "",
+            f"· {number(incoming.kbps)} kbit/s",
+            f"· rtt {number(figures.get('rtt_ms'), '{:.0f}', ' ms')}",
+            f"· loss {number(incoming.loss_pct, '{:.1f}', ' %')}",
+        )
+        if x
+    )
 
 
 async def follow_call(

@@ -79,6 +79,7 @@ class Repl:
         self.device_report: Any = None  # the last devices.DeviceReport, for completion
         self._users_fetch: asyncio.Task[Any] | None = None
         self._window: Any = None
+        self.view: Any = None  # the full-terminal picture of `view`, while it shows
         self._phone_tasks: list[asyncio.Task[Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._command: asyncio.Task[Any] | None = None
@@ -214,7 +215,8 @@ class Repl:
 
     async def new_session(self, user_id: str | None) -> None:
         await self._close_phone()
-        self.phone = phone = self.make_phone(self._window.show if self._window else None)
+        self.phone = phone = self.make_phone(self._video if self._can_view() else None)
+        phone.preview_sink = self._preview if self._can_view() else None
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
         info = await phone.create_session(user_id)
         if not self.options.json:
@@ -382,6 +384,8 @@ class Repl:
         if self.exit_code is not None:
             return
         self.exit_code = INTERRUPTED
+        if self.view is not None:  # give the terminal back before anything else
+            self.view.restore()
         self.say("interrupted: leaving without waiting", "red")
         if self.hard_exit_after is not None:  # in case the loop's own teardown hangs
             timer = threading.Timer(self.hard_exit_after, os._exit, (INTERRUPTED,))
@@ -415,6 +419,29 @@ class Repl:
 
         if Window.wanted(True, self.out):
             self._window = Window("omni", self._hangup_soon)
+
+    def _can_view(self) -> bool:
+        """Remote video is wanted: a window is open, or `view` can draw in the terminal."""
+        if self._window is not None:
+            return True
+        try:
+            return not self.options.json and sys.stdout.isatty() and sys.stdin.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def _video(self, frame: Any) -> None:  # the call's thread: remote frames
+        if self._window is not None:
+            self._window.show(frame)
+        view = self.view
+        if view is not None:
+            view.show(frame)
+
+    def _preview(self, frame: Any) -> None:
+        if self._window is not None:
+            self._window.preview(frame)
+        view = self.view
+        if view is not None:
+            view.set_preview(frame)
 
     def _hangup_soon(self) -> None:
         if self.phone is not None:

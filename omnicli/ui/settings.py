@@ -8,6 +8,8 @@ The config file is TOML at `$OMNI_CONFIG`, else `~/.config/omnicli/config.toml`:
     video_source = "auto"     # camera if there is one, else the test pattern
     audio_source = "auto"     # microphone if there is one, else a tone
     speaker = "auto"          # default output if there is one, else none
+    video_out = "auto"        # window, terminal or none; auto: window if a display
+                              # exists, else the terminal if it shows colour, else none
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ ENV = {
     "video_source": "OMNI_VIDEO_SOURCE",
     "audio_source": "OMNI_AUDIO_SOURCE",
     "speaker": "OMNI_SPEAKER",
+    "video_out": "OMNI_VIDEO_OUT",
 }
+VIDEO_OUTS = ("auto", "window", "terminal", "none")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Settings:
     height: int = 480
     fps: int = 30
     window: bool = True
+    video_out: str = "auto"  # where remote video goes: one of VIDEO_OUTS
     json: bool = False
     verbose: bool = False
 
@@ -90,6 +95,11 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Settin
 
         layered["service_id"] = service_of(str(layered["token"])) or Settings.service_id
     try:
-        return replace(Settings(), **layered)
+        settings = replace(Settings(), **layered)
     except TypeError as exc:
         raise UsageError(f"bad setting: {exc}") from None
+    if settings.video_out not in VIDEO_OUTS:
+        raise UsageError(
+            f"video out must be one of {', '.join(VIDEO_OUTS)}, not '{settings.video_out}'"
+        )
+    return settings
