@@ -9,6 +9,8 @@ cd "$ROOT"
 SYSTEM_PACKAGES=(libportaudio2 libgl1 libglib2.0-0 xvfb xauth chromium)
 # Devices for tests: a private PulseAudio (virtual mic/speaker), screenshots and keys for Xvfb.
 SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdotool)
+# A real terminal for the terminal-video tests (half blocks and sixel, under Xvfb).
+SYSTEM_PACKAGES+=(xterm)
 # The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
 # NFQUEUE delay, and what pip needs to build NetfilterQueue.
 SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)

@@ -656,7 +656,8 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
         options = ReplOptions(
             user_id=user_id,
             auto_answer=auto_answer,
-            window=settings.window,
+            window=_video_out(settings) in ("auto", "window"),
+            view=_video_out(settings) != "none",
             json=settings.json,
             server=settings.server,
             service_id=settings.service_id,

@@ -53,6 +53,7 @@ class ReplOptions:
     user_id: str | None = None
     auto_answer: bool = False
     window: bool = False
+    view: bool = False  # `view` may draw the call in the terminal
     json: bool = False
     server: str = ""
     service_id: str = ""
@@ -424,8 +425,10 @@ class Repl:
         """Remote video is wanted: a window is open, or `view` can draw in the terminal."""
         if self._window is not None:
             return True
+        if not self.options.view or self.options.json:
+            return False
         try:
-            return not self.options.json and sys.stdout.isatty() and sys.stdin.isatty()
+            return sys.stdout.isatty() and sys.stdin.isatty()
         except (AttributeError, ValueError):
             return False
 

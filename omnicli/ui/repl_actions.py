@@ -151,6 +151,8 @@ async def view(repl: Repl, cmd: Command) -> None:
         raise UsageError("no call to view")
     if repl.options.json:
         raise UsageError("view draws on stdout: not with --json")
+    if not repl.options.view:
+        raise UsageError("video is off here (--no-window or --video-out none)")
     from omnicli.ui.termsink import TerminalVideo
 
     if not TerminalVideo.available():

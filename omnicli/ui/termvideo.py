@@ -135,6 +135,8 @@ class TerminalPicture:
             new_frame = True
         if new_frame:
             parts.append(self._picture(where, remote, preview, paused))
+            if self.graphics is Graphics.SIXEL:
+                self._caption = None  # an image may have scrolled or covered it: say it again
         if caption != self._caption:
             parts.append(termgfx.caption(caption, where.caption_row, cols))
             self._caption = caption
@@ -156,6 +158,8 @@ class TerminalPicture:
                 px = (max(1, round(px[0] * factor)), max(1, round(px[1] * factor)))
             rgb = compose(remote, preview, px, paused)
             return move + termimage.kitty(rgb, where.width, where.height)
-        # sixels are drawn pixel for pixel: exactly the cells' pixels, in whole bands
-        rgb = compose(remote, preview, (px[0], px[1] - px[1] % 6), paused)
+        # sixels are drawn pixel for pixel, in whole bands; a terminal moves the cursor below
+        # the image and may scroll the screen when that is the last row: stay a row short
+        height = max(6, px[1] - ch)
+        rgb = compose(remote, preview, (px[0], height - height % 6), paused)
         return move + termimage.sixel(rgb, self.sixel_levels)

@@ -1,0 +1,219 @@
+"""A real call drawn in a real terminal: `omni call --video-out terminal` in a pty (read back
+through pyte) and in xterm under Xvfb (read back from a screenshot), and `view` in the REPL."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from desktop import wait_until
+from procs import OMNI, Omni, omni_env, start_server
+from terminal import Terminal
+
+pytestmark = pytest.mark.e2e
+
+BARS_RGB = [
+    (192, 192, 192),
+    (192, 192, 0),
+    (0, 192, 192),
+    (0, 192, 0),
+    (192, 0, 192),
+    (192, 0, 0),
+    (0, 0, 192),
+]  # the test pattern's colour bars left to right (the eighth is near black)
+PEER = ("--video-source", "test", "--audio-source", "tone:660", "--speaker", "none")
+ME = ("--video-source", "test", "--audio-source", "tone:440", "--speaker", "none")
+COLS, ROWS = 120, 40
+
+
+@pytest.fixture(scope="module")
+def server():
+    proc, url = start_server()
+    yield url
+    proc.stop()
+
+
+@pytest.fixture
+def bob(server):
+    peer = Omni(
+        "session", "create", "--user-id", "bob", "--auto-answer", "--json", "--server", server,
+        *PEER,
+    )  # fmt: skip
+    peer.event("SESSION")
+    yield peer
+    peer.stop()
+
+
+def rgb(hex_colour: str) -> np.ndarray | None:
+    if hex_colour == "default" or not re.fullmatch(r"[0-9a-f]{6}", hex_colour):
+        return None
+    return np.array([int(hex_colour[i : i + 2], 16) for i in (0, 2, 4)])
+
+
+def picture_row(term: Terminal, y: int) -> list[np.ndarray | None]:
+    """The colours of the upper halves of row `y`, cell by cell."""
+    term.screen()  # take in what was written
+    line = term.pyte_screen.buffer[y]
+    cols = term.pyte_screen.columns
+    return [rgb(line[x].bg if line[x].data == " " else line[x].fg) for x in range(cols)]
+
+
+def bars_in_order(
+    colours: list[np.ndarray | None],
+    tolerance: int = 48,
+    bars: list[tuple[int, int, int]] = BARS_RGB,
+) -> bool:
+    """Each bar colour appears, left to right, as a run of at least three cells."""
+    at = 0
+    for want in bars:
+        run, found = 0, False
+        while at < len(colours):
+            got = colours[at]
+            at += 1
+            near = got is not None and np.abs(got - want).max() <= tolerance
+            run = run + 1 if near else 0
+            if run >= 3:
+                found = True
+                break
+        if not found:
+            return False
+    return True
+
+
+def shows_the_call(term: Terminal) -> bool:
+    """The bars in order on some row of the picture's middle third (the moving white bar and
+    the preview cover different rows and columns at different times)."""
+    rows = term.pyte_screen.lines
+    return any(bars_in_order(picture_row(term, y)) for y in range(rows // 3, 2 * rows // 3))
+
+
+def test_a_call_in_a_pty_shows_the_bars_and_q_restores_the_terminal(server, bob, tmp_path) -> None:
+    """alice's terminal shows bob's colour bars in order with a caption; q hangs up (exit 0)
+    and the shell's screen, cursor and terminal modes are exactly as before."""
+    omni = " ".join(OMNI)
+    script = (
+        "echo BEFORE-THE-CALL; stty -g > before; "
+        f"{omni} call bob --user-id alice --server {server} --video-out terminal "
+        + " ".join(ME)
+        + "; echo EXIT=$?; stty -g > after; sleep 30"
+    )
+    env = omni_env(TERM="xterm-256color", COLORTERM="truecolor")
+    term = Terminal(env=env, cwd=str(tmp_path), size=(COLS, ROWS), program=("sh", "-c", script))
+    try:
+        term.wait_for(r"bob · connected", timeout=30)
+        wait_until(lambda: shows_the_call(term), 20, "bob's colour bars in order")
+        assert term.pyte_screen.cursor.hidden
+        # the caption, on the last row: the peer, the state and the live figures
+        term.wait_for(r"\nbob · connected · in \d+ fps 640x480 · \d+ kbit/s · rtt", timeout=15)
+        term.type("q")
+        term.wait_for(r"EXIT=0", timeout=20)
+        screen = term.screen()
+        assert screen.splitlines()[0] == "BEFORE-THE-CALL"  # the normal screen is back
+        assert "call ended: hangup by alice" in screen  # held while drawing, shown after
+        assert not term.pyte_screen.cursor.hidden
+        assert term.pyte_screen.saved_screen is None  # left the alternate screen
+        wait_until(lambda: (tmp_path / "after").exists(), 10, "stty after")
+        assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+    finally:
+        term.close()
+
+
+def test_the_picture_refits_when_the_terminal_is_resized(server, bob, tmp_path) -> None:
+    env = omni_env(TERM="xterm-256color", COLORTERM="truecolor")
+    term = Terminal(
+        "call", "bob", "--user-id", "carol", "--server", server, "--video-out", "terminal", *ME,
+        env=env, cwd=str(tmp_path), size=(COLS, ROWS),
+    )  # fmt: skip
+    try:
+        term.wait_for(r"bob · connected", timeout=30)
+        wait_until(lambda: shows_the_call(term), 20, "the bars at 120x40")
+        term.resize(80, 24)
+        wait_until(lambda: term.screen().splitlines()[23].startswith("bob"), 10, "caption row 24")
+        wait_until(lambda: shows_the_call(term), 10, "the bars refitted to 80x24")
+        term.ctrl("c")  # Ctrl-C hangs up just as cleanly
+        assert term.wait_exit(20) == 0
+        assert term.pyte_screen.saved_screen is None and not term.pyte_screen.cursor.hidden
+    finally:
+        term.close()
+
+
+def test_view_in_the_repl_shows_the_call_and_any_key_returns(server, bob, tmp_path) -> None:
+    """`view` takes the terminal for the call's video; a key gives the prompt back, the call
+    goes on."""
+    env = omni_env(
+        TERM="xterm-256color", COLORTERM="truecolor", XDG_STATE_HOME=str(tmp_path / "state")
+    )
+    term = Terminal(
+        "repl", "--user-id", "dave", "--server", server, *ME,
+        env=env, cwd=str(tmp_path), size=(COLS, ROWS),
+    )  # fmt: skip
+    try:
+        term.wait_prompt(r"^dave>$")
+        term.enter("call bob")
+        term.wait_for(r"CONNECTED", timeout=30)
+        term.enter("view")
+        wait_until(lambda: shows_the_call(term), 20, "the call in the REPL's view")
+        assert "any key: prompt" in term.screen()
+        term.type("x")
+        term.wait_prompt(r"^dave>$")
+        assert term.pyte_screen.saved_screen is None
+        assert "LEAVE" not in term.screen()
+        term.enter("hangup")
+        term.wait_for(r"LEAVE", timeout=20)
+        term.enter("quit")
+        assert term.wait_exit(20) == 0
+    finally:
+        term.close()
+
+
+@pytest.mark.parametrize("kind", ["halfblocks", "sixel"])
+def test_xterm_under_xvfb_shows_the_bars(server, bob, tmp_path, kind: str) -> None:
+    """The same call in a real xterm: half blocks in truecolor, and sixel when xterm is a
+    VT340 (which it says in its answer to DA1); the screenshot shows the bars in order."""
+    from desktop import display, need
+
+    need("xterm", install="xterm")
+    omni = " ".join(OMNI)
+    # xterm needs TERM to match what it emulates; the call exits by itself after a while
+    command = (
+        f"{omni} call bob --user-id xt{kind[0]} --server {server} --video-out terminal "
+        + " ".join(ME)
+        + " --duration 25"
+    )
+    args = ["xterm", "-geometry", "100x32", "-fa", "Monospace", "-fs", "9"]
+    args += ["-bg", "black", "-fg", "white"]
+    if kind == "sixel":
+        args += ["-ti", "vt340"]
+    env = omni_env(COLORTERM="truecolor", TERM="xterm-256color")
+    with display() as screen:
+        import subprocess
+
+        proc = subprocess.Popen(
+            [*args, "-e", "sh", "-c", command],
+            env={**env, **screen.env()},
+            cwd=str(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            # this xterm maps 24-bit colours to its 256 palette (192 -> 175); sixels are drawn
+            # in a 6-level colour cube (192 -> 204): the level tells which path drew them
+            level = 204 if kind == "sixel" else 175
+            wait_until(
+                lambda: screenshot_bars(screen.screenshot(), level), 40, f"bars in xterm ({kind})"
+            )
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def screenshot_bars(img: np.ndarray, level: int) -> bool:
+    """Some row of the (BGR) screenshot shows the bars in order, at this colour level."""
+    rows = img[:, :, ::-1]
+    bars = [tuple(level if v else 0 for v in bar) for bar in BARS_RGB]
+    for y in range(rows.shape[0] // 4, 3 * rows.shape[0] // 4, 8):
+        line = [rows[y, x] for x in range(0, rows.shape[1], 2)]
+        if bars_in_order(line, tolerance=10, bars=bars):
+            return True
+    return False
