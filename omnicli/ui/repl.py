@@ -417,9 +417,14 @@ class Repl:
         if not self.options.window:
             return
         from omnicli.ui.flows import Window
+        from omnicli.ui.videoout import this_machine
 
-        if Window.wanted(True, self.out):
+        if this_machine(self.options.json).display:
             self._window = Window("omni", self._hangup_soon)
+        elif self._can_view():
+            self.out.status("no display: during a call, view shows its video in this terminal")
+        else:
+            self.out.status("no display: running headless, remote video is not shown")
 
     def _can_view(self) -> bool:
         """Remote video is wanted: a window is open, or `view` can draw in the terminal."""
