@@ -658,6 +658,7 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
             auto_answer=auto_answer,
             window=_video_out(settings) in ("auto", "window"),
             view=_video_out(settings) != "none",
+            auto_view=_video_out(settings) == "terminal",
             json=settings.json,
             server=settings.server,
             service_id=settings.service_id,

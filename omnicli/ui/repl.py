@@ -54,6 +54,7 @@ class ReplOptions:
     auto_answer: bool = False
     window: bool = False
     view: bool = False  # `view` may draw the call in the terminal
+    auto_view: bool = False  # every connected call starts in `view` (--video-out terminal)
     json: bool = False
     server: str = ""
     service_id: str = ""
@@ -277,6 +278,11 @@ class Repl:
             case ev.Connected(record=record):
                 self.recording, self.figures = record, None
                 self.peer_muted.clear()
+                if self.options.auto_view and self.view is None and self._can_view():
+                    from omnicli.ui import repl_actions
+                    from omnicli.ui.commands import Command
+
+                    self.spawn(self.guarded(repl_actions.view(self, Command("view"))))
             case ev.Leave() | ev.Cancel():
                 self.figures, self.recording = None, False
                 self.peer_muted.clear()

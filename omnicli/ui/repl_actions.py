@@ -164,18 +164,21 @@ async def view(repl: Repl, cmd: Command) -> None:
         loop.call_soon_threadsafe(done.set)
 
     picture = TerminalVideo("omni", any_key)
-    repl.out.hold()  # lines printed now would land in the picture: they wait
-    try:
-        await asyncio.to_thread(picture.start)
-        repl.view = picture
-        while phone.call is not None and not done.is_set():
-            picture.set_status(" · ".join(status_lines(repl.status())) + " · any key: prompt")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 0.5)
-    finally:
-        repl.view = None
-        await asyncio.to_thread(picture.close)
-        repl.out.release()
+    from prompt_toolkit.application import in_terminal
+
+    async with in_terminal():  # a prompt being typed at steps aside (and comes back after)
+        repl.out.hold()  # lines printed now would land in the picture: they wait
+        try:
+            await asyncio.to_thread(picture.start)
+            repl.view = picture
+            while phone.call is not None and not done.is_set():
+                picture.set_status(" · ".join(status_lines(repl.status())) + " · any key: prompt")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 0.5)
+        finally:
+            repl.view = None
+            await asyncio.to_thread(picture.close)
+            repl.out.release()
 
 
 async def session(repl: Repl, cmd: Command) -> None:

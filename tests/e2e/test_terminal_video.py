@@ -167,6 +167,32 @@ def test_view_in_the_repl_shows_the_call_and_any_key_returns(server, bob, tmp_pa
         term.close()
 
 
+def test_session_create_with_video_out_terminal_shows_each_call_at_once(
+    server, bob, tmp_path
+) -> None:
+    """In a terminal, `session create --video-out terminal` opens the prompt, and a call that
+    connects takes the terminal by itself; a key gives the prompt back."""
+    env = omni_env(
+        TERM="xterm-256color", COLORTERM="truecolor", XDG_STATE_HOME=str(tmp_path / "state")
+    )
+    term = Terminal(
+        "session", "create", "--user-id", "erin", "--server", server, "--video-out", "terminal",
+        *ME, env=env, cwd=str(tmp_path), size=(COLS, ROWS),
+    )  # fmt: skip
+    try:
+        term.wait_prompt(r"^erin>$")
+        term.enter("call bob")
+        wait_until(lambda: shows_the_call(term), 30, "the call, without typing view")
+        term.type("x")
+        term.wait_prompt(r"^erin>$")
+        term.wait_for(r"CONNECTED", timeout=10)  # the events held meanwhile are shown now
+        term.enter("quit")
+        assert term.wait_exit(20) == 0
+        assert term.pyte_screen.saved_screen is None
+    finally:
+        term.close()
+
+
 @pytest.mark.parametrize("kind", ["halfblocks", "sixel"])
 def test_xterm_under_xvfb_shows_the_bars(server, bob, tmp_path, kind: str) -> None:
     """The same call in a real xterm: half blocks in truecolor, and sixel when xterm is a
