@@ -34,12 +34,15 @@ class FakeTerminal:
     `paused` stops reading, as a terminal behind a slow link does.
     """
 
-    def __init__(self, cols: int = 80, rows: int = 24, da1: bytes = b"\x1b[?62;22c") -> None:
+    def __init__(
+        self, cols: int = 80, rows: int = 24, da1: bytes = b"\x1b[?62;22c", parse: bool = True
+    ) -> None:
         self.master, self.slave = os.openpty()
         set_size(self.slave, cols, rows)
         self.screen = AltScreen(cols, rows)
         self.raw = bytearray()
         self.da1 = da1
+        self.parse = parse  # False: read and count only (a terminal that keeps up)
         self.paused = threading.Event()
         self.lock = threading.Lock()
         self._stop = False
@@ -59,8 +62,11 @@ class FakeTerminal:
             except OSError:
                 return
             with self.lock:
-                self.raw += data
-                stream.feed(data)
+                if self.parse:
+                    self.raw += data
+                    stream.feed(data)
+                else:
+                    self.raw[:] = data[-64:]
             if b"\x1b[c" in data:
                 os.write(self.master, self.da1)
 
@@ -170,6 +176,32 @@ def test_a_sixel_terminal_gets_sixels() -> None:
         video.show(np.zeros((480, 640, 3), np.uint8))
         wait_until(lambda: b"\x1bP0;1;0q" in bytes(fake.raw), 10, "a sixel image")
         assert b"\x1b[?1;1;0S" in bytes(fake.raw)
+    finally:
+        video.close()
+        fake.close()
+
+
+def test_costly_images_keep_the_drawing_thread_to_a_quarter_of_a_core() -> None:
+    """Sixels of a big terminal cost more than a frame interval each: the sink draws fewer
+    of them instead of taking a whole core from the call. (On an idle machine the bound is
+    the DRAW_DUTY gate; on a busy one the thread gets less than that anyway.)"""
+    from omnicli.ui import termsink
+
+    fake = FakeTerminal(cols=200, rows=60, da1=b"\x1b[?63;1;2;4;6;9;15;22c", parse=False)
+    video = TerminalVideo("t", fd_in=fake.slave, fd_out=fake.slave, environ=ENV)
+    pattern = TestPatternTrack(640, 480, 30)
+    frames = [pattern.render(i, 0) for i in range(10)]
+    try:
+        video.start()
+        video.show(frames[0])
+        wait_until(lambda: video.frames_shown >= 1, 10, "a first sixel frame")
+        cpu0, t0 = video.thread_cpu(), time.perf_counter()
+        for i in range(60):  # 2 s at 30 fps
+            video.show(frames[i % 10])
+            time.sleep(1 / 30)
+        share = (video.thread_cpu() - cpu0) / (time.perf_counter() - t0)
+        assert video.frames_shown < 60
+        assert share <= termsink.DRAW_DUTY + 0.1
     finally:
         video.close()
         fake.close()
