@@ -91,15 +91,9 @@ def shows_the_call(term: Terminal) -> bool:
 def test_a_call_in_a_pty_shows_the_bars_and_q_restores_the_terminal(server, bob, tmp_path) -> None:
     """alice's terminal shows bob's colour bars in order with a caption; q hangs up (exit 0)
     and the shell's screen, cursor and terminal modes are exactly as before."""
-    omni = " ".join(OMNI)
-    script = (
-        "echo BEFORE-THE-CALL; stty -g > before; "
-        f"{omni} call bob --user-id alice --server {server} --video-out terminal "
-        + " ".join(ME)
-        + "; echo EXIT=$?; stty -g > after; sleep 30"
-    )
     env = omni_env(TERM="xterm-256color", COLORTERM="truecolor")
-    term = Terminal(env=env, cwd=str(tmp_path), size=(COLS, ROWS), program=("sh", "-c", script))
+    program = in_shell(server, "alice")
+    term = Terminal(env=env, cwd=str(tmp_path), size=(COLS, ROWS), program=program)
     try:
         term.wait_for(r"bob · connected", timeout=30)
         wait_until(lambda: shows_the_call(term), 20, "bob's colour bars in order")
@@ -108,13 +102,8 @@ def test_a_call_in_a_pty_shows_the_bars_and_q_restores_the_terminal(server, bob,
         term.wait_for(r"\nbob · connected · in \d+ fps 640x480 · \d+ kbit/s · rtt", timeout=15)
         term.type("q")
         term.wait_for(r"EXIT=0", timeout=20)
-        screen = term.screen()
-        assert screen.splitlines()[0] == "BEFORE-THE-CALL"  # the normal screen is back
-        assert "call ended: hangup by alice" in screen  # held while drawing, shown after
-        assert not term.pyte_screen.cursor.hidden
-        assert term.pyte_screen.saved_screen is None  # left the alternate screen
-        wait_until(lambda: (tmp_path / "after").exists(), 10, "stty after")
-        assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+        assert "call ended: hangup by alice" in term.screen()  # held while drawing, shown after
+        restored(term, tmp_path)
     finally:
         term.close()
 
@@ -128,12 +117,72 @@ def test_the_picture_refits_when_the_terminal_is_resized(server, bob, tmp_path) 
     try:
         term.wait_for(r"bob · connected", timeout=30)
         wait_until(lambda: shows_the_call(term), 20, "the bars at 120x40")
+        term.type("m")  # as in the window: the microphone off, then the camera
+        term.wait_for(r"\nbob · connected · mic off", timeout=20)
+        term.type("v")
+        term.wait_for(r"\nbob · connected · mic off · camera off", timeout=20)
         term.resize(80, 24)
-        wait_until(lambda: term.screen().splitlines()[23].startswith("bob"), 10, "caption row 24")
-        wait_until(lambda: shows_the_call(term), 10, "the bars refitted to 80x24")
+        wait_until(lambda: term.screen().splitlines()[23].startswith("bob"), 20, "caption row 24")
+        wait_until(lambda: shows_the_call(term), 20, "the bars refitted to 80x24")
         term.ctrl("c")  # Ctrl-C hangs up just as cleanly
         assert term.wait_exit(20) == 0
         assert term.pyte_screen.saved_screen is None and not term.pyte_screen.cursor.hidden
+    finally:
+        term.close()
+
+
+def in_shell(server: str, user: str, *extra: str) -> tuple[str, ...]:
+    """sh -c: note the terminal modes, run an omni call in the terminal, note them again."""
+    omni = " ".join(OMNI)
+    script = (  # the trap keeps the shell alive through a Ctrl-C, as an interactive one is
+        "trap true INT; echo BEFORE-THE-CALL; stty -g > before; "
+        f"{omni} call bob --user-id {user} --server {server} --video-out terminal "
+        + " ".join((*ME, *extra))
+        + "; echo EXIT=$?; stty -g > after; sleep 30"
+    )
+    return ("sh", "-c", script)
+
+
+def restored(term: Terminal, tmp_path) -> None:
+    """The screen, cursor and terminal modes are as they were before the call."""
+    assert term.screen().splitlines()[0] == "BEFORE-THE-CALL"
+    assert not term.pyte_screen.cursor.hidden
+    assert term.pyte_screen.saved_screen is None
+    wait_until(lambda: (tmp_path / "after").exists(), 10, "stty after")
+    assert (tmp_path / "before").read_text() == (tmp_path / "after").read_text()
+
+
+def test_an_error_ending_the_call_gives_the_terminal_back_then_says_it(
+    server, bob, tmp_path
+) -> None:
+    """bob's process is killed mid-call: alice's call fails (exit 6) with one omni: line,
+    shown on the restored screen."""
+    env = omni_env(TERM="xterm-256color", COLORTERM="truecolor")
+    program = in_shell(server, "frank")
+    term = Terminal(env=env, cwd=str(tmp_path), size=(COLS, ROWS), program=program)
+    try:
+        term.wait_for(r"bob · connected", timeout=30)
+        bob.proc.kill()
+        match = term.wait_for(r"EXIT=(\d+)", timeout=40)
+        assert match.group(1) == "6", term.screen()
+        assert re.search(r"^omni: ", term.screen(), re.M)
+        restored(term, tmp_path)
+    finally:
+        term.close()
+
+
+def test_a_second_ctrl_c_exits_at_once_and_still_restores_the_terminal(
+    server, bob, tmp_path
+) -> None:
+    env = omni_env(TERM="xterm-256color", COLORTERM="truecolor")
+    term = Terminal(env=env, cwd=str(tmp_path), size=(COLS, ROWS), program=in_shell(server, "gina"))
+    try:
+        term.wait_for(r"bob · connected", timeout=30)
+        term.ctrl("c")
+        term.ctrl("c")
+        match = term.wait_for(r"EXIT=(\d+)", timeout=20)
+        assert match.group(1) in ("0", "130")  # 0 if the hang-up won the race
+        restored(term, tmp_path)
     finally:
         term.close()
 
