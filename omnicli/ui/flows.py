@@ -76,12 +76,13 @@ async def until_stopped(aw: Awaitable[T], stop: asyncio.Event) -> tuple[bool, T 
 
 
 class Window:
-    """The call in an OpenCV window, when a display exists.
+    """The call in an OpenCV window, or drawn in this terminal (`terminal=True`).
 
     Remote video large, the local video as a picture-in-picture preview, the peer and
-    call state in the title bar and a status line. Keys: `q` (or Esc) hangs up, `m`
-    turns the microphone off and on, `v` the camera. A peer's MUTE of its video dims
-    the picture with a "paused" banner until its UNMUTE.
+    call state in the title bar and a status line (in the terminal: one caption line,
+    with the live figures). Keys: `q` (or Esc, in a window) hangs up, `m` turns the
+    microphone off and on, `v` the camera. A peer's MUTE of its video dims the picture
+    with a "paused" banner until its UNMUTE. `open()` picks which from `--video-out`.
     """
 
     def __init__(
@@ -114,11 +115,6 @@ class Window:
     def bind(self, phone: Phone) -> None:
         """The phone whose call this window shows and whose mute the keys toggle."""
         self._phone = phone
-
-    @staticmethod
-    def wanted(enabled: bool, out: Output) -> bool:
-        """A window (not the terminal) for this call? Says so in one line when not."""
-        return Window.kind("window" if enabled else "none", out) == "window"
 
     @staticmethod
     def kind(video_out: str, out: Output) -> str:

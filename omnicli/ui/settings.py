@@ -100,6 +100,7 @@ def load(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Settin
         raise UsageError(f"bad setting: {exc}") from None
     if settings.video_out not in VIDEO_OUTS:
         raise UsageError(
-            f"video out must be one of {', '.join(VIDEO_OUTS)}, not '{settings.video_out}'"
+            f"video out (--video-out, OMNI_VIDEO_OUT, video_out in the config file) must be "
+            f"one of {', '.join(VIDEO_OUTS)}, not '{settings.video_out}'"
         )
     return settings
