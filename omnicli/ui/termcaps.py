@@ -2,8 +2,10 @@
 
 Colour depth comes from the environment (``COLORTERM=truecolor|24bit`` or a ``-direct``
 ``TERM`` means 24-bit colour; any other ``TERM`` but ``dumb`` gets the 256-colour
-palette). Image protocols are never assumed: the terminal is asked, and only a
-positive answer counts:
+palette), or from the terminal itself when the environment does not say (``COLORTERM``
+does not cross ssh by default): a 24-bit background is set and read back with DECRQSS,
+and a terminal that keeps it as 24-bit gets 24-bit colour. Image protocols are never
+assumed: the terminal is asked, and only a positive answer counts:
 
 - kitty graphics: a query action for a 1x1 image (``a=q``); kitty-compatible terminals
   answer ``OK``, the others ignore it;
@@ -32,12 +34,16 @@ from omnicli.ui.termvideo import Graphics
 KITTY_QUERY = b"\x1b_Gi=31,s=1,v=1,a=q,t=d,f=24;AAAA\x1b\\"
 DA1_QUERY = b"\x1b[c"
 REGISTERS_QUERY = b"\x1b[?1;1;0S"  # XTSMGRAPHICS: read the number of colour registers
+# set a 24-bit background, ask what the graphic rendition now is (DECRQSS), reset it
+TRUECOLOR_QUERY = b"\x1b[48;2;1;2;3m\x1bP$qm\x1b\\\x1b[0m"
 QUERY_TIMEOUT = 1.0  # a terminal (even over SSH) answers DA1 well within this
 
 _KITTY_REPLY = re.compile(rb"\x1b_Gi=31;([^\x1b]*)\x1b\\")
 _DA1_REPLY = re.compile(rb"\x1b\[\?([\d;]*)c")
 _REGISTERS_REPLY = re.compile(rb"\x1b\[\?1;(\d+);(\d+)S")
-_ANY_REPLY = re.compile(rb"\x1b_G[^\x1b]*\x1b\\|\x1b\[\?[\d;]*[cS]")
+_SGR_REPLY = re.compile(rb"\x1bP1\$r([\d;:]*)m\x1b\\")
+_TRUECOLOR_SGR = re.compile(rb"48[:;]2[:;]+1[:;]2[:;]3(?!\d)")
+_ANY_REPLY = re.compile(rb"\x1b_G[^\x1b]*\x1b\\|\x1b\[\?[\d;]*[cS]|\x1bP[^\x1b]*\x1b\\")
 
 
 @dataclass(frozen=True)
@@ -48,17 +54,20 @@ class Answers:
     sixel: bool = False
     registers: int | None = None
     complete: bool = False
+    truecolor: bool = False  # a 24-bit colour read back as 24-bit
 
 
 def parse(data: bytes) -> Answers:
     kitty = _KITTY_REPLY.search(data)
     da1 = _DA1_REPLY.search(data)
     regs = _REGISTERS_REPLY.search(data)
+    sgr = _SGR_REPLY.search(data)
     return Answers(
         kitty=bool(kitty and kitty.group(1) == b"OK"),
         sixel=bool(da1 and b"4" in da1.group(1).split(b";")[1:]),
         registers=int(regs.group(2)) if regs and regs.group(1) == b"0" else None,
         complete=da1 is not None,
+        truecolor=bool(sgr and _TRUECOLOR_SGR.search(sgr.group(1))),
     )
 
 
@@ -90,6 +99,8 @@ class TermCaps:
 def choose(environ: Mapping[str, str], answers: Answers) -> TermCaps:
     """The best drawing the terminal answered for, unless the environment says otherwise."""
     colours = colour_mode(environ) or ColourMode.ANSI256
+    if answers.truecolor and not environ.get("OMNI_TERM_COLOURS"):
+        colours = ColourMode.TRUECOLOR
     forced = environ.get("OMNI_TERM_GRAPHICS", "").lower()
     if forced in {g.value for g in Graphics}:
         return TermCaps(colours, Graphics(forced), answers.registers or 256)
@@ -128,9 +139,11 @@ def ask(
 def detect(fd_in: int, fd_out: int, environ: Mapping[str, str]) -> tuple[TermCaps, bytes]:
     """Ask the terminal what it can draw: its capabilities and any keys read meanwhile."""
     forced = environ.get("OMNI_TERM_GRAPHICS", "").lower()
-    if forced in {g.value for g in Graphics} and forced != Graphics.SIXEL:
+    depth_known = colour_mode(environ) is ColourMode.TRUECOLOR or "OMNI_TERM_COLOURS" in environ
+    if forced in {g.value for g in Graphics} and forced != Graphics.SIXEL and depth_known:
         return choose(environ, Answers()), b""
-    data, keys = ask(fd_in, fd_out, KITTY_QUERY + DA1_QUERY)
+    colour_query = b"" if depth_known else TRUECOLOR_QUERY
+    data, keys = ask(fd_in, fd_out, colour_query + KITTY_QUERY + DA1_QUERY)
     answers = parse(data)
     if answers.sixel and not answers.kitty:
         more, more_keys = ask(fd_in, fd_out, REGISTERS_QUERY + DA1_QUERY)

@@ -34,6 +34,19 @@ def test_answers_are_read_from_what_terminals_really_send() -> None:
     assert termcaps.strip_answers(b"q" + KITTY_OK + b"m" + XTERM_DA1 + b"v") == b"qmv"
 
 
+def test_a_terminal_that_keeps_a_24_bit_colour_gets_24_bit_colour() -> None:
+    """Without COLORTERM (as over ssh), DECRQSS's answer decides the colour depth."""
+    env = {"TERM": "xterm-256color"}
+    kept = parse(b"\x1bP1$r0;48:2::1:2:3m\x1b\\" + XTERM_DA1)
+    assert kept.truecolor and choose(env, kept).colours is ColourMode.TRUECOLOR
+    also = parse(b"\x1bP1$r0;48;2;1;2;3m\x1b\\" + XTERM_DA1)
+    assert also.truecolor
+    mapped = parse(b"\x1bP1$r0;48;5;16m\x1b\\" + XTERM_DA1)  # turned into a palette colour
+    assert not mapped.truecolor and choose(env, mapped).colours is ColourMode.ANSI256
+    assert choose(env, parse(XTERM_DA1)).colours is ColourMode.ANSI256  # no answer: 256
+    assert termcaps.strip_answers(b"\x1bP1$r0;48;5;16m\x1b\\q") == b"q"
+
+
 def test_the_choice_prefers_kitty_then_sixel_then_half_blocks_unless_told() -> None:
     env = {"TERM": "xterm-256color", "COLORTERM": "truecolor"}
     assert choose(env, Answers(kitty=True, complete=True)).graphics is Graphics.KITTY
