@@ -217,8 +217,9 @@ class Repl:
 
     async def new_session(self, user_id: str | None) -> None:
         await self._close_phone()
-        self.phone = phone = self.make_phone(self._video if self._can_view() else None)
-        phone.preview_sink = self._preview if self._can_view() else None
+        window = self._window is not None  # (`view` routes the video only while it shows)
+        self.phone = phone = self.make_phone(self._video if window else None)
+        phone.preview_sink = self._preview if window else None
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
         info = await phone.create_session(user_id)
         if not self.options.json:
@@ -442,6 +443,18 @@ class Repl:
             return sys.stdout.isatty() and sys.stdin.isatty()
         except (AttributeError, ValueError):
             return False
+
+    def route_video(self, to_view: bool) -> None:
+        """Send the call's video to `view` too (True) or only to the window, if any.
+
+        Frames are converted for a sink only while one wants them, so a call in the REPL
+        costs nothing extra when nobody looks at it.
+        """
+        phone = self.phone
+        if phone is None:
+            return
+        wanted = to_view or self._window is not None
+        phone.set_video_sinks(self._video if wanted else None, self._preview if wanted else None)
 
     def _video(self, frame: Any) -> None:  # the call's thread: remote frames
         if self._window is not None:

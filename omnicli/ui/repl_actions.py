@@ -171,12 +171,14 @@ async def view(repl: Repl, cmd: Command) -> None:
         try:
             await asyncio.to_thread(picture.start)
             repl.view = picture
+            repl.route_video(True)
             while phone.call is not None and not done.is_set():
                 picture.set_status(" · ".join(status_lines(repl.status())) + " · any key: prompt")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), 0.5)
         finally:
             repl.view = None
+            repl.route_video(False)
             await asyncio.to_thread(picture.close)
             repl.out.release()
 

@@ -45,6 +45,7 @@ POLL_S = 0.05  # key, size and frame poll when nothing wakes the thread
 # other). Half blocks never reach it at 30 fps; sixel images of a large terminal would.
 DRAW_DUTY = 0.25
 READY_TIMEOUT = 3.0
+RESTORE_TIMEOUT = 2.0  # giving the terminal back waits at most this long for it to read
 DELAYS_KEPT = 300
 
 
@@ -174,7 +175,7 @@ class TerminalVideo:
             if self.caps is not None and self.caps.graphics is Graphics.KITTY:
                 leave = termimage.KITTY_DELETE + leave
             with contextlib.suppress(OSError):
-                _write_all(self.fd_out, leave)
+                _write_all(self.fd_out, leave, timeout=RESTORE_TIMEOUT)
             if self._saved is not None:
                 with contextlib.suppress(termios.error, OSError):
                     termios.tcsetattr(self.fd_in, termios.TCSADRAIN, self._saved)
@@ -266,8 +267,7 @@ class TerminalVideo:
                 paused=self._paused is not None,
                 new_frame=stamp is not None or dirty,
             )
-            if data:
-                _write_all(self.fd_out, data)
+            if data and _write_all(self.fd_out, data, self._quit):
                 self.bytes_written += len(data)
             cost = time.thread_time() - cpu
             next_draw = time.perf_counter() + cost * (1 / DRAW_DUTY - 1)
@@ -304,15 +304,36 @@ def _fd(name: str) -> int:
         return {"stdin": 0, "stdout": 1}[name]
 
 
-def _write_all(fd: int, data: bytes) -> None:
+WRITE_CHUNK = 4096  # a blocked terminal holds a write of at most this much
+
+
+def _write_all(
+    fd: int, data: bytes, stop: threading.Event | None = None, timeout: float | None = None
+) -> bool:
+    """Write `data` in small pieces, giving up when `stop` is set or after `timeout` s.
+
+    A terminal that stops reading (a stalled SSH link) must not hold the drawing thread,
+    or whoever gives the terminal back, forever. Cutting a picture short is harmless:
+    what follows starts with ESC, which ends any half-written sequence. True if all of
+    it was written.
+    """
     view = memoryview(data)
+    deadline = None if timeout is None else time.monotonic() + timeout
     while view:
+        if stop is not None and stop.is_set():
+            return False
+        wait = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+        if wait <= 0:
+            return False
+        _, writable, _ = select.select([], [fd], [], wait)
+        if not writable:
+            continue
         try:
-            n = os.write(fd, view)
+            n = os.write(fd, view[:WRITE_CHUNK])
         except BlockingIOError:
-            select.select([], [fd], [], 1.0)
             continue
         view = view[n:]
+    return True
 
 
 def _pixel_size(fd: int) -> tuple[int, int]:
