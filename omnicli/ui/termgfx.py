@@ -87,6 +87,7 @@ class HalfBlocks:
         self.mode = mode
         self.threshold = threshold
         self._shown: tuple[np.ndarray, np.ndarray] | None = None  # top, bottom as shown
+        self._codes: tuple[np.ndarray, np.ndarray] | None = None  # their colour codes
         self._where: tuple[int, int, int, int] | None = None
         self._sgr: dict[int, str] = {}
         self.cells_written = 0  # by the last paint
@@ -115,10 +116,13 @@ class HalfBlocks:
         self.cells_written = int(changed.sum())
         if not self.cells_written:
             return b""
-        if self.mode is ColourMode.ANSI256:
-            fg, bg = to_256(shown_top), to_256(shown_bottom)
-        else:
-            fg, bg = _pack(shown_top), _pack(shown_bottom)
+        code = to_256 if self.mode is ColourMode.ANSI256 else _pack
+        if self._codes is None or self._codes[0].shape != changed.shape or changed.all():
+            self._codes = (code(shown_top), code(shown_bottom))
+        else:  # only the changed cells need new codes (the palette lookup is not free)
+            self._codes[0][changed] = code(shown_top[changed])
+            self._codes[1][changed] = code(shown_bottom[changed])
+        fg, bg = self._codes
         return self._encode(changed, fg, bg, top, left).encode()
 
     def _colour(self, value: int, ground: int) -> str:

@@ -171,3 +171,22 @@ def test_enter_and_leave_give_back_every_mode_they_change(mode: ColourMode) -> N
     assert b"1049" in set_modes and b"\x1b[0m" in termgfx.LEAVE
     # painting ends with the colours reset, whatever the mode
     assert HalfBlocks(mode).paint(np.zeros((2, 2, 3), np.uint8)).endswith(b"\x1b[0m")
+
+
+@pytest.mark.parametrize("mode", list(ColourMode))
+def test_updates_leave_the_screen_as_a_full_paint_would(mode: ColourMode) -> None:
+    """Frame after frame of change-only updates, the screen shows what one full paint of
+    the last frame shows, wherever a cell moved beyond the threshold."""
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)]
+    for _ in range(5):
+        nxt = frames[-1].copy()
+        rows, cols = rng.integers(0, 12, 30), rng.integers(0, 20, 30)
+        nxt[rows, cols] = rng.integers(0, 256, (30, 3), dtype=np.uint8)
+        frames.append(nxt)
+    painter = HalfBlocks(mode, threshold=0)
+    updated = screen_after(*(painter.paint(f) for f in frames))
+    whole = screen_after(HalfBlocks(mode, threshold=0).paint(frames[-1]))
+    for r in range(6):
+        for c in range(20):
+            assert halves(updated.buffer[r][c]) == halves(whole.buffer[r][c]), (r, c)
