@@ -269,8 +269,9 @@ class TerminalVideo:
             )
             if data and _write_all(self.fd_out, data, self._quit):
                 self.bytes_written += len(data)
-            cost = time.thread_time() - cpu
-            next_draw = time.perf_counter() + cost * (1 / DRAW_DUTY - 1)
+            if data:  # (nothing drawn costs next to nothing: no pause, or the loop spins)
+                cost = time.thread_time() - cpu
+                next_draw = time.perf_counter() + cost * (1 / DRAW_DUTY - 1)
             if stamp is not None:
                 now = time.perf_counter()
                 self.frames_shown += 1
