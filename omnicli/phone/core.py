@@ -185,9 +185,9 @@ class Phone:
         video now and then (the REPL's `view`) sets its sinks only while it shows it.
         """
         self.video_sink, self.preview_sink = video_sink, preview_sink
-        call = self._call
-        if call is not None and call.media is not None:
-            call.media.route()
+        media = self.media
+        if media is not None:
+            media.route()
 
     @property
     def session(self) -> SessionInfo | None:

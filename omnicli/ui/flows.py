@@ -18,6 +18,7 @@ from omnicli.errors import ExitCode, OmniError
 from omnicli.phone import events as ev
 from omnicli.phone.core import Phone
 from omnicli.phone.endings import exit_code_for_reason
+from omnicli.phone.figures import CallFigures
 from omnicli.ui.render import Output
 from omnicli.wire.protocol import EndReason, Track
 
@@ -103,7 +104,7 @@ class Window:
 
             self._window = VideoWindow(title)
         self.terminal = terminal
-        self._figures: dict[str, Any] | None = None
+        self._figures: CallFigures | None = None
         self._window.on_key = self._key
         self._on_quit = on_quit
         self._loop = asyncio.get_running_loop()
@@ -235,7 +236,7 @@ class Window:
             restore()
 
 
-def figures_text(figures: dict[str, Any] | None) -> str:
+def figures_text(figures: CallFigures | None) -> str:
     """The live figures in a few words, for the terminal picture's caption."""
     if not figures:
         return ""
@@ -248,7 +249,7 @@ def figures_text(figures: dict[str, Any] | None) -> str:
             f"in {number(incoming.fps, '{:.0f}')} fps",
             incoming.resolution or "",
             f"· {number(incoming.kbps)} kbit/s",
-            f"· rtt {number(figures.get('rtt_ms'), '{:.0f}', ' ms')}",
+            f"· rtt {number(figures.rtt_ms, '{:.0f}', ' ms')}",
             f"· loss {number(incoming.loss_pct, '{:.1f}', ' %')}",
         )
         if x
