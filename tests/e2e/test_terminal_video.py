@@ -51,6 +51,12 @@ def rgb(hex_colour: str) -> np.ndarray | None:
     return np.array([int(hex_colour[i : i + 2], 16) for i in (0, 2, 4)])
 
 
+def row(term: Terminal, y: int) -> str:
+    """The text on row `y` of the screen now (empty rows included)."""
+    term.screen()  # take in what was written
+    return str(term.pyte_screen.display[y])
+
+
 def picture_row(term: Terminal, y: int) -> list[np.ndarray | None]:
     """The colours of the upper halves of row `y`, cell by cell."""
     term.screen()  # take in what was written
@@ -122,7 +128,7 @@ def test_the_picture_refits_when_the_terminal_is_resized(server, bob, tmp_path) 
         term.type("v")
         term.wait_for(r"\nbob · connected · mic off · camera off", timeout=20)
         term.resize(80, 24)
-        wait_until(lambda: term.screen().splitlines()[23].startswith("bob"), 20, "caption row 24")
+        wait_until(lambda: row(term, 23).startswith("bob"), 20, "the caption on row 24")
         wait_until(lambda: shows_the_call(term), 20, "the bars refitted to 80x24")
         term.ctrl("c")  # Ctrl-C hangs up just as cleanly
         assert term.wait_exit(20) == 0
@@ -145,7 +151,7 @@ def in_shell(server: str, user: str, *extra: str) -> tuple[str, ...]:
 
 def restored(term: Terminal, tmp_path) -> None:
     """The screen, cursor and terminal modes are as they were before the call."""
-    assert term.screen().splitlines()[0] == "BEFORE-THE-CALL"
+    assert row(term, 0).rstrip() == "BEFORE-THE-CALL"
     assert not term.pyte_screen.cursor.hidden
     assert term.pyte_screen.saved_screen is None
     wait_until(lambda: (tmp_path / "after").exists(), 10, "stty after")
