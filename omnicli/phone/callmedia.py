@@ -207,6 +207,9 @@ class CallMedia:
         except DeviceMissing as exc:
             if strict or self.host.media_options.require_devices:
                 raise
+            if spec == "auto":  # no speaker was asked for: say it short
+                log.info("%s; remote audio is not played", exc)
+                return None, "no speaker: sound not played"
             return None, f"{exc}; remote audio is not played"
         opened.append(sink)
         return sink, None

@@ -172,7 +172,7 @@ class SignalingServer:
             compression=None,
         )
         self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")
-        log.info("listening on %s", self.url)
+        log.debug("listening on %s", self.url)  # the command says it, once
 
     async def close(self) -> None:
         if self._timer is not None:

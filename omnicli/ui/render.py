@@ -214,11 +214,13 @@ class Output:
         # while a picture owns the terminal: what would have been printed, in order
         # (one list shared with the labelled twins: they print on the same terminal)
         self._held: list[list[tuple[Console | None, Any]] | None] = [None]
+        self._notices: set[str] = set()  # said once in a process (devices: every call)
 
     def with_label(self, label: str) -> Output:
         twin = Output(json_mode=self.json_mode, stdout=self.stdout, label=label)
         twin.err, twin.out, twin._t0 = self.err, self.out, self._t0
         twin._held = self._held
+        twin._notices = self._notices
         return twin
 
     def hold(self) -> None:
@@ -259,6 +261,10 @@ class Output:
         if self.json_mode:
             self.json(event.as_dict())
             return
+        if isinstance(event, ev.Notice):
+            if event.text in self._notices:
+                return  # the same fallback every call is noise: once is enough
+            self._notices.add(event.text)
         stamp = f"{time.monotonic() - self._t0:6.1f}s"
         who = f"{self.label:>6} " if self.label else ""
         style = STYLES.get(event.name, "dim")

@@ -149,9 +149,9 @@ async def view(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
     if phone.call is None:
         raise UsageError("no call to view")
-    if repl.options.json:
+    if repl.options.settings.json:
         raise UsageError("view draws on stdout: not with --json")
-    if not repl.options.view:
+    if repl.video_out() == "none":
         raise UsageError("video is off here (--no-window or --video-out none)")
     from omnicli.ui.termsink import TerminalVideo
 
@@ -191,6 +191,10 @@ async def help_(repl: Repl, cmd: Command) -> None:
     repl.out.show(Text("\n".join(help_lines(cmd.args[0] if cmd.args else None))))
 
 
+async def clear(repl: Repl, cmd: Command) -> None:
+    repl.clear_screen()
+
+
 async def quit_(repl: Repl, cmd: Command) -> None:
     repl.request_quit()
 
@@ -210,6 +214,7 @@ ACTIONS: dict[str, Action] = {
     "sessions": sessions,
     "session": session,
     "help": help_,
+    "clear": clear,
     "quit": quit_,
 }
 

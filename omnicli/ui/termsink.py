@@ -131,6 +131,12 @@ class TerminalVideo:
         self._paused = text
         self._poke()
 
+    def open(self) -> None:
+        """(A window's: put it on the screen. The terminal picture is up from `start()`.)"""
+
+    def hide(self) -> None:
+        """(A window's: take it off the screen between calls. Not for the terminal.)"""
+
     def set_caption(self, text: str) -> None:
         """The window's title bar has no terminal counterpart: the status line says it all."""
 
