@@ -29,6 +29,11 @@ log = logging.getLogger("omnicli.phone.callmedia")
 PREVIEW_FPS = 15
 
 
+def offers_media(sdp: str) -> bool:
+    """Whether an SDP has a media section (an `m=` line): one without has nothing to connect."""
+    return any(line.startswith("m=") for line in sdp.splitlines())
+
+
 class MediaSettings(Protocol):
     """The media options a call reads (the phone's `MediaOptions`)."""
 

@@ -212,11 +212,28 @@ def server(
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Connections at once, all sources (kept below the descriptor limit)."
+        ),
+    ] = 10_000,
+    max_per_address: Annotated[
+        int, typer.Option(min=1, help="Connections at once from one source address.")
+    ] = 256,
+    max_unauthenticated: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Connections not past hello; at the cap the oldest is closed for a new one.",
+        ),
+    ] = 512,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
     from dataclasses import replace
 
+    from omnicli.server import logsafe
     from omnicli.server.driver import ServerConfig, SignalingServer
     from omnicli.server.switchboard import Service
 
@@ -227,6 +244,7 @@ def server(
         datefmt="%H:%M:%S",
         force=True,  # the top-level callback set up the client's logging already
     )
+    logsafe.guard()  # client text escaped; one kind of message at most 5 times a second
     logging.getLogger("websockets").setLevel(logging.WARNING)
     specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
     services = tuple(_service(s) for s in specs) or (Service("dev", None),)
@@ -250,6 +268,9 @@ def server(
         resume_secret=resume_secret.encode() if resume_secret else None,
         resume_grace=resume_grace,
         rate_limit=rate_limit,
+        max_connections=max_connections,
+        max_per_address=max_per_address,
+        max_unauthenticated=max_unauthenticated,
     )
 
     async def flow() -> int:
@@ -502,7 +523,16 @@ def devices(*, settings: Settings) -> None:
 
 @app.command(cls=_Command, short_help="List who is online, and who is busy.")
 @takes_settings(CONNECTION, ("json", "verbose"))
-def sessions(*, settings: Settings) -> None:
+def sessions(
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="Show at most this many (the first by user id).")
+    ] = 1000,
+    every: Annotated[
+        bool, typer.Option("--all", help="Show every session, asking page by page.")
+    ] = False,
+    *,
+    settings: Settings,
+) -> None:
     """List who is online under the service, and who is busy."""
 
     async def flow() -> int:
@@ -510,7 +540,12 @@ def sessions(*, settings: Settings) -> None:
 
         phone = _phone(settings)
         try:
-            peers = await phone.session_list()
+            page = await phone.session_page(limit)
+            peers, total = list(page.peers), page.total
+            while every and page.truncated and page.peers:
+                page = await phone.session_page(after=page.peers[-1].user_id)
+                peers += page.peers
+            truncated = page.truncated
         finally:
             await phone.close()
         out = _output(settings)
@@ -521,6 +556,11 @@ def sessions(*, settings: Settings) -> None:
                 )
         else:
             out.show(sessions_table(peers))
+        if truncated:
+            out.status(
+                f"showing the first {len(peers)} of {total} sessions (--all for every one)",
+                style="yellow",
+            )
         return 0
 
     run(flow)
