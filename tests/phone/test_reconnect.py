@@ -4,11 +4,12 @@ expired grace ends the call as connection_lost; a restarted server rebuilds decl
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from typing import Any
 
 import pytest
+from board import Board as BaseBoard
+from board import events_of
 from netproxy import CuttableProxy
 from phones import make_phone, until
 
@@ -17,7 +18,7 @@ from omnicli.phone import events as ev
 from omnicli.phone import reconcile
 from omnicli.phone.core import Phone, SessionInfo
 from omnicli.server.driver import ServerConfig, SignalingServer
-from omnicli.server.switchboard import Delivery, Service, Switchboard
+from omnicli.server.switchboard import Delivery, Service
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
 from omnicli.wire.messages import ResumeResult
@@ -27,50 +28,17 @@ SECRET = b"resume-secret-for-tests"
 GRACE = 5.0
 
 
-class Board:
-    """A Switchboard driven by plain calls, with a settable clock."""
+class Board(BaseBoard):
+    """The driver on services dev and other, with resume on, keeping each user's token."""
 
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("resume_secret", SECRET)
         kw.setdefault("resume_grace", GRACE)
-        self.sb = Switchboard([Service("dev", None), Service("other", None)], **kw)
-        self._conns = itertools.count(1)
-        self._rids = itertools.count(1)
-        self.now = 100.0
+        super().__init__([Service("dev", None), Service("other", None)], now=100.0, **kw)
         self.tokens: dict[str, str] = {}
 
-    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
-        rid = next(self._rids)
-        out = self.sb.route(
-            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
-        )
-        assert out[0].conn == conn and out[0].message["id"] == rid
-        return out
-
-    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
-        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
-
-    def expire(self, now: float) -> list[Delivery]:
-        return self.sb.route(self.sb.expire(now))
-
-    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Delivery]]:
-        resp, *events = self.send(conn, op, **fields)
-        assert resp.message["ok"] is True, resp.message
-        return resp.message["result"], events
-
-    def code(self, conn: int, op: str, **fields: Any) -> int:
-        out = self.send(conn, op, **fields)
-        assert out[0].message["ok"] is False, out
-        return int(out[0].message["error"]["code"])
-
-    def hello(self, service: str = "dev") -> int:
-        conn = next(self._conns)
-        self.sb.connect(conn)
-        self.ok(conn, "hello", version=1, service_id=service)
-        return conn
-
-    def user(self, user_id: str) -> int:
-        conn = self.hello()
+    def user(self, user_id: str, service: str = "dev", **hello: Any) -> int:
+        conn = self.hello(service, **hello)
         result, _ = self.ok(conn, "create_session", user_id=user_id)
         self.tokens[user_id] = result["resume_token"]
         return conn
@@ -89,10 +57,6 @@ class Board:
         result, events = self.ok(conn, "resume", resume_token=self.tokens[user], **fields)
         self.tokens[user] = result["resume_token"]
         return conn, result, events
-
-
-def events_of(out: list[Delivery], conn: int) -> list[dict[str, Any]]:
-    return [s.message for s in out if s.conn == conn and "event" in s.message]
 
 
 # -- the switchboard ---------------------------------------------------------------------------
