@@ -11,7 +11,7 @@ import av
 import numpy as np
 import pytest
 from phones import call_connected, make_phone
-from procs import Omni, run_omni, start_server
+from procs import answering_peer, run_omni, start_server
 
 from omnicli.media import framecode
 from omnicli.media.probes import dominant_frequency, luma
@@ -138,18 +138,8 @@ def test_call_record_flag_writes_a_file_of_the_call_length(tmp_path: Path) -> No
         "--server",
         url,
     )
-    bob = Omni(
-        "session",
-        "create",
-        "--user-id",
-        "bob",
-        "--auto-answer",
-        "--audio-source",
-        "tone:660",
-        *media,
-    )
+    bob = answering_peer("bob", url, "--audio-source", "tone:660", *media)
     try:
-        bob.event("SESSION")
         call = run_omni(
             "call",
             "bob",
