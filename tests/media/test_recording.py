@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from phones import call_connected, make_phone
+from phones import call_connected, eventually, make_phone
 from procs import answering_peer, run_omni, start_server
 
 from omnicli.media import framecode
@@ -88,10 +88,8 @@ async def test_recording_mid_call_has_both_voices_and_the_remote_video(tmp_path:
         bob = make_phone(srv.url, audio_source="tone:660")
         try:
             await call_connected(alice, bob)
-            async with asyncio.timeout(10):
-                probe = alice.media.link.video_in
-                while probe.frames_received < 5:
-                    await asyncio.sleep(0.05)
+            probe = alice.media.link.video_in
+            await eventually(lambda: probe.frames_received >= 5, timeout=10)
             started = time.monotonic()
             assert await alice.recording_start(str(path)) == str(path)
             async with asyncio.timeout(10):
