@@ -11,7 +11,7 @@ import pytest
 from board import Board as BaseBoard
 from board import events_of
 from netproxy import CuttableProxy
-from phones import eventually, make_phone, until
+from phones import call_connected, eventually, make_phone, until
 
 from omnicli.errors import ServerUnreachable
 from omnicli.phone import events as ev
@@ -379,13 +379,7 @@ def phone(url: str, tone: str = "tone:440") -> Phone:
 
 async def call_up(url: str) -> tuple[Phone, Phone]:
     alice, bob = phone(url), phone(url, "tone:660")
-    await alice.create_session("alice")
-    await bob.create_session("bob")
-    await alice.offer_call("videocall", "bob")
-    await until(bob, ev.Ringing)
-    await bob.answer_call()
-    await until(alice, ev.Connected)
-    await until(bob, ev.Connected)
+    await call_connected(alice, bob)
     return alice, bob
 
 
