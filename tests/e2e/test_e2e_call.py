@@ -149,12 +149,8 @@ def test_calling_a_busy_user_exits_rejected(server):
 def test_video_at_5_fps_arrives_well_within_one_frame_interval(server):
     """At 5 fps a frame interval is 200 ms; frames arrive much sooner because the receiver
     releases each frame on its last packet instead of waiting for the next frame (#11)."""
-    bob = Omni(
-        "session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
-        "--fps", "5", "--audio-source", "tone:660", *MEDIA,
-    )  # fmt: skip
+    bob = answering_peer("bob", server, "--fps", "5", "--audio-source", "tone:660", *MEDIA)
     try:
-        bob.event("SESSION")
         call = run_omni(
             "call", "bob", "--video", "--duration", "4", "--user-id", "alice",
             "--server", server, "--fps", "5", "--audio-source", "tone:440", *MEDIA,
