@@ -347,8 +347,8 @@ async def test_stalled_client_is_closed_without_delaying_others(
                     "offer_call", call_type="audiocall", callee=callee, sdp="o"
                 )
                 await clients[callee].request("answer_call", sdp="a")
-            await asyncio.sleep(0.1)
-            for queue in events.values():  # RINGING, ANSWERED: setup is done
+            for queue in events.values():  # one RINGING or ANSWERED each: setup is done
+                await asyncio.wait_for(queue.get(), 5)
                 while not queue.empty():
                     queue.get_nowait()
             bob_conn = server.board.users[("dev", "bob")]
