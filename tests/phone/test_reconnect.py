@@ -4,7 +4,9 @@ expired grace ends the call as connection_lost; a restarted server rebuilds decl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -414,43 +416,60 @@ async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
             await bob.close()
 
 
+Restart = Callable[[bytes], Awaitable[SignalingServer]]
+
+
+@contextlib.asynccontextmanager
+async def call_then_server_gone(
+    config: ServerConfig,
+) -> AsyncIterator[tuple[Phone, Phone, Restart]]:
+    """alice and bob in a call on a server (started with `config`) that is then closed;
+    `restart(secret)` starts a new one on the same port, its state lost."""
+    first = SignalingServer(config)
+    await first.start()
+    port = first.port  # known only while it listens
+    started: list[SignalingServer] = [first]
+
+    async def restart(secret: bytes) -> SignalingServer:
+        server = SignalingServer(ServerConfig(port=port, resume_secret=secret))
+        started.append(server)
+        await server.start()
+        return server
+
+    alice, bob = await call_up(first.url)
+    try:
+        await first.close()
+        yield alice, bob, restart
+    finally:
+        await alice.close()
+        await bob.close()
+        for server in started:
+            await server.close()
+
+
 async def test_server_restart_mid_call_resumes_the_call() -> None:
     """The server process is replaced (same port, same resume secret, state lost): both phones
     resume, the server rebuilds the call, and a hang-up reaches the other side."""
-    config = ServerConfig(port=0, resume_secret=SECRET)
-    first = SignalingServer(config)
-    await first.start()
-    port = first.port
-    alice, bob = await call_up(first.url)
-    second = None
-    try:
-        await first.close()
+    async with call_then_server_gone(ServerConfig(port=0, resume_secret=SECRET)) as (
+        alice,
+        bob,
+        restart,
+    ):
         for ph in (alice, bob):
             await until(ph, ev.Reconnecting)
-        second = SignalingServer(ServerConfig(port=port, resume_secret=SECRET))
-        await second.start()
+        second = await restart(SECRET)
         for ph in (alice, bob):
             assert (await until(ph, ev.Reconnected)).call_id is not None
         assert {c.state.value for c in second.board.calls.values()} == {"connected"}
         assert await bob.leave() == "hangup"
         leave = await until(alice, ev.Leave)
         assert (leave.reason, leave.by) == ("hangup", "bob")
-    finally:
-        await alice.close()
-        await bob.close()
-        if second is not None:
-            await second.close()
 
 
 async def test_grace_passing_ends_the_call_on_both_sides() -> None:
     """With the server gone longer than the grace, each phone ends its call as connection_lost
     and reports SERVER_LOST, within the grace plus a margin."""
-    config = ServerConfig(port=0, resume_grace=1.5)
-    srv = SignalingServer(config)
-    await srv.start()
-    alice, bob = await call_up(srv.url)
-    try:
-        await srv.close()
+    async with call_then_server_gone(ServerConfig(port=0, resume_grace=1.5)) as (alice, bob, _):
         started = time.monotonic()
         for ph in (alice, bob):
             assert (await until(ph, ev.Reconnecting)).grace_s == 1.5
@@ -459,23 +478,17 @@ async def test_grace_passing_ends_the_call_on_both_sides() -> None:
             assert "not resumed" in (await until(ph, ev.ServerLost)).reason
         assert time.monotonic() - started < 1.5 + 3.0
         assert alice.call is None and bob.call is None
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 async def test_restart_without_the_secret_ends_the_call_clearly() -> None:
     """A server restarted with another resume secret refuses the resume (401): each phone says
     so, ends its call as connection_lost and reports SERVER_LOST, without waiting the grace."""
-    first = SignalingServer(ServerConfig(port=0, resume_secret=SECRET))
-    await first.start()
-    port = first.port
-    alice, bob = await call_up(first.url)
-    second = None
-    try:
-        await first.close()
-        second = SignalingServer(ServerConfig(port=port, resume_secret=b"another secret"))
-        await second.start()
+    async with call_then_server_gone(ServerConfig(port=0, resume_secret=SECRET)) as (
+        alice,
+        bob,
+        restart,
+    ):
+        await restart(b"another secret")
         for ph in (alice, bob):
             while "could not resume" not in (await until(ph, ev.Notice)).text:
                 pass
@@ -483,11 +496,6 @@ async def test_restart_without_the_secret_ends_the_call_clearly() -> None:
             lost = await until(ph, ev.ServerLost)
             assert "refused" in lost.reason and "not resumed within" not in lost.reason
             assert ph.call_state == "offline"
-    finally:
-        await alice.close()
-        await bob.close()
-        if second is not None:
-            await second.close()
 
 
 async def test_overlapping_connects_share_one_socket() -> None:
