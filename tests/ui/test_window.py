@@ -135,19 +135,8 @@ def test_an_auto_answering_session_with_a_display_answers_every_call_at_once() -
     """
     with display() as screen:
         server, url = start_server()
-        bob = Omni(
-            "session",
-            "create",
-            "--user-id",
-            "bob",
-            "--auto-answer",
-            "--server",
-            url,
-            *MEDIA,
-            env=omni_env(**screen.env()),
-        )
+        bob = answering_peer("bob", url, *MEDIA, env=omni_env(**screen.env()))
         try:
-            bob.event("SESSION")
             for n in range(3):
                 started = time.monotonic()
                 alice = Omni(
