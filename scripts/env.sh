@@ -14,6 +14,8 @@ SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdo
 SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
 # A real TURN server for the relay test (tests/server/test_turn_relay.py).
 SYSTEM_PACKAGES+=(coturn)
+# Redis for the many-node server tests (tests/support/redisd.py starts a private one).
+SYSTEM_PACKAGES+=(redis-server)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for pkg in "${SYSTEM_PACKAGES[@]}"; do
