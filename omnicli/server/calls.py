@@ -28,6 +28,8 @@ from omnicli.wire import protocol as p
 from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
 _UP = (CallState.ANSWERED, CallState.CONNECTED, CallState.RESUMING)
+CHANGED = "the call changed meanwhile; try again"
+MEDIA_RETRIES = 3
 
 
 class Calls:
@@ -116,6 +118,17 @@ class Calls:
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
 
     def media_state(self, c: Conn, req: p.MediaState, out: list[Send]) -> dict[str, Any]:
+        """Both parties report at about the same time, on different nodes maybe: a report
+        that loses the compare-and-set to the other one reads the call again."""
+        for _ in range(MEDIA_RETRIES):
+            try:
+                return self._media_state(c, req, out)
+            except Refusal as refusal:
+                if refusal.message != CHANGED:
+                    raise
+        return self._media_state(c, req, out)
+
+    def _media_state(self, c: Conn, req: p.MediaState, out: list[Send]) -> dict[str, Any]:
         call = self.own_call(c, req.call_id, need_answered=True)
         assert c.user_id is not None
         if req.state == "failed":
@@ -182,7 +195,7 @@ class Calls:
         """Write a change of the call as it was read, or refuse if it moved meanwhile."""
         stored = self.store.swap_call(call, call.evolve(**changes))
         if stored is None:
-            raise Refusal(ErrorCode.WRONG_STATE, "the call changed meanwhile; try again")
+            raise Refusal(ErrorCode.WRONG_STATE, CHANGED)
         return stored
 
     # -- lookups -----------------------------------------------------------------------------

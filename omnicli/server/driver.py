@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -24,9 +24,13 @@ from websockets.exceptions import ConnectionClosed
 from omnicli.errors import UsageError
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
 from omnicli.server.records import Send, ToConn, ToUser
+from omnicli.server.redisstore import RedisStoreError
 from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
+
+if TYPE_CHECKING:
+    from omnicli.server.cluster import Cluster
 
 log = logging.getLogger("omnicli.server.driver")
 
@@ -36,6 +40,8 @@ PING_TIMEOUT = 4.0  # (+ CLOSE_TIMEOUT: after a ping timeout websockets still wa
 CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
 MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
+POLL = 1.0  # s: on Redis, the timers look at deadlines other nodes set at least this often
+UNAVAILABLE = "the server cannot reach Redis; try again shortly (or another node)"
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class ServerConfig:
     rate_limit: float = DEFAULT_RATE  # requests/s per connection (0: no limit)
     rate_burst: int = DEFAULT_BURST
     max_failed_hellos: int = MAX_FAILED_HELLOS  # then close with 1008 (0: no limit)
+    redis_url: str | None = None  # share sessions and calls with other nodes on this Redis
 
 
 def is_loopback(host: str) -> bool:
@@ -115,6 +122,12 @@ class SignalingServer:
         check_config(config)
         self.config = config
         self.clock = clock
+        store, resume_secret, boot = None, config.resume_secret, None
+        if config.redis_url:
+            from omnicli.server.cluster import open_store
+
+            store, resume_secret, boot = open_store(config.redis_url, resume_secret)
+            self.clock = time.time  # deadlines are shared between nodes: wall time
         self.board = Switchboard(
             list(config.services),
             ring_timeout=config.ring_timeout,
@@ -122,9 +135,17 @@ class SignalingServer:
             ice_servers=[dict(s) for s in config.ice_servers],
             require_tokens=config.require_tokens,
             turn=config.turn,
-            resume_secret=config.resume_secret,
+            resume_secret=resume_secret,
             resume_grace=config.resume_grace,
+            store=store,
+            boot=boot,
         )
+        self.cluster: Cluster | None = None
+        if store is not None:
+            from omnicli.server.cluster import Cluster
+
+            assert config.redis_url is not None
+            self.cluster = Cluster(self.board, store, config.redis_url, self._deliver_local)
         self._clients: dict[int, _Client] = {}
         self._ids = itertools.count(1)
         self._server: Server | None = None
@@ -172,6 +193,9 @@ class SignalingServer:
             compression=None,
         )
         self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")
+        if self.cluster is not None:
+            await self.cluster.start()
+            log.info("node %s on Redis %s", self.cluster.node, self.config.redis_url)
         log.info("listening on %s", self.url)
 
     async def close(self) -> None:
@@ -184,6 +208,8 @@ class SignalingServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self.cluster is not None:  # after the connections: their endings are forwarded
+            await self.cluster.close()
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -217,7 +243,10 @@ class SignalingServer:
             lost = exc.rcvd is None and dropped and not client.kicked
         finally:
             user = self.board.user_of(client.conn)
-            self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
+            try:
+                self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
+            except RedisStoreError as exc:  # the lease reaper or a grace timer ends it later
+                log.warning("%s: Redis unreachable at disconnect: %s", user, exc)
             self._clients.pop(client.conn, None)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -246,6 +275,10 @@ class SignalingServer:
         before = self.board.user_of(client.conn)
         try:
             sends = self.board.handle(client.conn, request, self.clock())
+        except RedisStoreError as exc:
+            log.warning("%s refused: Redis unreachable: %s", request.op, exc)
+            error = p.error(request.id, p.ErrorCode.UNAVAILABLE, UNAVAILABLE)
+            sends = [Send(ToConn(client.conn), error)]
         except Exception:  # a bug must not take the server down for everyone
             log.exception("internal error handling %s", request.op)
             sends = [
@@ -262,6 +295,12 @@ class SignalingServer:
         self._wake.set()
 
     def _deliver(self, sends: list[Send]) -> None:
+        """Hand sends to this node's connections, and the others to their nodes."""
+        self._deliver_local(sends)
+        if self.cluster is not None:
+            self.cluster.forward(sends)
+
+    def _deliver_local(self, sends: list[Send]) -> None:
         for send in self.board.route(sends):
             client = self._clients.get(send.conn)
             if client is None:
@@ -312,10 +351,22 @@ class SignalingServer:
 
     async def _timer_loop(self) -> None:
         while True:
-            deadline = self.board.next_deadline()
-            self._wake.clear()
-            delay = None if deadline is None else max(0.0, deadline - self.clock())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-            self._deliver(self.board.expire(self.clock()))
+            try:
+                await self._timer_step()
+            except RedisStoreError as exc:  # the timers are data: they fire once it is back
+                log.debug("timers: Redis unreachable: %s", exc)
+                await asyncio.sleep(POLL)
+
+    async def _timer_step(self) -> None:
+        deadline = self.board.next_deadline()
+        self._wake.clear()
+        delay = None if deadline is None else max(0.0, deadline - self.clock())
+        if self.cluster is not None:  # other nodes set deadlines too, and may die
+            delay = POLL if delay is None else min(delay, POLL)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+        now = self.clock()
+        if self.cluster is not None:
+            self.cluster.reap(now)
+        self._deliver(self.board.expire(now))

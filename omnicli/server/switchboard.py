@@ -38,6 +38,7 @@ from omnicli.server.records import (
     Refusal,
     Send,
     ToConn,
+    ToUser,
     UserKey,
 )
 from omnicli.server.resume import Resumer
@@ -156,6 +157,15 @@ class Switchboard:
     def route(self, sends: list[Send]) -> list[Delivery]:
         """The sends for connections of this node, resolved to their numbers, in order."""
         return self.sessions.route(sends)
+
+    def remote(self, sends: list[Send]) -> list[Send]:
+        """The sends addressed to users whose connection is not on this node."""
+        local = self.sessions.local
+        return [
+            s
+            for s in sends
+            if isinstance(s.to, ToUser) and (s.to.service_id, s.to.user_id) not in local
+        ]
 
     def allow_user(self, conn: int, user_id: str) -> None:
         """Pin the user id a connection may register as (set by a verified token)."""

@@ -372,6 +372,16 @@ def server(
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="OMNI_REDIS_URL",
+            help="Share sessions and calls with the other nodes on this Redis, e.g. "
+            "redis://127.0.0.1:6379/0 (env OMNI_REDIS_URL; default: this process only).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
@@ -409,6 +419,7 @@ def server(
         resume_secret=resume_secret.encode() if resume_secret else None,
         resume_grace=resume_grace,
         rate_limit=rate_limit,
+        redis_url=redis or None,
     )
 
     async def flow() -> int:

@@ -1,0 +1,82 @@
+"""Several `omni server` processes on one real Redis: calls across nodes with real media,
+a node killed mid-call, Redis restarted mid-call."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from procs import Omni, run_omni, start_server
+from redisd import RedisServer
+from test_e2e_call import MEDIA, assert_received
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def nodes(redis: RedisServer) -> Iterator[list[str]]:
+    """Two server nodes on the same Redis: their ws:// URLs."""
+    procs = [start_server("--redis", redis.url) for _ in range(2)]
+    yield [url for _, url in procs]
+    for proc, _ in procs:
+        proc.stop()
+
+
+def callee(user: str, server: str, tone: int) -> Omni:
+    proc = Omni(
+        "session", "create", "--user-id", user, "--auto-answer", "--server", server,
+        "--audio-source", f"tone:{tone}", *MEDIA,
+    )  # fmt: skip
+    assert proc.event("SESSION")["user_id"] == user
+    return proc
+
+
+def call(callee: str, caller: str, server: str, tone: int, seconds: float) -> list[dict]:
+    done = run_omni(
+        "call", callee, "--video", "--duration", str(seconds), "--user-id", caller,
+        "--server", server, "--audio-source", f"tone:{tone}", *MEDIA, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_calls_cross_nodes_both_ways_with_media_and_listings_show_everyone(nodes):
+    """Alice on node 1 calls bob on node 2, then dave on node 2 calls carol on node 1:
+    frames and tones arrive both ways, and either node lists the users of both."""
+    one, two = nodes
+    bob = callee("bob", two, 660)
+    carol = callee("carol", one, 550)
+    try:
+        for caller, server, tone, peer, peer_tone, peer_proc in (
+            ("alice", one, 440, "bob", 660, bob),
+            ("dave", two, 330, "carol", 550, carol),
+        ):
+            events = call(peer, caller, server, tone, 3)
+            names = [e["event"] for e in events]
+            assert names[:2] == ["SESSION", "RINGBACK"] and "CONNECTED" in names, names
+            leave = events[-1]
+            assert (leave["event"], leave["reason"], leave["by"]) == ("LEAVE", "hangup", caller)
+            assert_received(leave["summary"], tone_hz=peer_tone, seconds=2.5)
+            assert peer_proc.event("RINGING")["caller"] == caller
+            peer_leave = peer_proc.event("LEAVE")
+            assert (peer_leave["reason"], peer_leave["by"]) == ("hangup", caller)
+            assert_received(peer_leave["summary"], tone_hz=tone, seconds=2.5)
+        for server in nodes:
+            listing = run_omni("sessions", "--json", "--server", server)
+            assert listing.returncode == 0, listing.stderr
+            rows = [json.loads(line) for line in listing.stdout.splitlines()]
+            assert [(r["user_id"], r["state"]) for r in rows] == [
+                ("bob", "idle"),
+                ("carol", "idle"),
+            ]
+    finally:
+        bob.stop()
+        carol.stop()
