@@ -4,6 +4,8 @@ a node killed mid-call, Redis restarted mid-call."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -70,13 +72,65 @@ def test_calls_cross_nodes_both_ways_with_media_and_listings_show_everyone(nodes
             assert (peer_leave["reason"], peer_leave["by"]) == ("hangup", caller)
             assert_received(peer_leave["summary"], tone_hz=tone, seconds=2.5)
         for server in nodes:
-            listing = run_omni("sessions", "--json", "--server", server)
-            assert listing.returncode == 0, listing.stderr
-            rows = [json.loads(line) for line in listing.stdout.splitlines()]
-            assert [(r["user_id"], r["state"]) for r in rows] == [
-                ("bob", "idle"),
-                ("carol", "idle"),
-            ]
+            assert listing(server) == [("bob", "idle"), ("carol", "idle")]
     finally:
         bob.stop()
         carol.stop()
+
+
+def listing(server: str) -> list[tuple[str, str]]:
+    """`omni sessions` on that node: (user id, state) rows."""
+    done = run_omni("sessions", "--json", "--server", server)
+    assert done.returncode == 0, done.stderr
+    return [(r["user_id"], r["state"]) for r in map(json.loads, done.stdout.splitlines())]
+
+
+def kill9(proc: Omni) -> None:
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.proc.wait(10)
+
+
+def test_a_node_killed_mid_call_ends_the_call_for_the_peer_within_10_s(redis):
+    """kill -9 of bob's node while alice (on the other node) talks to him: alice hears
+    connection_lost within 10 s, and the surviving node lists nobody busy afterwards."""
+    one, one_url = start_server("--redis", redis.url)
+    two, two_url = start_server("--redis", redis.url)
+    bob = callee("bob", two_url, 660)
+    alice = Omni(
+        "call", "bob", "--user-id", "alice", "--duration", "60", "--server", one_url, *MEDIA
+    )
+    try:
+        alice.event("CONNECTED", timeout=30)
+        killed = time.monotonic()
+        kill9(two)
+        leave = alice.event("LEAVE", timeout=15)
+        took = time.monotonic() - killed
+        assert (leave["reason"], leave["by"]) == ("connection_lost", "bob")
+        assert took < 10, took
+        assert listing(one_url) == []  # bob's session ended too
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
+
+
+def test_ringing_ends_when_the_callers_node_is_killed(redis):
+    """kill -9 of the caller's node while its call rings on another node: the callee hears
+    the call end (the deadlines are in Redis; the survivor fires them) and is idle again."""
+    one, one_url = start_server("--redis", redis.url, "--ring-timeout", "4")
+    two, two_url = start_server("--redis", redis.url, "--ring-timeout", "4")
+    bob = Omni("session", "create", "--user-id", "bob", "--server", two_url, *MEDIA)
+    alice = Omni("call", "bob", "--user-id", "alice", "--server", one_url, *MEDIA)
+    try:
+        assert bob.event("RINGING")["caller"] == "alice"
+        killed = time.monotonic()
+        kill9(one)
+        cancel = bob.event("CANCEL", timeout=15)
+        assert cancel["reason"] in ("no_answer", "connection_lost"), cancel
+        assert time.monotonic() - killed < 10
+        # alice's session is away until her node's lease and grace run out, then gone
+        while (rows := listing(two_url)) != [("bob", "idle")]:
+            assert time.monotonic() - killed < 10, rows
+            time.sleep(0.5)
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
