@@ -18,6 +18,7 @@ ends; after that it is idle again and keeps its session.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ from omnicli.wire.protocol import EndReason, ErrorCode, Event
 _UP = (CallState.ANSWERED, CallState.CONNECTED, CallState.RESUMING)
 CHANGED = "the call changed meanwhile; try again"
 MEDIA_RETRIES = 3
+SETUPS_KEPT = 10_000  # setup times kept until the metrics read them
 
 
 class Calls:
@@ -47,6 +49,9 @@ class Calls:
         self.ring_timeout = ring_timeout
         self.connect_timeout = connect_timeout
         self._new_id = new_id
+        # for metrics: the reasons of the endings this node wrote, offer-to-connected times (s)
+        self.ended: Counter[str] = Counter()
+        self.setups: deque[float] = deque(maxlen=SETUPS_KEPT)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -117,18 +122,22 @@ class Calls:
         self.sessions.tell(call.service_id, call.caller, answered, out)
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
 
-    def media_state(self, c: Conn, req: p.MediaState, out: list[Send]) -> dict[str, Any]:
+    def media_state(
+        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None = None
+    ) -> dict[str, Any]:
         """Both parties report at about the same time, on different nodes maybe: a report
         that loses the compare-and-set to the other one reads the call again."""
         for _ in range(MEDIA_RETRIES):
             try:
-                return self._media_state(c, req, out)
+                return self._media_state(c, req, out, now)
             except Refusal as refusal:
                 if refusal.message != CHANGED:
                     raise
-        return self._media_state(c, req, out)
+        return self._media_state(c, req, out, now)
 
-    def _media_state(self, c: Conn, req: p.MediaState, out: list[Send]) -> dict[str, Any]:
+    def _media_state(
+        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None
+    ) -> dict[str, Any]:
         call = self.own_call(c, req.call_id, need_answered=True)
         assert c.user_id is not None
         if req.state == "failed":
@@ -137,6 +146,8 @@ class Calls:
         up = call.media_up | {c.user_id}
         if call.state is CallState.ANSWERED and up >= set(call.parties):
             call = self.change(call, state=CallState.CONNECTED, deadline=NEVER, media_up=up)
+            if now is not None:
+                self.setups.append(now - call.started)
             for user in call.parties:
                 msg = p.event(
                     Event.CONNECTED,
@@ -184,6 +195,7 @@ class Calls:
         """Close the call; every party but `by` (who gets a response) hears why."""
         if self.store.swap_call(call, None) is None:
             return  # ended or changed meanwhile: whoever did that told the parties
+        self.ended[reason.value] += 1
         for user in call.parties:
             if user == by:
                 continue

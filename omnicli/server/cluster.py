@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -50,7 +51,6 @@ class ClusterStats:
     undelivered: int = 0  # messages whose recipient was gone or whose node did not listen
     redis_errors: int = 0
     redis_seconds: float = 0.0  # duration of the last lease renewal (a Redis round trip)
-    lease_age: float = float("inf")  # s since this node last renewed its lease
 
 
 class Cluster:
@@ -75,6 +75,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_reap = 0.0
         self._subscribed = asyncio.Event()
+        self._renewed = -math.inf  # monotonic time of the last lease renewal
 
     @property
     def channel(self) -> str:
@@ -103,6 +104,10 @@ class Cluster:
 
     # -- lease -----------------------------------------------------------------------
 
+    def fresh(self) -> bool:
+        """The lease was renewed lately: Redis answers and other nodes see this one alive."""
+        return self.healthy and time.monotonic() - self._renewed < LEASE_TTL
+
     def renew(self) -> None:
         start = time.perf_counter()
         try:
@@ -114,7 +119,7 @@ class Cluster:
             self.healthy = False
             return
         self.stats.redis_seconds = time.perf_counter() - start
-        self.stats.lease_age = 0.0
+        self._renewed = time.monotonic()
         if not self.healthy:
             self._reregister()
         self.healthy = True

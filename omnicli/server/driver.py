@@ -22,6 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from omnicli.errors import UsageError
+from omnicli.server.health import Health
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
 from omnicli.server.records import Send, ToConn, ToUser
 from omnicli.server.redisstore import RedisStoreError
@@ -147,6 +148,11 @@ class SignalingServer:
             assert config.redis_url is not None
             self.cluster = Cluster(self.board, store, config.redis_url, self._deliver_local)
         self._clients: dict[int, _Client] = {}
+        self.draining = False  # SIGTERM: no new sessions; calls may finish
+        self.rate_limited = 0
+        self.redis_errors = 0
+        self.metrics_store_errors = 0
+        self.health = Health(self)
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -185,6 +191,7 @@ class SignalingServer:
             self._handler,
             self.config.host,
             self.config.port,
+            process_request=self.health.respond,
             ssl=tls,
             max_size=p.MAX_MESSAGE_BYTES,
             ping_interval=PING_INTERVAL,
@@ -258,6 +265,7 @@ class SignalingServer:
     def _receive(self, client: _Client, text: str | bytes) -> None:
         rid: int | None = None
         if client.bucket is not None and not client.bucket.take(self.clock()):
+            self.rate_limited += 1
             with contextlib.suppress(p.ProtocolError):
                 rid = p.request_id(p.decode(text))
             wait = client.bucket.retry_after()
@@ -276,6 +284,7 @@ class SignalingServer:
         try:
             sends = self.board.handle(client.conn, request, self.clock())
         except RedisStoreError as exc:
+            self.redis_errors += 1
             log.warning("%s refused: Redis unreachable: %s", request.op, exc)
             error = p.error(request.id, p.ErrorCode.UNAVAILABLE, UNAVAILABLE)
             sends = [Send(ToConn(client.conn), error)]
