@@ -42,6 +42,7 @@ CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
 MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
 POLL = 1.0  # s: on Redis, the timers look at deadlines other nodes set at least this often
+DRAINING = "this server is shutting down; connect to another node"
 UNAVAILABLE = "the server cannot reach Redis; try again shortly (or another node)"
 
 
@@ -91,6 +92,10 @@ def check_config(config: ServerConfig) -> None:
         )
     if config.turn is not None and (not config.turn.urls or not config.turn.secret):
         raise UsageError("--turn-url and --turn-secret go together")
+
+
+class Draining(Exception):
+    """A new session asked of a node that is shutting down."""
 
 
 class _Client:
@@ -218,6 +223,24 @@ class SignalingServer:
         if self.cluster is not None:  # after the connections: their endings are forwarded
             await self.cluster.close()
 
+    async def drain(self, grace: float) -> None:
+        """Stop taking sessions (/readyz says so), and give the calls of this node's users
+        up to `grace` s to finish (or move: a client may resume on another node)."""
+        self.draining = True
+        log.info("draining: no new sessions; waiting up to %.0f s for calls to end", grace)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while self._calls_here():
+                    await asyncio.sleep(0.25)
+
+    def _calls_here(self) -> int:
+        try:
+            return sum(
+                self.board.store.call_of(*key) is not None for key in self.board.sessions.local
+            )
+        except RedisStoreError:
+            return 0
+
     async def serve_forever(self) -> None:
         assert self._server is not None
         await self._server.serve_forever()
@@ -282,7 +305,12 @@ class SignalingServer:
             return
         before = self.board.user_of(client.conn)
         try:
+            if self.draining and request.op in ("create_session", "resume"):
+                raise Draining
             sends = self.board.handle(client.conn, request, self.clock())
+        except Draining:
+            error = p.error(request.id, p.ErrorCode.UNAVAILABLE, DRAINING)
+            sends = [Send(ToConn(client.conn), error)]
         except RedisStoreError as exc:
             self.redis_errors += 1
             log.warning("%s refused: Redis unreachable: %s", request.op, exc)

@@ -372,6 +372,14 @@ def server(
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
+    drain_grace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="On SIGTERM: seconds the calls of this node's users may take to end "
+            "(no new sessions meanwhile). SIGINT stops at once.",
+        ),
+    ] = 30.0,
     redis: Annotated[
         str | None,
         typer.Option(
@@ -431,8 +439,20 @@ def server(
         print(f"omni server listening on {srv.url}", flush=True)
         serving = asyncio.ensure_future(srv.serve_forever())
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # close every socket with 1001
-            loop.add_signal_handler(signum, serving.cancel)
+        draining: list[asyncio.Task[None]] = []
+
+        async def drain() -> None:
+            await srv.drain(drain_grace)
+            serving.cancel()
+
+        def on_sigterm() -> None:
+            if draining:  # a second SIGTERM: stop now
+                serving.cancel()
+            else:
+                draining.append(asyncio.ensure_future(drain()))
+
+        loop.add_signal_handler(signal.SIGINT, serving.cancel)  # close every socket with 1001
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         try:
             await serving
         except asyncio.CancelledError:

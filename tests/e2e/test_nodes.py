@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -134,3 +136,38 @@ def test_ringing_ends_when_the_callers_node_is_killed(redis):
     finally:
         for proc in (alice, bob, one, two):
             proc.stop()
+
+
+def test_sigterm_drains_a_node_its_call_finishes_then_it_exits(redis):
+    """SIGTERM: the node refuses new sessions (/readyz 503) but lets the call of its user
+    finish; it exits once that call has ended."""
+    one, one_url = start_server("--redis", redis.url)
+    two, two_url = start_server("--redis", redis.url)
+    bob = callee("bob", two_url, 660)
+    alice = Omni(
+        "call", "bob", "--user-id", "alice", "--duration", "4", "--server", one_url, *MEDIA
+    )
+    try:
+        alice.event("CONNECTED", timeout=30)
+        two.proc.send_signal(signal.SIGTERM)
+        ready = "http" + two_url.removeprefix("ws") + "/readyz"
+        deadline = time.monotonic() + 5
+        while readyz(ready) != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        refused = run_omni("session", "create", "--user-id", "carol", "--server", two_url, *MEDIA)
+        assert "shutting down" in refused.stderr, refused.stderr
+        assert two.proc.poll() is None  # still serving bob's call
+        assert alice.event("LEAVE", timeout=15)["reason"] == "hangup"
+        assert two.wait(timeout=10) == 0
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
+
+
+def readyz(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
