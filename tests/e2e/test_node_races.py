@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,14 +15,17 @@ from procs import Omni, start_server
 from redisd import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
+from omnicli.server.cluster import LEASE_TTL
 from omnicli.wire import protocol as p
 
 pytestmark = pytest.mark.e2e
+REDIS_URLS: list[str] = []  # the module's Redis, for nodes a test starts itself
 
 
 @pytest.fixture(scope="module")
 def three_nodes() -> Iterator[list[str]]:
     redis = RedisServer().start()
+    REDIS_URLS[:] = [redis.url]
     procs: list[Omni] = []
     urls: list[str] = []
     try:
@@ -114,3 +118,39 @@ async def test_50_callers_on_3_nodes_call_one_callee_one_rings_and_nobody_stays_
         assert (await callee.event("RINGING"))["caller"] == f"caller{(won[0] + 1) % 50:02d}"
     finally:
         await asyncio.gather(*(c.ws.close() for c in [callee, *callers]))
+
+
+async def test_a_client_of_a_killed_node_resumes_its_session_and_call_on_another(three_nodes):
+    """Bob's node is killed mid-call: bob resumes with his token on a surviving node, the
+    call goes on (alice hears no ending), and a hangup afterwards reaches alice."""
+    doomed, doomed_url = start_server("--redis", REDIS_URLS[0], "--rate-limit", "0")
+    alice = await Client.open(three_nodes[0])
+    bob = await Client.open(doomed_url)
+    try:
+        assert (await alice.request("create_session", user_id="alice2"))["ok"]
+        session = await bob.request("create_session", user_id="bob2")
+        token = session["result"]["resume_token"]
+        offer = {"call_type": "audiocall", "callee": "bob2", "sdp": "v=0"}
+        call_id = (await alice.request("offer_call", **offer))["result"]["call_id"]
+        assert (await bob.request("answer_call", sdp="v=0 a"))["ok"]
+        for who in (alice, bob):
+            assert (await who.request("media_state", call_id=call_id, state="connected"))["ok"]
+        assert (await alice.event("CONNECTED"))["peer"] == "bob2"
+        doomed.proc.send_signal(signal.SIGKILL)
+        doomed.proc.wait(10)
+        bob2 = await Client.open(three_nodes[1])
+        described = {"call_id": call_id, "peer": "alice2", "role": "callee"}
+        described["call_type"] = "audiocall"
+        resumed = await bob2.request("resume", resume_token=token, **described)
+        assert resumed["ok"], resumed
+        assert resumed["result"]["call"]["call_id"] == call_id
+        assert resumed["result"]["ended"] is None
+        await asyncio.sleep(LEASE_TTL + 1)  # the dead node's lease runs out: nothing ends
+        assert not [e for e in alice.events if e.get("event") in ("LEAVE", "CANCEL")]
+        assert (await bob2.request("leave"))["result"]["reason"] == "hangup"
+        leave = await alice.event("LEAVE")
+        assert (leave["reason"], leave["by"]) == ("hangup", "bob2")
+        await bob2.ws.close()
+    finally:
+        doomed.stop()
+        await asyncio.gather(alice.ws.close(), bob.ws.close(), return_exceptions=True)
