@@ -398,11 +398,15 @@ class SignalingServer:
         deadline = self.board.next_deadline()
         self._wake.clear()
         delay = None if deadline is None else max(0.0, deadline - self.clock())
-        if self.cluster is not None:  # other nodes set deadlines too, and may die
-            delay = POLL if delay is None else min(delay, POLL)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
+        if self.cluster is not None:
+            # other nodes set deadlines too, and may die: look every POLL s, and not after
+            # each request (reading the deadlines costs Redis round trips); timers fire up
+            # to POLL s late
+            await asyncio.sleep(POLL if delay is None else min(delay, POLL))
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
         now = self.clock()
         if self.cluster is not None:
             self.cluster.reap(now)

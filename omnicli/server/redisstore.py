@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,7 @@ import redis
 from omnicli.server.records import CallRecord, Presence
 
 RedisStoreError = redis.RedisError
+SERVICES_TTL = 2.0  # s a node's list of services may lag another node's first record
 DUE_BATCH = 1000  # records one `due` returns per kind, at most
 
 _ADD_PRESENCE = """
@@ -138,6 +140,7 @@ class RedisStore:
         self._swap_call = client.register_script(_SWAP_CALL)
         self._call_of = client.register_script(_CALL_OF)
         self._services: set[str] = set()  # known to be in Pservices already
+        self._services_read = -math.inf
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 1.0, prefix: str = "omni:") -> RedisStore:
@@ -160,7 +163,12 @@ class RedisStore:
             self._services.add(service_id)
 
     def services(self) -> list[str]:
-        return sorted(self.r.smembers(f"{self.prefix}services"))
+        """The services with records, read again at most every SERVICES_TTL s."""
+        now = time.monotonic()
+        if now - self._services_read > SERVICES_TTL:
+            self._services |= set(self.r.smembers(f"{self.prefix}services"))
+            self._services_read = now
+        return sorted(self._services)
 
     # -- presence ----------------------------------------------------------------------
 
