@@ -14,8 +14,9 @@ The switchboard decides; this module carries what it decides between nodes.
   reconnects) is counted as undelivered and logged; the call state it described is in
   Redis all the same, and a client that resumes is told its call and how it ended.
 - **Redis back after a restart (empty):** the node adds its connected users' presence
-  again, so they are online and callable; calls that were in Redis are gone (media goes on
-  peer to peer; the next request about such a call is answered "not found").
+  again, so they are online and callable; the calls that were in Redis are gone, and each
+  user of this node that was in one hears it end (`LEAVE`/`CANCEL`, `connection_lost`),
+  so that no client stays in a call the service no longer knows.
 """
 
 from __future__ import annotations
@@ -34,15 +35,19 @@ from typing import Any
 import redis.asyncio as aredis
 
 from omnicli.errors import UsageError
-from omnicli.server.records import Presence, Send, ToUser
+from omnicli.server.records import Presence, Send, ToUser, UserKey
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
+from omnicli.wire import protocol as p
+from omnicli.wire.protocol import EndReason, Event
 
 log = logging.getLogger("omnicli.server.cluster")
 
 LEASE_RENEW = 1.0  # s between lease renewals
 LEASE_TTL = 3.0  # s without renewal before a node counts as dead
 POLL = 1.0  # s: the timer loop looks at shared deadlines at least this often
+LOST = EndReason.CONNECTION_LOST
+_CALL_STARTS = (Event.RINGBACK, Event.RINGING, Event.ANSWERED, Event.CONNECTED)
 
 
 @dataclass
@@ -76,6 +81,9 @@ class Cluster:
         self._last_reap = 0.0
         self._subscribed = asyncio.Event()
         self._renewed = -math.inf  # monotonic time of the last lease renewal
+        # the call each user of this node was last told about, and whether it was ringing
+        # for them: what to end for them if Redis comes back without it
+        self.told: dict[UserKey, tuple[str, bool]] = {}
 
     @property
     def channel(self) -> str:
@@ -125,18 +133,51 @@ class Cluster:
         self.healthy = True
 
     def _reregister(self) -> None:
-        """Add this node's connected users again where Redis has lost them (a restart)."""
+        """Add this node's connected users again where Redis has lost them (a restart), and
+        end for them the calls it lost, so that no client stays in a call nobody knows."""
         added = 0
-        for (service_id, user_id), conn in list(self.board.sessions.local.items()):
+        self.store.forget_services()
+        ended: list[Send] = []
+        for key, conn in list(self.board.sessions.local.items()):
             c = self.board.conns.get(conn)
             if c is None or c.session is None:
                 continue
-            if self.store.presence(service_id, user_id) is None and self.store.add_presence(
-                Presence(service_id, user_id, c.session, self.node)
+            if self.store.presence(*key) is None and self.store.add_presence(
+                Presence(*key, c.session, self.node)
             ):
                 added += 1
+                told = self.told.pop(key, None)
+                if told is not None and self.store.call_of(*key) is None:
+                    call_id, ringing = told
+                    name = Event.CANCEL if ringing else Event.LEAVE
+                    msg = p.event(name, call_id=call_id, reason=LOST.value, by=None)
+                    ended.append(Send(ToUser(*key), msg))
         if added:
             log.info("Redis is back: %d sessions of this node registered again", added)
+        self.deliver(ended)
+
+    def note(self, conn: int, message: dict[str, Any]) -> None:
+        """Remember the call a user of this node is told about (see `told`)."""
+        name = message.get("event")
+        if name is None:
+            return
+        service_id, user_id = self.board.service_of(conn), self.board.user_of(conn)
+        if service_id is None or user_id is None:
+            return
+        key = (service_id, user_id)
+        if name in _CALL_STARTS:
+            self.told[key] = (message["call_id"], name == Event.RINGING)
+        elif name in (Event.LEAVE, Event.CANCEL):
+            self.told.pop(key, None)
+        if len(self.told) > 2 * len(self.board.sessions.local) + 16:  # users gone meanwhile
+            for gone in [k for k in self.told if k not in self.board.sessions.local]:
+                del self.told[gone]
+
+    def left(self, conn: int) -> None:
+        """The user of `conn` left its call (a response, not an event, tells it)."""
+        service_id, user_id = self.board.service_of(conn), self.board.user_of(conn)
+        if service_id is not None and user_id is not None:
+            self.told.pop((service_id, user_id), None)
 
     async def _lease_loop(self) -> None:
         while True:

@@ -321,6 +321,8 @@ class SignalingServer:
             sends = [
                 Send(ToConn(client.conn), p.error(request.id, p.ErrorCode.INTERNAL, "server error"))
             ]
+        if self.cluster is not None and request.op == "leave":
+            self.cluster.left(client.conn)
         self._deliver(sends)
         self._log(client.conn, request, sends, before)
         if request.op == "hello" and not sends[0].message["ok"]:
@@ -342,6 +344,8 @@ class SignalingServer:
             client = self._clients.get(send.conn)
             if client is None:
                 continue
+            if self.cluster is not None:
+                self.cluster.note(send.conn, send.message)
             if not client.push(send.message):
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
                 self._close(client, p.CLOSE_POLICY, "send queue full")

@@ -162,6 +162,11 @@ class RedisStore:
             self.r.sadd(f"{self.prefix}services", service_id)
             self._services.add(service_id)
 
+    def forget_services(self) -> None:
+        """Write the services again with their next record (Redis came back empty)."""
+        self._services.clear()
+        self._services_read = -math.inf
+
     def services(self) -> list[str]:
         """The services with records, read again at most every SERVICES_TTL s."""
         now = time.monotonic()

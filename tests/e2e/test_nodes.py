@@ -171,3 +171,35 @@ def readyz(url: str) -> int:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return exc.code
+
+
+def test_redis_restarted_mid_call_media_goes_on_and_nobody_stays_busy(redis):
+    """Redis stops and comes back empty while alice (node 1) and bob (node 2) talk: media
+    keeps flowing peer to peer meanwhile; when Redis is back both hear the call it lost end
+    (connection_lost), both are online and idle, and a new call to bob connects."""
+    one, one_url = start_server("--redis", redis.url)
+    two, two_url = start_server("--redis", redis.url)
+    bob = callee("bob", two_url, 660)
+    alice = Omni(
+        "call", "bob", "--user-id", "alice", "--duration", "8", "--server", one_url,
+        "--audio-source", "tone:440", *MEDIA,
+    )  # fmt: skip
+    try:
+        alice.event("CONNECTED", timeout=30)
+        redis.stop()
+        time.sleep(2)
+        redis.start()
+        leave = alice.event("LEAVE", timeout=15)
+        assert (leave["reason"], leave["by"]) == ("connection_lost", None)
+        assert_received(leave["summary"], tone_hz=660, seconds=2)  # through the outage
+        bob_leave = bob.event("LEAVE", timeout=15)
+        assert (bob_leave["reason"], bob_leave["call_id"]) == ("connection_lost", leave["call_id"])
+        deadline = time.monotonic() + 10
+        while listing(two_url) != [("bob", "idle")]:  # alice's call command has ended
+            assert time.monotonic() < deadline, listing(two_url)
+            time.sleep(0.5)
+        events = call("bob", "carol", one_url, 550, 2)
+        assert "CONNECTED" in [e["event"] for e in events]
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
