@@ -336,26 +336,36 @@ async def redis_idle(client: Any, nodes: list[bl.Server], count: int) -> dict[st
     started = time.perf_counter()
     half = count // len(nodes)
     opened: list[Client] = []
+    failed = 0
     for i, node in enumerate(nodes):
-        opened += await open_many(node.url, f"idle{i}-", half, batch=200)
+        for start in range(0, half, 100):
+            batch = await asyncio.gather(
+                *(Client.open(node.url, f"idle{i}-{n}") for n in range(start, start + 100)),
+                return_exceptions=True,
+            )
+            opened += [c for c in batch if isinstance(c, Client)]
+            failed += sum(not isinstance(c, Client) for c in batch)
     took = time.perf_counter() - started
     await asyncio.sleep(1.0)
     used = int(client.info("memory")["used_memory"])
-    rss = [bl.rss_kib(n.pid) for n in nodes]
+    held = int(client.zcard("omni:{dev}:users"))  # still registered: a client too busy to
+    rss = [bl.rss_kib(n.pid) for n in nodes]  # answer the keepalive pings gets dropped
     out = {
         "sessions": len(opened),
+        "sessions_in_redis": held,
+        "failed_to_open": failed,
         "nodes": len(nodes),
         "open_seconds": round(took, 1),
         "redis_used_memory_bytes": used,
-        "redis_bytes_per_session": round((used - used0) / len(opened)),
+        "redis_bytes_per_session": round((used - used0) / max(1, held)),
         "node_kib_per_session": [
             round((r - r0) / half, 2) for r, r0 in zip(rss, rss0, strict=True)
         ],
     }
     print(
-        f"  {out['sessions']} idle sessions over {len(nodes)} nodes: Redis "
+        f"  {out['sessions']} idle sessions over {len(nodes)} nodes ({held} in Redis): Redis "
         f"{out['redis_bytes_per_session']} B/session, node RSS "
-        f"{out['node_kib_per_session']} KiB/session (opened in {took:.1f} s)"
+        f"{out['node_kib_per_session']} KiB/session (opened in {took:.1f} s, {failed} failed)"
     )
     await close_many(opened)
     return out
@@ -428,7 +438,9 @@ def summarize_redis(result: dict[str, Any], p99_limit: float, memory: Any) -> No
     result["targets"][">= 1.5x on 2 Redis nodes (needs a core per node)"] = bool(
         rate["two"] and rate["one"] and rate["two"] >= 1.5 * rate["one"]
     )
-    result["targets"][">= 50000 idle sessions over the nodes"] = red["idle"]["sessions"] >= 50_000
+    result["targets"][">= 50000 idle sessions over the nodes"] = (
+        red["idle"]["sessions_in_redis"] >= 50_000
+    )
     print(
         f"best within p99 <= {p99_limit:g} ms: memory {rate['memory']}, 1 Redis node "
         f"{rate['one']}, 2 Redis nodes {rate['two']} cycles/s; ratios {red['ratios']}"
