@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark (about 7 minutes) and writes out/bench/*.json; each compares
+# Runs every benchmark (about 10 minutes) and writes out/bench/*.json; each compares
 # with a baseline measured in the same run (see docs/performance.md).
 # "scripts/bench.sh --quick" runs short versions of each (a minute or two).
 EXTRAS=dev source "$(dirname "$0")/env.sh"
@@ -11,6 +11,7 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
     "bench_media.py --sizes 640x480 --fps 10,30 --seconds 3 --warmup 1"
     "bench_audio.py --seconds 4 --rounds 1"
+    "bench_hostile.py --quick"
     "bench_network.py --losses 0.05 --seconds 4 --warmup 2"
   )
 else
@@ -21,6 +22,7 @@ else
     "bench_media.py"
     "bench_audio.py"
     "bench_breakdown.py"
+    "bench_hostile.py"
     "bench_network.py"   # last: it builds network namespaces (needs root)
   )
 fi
