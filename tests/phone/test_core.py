@@ -58,6 +58,27 @@ async def test_mute_and_unmute_reach_the_peer_as_events_and_stopped_frames(serve
         await bob.close()
 
 
+async def test_video_sinks_set_mid_call_get_frames_until_they_are_taken_away(server):
+    """set_video_sinks during a call routes remote and local video at once; None stops both."""
+    alice, bob = await connected_pair(server)
+    remote: list[object] = []
+    local: list[object] = []
+    try:
+        await asyncio.sleep(0.3)
+        assert remote == [] and local == []
+        bob.set_video_sinks(remote.append, local.append)
+        await eventually(lambda: len(remote) > 5 and len(local) > 2)
+        assert remote[-1].shape == (240, 320, 3)
+        bob.set_video_sinks(None, None)
+        await asyncio.sleep(0.2)  # a frame already on its way may still land
+        seen = len(remote), len(local)
+        await asyncio.sleep(0.5)
+        assert (len(remote), len(local)) == seen
+    finally:
+        await alice.close()
+        await bob.close()
+
+
 async def test_switching_the_video_source_mid_call_keeps_frames_coming(server):
     """set_video_device to another source changes what the peer gets, with no renegotiation."""
     alice, bob = await connected_pair(server)
