@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 from desktop import wait_until
-from procs import OMNI, Omni, omni_env, start_server
+from procs import OMNI, answering_peer, omni_env, start_server
 from terminal import Terminal
 
 pytestmark = pytest.mark.e2e
@@ -36,11 +36,7 @@ def server():
 
 @pytest.fixture
 def bob(server):
-    peer = Omni(
-        "session", "create", "--user-id", "bob", "--auto-answer", "--json", "--server", server,
-        *PEER,
-    )  # fmt: skip
-    peer.event("SESSION")
+    peer = answering_peer("bob", server, *PEER)
     yield peer
     peer.stop()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from phones import eventually, make_phone, until
+from phones import call_connected, eventually, make_phone, until
 
 from omnicli.errors import CallRejected, SourceError, UsageError
 from omnicli.phone import events as ev
@@ -25,14 +25,7 @@ def phone(srv: SignalingServer, tone: str = "tone:440") -> Phone:
 
 async def connected_pair(srv: SignalingServer) -> tuple[Phone, Phone]:
     alice, bob = phone(srv), phone(srv, "tone:660")
-    await alice.create_session("alice")
-    await bob.create_session("bob")
-    await alice.offer_call("videocall", "bob")
-    ringing = await until(bob, ev.Ringing)
-    assert (ringing.caller, ringing.call_type) == ("alice", "videocall")
-    await bob.answer_call("videocall", "alice")
-    await until(alice, ev.Connected)
-    await until(bob, ev.Connected)
+    await call_connected(alice, bob)
     return alice, bob
 
 
@@ -144,7 +137,8 @@ async def test_answer_waits_for_a_late_offer_and_busy_is_rejected(server):
     try:
         await bob.create_session("bob")
         answering = asyncio.create_task(bob.answer_call("videocall", "alice", wait=5))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the answer gets to its wait (no state shows it)
+        assert not answering.done()  # waiting for the ring, not refused at once
         await alice.create_session("alice")
         await alice.offer_call("videocall", "bob")
         info = await answering
