@@ -8,7 +8,7 @@ if [ "${1:-}" = "--quick" ]; then
   runs=(
     "bench_startup.py --runs 3"
     "bench_setup.py --calls 5"
-    "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
+    "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16 --redis-sessions 1000"
     "bench_media.py --sizes 640x480 --fps 10,30 --seconds 3 --warmup 1"
     "bench_audio.py --seconds 4 --rounds 1"
     "bench_terminal.py --frames 60 --seconds 3"
@@ -20,7 +20,7 @@ else
   runs=(
     "bench_startup.py"
     "bench_setup.py"
-    "bench_server.py"
+    "bench_server.py --redis-sessions 10000"   # 50,000 (the default) alone: several minutes
     "bench_media.py"
     "bench_audio.py"
     "bench_breakdown.py"

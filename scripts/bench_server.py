@@ -25,6 +25,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
 
 import benchlib as bl
 
@@ -158,7 +160,7 @@ async def echo_cycle(a: Client, b: Client) -> float:
 
 
 async def run_level(
-    pairs: list[tuple[Client, Client]], seconds: float, fn: Any, pids: list[int]
+    pairs: list[tuple[Client, Client]], seconds: float, fn: Any, pids: dict[str, int]
 ) -> dict[str, Any]:
     latencies: list[float] = []
     stop = time.perf_counter() + seconds
@@ -167,32 +169,48 @@ async def run_level(
         while time.perf_counter() < stop:
             latencies.append(1000 * await fn(a, b))
 
-    cpu0 = [bl.cpu_seconds(p) for p in pids]
+    cpu0 = {name: bl.cpu_seconds(p) for name, p in pids.items()}
     started = time.perf_counter()
     await asyncio.gather(*(loop(a, b) for a, b in pairs))
     elapsed = time.perf_counter() - started
-    cpu = [
-        round(100 * (bl.cpu_seconds(p) - c) / elapsed, 1) for p, c in zip(pids, cpu0, strict=True)
-    ]
+    cpu = {
+        name: round(100 * (bl.cpu_seconds(p) - cpu0[name]) / elapsed, 1) for name, p in pids.items()
+    }
     stats = bl.summary(latencies)
     return {
         "pairs": len(pairs),
         "cycles_per_s": round(len(latencies) / elapsed, 1),
         "latency_ms": stats,
-        "cpu_pct": {"server": cpu[0], "load_generator": cpu[1]},
+        "cpu_pct": cpu,
     }
 
 
 async def ramp(
-    url: str, pid: int, fn: Any, levels: list[int], seconds: float, p99_limit: float, prefix: str
+    url: str,
+    pid: int | dict[str, int],
+    fn: Any,
+    levels: list[int],
+    seconds: float,
+    p99_limit: float,
+    prefix: str,
+    callee_url: str | None = None,
 ) -> list[dict[str, Any]]:
-    clients = await open_many(url, prefix, 2 * max(levels))
-    pairs = list(zip(clients[0::2], clients[1::2], strict=True))
+    """Pairs of clients running `fn`; the callees on `callee_url` when given (another node)."""
+    pids = dict(pid) if isinstance(pid, dict) else {"server": pid}
+    pids["load_generator"] = os.getpid()
+    if callee_url is None:
+        clients = await open_many(url, prefix, 2 * max(levels))
+        pairs = list(zip(clients[0::2], clients[1::2], strict=True))
+    else:
+        callers = await open_many(url, prefix + "a", max(levels))
+        callees = await open_many(callee_url, prefix + "b", max(levels))
+        clients = callers + callees
+        pairs = list(zip(callers, callees, strict=True))
     results: list[dict[str, Any]] = []
     try:
-        await run_level(pairs[:1], 0.5, fn, [pid, os.getpid()])  # warm up
+        await run_level(pairs[:1], 0.5, fn, pids)  # warm up
         for n in levels:
-            result = await run_level(pairs[:n], seconds, fn, [pid, os.getpid()])
+            result = await run_level(pairs[:n], seconds, fn, pids)
             results.append(result)
             lat = result["latency_ms"]
             print(
@@ -272,7 +290,85 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         Client = saved
         echo.stop()
-    return {"idle": memory, "cycles": cycles, "baseline_echo": baseline}
+    result = {"idle": memory, "cycles": cycles, "baseline_echo": baseline}
+    if args.redis:
+        result["redis"] = await redis_section(args, levels)
+    return result
+
+
+async def redis_section(args: argparse.Namespace, levels: list[int]) -> dict[str, Any]:
+    """The same call cycles on one node over Redis and on two nodes over one Redis
+    (callers on one, callees on the other); then idle sessions spread over the two nodes
+    and what each costs Redis in memory."""
+    import redis as redis_py
+    from redisd import RedisServer
+
+    server = RedisServer().start()
+    try:
+        client = redis_py.Redis.from_url(server.url)
+        pid = server.proc.pid if server.proc else 0
+        limit = str(args.redis_sessions + 10_000)
+        flags = ("--rate-limit", "0", "--max-sessions", limit, "--redis", server.url)
+        print(f"call cycles (1 node on Redis {server.url})")
+        with bl.Server(*flags) as one:
+            pids = {"server": one.pid, "redis": pid}
+            single = await ramp(
+                one.url, pids, cycle, levels, args.step_seconds, args.p99_limit, "r1-"
+            )
+        client.flushdb()
+        print("call cycles (2 nodes on one Redis; callers on node 1, callees on node 2)")
+        with bl.Server(*flags) as a, bl.Server(*flags) as b:
+            pids = {"node1": a.pid, "node2": b.pid, "redis": pid}
+            double = await ramp(
+                a.url, pids, cycle, levels, args.step_seconds, args.p99_limit, "r2-", b.url
+            )
+            client.flushdb()
+            idle = await redis_idle(client, [a, b], args.redis_sessions)
+    finally:
+        server.close()
+    return {"one_node": single, "two_nodes": double, "idle": idle}
+
+
+async def redis_idle(client: Any, nodes: list[bl.Server], count: int) -> dict[str, Any]:
+    await asyncio.sleep(0.5)
+    used0 = int(client.info("memory")["used_memory"])
+    rss0 = [bl.rss_kib(n.pid) for n in nodes]
+    started = time.perf_counter()
+    half = count // len(nodes)
+    opened: list[Client] = []
+    failed = 0
+    for i, node in enumerate(nodes):
+        for start in range(0, half, 100):
+            batch = await asyncio.gather(
+                *(Client.open(node.url, f"idle{i}-{n}") for n in range(start, start + 100)),
+                return_exceptions=True,
+            )
+            opened += [c for c in batch if isinstance(c, Client)]
+            failed += sum(not isinstance(c, Client) for c in batch)
+    took = time.perf_counter() - started
+    await asyncio.sleep(1.0)
+    used = int(client.info("memory")["used_memory"])
+    held = int(client.zcard("omni:{dev}:users"))  # still registered: a client too busy to
+    rss = [bl.rss_kib(n.pid) for n in nodes]  # answer the keepalive pings gets dropped
+    out = {
+        "sessions": len(opened),
+        "sessions_in_redis": held,
+        "failed_to_open": failed,
+        "nodes": len(nodes),
+        "open_seconds": round(took, 1),
+        "redis_used_memory_bytes": used,
+        "redis_bytes_per_session": round((used - used0) / max(1, held)),
+        "node_kib_per_session": [
+            round((r - r0) / half, 2) for r, r0 in zip(rss, rss0, strict=True)
+        ],
+    }
+    print(
+        f"  {out['sessions']} idle sessions over {len(nodes)} nodes ({held} in Redis): Redis "
+        f"{out['redis_bytes_per_session']} B/session, node RSS "
+        f"{out['node_kib_per_session']} KiB/session (opened in {took:.1f} s, {failed} failed)"
+    )
+    await close_many(opened)
+    return out
 
 
 def best(levels: list[dict[str, Any]], p99_limit: float) -> dict[str, Any] | None:
@@ -285,6 +381,13 @@ def main() -> None:
     parser.add_argument("--sessions", default="1000,5000")
     parser.add_argument("--step-seconds", type=float, default=3.0)
     parser.add_argument("--max-pairs", type=int, default=256)
+    parser.add_argument(
+        "--redis",
+        action=argparse.BooleanOptionalAction,
+        default=shutil.which("redis-server") is not None,
+        help="also run 1 and 2 nodes on a private Redis (default: when redis-server exists)",
+    )
+    parser.add_argument("--redis-sessions", type=int, default=50_000)
     parser.add_argument(
         "--p99-limit", type=float, default=50.0, help="ms; the ramp stops past twice this"
     )
@@ -315,7 +418,33 @@ def main() -> None:
         f"best within p99 <= {args_limit:g} ms: omni {top and top['cycles_per_s']} cycles/s, "
         f"echo baseline {top_echo and top_echo['cycles_per_s']} cycles/s"
     )
+    if "redis" in result:
+        summarize_redis(result, args_limit, top)
     bl.write("server", result)
+
+
+def summarize_redis(result: dict[str, Any], p99_limit: float, memory: Any) -> None:
+    red = result["redis"]
+    one, two = best(red["one_node"], p99_limit), best(red["two_nodes"], p99_limit)
+    rate = {k: v and v["cycles_per_s"] for k, v in (("memory", memory), ("one", one), ("two", two))}
+    red["best_within_p99_limit"] = {"one_node": one, "two_nodes": two}
+    red["ratios"] = {
+        "one_node_redis_to_memory": bl.ratio(rate["one"], rate["memory"]),
+        "two_nodes_to_one_node_redis": bl.ratio(rate["two"], rate["one"]),
+    }
+    result["targets"][">= 0.5x memory cycles on 1 Redis node, p99 <= 50 ms"] = bool(
+        rate["one"] and rate["memory"] and rate["one"] >= 0.5 * rate["memory"]
+    )
+    result["targets"][">= 1.5x on 2 Redis nodes (needs a core per node)"] = bool(
+        rate["two"] and rate["one"] and rate["two"] >= 1.5 * rate["one"]
+    )
+    result["targets"][">= 50000 idle sessions over the nodes"] = (
+        red["idle"]["sessions_in_redis"] >= 50_000
+    )
+    print(
+        f"best within p99 <= {p99_limit:g} ms: memory {rate['memory']}, 1 Redis node "
+        f"{rate['one']}, 2 Redis nodes {rate['two']} cycles/s; ratios {red['ratios']}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ if [ "${OMNI_TEST_TOOLS:-0}" = 1 ]; then  # set by scripts/test.sh: what the tes
   # kamailio (a SIP registrar), in tests/support/{janus,baresip,kamailio}.py. The tests
   # start their own, in a network namespace.
   SYSTEM_PACKAGES+=(janus baresip-core kamailio)
+  # Redis for the many-node server tests (tests/support/redisd.py starts a private one).
+  SYSTEM_PACKAGES+=(redis-server)
 fi
 if [ "${OMNI_LIST_PACKAGES:-0}" = 1 ]; then  # say what would be installed, and stop
   echo "${SYSTEM_PACKAGES[*]}"

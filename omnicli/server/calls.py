@@ -18,6 +18,7 @@ ends; after that it is idle again and keeps its session.
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +30,9 @@ from omnicli.wire import protocol as p
 from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
 _UP = (CallState.ANSWERED, CallState.CONNECTED, CallState.RESUMING)
+CHANGED = "the call changed meanwhile; try again"
+MEDIA_RETRIES = 3
+SETUPS_KEPT = 10_000  # setup times kept until the metrics read them
 
 
 class Calls:
@@ -46,6 +50,9 @@ class Calls:
         self.ring_timeout = ring_timeout
         self.connect_timeout = connect_timeout
         self._new_id = new_id
+        # for metrics: the reasons of the endings this node wrote, offer-to-connected times (s)
+        self.ended: Counter[str] = Counter()
+        self.setups: deque[float] = deque(maxlen=SETUPS_KEPT)
 
     # -- requests ------------------------------------------------------------------------
 
@@ -118,20 +125,39 @@ class Calls:
         self.sessions.tell(call.service_id, call.caller, answered, out)
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
 
-    def media_state(self, c: Conn, req: p.MediaState, out: list[Send]) -> dict[str, Any]:
+    def media_state(
+        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None = None
+    ) -> dict[str, Any]:
+        """Both parties report at about the same time, on different nodes maybe: a report
+        that loses the compare-and-set to the other one reads the call again."""
+        for _ in range(MEDIA_RETRIES):
+            try:
+                return self._media_state(c, req, out, now)
+            except Refusal as refusal:
+                if refusal.message != CHANGED:
+                    raise
+        return self._media_state(c, req, out, now)
+
+    def _media_state(
+        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None
+    ) -> dict[str, Any]:
         call = self.own_call(c, req.call_id, need_answered=True)
         assert c.user_id is not None
         if req.state == "failed":
             self.end(call, EndReason.MEDIA_FAILED, None, out)
             return {}
-        self.mark_up(call, c.user_id, out)
+        self.mark_up(call, c.user_id, out, now)
         return {}
 
-    def mark_up(self, call: CallRecord, user: str, out: list[Send]) -> None:
+    def mark_up(
+        self, call: CallRecord, user: str, out: list[Send], now: float | None = None
+    ) -> None:
         """`user`'s media is up; CONNECTED to both once both are."""
         up = call.media_up | {user}
         if call.state is CallState.ANSWERED and up >= set(call.parties):
             call = self.change(call, state=CallState.CONNECTED, deadline=NEVER, media_up=up)
+            if now is not None:
+                self.setups.append(now - call.started)
             for user in call.parties:
                 msg = p.event(
                     Event.CONNECTED,
@@ -180,6 +206,7 @@ class Calls:
             return  # ended or changed meanwhile: whoever did that told the parties
         if call.sip and by != call.sip:  # the SIP side did not end it: the gateway must
             out.append(Send(sip.GATEWAY, sip.hangup(call.call_id, reason)))
+        self.ended[reason.value] += 1
         for user in call.parties:
             if user == by:
                 continue
@@ -191,7 +218,7 @@ class Calls:
         """Write a change of the call as it was read, or refuse if it moved meanwhile."""
         stored = self.store.swap_call(call, call.evolve(**changes))
         if stored is None:
-            raise Refusal(ErrorCode.WRONG_STATE, "the call changed meanwhile; try again")
+            raise Refusal(ErrorCode.WRONG_STATE, CHANGED)
         return stored
 
     # -- lookups -----------------------------------------------------------------------------

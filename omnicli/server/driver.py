@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -30,6 +30,7 @@ from omnicli.errors import UsageError
 from omnicli.server import connection as bounded
 from omnicli.server.connection import BoundedConnection, Outbox, close_or_abort
 from omnicli.server.gateway import SipGateway
+from omnicli.server.health import Health
 from omnicli.server.limits import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_PER_ADDRESS,
@@ -45,10 +46,14 @@ from omnicli.server.limits import (
 from omnicli.server.logsafe import clean
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
 from omnicli.server.records import Send, ToConn, ToGateway, ToUser
+from omnicli.server.redisstore import RedisStoreError
 from omnicli.server.sip import GatewayEvent, SipPolicy
 from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
+
+if TYPE_CHECKING:
+    from omnicli.server.cluster import Cluster
 
 log = logging.getLogger("omnicli.server.driver")
 
@@ -58,6 +63,9 @@ CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
 MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
 AUTH_REPORT = 10.0  # s between summaries of failed authentication per address
+POLL = 1.0  # s: on Redis, the timers look at deadlines other nodes set at least this often
+DRAINING = "this server is shutting down; connect to another node"
+UNAVAILABLE = "the server cannot reach Redis; try again shortly (or another node)"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # TCP connections at once (all sources)
     max_per_address: int = DEFAULT_MAX_PER_ADDRESS  # from one source address
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED  # not past hello; oldest make room
+    redis_url: str | None = None  # share sessions and calls with other nodes on this Redis
 
 
 def is_loopback(host: str) -> bool:
@@ -122,6 +131,10 @@ def check_config(config: ServerConfig) -> None:
             )
 
 
+class Draining(Exception):
+    """A new session asked of a node that is shutting down."""
+
+
 class _Client:
     """One websocket connection and its outbox (bounded in bytes)."""
 
@@ -146,6 +159,12 @@ class SignalingServer:
         check_config(config)
         self.config = config
         self.clock = clock
+        store, resume_secret, boot = None, config.resume_secret, None
+        if config.redis_url:
+            from omnicli.server.cluster import open_store
+
+            store, resume_secret, boot = open_store(config.redis_url, resume_secret)
+            self.clock = time.time  # deadlines are shared between nodes: wall time
         self.board = Switchboard(
             list(config.services),
             ring_timeout=config.ring_timeout,
@@ -153,9 +172,11 @@ class SignalingServer:
             ice_servers=[dict(s) for s in config.ice_servers],
             require_tokens=config.require_tokens,
             turn=config.turn,
-            resume_secret=config.resume_secret,
+            resume_secret=resume_secret,
             resume_grace=config.resume_grace,
             sip_policy=config.sip_policy if config.sip_gateway else None,
+            store=store,
+            boot=boot,
         )
         self.gateway: SipGateway | None = None
         if config.sip_gateway:
@@ -166,7 +187,18 @@ class SignalingServer:
                 registrar=config.sip_policy.registrar,
                 secret=config.sip_policy.secret,
             )
+        self.cluster: Cluster | None = None
+        if store is not None:
+            from omnicli.server.cluster import Cluster
+
+            assert config.redis_url is not None
+            self.cluster = Cluster(self.board, store, config.redis_url, self._deliver_local)
         self._clients: dict[int, _Client] = {}
+        self.draining = False  # SIGTERM: no new sessions; calls may finish
+        self.rate_limited = 0
+        self.redis_errors = 0
+        self.metrics_store_errors = 0
+        self.health = Health(self)
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._timer: asyncio.Task[None] | None = None
@@ -233,6 +265,9 @@ class SignalingServer:
         )
         self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")
         self._reporter = asyncio.create_task(self._report_loop(), name="omni-server-reports")
+        if self.cluster is not None:
+            await self.cluster.start()
+            log.info("node %s on Redis %s", self.cluster.node, self.config.redis_url)
         caps = self.gate.caps
         log.debug("listening on %s", self.url)  # the command says it, once
         log.debug(  # --verbose
@@ -256,6 +291,26 @@ class SignalingServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self.cluster is not None:  # after the connections: their endings are forwarded
+            await self.cluster.close()
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking sessions (/readyz says so), and give the calls of this node's users
+        up to `grace` s to finish (or move: a client may resume on another node)."""
+        self.draining = True
+        log.info("draining: no new sessions; waiting up to %.0f s for calls to end", grace)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while self._calls_here():
+                    await asyncio.sleep(0.25)
+
+    def _calls_here(self) -> int:
+        try:
+            return sum(
+                self.board.store.call_of(*key) is not None for key in self.board.sessions.local
+            )
+        except RedisStoreError:
+            return 0
 
     async def serve_forever(self) -> None:
         assert self._server is not None
@@ -278,7 +333,10 @@ class SignalingServer:
         self.gate.release(conn)
 
     def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Turn away an address that failed authentication too often (HTTP 429)."""
+        """Answer /healthz, /readyz and /metrics; turn away an address that failed
+        authentication too often (HTTP 429)."""
+        if (health := self.health.respond(ws, request)) is not None:
+            return health
         address = getattr(ws, "address", "")
         wait = self.throttle.blocked_for(address, self.clock())
         if wait <= 0:
@@ -321,7 +379,10 @@ class SignalingServer:
             lost = exc.rcvd is None and dropped and not client.kicked
         finally:
             user = self.board.user_of(client.conn)
-            self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
+            try:
+                self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
+            except RedisStoreError as exc:  # the lease reaper or a grace timer ends it later
+                log.warning("%s: Redis unreachable at disconnect: %s", user, exc)
             self._clients.pop(client.conn, None)
             client.outbox.clear()
             writer.cancel()
@@ -334,6 +395,7 @@ class SignalingServer:
     def _receive(self, client: _Client, text: str | bytes) -> None:
         rid: int | None = None
         if client.bucket is not None and not client.bucket.take(self.clock()):
+            self.rate_limited += 1
             with contextlib.suppress(p.ProtocolError):
                 rid = p.request_id(p.decode(text))
             wait = client.bucket.retry_after()
@@ -362,11 +424,23 @@ class SignalingServer:
             ]
         else:
             try:
+                if self.draining and request.op in ("create_session", "resume"):
+                    raise Draining
                 sends = self.board.handle(client.conn, request, now)
+            except Draining:
+                error = p.error(request.id, p.ErrorCode.UNAVAILABLE, DRAINING)
+                sends = [Send(ToConn(client.conn), error)]
+            except RedisStoreError as exc:
+                self.redis_errors += 1
+                log.warning("%s refused: Redis unreachable: %s", request.op, exc)
+                error = p.error(request.id, p.ErrorCode.UNAVAILABLE, UNAVAILABLE)
+                sends = [Send(ToConn(client.conn), error)]
             except Exception:  # a bug must not take the server down for everyone
                 log.exception("internal error handling %s", request.op)
                 error = p.error(request.id, p.ErrorCode.INTERNAL, "server error")
                 sends = [Send(ToConn(client.conn), error)]
+        if self.cluster is not None and request.op == "leave":
+            self.cluster.left(client.conn)
         self._deliver(sends)
         if request.op == "session_list" and sends[0].message["ok"]:
             cost = list_cost(len(sends[0].message["result"]["sessions"]))
@@ -397,13 +471,21 @@ class SignalingServer:
             self._close(client, p.CLOSE_POLICY, "too many failed hellos", after=True)
 
     def _deliver(self, sends: list[Send]) -> None:
+        """Hand sends to the SIP gateway, this node's connections, and other nodes."""
         if self.gateway is not None:
             for order in self.board.gateway_orders(sends):
                 self.gateway.submit(order)
+        self._deliver_local(sends)
+        if self.cluster is not None:
+            self.cluster.forward(sends)
+
+    def _deliver_local(self, sends: list[Send]) -> None:
         for send in self.board.route(sends):
             client = self._clients.get(send.conn)
             if client is None:
                 continue
+            if self.cluster is not None:
+                self.cluster.note(send.conn, send.message)
             if not client.push(send.message):
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
                 client.outbox.clear()  # what it would not read is dropped now
@@ -464,13 +546,29 @@ class SignalingServer:
 
     async def _timer_loop(self) -> None:
         while True:
-            deadline = self.board.next_deadline()
-            self._wake.clear()
-            delay = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                await self._timer_step()
+            except RedisStoreError as exc:  # the timers are data: they fire once it is back
+                log.debug("timers: Redis unreachable: %s", exc)
+                await asyncio.sleep(POLL)
+
+    async def _timer_step(self) -> None:
+        deadline = self.board.next_deadline()
+        self._wake.clear()
+        delay = None if deadline is None else max(0.0, deadline - self.clock())
+        if self.cluster is not None:
+            # other nodes set deadlines too, and may die: look every POLL s, and not after
+            # each request (reading the deadlines costs Redis round trips); timers fire up
+            # to POLL s late
+            await asyncio.sleep(POLL if delay is None else min(delay, POLL))
+        else:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
-            self._deliver(self.board.expire(self.clock()))
+        now = self.clock()
+        if self.cluster is not None:
+            self.cluster.reap(now)
+        self._deliver(self.board.expire(now))
 
     async def _report_loop(self) -> None:
         """One line per address that failed authentication, every AUTH_REPORT seconds."""

@@ -3,9 +3,10 @@
 A connection that drops without a close handshake leaves its session *away* (presence
 with `away_until`) for the resume grace; `resume` with the signed resume token takes it
 back, with its call. A half-open old connection still holding the session is kicked
-out. A token from another server run (`boot`) means the server restarted and lost its
-state: the identity is trusted from the signature, and a connected call is rebuilt only
-when both parties describe it the same way (`RESUMING` until the second one does).
+out; one on another node (which may have died) is taken over. A token from another server
+run (`boot`) means the server restarted and lost its state: the identity is trusted from
+the signature, and a connected call is rebuilt only when both parties describe it the same
+way (`RESUMING` until the second one does).
 """
 
 from __future__ import annotations
@@ -57,6 +58,15 @@ class Resumer:
             self.sessions.end(presence)
             kick = p.event(Event.KICKOUT, user_id=user_id, reason="resumed on another connection")
             out.append(Send(ToConn(holder.conn), kick, close=True))
+        elif (
+            presence is not None
+            and presence.session == session
+            and presence.node != self.sessions.node
+        ):
+            # held by another node that died or lost the connection before noticing: the
+            # token proves the session; that node finds it is no longer its own
+            if not self.sessions.end(presence):
+                raise Refusal(ErrorCode.USER_ID_TAKEN, f"user id '{user_id}' has another session")
         elif presence is not None:
             raise Refusal(ErrorCode.USER_ID_TAKEN, f"user id '{user_id}' has another session")
         else:

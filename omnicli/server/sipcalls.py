@@ -141,7 +141,7 @@ class SipCalls:
                 )
                 self.sessions.tell(call.service_id, call.caller, msg, out)
             elif event.kind is K.MEDIA_UP and answered:
-                self.machine.mark_up(call, call.sip, out)
+                self.machine.mark_up(call, call.sip, out, now)
             elif event.kind is K.ENDED:
                 self.machine.end(call, sip.end_reason(event.code, answered), call.sip, out)
             elif event.kind is K.FAILED:

@@ -39,6 +39,7 @@ from omnicli.server.records import (
     Send,
     ToConn,
     ToGateway,
+    ToUser,
     UserKey,
 )
 from omnicli.server.resume import Resumer
@@ -172,6 +173,15 @@ class Switchboard:
         """What the SIP side of a call did (reported by the gateway driver)."""
         return self.sip.gateway_event(event, now)
 
+    def remote(self, sends: list[Send]) -> list[Send]:
+        """The sends addressed to users whose connection is not on this node."""
+        local = self.sessions.local
+        return [
+            s
+            for s in sends
+            if isinstance(s.to, ToUser) and (s.to.service_id, s.to.user_id) not in local
+        ]
+
     def allow_user(self, conn: int, user_id: str) -> None:
         """Pin the user id a connection may register as (set by a verified token)."""
         self.sessions.conns[conn].allowed_user = user_id
@@ -213,7 +223,7 @@ class Switchboard:
         if isinstance(body, p.Leave):
             return self.machine.leave(c, body, out)
         if isinstance(body, p.MediaState):
-            return self.machine.media_state(c, body, out)
+            return self.machine.media_state(c, body, out, now)
         if isinstance(body, p.SetMute):
             name = Event.MUTE if body.muted else Event.UNMUTE
             self.machine.relay(c, body.call_id, name, out, track=body.track.value)

@@ -289,6 +289,24 @@ def server(
             help="Connections not past hello; at the cap the oldest is closed for a new one.",
         ),
     ] = 512,
+    drain_grace: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="On SIGTERM: seconds the calls of this node's users may take to end "
+            "(no new sessions meanwhile). SIGINT stops at once.",
+        ),
+    ] = 30.0,
+    redis: Annotated[
+        str | None,
+        typer.Option(
+            "--redis",
+            envvar="OMNI_REDIS_URL",
+            help="Share sessions and calls with the other nodes on this Redis, e.g. "
+            "redis://127.0.0.1:6379/0 (env OMNI_REDIS_URL; default: this process only).",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
@@ -342,6 +360,7 @@ def server(
         max_connections=max_connections,
         max_per_address=max_per_address,
         max_unauthenticated=max_unauthenticated,
+        redis_url=redis or None,
     )
 
     async def flow() -> int:
@@ -361,8 +380,20 @@ def server(
                 )
         serving = asyncio.ensure_future(srv.serve_forever())
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):  # close every socket with 1001
-            loop.add_signal_handler(signum, serving.cancel)
+        draining: list[asyncio.Task[None]] = []
+
+        async def drain() -> None:
+            await srv.drain(drain_grace)
+            serving.cancel()
+
+        def on_sigterm() -> None:
+            if draining:  # a second SIGTERM: stop now
+                serving.cancel()
+            else:
+                draining.append(asyncio.ensure_future(drain()))
+
+        loop.add_signal_handler(signal.SIGINT, serving.cancel)  # close every socket with 1001
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         try:
             await serving
         except asyncio.CancelledError:

@@ -62,6 +62,7 @@ class ErrorCode(IntEnum):
     RATE_LIMITED = 429  # too many requests on this connection
     BUSY = 486  # the callee is in another call
     INTERNAL = 500  # a bug in the server; the connection stays usable
+    UNAVAILABLE = 502  # the server cannot reach its shared store (Redis); try again later
     UNKNOWN_OP = 501  # op is not one the server knows
     SERVER_FULL = 503  # the service holds as many sessions as allowed
 

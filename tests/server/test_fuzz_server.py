@@ -182,18 +182,33 @@ KINDS = (
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
+TRAFFIC = given(
     st.lists(st.sampled_from(KINDS), min_size=40, max_size=150),
     st.randoms(use_true_random=True),
     st.booleans(),
 )
-@pytest.mark.parametrize("store", sorted(STORES))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@TRAFFIC
 def test_switchboard_survives_random_traffic(
-    store: str, actions: list[str], pick: random.Random, lost_at_end: bool
+    actions: list[str], pick: random.Random, lost_at_end: bool
 ) -> None:
     """Random valid and invalid requests, drops and clock ticks from several connections,
-    over each kind of store."""
+    over the in-memory store."""
+    random_traffic("memory", actions, pick, lost_at_end)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@TRAFFIC
+def test_switchboard_survives_random_traffic_over_redis(
+    actions: list[str], pick: random.Random, lost_at_end: bool
+) -> None:
+    """The same over Redis (fewer examples: each step is a few round trips to Redis)."""
+    random_traffic("redis", actions, pick, lost_at_end)
+
+
+def random_traffic(store: str, actions: list[str], pick: random.Random, lost_at_end: bool) -> None:
     sb = Switchboard(
         [Service("dev", None), Service("locked", "s3cret")],
         ring_timeout=30,

@@ -1,0 +1,288 @@
+"""One server node among several on one Redis: leases, routing between nodes, reaping.
+
+The switchboard decides; this module carries what it decides between nodes.
+
+- **Lease:** every node writes its wall time into `Pnodes` every `LEASE_RENEW` s. A node
+  whose lease is older than `LEASE_TTL` is dead: any live node *reaps* it by turning the
+  sessions it held into away ones (`away_until` = its last renewal + the resume grace), so
+  that their clients may resume on another node, and the grace timers (data in Redis) end
+  the rest with `connection_lost`. With the defaults a dead node's peers hear it within
+  LEASE_TTL + 1 s + grace (about 8 s of its death, 10 s at worst).
+- **Routing:** a message for a user whose connection is on another node is published on
+  that node's channel `Pnode:NODE`. Pub/sub delivers at most once: `PUBLISH` answers how
+  many subscribers got it, so a message to a node that is not listening (dead, or between
+  reconnects) is counted as undelivered and logged; the call state it described is in
+  Redis all the same, and a client that resumes is told its call and how it ended.
+- **Redis back after a restart (empty):** the node adds its connected users' presence
+  again, so they are online and callable; the calls that were in Redis are gone, and each
+  user of this node that was in one hears it end (`LEAVE`/`CANCEL`, `connection_lost`),
+  so that no client stays in a call the service no longer knows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aredis
+
+from omnicli.errors import UsageError
+from omnicli.server.records import Presence, Send, ToUser, UserKey
+from omnicli.server.redisstore import RedisStore, RedisStoreError
+from omnicli.server.switchboard import Switchboard
+from omnicli.wire import protocol as p
+from omnicli.wire.protocol import EndReason, Event
+
+log = logging.getLogger("omnicli.server.cluster")
+
+LEASE_RENEW = 1.0  # s between lease renewals
+LEASE_TTL = 3.0  # s without renewal before a node counts as dead
+POLL = 1.0  # s: the timer loop looks at shared deadlines at least this often
+LOST = EndReason.CONNECTION_LOST
+_CALL_STARTS = (Event.RINGBACK, Event.RINGING, Event.ANSWERED, Event.CONNECTED)
+
+
+@dataclass
+class ClusterStats:
+    routed: int = 0  # messages published to another node
+    undelivered: int = 0  # messages whose recipient was gone or whose node did not listen
+    redis_errors: int = 0
+    redis_seconds: float = 0.0  # duration of the last lease renewal (a Redis round trip)
+
+
+class Cluster:
+    """This node's side of the shared store: call `start()` after the websocket server."""
+
+    def __init__(
+        self,
+        board: Switchboard,
+        store: RedisStore,
+        url: str,
+        deliver: Callable[[list[Send]], None],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.board = board
+        self.store = store
+        self.url = url
+        self.node = board.boot
+        self.deliver = deliver  # hands sends for this node's users to their connections
+        self.wall = wall
+        self.stats = ClusterStats()
+        self.healthy = False  # the last lease renewal reached Redis
+        self._tasks: list[asyncio.Task[None]] = []
+        self._last_reap = 0.0
+        self._subscribed = asyncio.Event()
+        self._renewed = -math.inf  # monotonic time of the last lease renewal
+        # the call each user of this node was last told about, and whether it was ringing
+        # for them: what to end for them if Redis comes back without it
+        self.told: dict[UserKey, tuple[str, bool]] = {}
+
+    @property
+    def channel(self) -> str:
+        return f"{self.store.prefix}node:{self.node}"
+
+    def channel_of(self, node: str) -> str:
+        return f"{self.store.prefix}node:{node}"
+
+    async def start(self) -> None:
+        self.renew()
+        self._tasks = [
+            asyncio.create_task(self._lease_loop(), name="omni-cluster-lease"),
+            asyncio.create_task(self._listen_loop(), name="omni-cluster-listen"),
+        ]
+        async with asyncio.timeout(5):
+            await self._subscribed.wait()  # messages published from now on reach this node
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        with contextlib.suppress(RedisStoreError):
+            self.store.drop_lease(self.node)
+
+    # -- lease -----------------------------------------------------------------------
+
+    def fresh(self) -> bool:
+        """The lease was renewed lately: Redis answers and other nodes see this one alive."""
+        return self.healthy and time.monotonic() - self._renewed < LEASE_TTL
+
+    def renew(self) -> None:
+        start = time.perf_counter()
+        try:
+            self.store.renew_lease(self.node, self.wall())
+        except RedisStoreError as exc:
+            self.stats.redis_errors += 1
+            if self.healthy:
+                log.warning("Redis unreachable: %s", exc)
+            self.healthy = False
+            return
+        self.stats.redis_seconds = time.perf_counter() - start
+        self._renewed = time.monotonic()
+        if not self.healthy:
+            self._reregister()
+        self.healthy = True
+
+    def _reregister(self) -> None:
+        """Add this node's connected users again where Redis has lost them (a restart), and
+        end for them the calls it lost, so that no client stays in a call nobody knows."""
+        added = 0
+        self.store.forget_services()
+        ended: list[Send] = []
+        for key, conn in list(self.board.sessions.local.items()):
+            c = self.board.conns.get(conn)
+            if c is None or c.session is None:
+                continue
+            if self.store.presence(*key) is None and self.store.add_presence(
+                Presence(*key, c.session, self.node)
+            ):
+                added += 1
+                told = self.told.pop(key, None)
+                if told is not None and self.store.call_of(*key) is None:
+                    call_id, ringing = told
+                    name = Event.CANCEL if ringing else Event.LEAVE
+                    msg = p.event(name, call_id=call_id, reason=LOST.value, by=None)
+                    ended.append(Send(ToUser(*key), msg))
+        if added:
+            log.info("Redis is back: %d sessions of this node registered again", added)
+        self.deliver(ended)
+
+    def note(self, conn: int, message: dict[str, Any]) -> None:
+        """Remember the call a user of this node is told about (see `told`)."""
+        name = message.get("event")
+        if name is None:
+            return
+        service_id, user_id = self.board.service_of(conn), self.board.user_of(conn)
+        if service_id is None or user_id is None:
+            return
+        key = (service_id, user_id)
+        if name in _CALL_STARTS:
+            self.told[key] = (message["call_id"], name == Event.RINGING)
+        elif name in (Event.LEAVE, Event.CANCEL):
+            self.told.pop(key, None)
+        if len(self.told) > 2 * len(self.board.sessions.local) + 16:  # users gone meanwhile
+            for gone in [k for k in self.told if k not in self.board.sessions.local]:
+                del self.told[gone]
+
+    def left(self, conn: int) -> None:
+        """The user of `conn` left its call (a response, not an event, tells it)."""
+        service_id, user_id = self.board.service_of(conn), self.board.user_of(conn)
+        if service_id is not None and user_id is not None:
+            self.told.pop((service_id, user_id), None)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW)
+            self.renew()
+
+    # -- reaping dead nodes ------------------------------------------------------------
+
+    def reap(self, now: float) -> None:
+        """Turn the sessions of nodes whose lease ran out into away ones (at most once a s)."""
+        if now - self._last_reap < POLL:
+            return
+        self._last_reap = now
+        for node, renewed in self.store.leases().items():
+            if node == self.node or now - renewed <= LEASE_TTL:
+                continue
+            online = 0
+            for service_id in self.store.services():
+                for presence in self.store.held_by(service_id, node):
+                    if presence.node != node or presence.away:
+                        continue
+                    online += 1
+                    until = renewed + self.board.resume_grace
+                    if self.store.swap_presence(presence, replace(presence, away_until=until)):
+                        log.info(
+                            "%s: node %s is gone; away until it resumes", presence.user_id, node
+                        )
+                        online -= 1
+            if online == 0:
+                log.info(
+                    "node %s: lease ran out %.1f s ago; its sessions are away", node, now - renewed
+                )
+                self.store.drop_lease(node)
+
+    # -- routing -----------------------------------------------------------------------
+
+    def forward(self, sends: list[Send]) -> None:
+        """Publish the sends for users held by other nodes on those nodes' channels."""
+        for send in self.board.remote(sends):
+            assert isinstance(send.to, ToUser)
+            presence = self.store.presence(send.to.service_id, send.to.user_id)
+            if presence is None or presence.away or presence.node == self.node:
+                self.stats.undelivered += 1
+                continue
+            payload = {
+                "service_id": send.to.service_id,
+                "user_id": send.to.user_id,
+                "message": send.message,
+                "close": send.close,
+            }
+            got = self.store.r.publish(self.channel_of(presence.node), json.dumps(payload))
+            if got:
+                self.stats.routed += 1
+            else:
+                self.stats.undelivered += 1
+                log.warning(
+                    "node %s did not receive %s for %s",
+                    presence.node,
+                    send.message.get("event"),
+                    send.to.user_id,
+                )
+
+    def receive(self, payload: dict[str, Any]) -> None:
+        send = Send(
+            ToUser(payload["service_id"], payload["user_id"]),
+            payload["message"],
+            bool(payload.get("close")),
+        )
+        if self.board.remote([send]):
+            self.stats.undelivered += 1  # the user left this node meanwhile
+            return
+        self.deliver([send])
+
+    async def _listen_loop(self) -> None:
+        while True:
+            client = aredis.Redis.from_url(self.url, decode_responses=True)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    self._subscribed.set()
+                    async for item in pubsub.listen():
+                        if item.get("type") != "message":
+                            continue
+                        try:
+                            self.receive(json.loads(item["data"]))
+                        except (ValueError, KeyError, TypeError):
+                            log.warning("bad message on %s", self.channel)
+            except (RedisStoreError, OSError) as exc:
+                self.stats.redis_errors += 1
+                log.debug("subscription lost: %s", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                await client.aclose()
+
+
+def open_store(url: str, resume_secret: bytes | None) -> tuple[RedisStore, bytes, str]:
+    """Connect to Redis for a new node: its store, the resume secret every node of this
+    Redis shares (given, or made once and kept in Redis), and a fresh node id."""
+    try:
+        store = RedisStore.from_url(url)
+        store.r.ping()
+        if resume_secret is None:
+            key = f"{store.prefix}resume_secret"
+            store.r.set(key, secrets.token_hex(32), nx=True)
+            resume_secret = bytes.fromhex(store.r.get(key))
+    except (RedisStoreError, ValueError) as exc:
+        raise UsageError(f"cannot use Redis at {url}: {exc}") from None
+    return store, resume_secret, secrets.token_hex(6)

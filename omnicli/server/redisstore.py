@@ -1,0 +1,328 @@
+"""`RedisStore`: the switchboard's store in Redis, shared by every server node.
+
+Each write of the `Store` contract is one Lua script, so it applies atomically on the
+Redis server and only to the record it expects (compare and set): presence by its whole
+stored JSON, a call by its `rev`. Reads are plain GETs. Records are JSON (`to_dict`).
+
+Keys (`P` is the prefix, default `omni:`; `{svc}` is a Redis Cluster hash tag, so every
+key a script touches lives in one slot, the service's):
+
+    P{svc}:p:USER        presence JSON (one session per user id)
+    P{svc}:users         sorted set of user ids (score 0: ordered by name) for listings
+    P{svc}:away          sorted set USER -> away_until (resume grace timers)
+    P{svc}:node:NODE     set of the users whose connection NODE holds (for reaping)
+    P{svc}:c:CALL        call JSON
+    P{svc}:uc:USER       the call id the user is in
+    P{svc}:deadlines     sorted set CALL -> ring or connect deadline
+    Pcall:CALL           the call's service id (`call(call_id)` needs no service)
+    Pservices            set of service ids that ever held a record
+    Pnodes               hash NODE -> last lease renewal (Unix time)
+
+Times are Unix seconds: several nodes share these deadlines, so the driver feeds the
+switchboard wall time when it runs on Redis. The client is redis-py's synchronous one with
+short timeouts: the switchboard is synchronous, and a call costs one round trip on a
+loopback or LAN Redis (about 0.1 ms); `RedisStoreError` is what an unreachable Redis raises.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from omnicli.server.records import CallRecord, Presence
+
+RedisStoreError = redis.RedisError
+SERVICES_TTL = 2.0  # s a node's list of services may lag another node's first record
+DUE_BATCH = 1000  # records one `due` returns per kind, at most
+
+_ADD_PRESENCE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[2])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) end
+return 1
+"""
+
+_SWAP_PRESENCE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+  redis.call('SREM', KEYS[4], ARGV[3])
+  return 1
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[3], ARGV[3])
+else
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+end
+if KEYS[4] ~= KEYS[5] then
+  redis.call('SREM', KEYS[4], ARGV[3])
+  redis.call('SADD', KEYS[5], ARGV[3])
+end
+return 1
+"""
+
+_ADD_CALL = """
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1
+   or redis.call('EXISTS', KEYS[3]) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[2])
+if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
+return 1
+"""
+
+_SWAP_CALL = """
+local cur = redis.call('GET', KEYS[1])
+if not cur then return false end
+if cjson.decode(cur)['rev'] ~= tonumber(ARGV[1]) then return false end
+if ARGV[2] == '' then
+  redis.call('DEL', KEYS[1])
+  for i = 2, 3 do
+    if redis.call('GET', KEYS[i]) == ARGV[3] then redis.call('DEL', KEYS[i]) end
+  end
+  redis.call('ZREM', KEYS[4], ARGV[3])
+  return cur
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[4] == '' then
+  redis.call('ZREM', KEYS[4], ARGV[3])
+else
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+end
+return ARGV[2]
+"""
+
+_CALL_OF = """
+local id = redis.call('GET', KEYS[1])
+if not id then return false end
+return redis.call('GET', ARGV[1] .. id)
+"""
+
+
+def _dump(fields: dict[str, Any]) -> str:
+    """One spelling per record, so that scripts can compare stored JSON byte for byte."""
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _presence_json(presence: Presence) -> str:
+    fields = presence.to_dict()
+    if fields["away_until"] is not None:
+        fields["away_until"] = float(fields["away_until"])
+    return _dump(fields)
+
+
+def _score(value: float | None) -> str:
+    return "" if value is None or math.isinf(value) else repr(float(value))
+
+
+class RedisStore:
+    """The `Store` contract over one Redis database (see the module docstring for keys)."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "omni:") -> None:
+        # Any: redis-py types replies as unions over decode_responses; ours are str
+        self.r: Any = client
+        self.prefix = prefix
+        self._add_presence = client.register_script(_ADD_PRESENCE)
+        self._swap_presence = client.register_script(_SWAP_PRESENCE)
+        self._add_call = client.register_script(_ADD_CALL)
+        self._swap_call = client.register_script(_SWAP_CALL)
+        self._call_of = client.register_script(_CALL_OF)
+        self._services: set[str] = set()  # known to be in Pservices already
+        self._services_read = -math.inf
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 1.0, prefix: str = "omni:") -> RedisStore:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
+        )
+        return cls(client, prefix)
+
+    # -- keys --------------------------------------------------------------------------
+
+    def _k(self, service_id: str, kind: str, name: str = "") -> str:
+        return f"{self.prefix}{{{service_id}}}:{kind}{':' + name if name else ''}"
+
+    def _note_service(self, service_id: str) -> None:
+        if service_id not in self._services:
+            self.r.sadd(f"{self.prefix}services", service_id)
+            self._services.add(service_id)
+
+    def forget_services(self) -> None:
+        """Write the services again with their next record (Redis came back empty)."""
+        self._services.clear()
+        self._services_read = -math.inf
+
+    def services(self) -> list[str]:
+        """The services with records, read again at most every SERVICES_TTL s."""
+        now = time.monotonic()
+        if now - self._services_read > SERVICES_TTL:
+            self._services |= set(self.r.smembers(f"{self.prefix}services"))
+            self._services_read = now
+        return sorted(self._services)
+
+    # -- presence ----------------------------------------------------------------------
+
+    def presence(self, service_id: str, user_id: str) -> Presence | None:
+        text = self.r.get(self._k(service_id, "p", user_id))
+        return Presence.from_dict(json.loads(text)) if text else None
+
+    def add_presence(self, presence: Presence) -> bool:
+        svc, user = presence.key
+        self._note_service(svc)
+        keys = [
+            self._k(svc, "p", user),
+            self._k(svc, "users"),
+            self._k(svc, "away"),
+            self._k(svc, "node", presence.node),
+        ]
+        args = [_presence_json(presence), user, _score(presence.away_until)]
+        return bool(self._add_presence(keys, args))
+
+    def swap_presence(self, old: Presence, new: Presence | None) -> bool:
+        svc, user = old.key
+        assert new is None or new.key == old.key
+        keys = [
+            self._k(svc, "p", user),
+            self._k(svc, "users"),
+            self._k(svc, "away"),
+            self._k(svc, "node", old.node),
+            self._k(svc, "node", (new or old).node),
+        ]
+        args = [
+            _presence_json(old),
+            "" if new is None else _presence_json(new),
+            user,
+            "" if new is None else _score(new.away_until),
+        ]
+        return bool(self._swap_presence(keys, args))
+
+    def count(self, service_id: str) -> int:
+        return int(self.r.zcard(self._k(service_id, "users")))
+
+    def first_users(self, service_id: str, limit: int, after: str | None = None) -> list[str]:
+        start = "-" if after is None else f"({after}"
+        return list(self.r.zrangebylex(self._k(service_id, "users"), start, "+", 0, limit))
+
+    def held_by(self, service_id: str, node: str) -> list[Presence]:
+        """The presences node `node` held its connections for (for reaping a dead node)."""
+        users = sorted(self.r.smembers(self._k(service_id, "node", node)))
+        return self._presences(service_id, users)
+
+    def _presences(self, service_id: str, users: list[str]) -> list[Presence]:
+        if not users:
+            return []
+        texts = self.r.mget([self._k(service_id, "p", u) for u in users])
+        return [Presence.from_dict(json.loads(t)) for t in texts if t]
+
+    # -- calls -------------------------------------------------------------------------
+
+    def call(self, call_id: str) -> CallRecord | None:
+        svc = self.r.get(f"{self.prefix}call:{call_id}")
+        if svc is None:
+            return None
+        text = self.r.get(self._k(svc, "c", call_id))
+        return CallRecord.from_dict(json.loads(text)) if text else None
+
+    def call_of(self, service_id: str, user_id: str) -> CallRecord | None:
+        text = self._call_of([self._k(service_id, "uc", user_id)], [self._k(service_id, "c") + ":"])
+        return CallRecord.from_dict(json.loads(text)) if text else None
+
+    def _call_keys(self, call: CallRecord) -> list[str]:
+        svc = call.service_id
+        return [
+            self._k(svc, "c", call.call_id),
+            self._k(svc, "uc", call.caller),
+            self._k(svc, "uc", call.callee),
+            self._k(svc, "deadlines"),
+        ]
+
+    def add_call(self, call: CallRecord) -> bool:
+        self._note_service(call.service_id)
+        index = f"{self.prefix}call:{call.call_id}"
+        if not self.r.set(index, call.service_id, nx=True):
+            return False  # the id is taken (in any service)
+        args = [_dump(call.to_dict()), call.call_id, _score(call.deadline)]
+        if self._add_call(self._call_keys(call), args):
+            return True
+        self.r.delete(index)
+        return False
+
+    def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None:
+        stored = None
+        if new is not None:
+            assert (new.call_id, new.parties) == (old.call_id, old.parties)
+            stored = new.evolve(rev=old.rev + 1)
+        args = [
+            str(old.rev),
+            "" if stored is None else _dump(stored.to_dict()),
+            old.call_id,
+            "" if stored is None else _score(stored.deadline),
+        ]
+        text = self._swap_call(self._call_keys(old), args)
+        if not text:
+            return None
+        if stored is None:
+            self.r.delete(f"{self.prefix}call:{old.call_id}")
+            return CallRecord.from_dict(json.loads(text))
+        return stored
+
+    # -- timers and inspection -----------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        services = self.services()
+        pipe = self.r.pipeline(transaction=False)
+        for svc in services:
+            pipe.zrange(self._k(svc, "deadlines"), 0, 0, withscores=True)
+            pipe.zrange(self._k(svc, "away"), 0, 0, withscores=True)
+        firsts = [float(rows[0][1]) for rows in pipe.execute() if rows]
+        return min(firsts, default=None)
+
+    def due(self, now: float) -> tuple[list[Presence], list[CallRecord]]:
+        gone: list[Presence] = []
+        calls: list[CallRecord] = []
+        for svc in self.services():
+            away = self.r.zrangebyscore(self._k(svc, "away"), "-inf", now, 0, DUE_BATCH)
+            gone += self._presences(svc, away)
+            ids = self.r.zrangebyscore(self._k(svc, "deadlines"), "-inf", now, 0, DUE_BATCH)
+            if ids:
+                texts = self.r.mget([self._k(svc, "c", i) for i in ids])
+                calls += [CallRecord.from_dict(json.loads(t)) for t in texts if t]
+        return gone, calls
+
+    def presences(self) -> Iterator[Presence]:
+        for svc in self.services():
+            users = self.r.zrange(self._k(svc, "users"), 0, -1)
+            yield from self._presences(svc, users)
+
+    def calls(self) -> Iterator[CallRecord]:
+        for svc in self.services():
+            keys = list(self.r.scan_iter(match=self._k(svc, "c", "*"), count=1000))
+            for text in self.r.mget(keys) if keys else []:
+                if text:
+                    yield CallRecord.from_dict(json.loads(text))
+
+    # -- nodes -------------------------------------------------------------------------
+
+    def renew_lease(self, node: str, now: float) -> None:
+        self.r.hset(f"{self.prefix}nodes", node, repr(now))
+
+    def leases(self) -> dict[str, float]:
+        return {n: float(t) for n, t in self.r.hgetall(f"{self.prefix}nodes").items()}
+
+    def drop_lease(self, node: str) -> None:
+        self.r.hdel(f"{self.prefix}nodes", node)

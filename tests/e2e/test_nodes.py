@@ -1,0 +1,205 @@
+"""Several `omni server` processes on one real Redis: calls across nodes with real media,
+a node killed mid-call, Redis restarted mid-call."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from procs import Omni, run_omni, start_server
+from redisd import RedisServer
+from test_e2e_call import MEDIA, assert_received
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def nodes(redis: RedisServer) -> Iterator[list[str]]:
+    """Two server nodes on the same Redis: their ws:// URLs."""
+    procs = [start_server("--redis", redis.url) for _ in range(2)]
+    yield [url for _, url in procs]
+    for proc, _ in procs:
+        proc.stop()
+
+
+def callee(user: str, server: str, tone: int) -> Omni:
+    proc = Omni(
+        "session", "create", "--user-id", user, "--auto-answer", "--server", server,
+        "--audio-source", f"tone:{tone}", *MEDIA,
+    )  # fmt: skip
+    assert proc.event("SESSION")["user_id"] == user
+    return proc
+
+
+def call(callee: str, caller: str, server: str, tone: int, seconds: float) -> list[dict]:
+    done = run_omni(
+        "call", callee, "--video", "--duration", str(seconds), "--user-id", caller,
+        "--server", server, "--audio-source", f"tone:{tone}", *MEDIA, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+def test_calls_cross_nodes_both_ways_with_media_and_listings_show_everyone(nodes):
+    """Alice on node 1 calls bob on node 2, then dave on node 2 calls carol on node 1:
+    frames and tones arrive both ways, and either node lists the users of both."""
+    one, two = nodes
+    bob = callee("bob", two, 660)
+    carol = callee("carol", one, 550)
+    try:
+        for caller, server, tone, peer, peer_tone, peer_proc in (
+            ("alice", one, 440, "bob", 660, bob),
+            ("dave", two, 330, "carol", 550, carol),
+        ):
+            events = call(peer, caller, server, tone, 3)
+            names = [e["event"] for e in events]
+            assert names[:2] == ["SESSION", "RINGBACK"] and "CONNECTED" in names, names
+            leave = events[-1]
+            assert (leave["event"], leave["reason"], leave["by"]) == ("LEAVE", "hangup", caller)
+            assert_received(leave["summary"], tone_hz=peer_tone, seconds=2.5)
+            assert peer_proc.event("RINGING")["caller"] == caller
+            peer_leave = peer_proc.event("LEAVE")
+            assert (peer_leave["reason"], peer_leave["by"]) == ("hangup", caller)
+            assert_received(peer_leave["summary"], tone_hz=tone, seconds=2.5)
+        for server in nodes:
+            assert listing(server) == [("bob", "idle"), ("carol", "idle")]
+    finally:
+        bob.stop()
+        carol.stop()
+
+
+def listing(server: str) -> list[tuple[str, str]]:
+    """`omni sessions` on that node: (user id, state) rows."""
+    done = run_omni("sessions", "--json", "--server", server)
+    assert done.returncode == 0, done.stderr
+    return [(r["user_id"], r["state"]) for r in map(json.loads, done.stdout.splitlines())]
+
+
+def kill9(proc: Omni) -> None:
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.proc.wait(10)
+
+
+def test_a_node_killed_mid_call_ends_the_call_for_the_peer_within_10_s(redis):
+    """kill -9 of bob's node while alice (on the other node) talks to him: alice hears
+    connection_lost within 10 s, and the surviving node lists nobody busy afterwards."""
+    one, one_url = start_server("--redis", redis.url)
+    two, two_url = start_server("--redis", redis.url)
+    bob = callee("bob", two_url, 660)
+    alice = Omni(
+        "call", "bob", "--user-id", "alice", "--duration", "60", "--server", one_url, *MEDIA
+    )
+    try:
+        alice.event("CONNECTED", timeout=30)
+        killed = time.monotonic()
+        kill9(two)
+        leave = alice.event("LEAVE", timeout=15)
+        took = time.monotonic() - killed
+        assert (leave["reason"], leave["by"]) == ("connection_lost", "bob")
+        assert took < 10, took
+        assert listing(one_url) == []  # bob's session ended too
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
+
+
+def test_ringing_ends_when_the_callers_node_is_killed(redis):
+    """kill -9 of the caller's node while its call rings on another node: the callee hears
+    the call end (the deadlines are in Redis; the survivor fires them) and is idle again."""
+    one, one_url = start_server("--redis", redis.url, "--ring-timeout", "4")
+    two, two_url = start_server("--redis", redis.url, "--ring-timeout", "4")
+    bob = Omni("session", "create", "--user-id", "bob", "--server", two_url, *MEDIA)
+    alice = Omni("call", "bob", "--user-id", "alice", "--server", one_url, *MEDIA)
+    try:
+        assert bob.event("RINGING")["caller"] == "alice"
+        killed = time.monotonic()
+        kill9(one)
+        cancel = bob.event("CANCEL", timeout=15)
+        assert cancel["reason"] in ("no_answer", "connection_lost"), cancel
+        assert time.monotonic() - killed < 10
+        # alice's session is away until her node's lease and grace run out, then gone
+        while (rows := listing(two_url)) != [("bob", "idle")]:
+            assert time.monotonic() - killed < 10, rows
+            time.sleep(0.5)
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
+
+
+def test_sigterm_drains_a_node_its_call_finishes_then_it_exits(redis):
+    """SIGTERM: the node refuses new sessions (/readyz 503) but lets the call of its user
+    finish; it exits once that call has ended."""
+    one, one_url = start_server("--redis", redis.url)
+    two, two_url = start_server("--redis", redis.url)
+    bob = callee("bob", two_url, 660)
+    alice = Omni(
+        "call", "bob", "--user-id", "alice", "--duration", "4", "--server", one_url, *MEDIA
+    )
+    try:
+        alice.event("CONNECTED", timeout=30)
+        two.proc.send_signal(signal.SIGTERM)
+        ready = "http" + two_url.removeprefix("ws") + "/readyz"
+        deadline = time.monotonic() + 5
+        while readyz(ready) != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        refused = run_omni("session", "create", "--user-id", "carol", "--server", two_url, *MEDIA)
+        assert "shutting down" in refused.stderr, refused.stderr
+        assert two.proc.poll() is None  # still serving bob's call
+        assert alice.event("LEAVE", timeout=15)["reason"] == "hangup"
+        assert two.wait(timeout=10) == 0
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
+
+
+def readyz(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_redis_restarted_mid_call_media_goes_on_and_nobody_stays_busy(redis):
+    """Redis stops and comes back empty while alice (node 1) and bob (node 2) talk: media
+    keeps flowing peer to peer meanwhile; when Redis is back both hear the call it lost end
+    (connection_lost), both are online and idle, and a new call to bob connects."""
+    one, one_url = start_server("--redis", redis.url)
+    two, two_url = start_server("--redis", redis.url)
+    bob = callee("bob", two_url, 660)
+    alice = Omni(
+        "call", "bob", "--user-id", "alice", "--duration", "8", "--server", one_url,
+        "--audio-source", "tone:440", *MEDIA,
+    )  # fmt: skip
+    try:
+        alice.event("CONNECTED", timeout=30)
+        redis.stop()
+        time.sleep(2)
+        redis.start()
+        leave = alice.event("LEAVE", timeout=15)
+        assert (leave["reason"], leave["by"]) == ("connection_lost", None)
+        assert_received(leave["summary"], tone_hz=660, seconds=2)  # through the outage
+        bob_leave = bob.event("LEAVE", timeout=15)
+        assert (bob_leave["reason"], bob_leave["call_id"]) == ("connection_lost", leave["call_id"])
+        deadline = time.monotonic() + 10
+        while listing(two_url) != [("bob", "idle")]:  # alice's call command has ended
+            assert time.monotonic() < deadline, listing(two_url)
+            time.sleep(0.5)
+        events = call("bob", "carol", one_url, 550, 2)
+        assert "CONNECTED" in [e["event"] for e in events]
+    finally:
+        for proc in (alice, bob, one, two):
+            proc.stop()
