@@ -10,8 +10,9 @@ SYSTEM_PACKAGES=(libportaudio2 libgl1 libglib2.0-0 xvfb xauth chromium)
 # Devices for tests: a private PulseAudio (virtual mic/speaker), screenshots and keys for Xvfb.
 SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdotool)
 # The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
-# NFQUEUE delay, and what pip needs to build NetfilterQueue.
-SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
+# NFQUEUE delay and bursty loss, sysctl for address moves, and what pip needs to build
+# NetfilterQueue.
+SYSTEM_PACKAGES+=(iproute2 nftables iptables procps libnetfilter-queue-dev gcc)
 # A real TURN server for the relay test (tests/server/test_turn_relay.py).
 SYSTEM_PACKAGES+=(coturn)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
