@@ -303,6 +303,12 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             if h is not None
         },
     )
+    control = getattr(link, "send_rate", None)
+    if control is not None:  # how the video send target moved (see sendrate.py)
+        result["send_rate"] = {
+            "target_kbps": round(control.target_bps / 1000),
+            "changes": [(round(t - window.started, 2), b // 1000) for t, b in control.changes],
+        }
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})
     if args.endpoint == "omni-caller":
@@ -404,6 +410,11 @@ def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
         "audio_output_fraction": round(got / sent, 3) if sent else None,
         "audio_delivered_fraction": round((got - concealed) / sent, 3) if sent else None,
         "recovery": [r.get("recovery") for r in results],
+        **(
+            {"send_rate": [r["send_rate"] for r in results]}
+            if all("send_rate" in r for r in results)
+            else {}
+        ),
     }
 
 

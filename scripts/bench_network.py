@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -31,11 +32,21 @@ import benchlib as bl
 
 KEY = "bench-network-key"
 
+# name -> (NetLab keyword arguments besides the delay, what the row says)
+SCENARIOS: dict[str, tuple[dict[str, Any], str]] = {
+    "clean": ({}, "no loss"),
+    "loss5": ({"loss": 0.05}, "5 % random loss"),
+    "loss10": ({"loss": 0.10}, "10 % random loss"),
+    "bursty": ({"bursty": 0.05, "burst_len": (3, 10)}, "5 % loss in bursts of 3-10"),
+    "cap1000": ({"rate_kbit": 1000}, "1 Mbit/s cap"),
+    "cap300": ({"rate_kbit": 300}, "300 kbit/s cap"),
+}
 
-def measure(loss: float, delay_ms: float, opts: list[str]) -> dict:
+
+def measure(lab_args: dict[str, Any], delay_ms: float, opts: list[str]) -> dict[str, Any]:
     from netlab import NetLab
 
-    with NetLab(loss=loss, delay_ms=delay_ms, prefix="ob") as lab:
+    with NetLab(delay_ms=delay_ms, prefix="ob", **lab_args) as lab:
         prefixes = (lab.cmd("a", []), lab.cmd("b", []))
         bare = media.combine(media.run_pair("bare", opts, prefixes=prefixes))
         server = bl.Server("--host", lab.addr_a, "--service", f"dev:{KEY}", prefix=lab.cmd("a", []))
@@ -43,12 +54,18 @@ def measure(loss: float, delay_ms: float, opts: list[str]) -> dict:
             omni = media.combine(media.run_pair("omni", opts, server.url, prefixes, key=KEY))
         finally:
             server.stop()
-    return {"bare": bare, "omni": omni}
+    bursty = lab.bursty_counts
+    return {"bare": bare, "omni": omni, **({"bursty_counts": bursty} if bursty else {})}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--losses", default="0,0.05,0.10")
+    parser.add_argument(
+        "--scenarios",
+        default="clean,loss5,bursty,cap1000,cap300",
+        help=f"comma-separated, from {','.join(SCENARIOS)}",
+    )
+    parser.add_argument("--losses", help="random loss fractions instead, e.g. 0,0.05,0.10")
     parser.add_argument("--delay-ms", type=float, default=50.0)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -61,20 +78,31 @@ def main() -> None:
         print(f"bad-network benchmark not run: {why}")
         bl.write("network", {"skipped": why})
         return
+    if args.losses:
+        chosen = {
+            f"loss{round(100 * float(x))}": ({"loss": float(x)}, f"{100 * float(x):g} % loss")
+            for x in args.losses.split(",")
+        }
+    else:
+        unknown = [n for n in args.scenarios.split(",") if n not in SCENARIOS]
+        if unknown:
+            parser.error(f"unknown scenario {unknown[0]!r}; choose from {','.join(SCENARIOS)}")
+        chosen = {n: SCENARIOS[n] for n in args.scenarios.split(",")}
     width, height = (int(x) for x in args.size.split("x"))
     opts = media.endpoint_opts(width, height, args.seconds, args.warmup)
     out, rows = {}, []
-    for loss in (float(x) for x in args.losses.split(",")):
-        fig = measure(loss, args.delay_ms, opts)
-        out[f"{loss:.2f}"] = fig
-        for name, f in (("bare aiortc", fig["bare"]), ("omnicli", fig["omni"])):
-            if name == "bare aiortc":
+    for name, (lab_args, label) in chosen.items():
+        fig = measure(lab_args, args.delay_ms, opts)
+        out[name] = fig
+        print(f"{label}: done", file=sys.stderr, flush=True)
+        for system, f in (("bare aiortc", fig["bare"]), ("omnicli", fig["omni"])):
+            if system == "bare aiortc":
                 f.pop("recovery", None)
-            real = f["audio_delivered_fraction"] if name == "omnicli" else None
+            real = f["audio_delivered_fraction"] if system == "omnicli" else None
             rows.append(
                 [
-                    f"{100 * loss:g} %",
-                    name,
+                    label,
+                    system,
                     f["audio_output_fraction"],
                     real,
                     f["longest_freeze_ms"],
@@ -89,7 +117,7 @@ def main() -> None:
     )
     bl.table(
         [
-            "loss",
+            "network",
             "system",
             "audio out",
             "audio real",
@@ -101,24 +129,39 @@ def main() -> None:
         ],
         rows,
     )
-    five = out.get("0.05")
-    targets = {}
-    if five:
-        targets = {
-            "audio delivered at 5 % loss >= 95 %": (five["omni"]["audio_delivered_fraction"] or 0)
-            >= 0.95,
-            "longest video freeze at 5 % loss <= 500 ms": five["omni"]["longest_freeze_ms"] <= 500,
-        }
     bl.write(
         "network",
         {
             "delay_ms": args.delay_ms,
             "size": args.size,
             "seconds": args.seconds,
-            "losses": out,
-            "targets": targets,
+            "scenarios": out,
+            "targets": targets(out),
         },
     )
+
+
+def targets(out: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets, for the scenarios that ran."""
+    t: dict[str, bool] = {}
+    omni = {name: fig["omni"] for name, fig in out.items()}
+    if "loss5" in omni:
+        t["5 % loss: audio delivered >= 95 %"] = (
+            omni["loss5"]["audio_delivered_fraction"] or 0
+        ) >= 0.95
+        t["5 % loss: longest freeze <= 500 ms"] = omni["loss5"]["longest_freeze_ms"] <= 500
+    if "bursty" in omni:
+        t["bursty: audio delivered >= 90 %"] = (omni["bursty"]["audio_output_fraction"] or 0) >= 0.9
+        t["bursty: longest freeze <= 1000 ms"] = omni["bursty"]["longest_freeze_ms"] <= 1000
+    for cap in ("cap300", "cap1000"):
+        if cap in omni:
+            t[f"{cap}: audio >= 95 %"] = (omni[cap]["audio_output_fraction"] or 0) >= 0.95
+            if "clean" in omni:
+                base = omni["clean"]["latency_ms"]["median"] or 0
+                t[f"{cap}: latency within 100 ms of clean"] = (
+                    omni[cap]["latency_ms"]["median"] or 1e9
+                ) <= base + 100
+    return t
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from aiortc import (
 )
 
 from omnicli.errors import MediaFailed
-from omnicli.media import recovery
+from omnicli.media import recovery, sendrate
 from omnicli.media.probes import AudioProbe, VideoProbe
 from omnicli.media.quality import Counters, QualityMeter, QualitySample
 from omnicli.media.tracks import SwitchableTrack
@@ -113,6 +113,7 @@ class PeerLink:
         self._closed = False
         self._meter = QualityMeter()
         self._sent_mark: tuple[float, int] | None = None  # (time, video frames sent)
+        self.send_rate = sendrate.SendRate()  # the video send target (see sendrate.py)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 
@@ -138,6 +139,7 @@ class PeerLink:
             else:
                 self._pc.addTransceiver(kind, direction="recvonly")
         await self._pc.setLocalDescription(await self._pc.createOffer())
+        self._control_send_rate()
         return self._pc.localDescription.sdp
 
     async def accept_offer(self, sdp: str) -> str:
@@ -149,6 +151,7 @@ class PeerLink:
             if kind in kinds and out.source is not None:
                 self._pc.addTrack(out)  # takes the transceiver the offer created
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._control_send_rate()
         return self._pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
@@ -159,6 +162,13 @@ class PeerLink:
         """True if our `kind` track was negotiated onto the wire (sendrecv or sendonly)."""
         out = self._out(kind)
         return any(t.sender.track is out for t in self._pc.getTransceivers())
+
+    def _control_send_rate(self) -> None:
+        """Put the loss-based send-rate control on our video sender (see sendrate.py)."""
+        senders = {t.sender.track: t.sender for t in self._pc.getTransceivers()}
+        video, audio = senders.get(self.video_out), senders.get(self.audio_out)
+        if video is not None and sendrate.install(video, self.send_rate, time.monotonic, audio):
+            self.video_out.shaper = sendrate.FrameShaper(self.send_rate)
 
     def _out(self, kind: str) -> SwitchableTrack:
         return self.video_out if kind == "video" else self.audio_out
@@ -260,6 +270,7 @@ class PeerLink:
                 "video_in": self.video_in.snapshot(),
                 "audio_in": self.audio_in.snapshot(),
                 "muted": {"audio": self.audio_out.muted, "video": self.video_out.muted},
+                "video_target_kbps": round(self.send_rate.target_bps / 1000),
             }
             | self._sent_video()
         )

@@ -26,7 +26,7 @@ import contextlib
 import fractions
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiortc import MediaStreamTrack
@@ -66,6 +66,9 @@ class SwitchableTrack(MediaStreamTrack):
         self.frames_out = 0
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last video frame
         self.frames_dropped = 0
+        # called on every outgoing frame; returns it (possibly replaced) or None to skip it
+        # (the video send-rate level, see sendrate.FrameShaper)
+        self.shaper: Callable[[Frame], Frame | None] | None = None
 
     @property
     def source(self) -> MediaStreamTrack | None:
@@ -108,6 +111,12 @@ class SwitchableTrack(MediaStreamTrack):
             if self._muted:
                 self.frames_dropped += 1
                 continue
+            if self.shaper is not None:
+                shaped = self.shaper(frame)
+                if shaped is None:
+                    self.frames_dropped += 1
+                    continue
+                frame = shaped
             self.frames_out += 1
             if isinstance(frame, VideoFrame):
                 self.frame_size = (frame.width, frame.height)
