@@ -106,6 +106,8 @@ class PeerLink:
         self.on_state = on_state
         self.video_out = SwitchableTrack("video", video)
         self.audio_out = SwitchableTrack("audio", audio)
+        for out in (self.video_out, self.audio_out):
+            out.stops_source = False  # close() stops them (see SwitchableTrack.stops_source)
         self.video_in = VideoProbe()
         self.audio_in = AudioProbe()
         self._pc = RTCPeerConnection(ice_configuration(ice_servers, relay_only=relay_only))
@@ -174,6 +176,17 @@ class PeerLink:
         return self.video_out if kind == "video" else self.audio_out
 
     # connection state ------------------------------------------------------------------
+
+    def packets_received(self) -> int:
+        """Packets (RTP, RTCP, DTLS, STUN) received so far on this link's transport."""
+        total, seen = 0, set()
+        for transceiver in self._pc.getTransceivers():
+            transport = transceiver.receiver.transport
+            if transport is None or id(transport) in seen:
+                continue
+            seen.add(id(transport))
+            total += int(getattr(transport, "_RTCDtlsTransport__rx_packets", 0))
+        return total
 
     async def wait_connected(self, timeout: float) -> None:
         """Return once connected; MediaFailed if the connection fails, closes or times out."""
@@ -295,8 +308,11 @@ class PeerLink:
         await self.video_in.stop()
         await self.audio_in.stop()
         await self._pc.close()
-        self.video_out.stop()
-        self.audio_out.stop()
+        for out in (self.video_out, self.audio_out):
+            source = out.source
+            out.stop()
+            if source is not None:
+                source.stop()
 
 
 def _figures(sample: QualitySample) -> dict[str, Any]:

@@ -69,6 +69,10 @@ class SwitchableTrack(MediaStreamTrack):
         # called on every outgoing frame; returns it (possibly replaced) or None to skip it
         # (the video send-rate level, see sendrate.FrameShaper)
         self.shaper: Callable[[Frame], Frame | None] | None = None
+        # stop() stops the source too; PeerLink turns this off and stops sources itself,
+        # because aiortc stops a sender's track whenever its RTP loop ends (a dead
+        # transport too) and a media restart moves the sources to a new connection
+        self.stops_source = True
 
     @property
     def source(self) -> MediaStreamTrack | None:
@@ -98,7 +102,7 @@ class SwitchableTrack(MediaStreamTrack):
         self._signal()
 
     def stop(self) -> None:
-        if self.readyState == "live" and self._source is not None:
+        if self.readyState == "live" and self._source is not None and self.stops_source:
             self._source.stop()
         self._cancel_pending()
         super().stop()

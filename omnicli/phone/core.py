@@ -32,6 +32,7 @@ from omnicli.wire.protocol import VERSION, CallType, ErrorCode, Track, check_use
 if TYPE_CHECKING:
     from omnicli.media.peer import PeerLink
     from omnicli.phone.callmedia import CallMedia
+    from omnicli.phone.mediarestart import MediaRestart
 
 log = logging.getLogger("omnicli.phone.core")
 
@@ -54,6 +55,7 @@ class MediaOptions:
     record: bool = False  # record every call (the caller's `record` flag records too)
     record_file: str | None = None  # default: omni-ME-PEER-TIME.mp4 in the current directory
     ice_relay_only: bool = False  # gather TURN relay candidates only (needs a TURN server)
+    media_recovery: float = 15.0  # s to re-establish dead media before media_failed (0: off)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class _Call:
     stats: RunningStats = field(default_factory=RunningStats)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     media: CallMedia | None = None  # owns the link, sources, speaker and recorder
+    restart: MediaRestart | None = None  # re-establishes dead media (mediarestart.py)
 
 
 class Phone:
@@ -156,6 +159,8 @@ class Phone:
         if self.session is None:
             return "offline"
         if self._call is not None:
+            if self._call.restart is not None and self._call.restart.recovering:
+                return "reconnecting media"
             return self._call.state
         return "ringing" if self._ringing else "idle"
 
@@ -554,6 +559,11 @@ class Phone:
                 )
             )
             self._spawn(self._stats_loop(call), call)
+            if call.restart is None and self.config.media.media_recovery > 0:
+                from omnicli.phone.mediarestart import MediaRestart
+
+                call.restart = MediaRestart(self, call, limit=self.config.media.media_recovery)
+                call.restart.start()
             if (call.record and call.role == "caller") or self.config.media.record:
                 self._spawn(self._auto_record(call), call)
         elif name in ("LEAVE", "CANCEL") and ours and call is not None:
@@ -570,6 +580,8 @@ class Phone:
             self._emit(cls(msg["user_id"], msg["track"]))
         elif name == "RECORDING" and ours:
             self._emit(ev.Recording(msg["user_id"], bool(msg.get("on"))))
+        elif name == "MEDIA_RESTART" and ours and call is not None and call.restart is not None:
+            call.restart.on_event(msg)
         else:
             log.debug("event %s not for the current call: %s", name, msg.get("call_id"))
 

@@ -138,6 +138,17 @@ RelayOnly = Annotated[
         "TURN relay the server hands out (omni server --turn-url).",
     ),
 ]
+MediaRecovery = Annotated[
+    float | None,
+    typer.Option(
+        "--media-recovery",
+        min=0,
+        help="Seconds to re-establish a call's media after its network path dies "
+        "(a new peer connection, same call) before it ends media_failed; 0: off. "
+        "Default 15.",
+        show_default=False,
+    ),
+]
 NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
@@ -174,6 +185,7 @@ SETTING_FLAGS = frozenset(
         "json",
         "verbose",
         "relay_only",
+        "media_recovery",
     }
 )
 
@@ -267,6 +279,7 @@ def _phone(
         record=settings.record,
         record_file=settings.record_file,
         ice_relay_only=settings.relay_only,
+        media_recovery=settings.media_recovery,
     )
     config = PhoneConfig(
         server_url=settings.server,
@@ -513,6 +526,7 @@ def session_create(
     camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
+    media_recovery: MediaRecovery = None,
     record: Record = False,
     record_file: RecordFile = None,
     video_size: VideoSize = "640x480",
@@ -610,6 +624,7 @@ def repl(
     camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
+    media_recovery: MediaRecovery = None,
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
@@ -720,6 +735,7 @@ def call(
     camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
+    media_recovery: MediaRecovery = None,
     video_size: VideoSize = "640x480",
     fps: Fps = 30,
     no_window: NoWindow = False,
@@ -766,6 +782,7 @@ def answer(
     camera: Camera = None,
     require_devices: RequireDevices = False,
     relay_only: RelayOnly = False,
+    media_recovery: MediaRecovery = None,
     record: Record = False,
     record_file: RecordFile = None,
     video_size: VideoSize = "640x480",

@@ -46,6 +46,7 @@ class Settings:
     record: bool = False
     record_file: str | None = None
     relay_only: bool = False  # ICE through the server's TURN relay only
+    media_recovery: float = 15.0  # s to re-establish dead media before media_failed (0: off)
     width: int = 640
     height: int = 480
     fps: int = 30

@@ -1,0 +1,317 @@
+"""Media reconnection: a call whose media path died gets a new peer connection.
+
+aiortc cannot restart ICE, so when the media path dies (no packet in for `grace`
+seconds, the connection `failed`, or one of this machine's addresses went away, as
+when a laptop changes network) both phones build a **new** RTCPeerConnection and
+negotiate it through the signaling server, on the same call (protocol: `media_restart`
+and the `MEDIA_RESTART` event, docs/protocol.md §3.12):
+
+- only the caller offers and only the callee answers, so both never offer at once;
+  a callee that notices first sends a `request`, and a caller that gets one drops
+  the attempt it had going and offers afresh;
+- the local sources move to the new connection (nothing reopens, a camera stays
+  open), with the call's mutes; the recorder and the speaker follow the new remote
+  tracks, so a recording goes on in the same file;
+- before negotiating, the phone makes sure its own signaling still works: if the
+  address its websocket used is gone, or a `ping` gets no answer within
+  `PING_TIMEOUT`, it drops the socket at once and the session resume takes over
+  (instead of waiting ~8 s for websocket keepalives to give up);
+- both sides emit `MEDIA_RECONNECTING` and then `MEDIA_RECONNECTED` with the gap in
+  ms (from the last packet received to media flowing again); if nothing works within
+  `limit` seconds (default 15) the phone reports `media_state failed` and the server
+  ends the call with `media_failed` for both.
+
+`LinkWatch` (when is the path dead) is pure; `MediaRestart` is the driver, one per
+connected call, owned by the `Phone` (its tasks are the call's tasks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from omnicli.errors import MediaFailed, OmniError
+from omnicli.phone import events as ev
+
+if TYPE_CHECKING:
+    from omnicli.media.peer import PeerLink
+    from omnicli.phone.core import Phone, _Call
+
+log = logging.getLogger("omnicli.phone.mediarestart")
+
+GRACE = 2.5  # s without any packet in (RTCP alone comes every 0.5-1.5 s, even when muted)
+POLL = 0.25  # s between looks at the link
+PING_TIMEOUT = 1.0  # s for the signaling server to answer a ping before we reconnect
+ATTEMPT_TIMEOUT = 5.0  # s for one offer/answer/connect round
+LIMIT = 15.0  # s to get media back before the call ends with media_failed
+
+
+class LinkWatch:
+    """Decides when a media path is dead, from packet counts and times; pure."""
+
+    def __init__(self, grace: float = GRACE) -> None:
+        self.grace = grace
+        self.count: int | None = None
+        self.last_packet_at: float | None = None
+
+    def reset(self, now: float) -> None:
+        self.count, self.last_packet_at = None, now
+
+    def update(self, packets: int, now: float) -> bool:
+        """True when no packet came in for `grace` seconds."""
+        if packets != self.count or self.last_packet_at is None:
+            self.count, self.last_packet_at = packets, now
+            return False
+        return now - self.last_packet_at >= self.grace
+
+
+def host_addresses() -> set[str]:
+    """This machine's addresses (what ICE would gather now)."""
+    from aioice.ice import get_host_addresses
+
+    return set(get_host_addresses(use_ipv4=True, use_ipv6=True)) | {"127.0.0.1", "::1"}
+
+
+class MediaRestart:
+    """Keeps one connected call's media alive across a dead path (see the module doc)."""
+
+    def __init__(
+        self,
+        phone: Phone,
+        call: _Call,
+        *,
+        grace: float = GRACE,
+        limit: float = LIMIT,
+        attempt_timeout: float = ATTEMPT_TIMEOUT,
+    ) -> None:
+        self.phone = phone
+        self.call = call
+        self.limit = limit
+        self.attempt_timeout = attempt_timeout
+        self.watch = LinkWatch(grace)
+        self.addresses = host_addresses()
+        self.recovering = False
+        self.restarts = 0
+        self._offer: asyncio.Queue[str] = asyncio.Queue()  # callee: offers from the caller
+        self._answer: asyncio.Future[str] | None = None  # caller: the answer awaited
+        self._kick = asyncio.Event()  # caller: the callee asked for a fresh offer
+        self._sources: dict[str, Any] | None = None  # taken from the dead link
+
+    # -- entry points ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.watch.reset(time.monotonic())
+        self.phone._spawn(self._watch_loop(), self.call)
+
+    def on_event(self, msg: dict[str, Any]) -> None:
+        """A MEDIA_RESTART event for this call."""
+        kind = msg.get("kind")
+        if kind == "offer" and self.call.role == "callee" and msg.get("sdp"):
+            self._offer.put_nowait(str(msg["sdp"]))
+            self._begin("the caller restarted the media")
+        elif kind == "answer" and self.call.role == "caller" and msg.get("sdp"):
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result(str(msg["sdp"]))
+        elif kind == "request" and self.call.role == "caller":
+            self._kick.set()
+            self._begin("the callee asked to restart the media")
+
+    # -- watching --------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await asyncio.sleep(POLL)
+            if self.recovering:
+                continue
+            reason = self._dead_because()
+            if reason is not None:
+                self._begin(reason)
+
+    def _dead_because(self) -> str | None:
+        link = self.call.link
+        now = time.monotonic()
+        if link.state in ("failed", "closed"):
+            return f"media connection {link.state}"
+        if self.watch.update(link.packets_received(), now):
+            return f"no media for {self.watch.grace:g} s"
+        gone = self.addresses - host_addresses()
+        if gone:
+            return f"address {', '.join(sorted(gone))} went away"
+        return None
+
+    def _begin(self, reason: str) -> None:
+        if self.recovering or self.call.state != "connected":
+            return
+        self.recovering = True
+        self.phone._spawn(self._recover(reason), self.call)
+
+    # -- recovering ------------------------------------------------------------------
+
+    async def _recover(self, reason: str) -> None:
+        call, phone = self.call, self.phone
+        started = time.monotonic()
+        since = self.watch.last_packet_at or started
+        log.info("%s: media lost: %s", call.role, reason)
+        phone._emit(ev.MediaReconnecting(call.call_id or "", reason, self.limit))
+        self._take_sources()
+        attempts = 0
+        try:
+            await self._check_signaling()
+            while (left := started + self.limit - time.monotonic()) > 0:
+                attempts += 1
+                link = await self._attempt(min(left, self.attempt_timeout))
+                if link is not None:
+                    self._swap(link)
+                    gap = round((time.monotonic() - since) * 1000, 1)
+                    self.restarts += 1
+                    self.recovering = False
+                    phone._emit(ev.MediaReconnected(call.call_id or "", gap, attempts))
+                    await phone._report_media(call, "connected")
+                    return
+            phone._emit(ev.Notice(f"media did not come back within {self.limit:g} s"))
+            await self._fail()
+        except asyncio.CancelledError:  # the call ended meanwhile: stop what we hold
+            for source in (self._sources or {}).values():
+                if source is not None:
+                    source.stop()
+            self._sources = None
+            raise
+        finally:
+            self.recovering = False
+            self.addresses = host_addresses()
+            self.watch.reset(time.monotonic())
+
+    async def _fail(self) -> None:
+        """Out of time: the server ends the call media_failed (or, unreachable, we do)."""
+        try:
+            await self.phone._client.request(
+                "media_state", state="failed", call_id=self.call.call_id
+            )
+        except OmniError:
+            self.phone._spawn(self.phone._finish(self.call, "media_failed", None))
+
+    async def _attempt(self, timeout: float) -> PeerLink | None:
+        """One negotiation on a new link; the link once connected, or None."""
+        link = self._new_link()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._signaling_ready()
+                if self.call.role == "caller":
+                    await self._as_caller(link)
+                else:
+                    await self._as_callee(link)
+                await link.wait_connected(timeout)
+            return link
+        except (TimeoutError, OmniError, MediaFailed, _Superseded) as exc:
+            log.info("media restart attempt failed: %s", exc or type(exc).__name__)
+        except asyncio.CancelledError:
+            await link.close()  # the call ended: its sources go with it
+            raise
+        except Exception:  # a bad SDP from the peer: try again
+            log.exception("media restart attempt failed")
+        self._release(link)
+        await link.close()
+        return None
+
+    async def _as_caller(self, link: PeerLink) -> None:
+        client = self.phone._client
+        self._kick.clear()
+        sdp = await link.create_offer(self.call.call_type)
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._answer = answer
+        await client.request("media_restart", kind="offer", sdp=sdp, call_id=self.call.call_id)
+        kicked: asyncio.Future[Any] = asyncio.ensure_future(self._kick.wait())
+        try:
+            await asyncio.wait([answer, kicked], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            kicked.cancel()
+        if not answer.done():
+            raise _Superseded("the callee asked for a new offer")
+        await link.accept_answer(answer.result())
+
+    async def _as_callee(self, link: PeerLink) -> None:
+        client = self.phone._client
+        if self._offer.empty():
+            await client.request("media_restart", kind="request", call_id=self.call.call_id)
+        offer = await self._offer.get()
+        while not self._offer.empty():  # the caller gave up older offers: take the newest
+            offer = self._offer.get_nowait()
+        answer = await link.accept_offer(offer)
+        await client.request("media_restart", kind="answer", sdp=answer, call_id=self.call.call_id)
+
+    # -- signaling -------------------------------------------------------------------
+
+    async def _check_signaling(self) -> None:
+        """Drop our websocket now if its path is gone too, so the resume starts at once."""
+        client = self.phone._client
+        if not client.connected or self.phone._resuming:
+            return
+        local = client.local_address()
+        if local is not None and local not in host_addresses():
+            log.info("signaling used %s, which is gone: reconnecting", local)
+            client.drop()
+            return
+        try:
+            async with asyncio.timeout(PING_TIMEOUT):
+                await client.request("ping")
+        except (TimeoutError, OmniError):
+            log.info("signaling did not answer a ping in %g s: reconnecting", PING_TIMEOUT)
+            client.drop()
+
+    async def _signaling_ready(self) -> None:
+        """Wait until the phone has a working session on the server again."""
+        phone = self.phone
+        while phone._resuming or not phone._client.connected:
+            await asyncio.sleep(0.05)
+
+    # -- links -----------------------------------------------------------------------
+
+    def _take_sources(self) -> None:
+        """Move the local sources off the dead link (it no longer sends them)."""
+        if self._sources is not None:
+            return
+        link = self.call.link
+        self._sources = {}
+        for kind, out in (("video", link.video_out), ("audio", link.audio_out)):
+            self._sources[kind] = out.source
+            out.set_source(None, stop_old=False)
+        log.debug("took the sources %s from %s", self._sources, link)
+
+    def _new_link(self) -> PeerLink:
+        from omnicli.media.peer import PeerLink
+
+        sources = self._sources or {}
+        link = PeerLink(
+            self.phone.ice_servers,
+            video=sources.get("video"),
+            audio=sources.get("audio"),
+            relay_only=self.phone.config.media.ice_relay_only,
+        )
+        link.video_out.set_muted("video" in self.call.muted)
+        link.audio_out.set_muted("audio" in self.call.muted)
+        return link
+
+    @staticmethod
+    def _release(link: PeerLink) -> None:
+        """Take the sources back out of a link about to close (they live on)."""
+        link.video_out.set_source(None, stop_old=False)
+        link.audio_out.set_source(None, stop_old=False)
+
+    def _swap(self, link: PeerLink) -> None:
+        """The call's media is `link` from now on; the dead one closes."""
+        old, self.call.link = self.call.link, link
+        self._sources = None
+        media = self.call.media
+        if media is not None:
+            media.link = link
+            media.route()
+        self.phone._spawn(old.close())
+
+
+class _Superseded(Exception):
+    """This attempt's offer is stale (the callee asked for a new one)."""
+
+
+__all__ = ["GRACE", "LIMIT", "LinkWatch", "MediaRestart", "host_addresses"]
