@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -95,6 +96,7 @@ class Window:
             "longest_freeze_ms": round(1000 * self.longest_gap),
             "audio_seconds": round(self.audio_samples / self.audio_rate, 3),
             "cpu_pct": round(100 * (time.process_time() - self.cpu0) / elapsed, 1),
+            "window_at": round(self.started, 3),  # monotonic, the same clock in every process
             **(extra or {}),
         }
 
@@ -225,6 +227,12 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
 async def omni_endpoint(args: argparse.Namespace) -> None:
     """One omnicli Phone (the `omni call` path) measuring what it receives."""
+    import logging
+
+    if os.environ.get("BENCH_LOG"):  # the phone's own account of the call, on stderr
+        logging.basicConfig(level=logging.INFO, format="%(relativeCreated)d %(name)s %(message)s")
+        for noisy in ("aioice", "aiortc", "websockets", "libav"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from omnicli.media import framecode
     from omnicli.phone import events as ev
     from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
@@ -254,60 +262,83 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         event = await phone.next_event(timeout=60)
         if isinstance(event, ev.Connected):
             break
-    link = phone._call.link  # the benchmark reads the probes' raw figures
-    video, audio = link.video_in, link.audio_in
     await asyncio.sleep(args.warmup)
-    frames0, missing0, last0 = video.frames_coded, video.counters_missing, video.last_frame_at
-    audio0 = audio.seconds_received
-    video.latencies_ms.clear()
-    window.start()
+    # The probes' raw figures, over every link the call has during the window (a media
+    # restart swaps the call's PeerLink for a new one; see omnicli/phone/mediarestart.py).
+    links: list[Any] = []
+    base: dict[int, tuple[int, int, float]] = {}
     gaps: list[float] = []
-    previous = [last0]
+    previous: list[float | None] = [None]
 
-    def watch(_: Any) -> None:  # frame arrivals, for the longest freeze
-        now = time.monotonic()
-        if previous[0] is not None:
-            gaps.append(now - previous[0])
-        previous[0] = now
+    def follow(link: Any) -> None:
+        video = link.video_in
+        base[id(link)] = (
+            video.frames_coded,
+            video.counters_missing,
+            link.audio_in.seconds_received,
+        )
+        if not links:
+            previous[0] = video.last_frame_at
+        video.latencies_ms.clear()
+        links.append(link)
+        video.on_frame = None
+        original = video._handle
 
-    video.on_frame = None
-    original = video._handle
+        def handle(frame: Any) -> None:  # frame arrivals, for the longest freeze
+            now = time.monotonic()
+            if previous[0] is not None:
+                gaps.append(now - previous[0])
+            previous[0] = now
+            original(frame)
 
-    def handle(frame: Any) -> None:
-        watch(frame)
-        original(frame)
+        video._handle = handle
 
-    video._handle = handle
-    await asyncio.sleep(args.seconds)
+    follow(phone._call.link)
+    window.start()
+    end = time.monotonic() + args.seconds
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(0.05, left))
+        call = phone._call
+        if call is not None and call.link is not links[-1]:
+            follow(call.link)
     if previous[0] is not None:
         gaps.append(time.monotonic() - previous[0])
     result = window.result()
-    hooks = {
-        r.track.kind: getattr(r, "omnicli_recovery", None)
-        for r in link.pc.getReceivers()
-        if r.track
-    }
-    concealed = hooks.get("audio").stats["concealed"] if hooks.get("audio") else 0
+    concealed, latencies, frames, missing, audio_s = 0, [], 0, 0, 0.0
+    recovery: dict[str, Any] = {}
+    for link in links:
+        f0, m0, a0 = base[id(link)]
+        frames += link.video_in.frames_coded - f0
+        missing += link.video_in.counters_missing - m0
+        audio_s += link.audio_in.seconds_received - a0
+        latencies += list(link.video_in.latencies_ms)
+        for r in link.pc.getReceivers():
+            hook = getattr(r, "omnicli_recovery", None) if r.track else None
+            if hook is None:
+                continue
+            if r.track.kind == "audio":
+                concealed += hook.stats["concealed"]
+            recovery[r.track.kind] = (
+                hook.stats if hasattr(hook, "stats") else {"stalls": hook.stalls}
+            )
     result.update(
-        latencies_ms=list(video.latencies_ms),
-        frames=video.frames_coded - frames0,
-        fps=round((video.frames_coded - frames0) / result["seconds"], 2),
-        lost_frames=video.counters_missing - missing0,
+        latencies_ms=latencies,
+        frames=frames,
+        fps=round(frames / result["seconds"], 2),
+        lost_frames=missing,
         longest_freeze_ms=round(1000 * max(gaps, default=0.0)),
-        audio_seconds=round(audio.seconds_received - audio0, 3),
+        audio_seconds=round(audio_s, 3),
         audio_concealed_seconds=round(0.02 * concealed, 3),
         audio_sent_seconds=result["seconds"],  # the tone is paced by the wall clock
-        recovery={
-            k: (h.stats if hasattr(h, "stats") else {"stalls": h.stalls})
-            for k, h in hooks.items()
-            if h is not None
-        },
+        recovery=recovery,
+        links=len(links),
     )
-    control = getattr(link, "send_rate", None)
+    control = getattr(links[-1], "send_rate", None)
     if control is not None:  # how the video send target moved (see sendrate.py)
         result["send_rate"] = {
             "target_kbps": round(control.target_bps / 1000),
             "changes": [(round(t - window.started, 2), b // 1000) for t, b in control.changes],
+            "changes_at": [(round(t, 3), b // 1000) for t, b in control.changes],  # monotonic
         }
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})
@@ -328,12 +359,17 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
 class Endpoint:
     def __init__(self, role: str, opts: list[str], prefix: list[str] | None = None) -> None:
         cmd = [*(prefix or []), bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", role, *opts]
+        log = os.environ.get("BENCH_LOG")  # a directory: each endpoint's stderr goes there
+        err: Any = subprocess.PIPE
+        if log:
+            Path(log).mkdir(parents=True, exist_ok=True)
+            err = open(Path(log) / f"{role}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             cmd,
             env=bl.env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=err,
             text=True,
         )
 

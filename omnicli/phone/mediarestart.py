@@ -28,6 +28,7 @@ connected call, owned by the `Phone` (its tasks are the call's tasks).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -97,6 +98,7 @@ class MediaRestart:
         self._offer: asyncio.Queue[str] = asyncio.Queue()  # callee: offers from the caller
         self._answer: asyncio.Future[str] | None = None  # caller: the answer awaited
         self._kick = asyncio.Event()  # caller: the callee asked for a fresh offer
+        self._newer = asyncio.Event()  # callee: an offer newer than the one answered came
         self._sources: dict[str, Any] | None = None  # taken from the dead link
 
     # -- entry points ----------------------------------------------------------------
@@ -110,6 +112,7 @@ class MediaRestart:
         kind = msg.get("kind")
         if kind == "offer" and self.call.role == "callee" and msg.get("sdp"):
             self._offer.put_nowait(str(msg["sdp"]))
+            self._newer.set()
             self._begin("the caller restarted the media")
         elif kind == "answer" and self.call.role == "caller" and msg.get("sdp"):
             if self._answer is not None and not self._answer.done():
@@ -166,6 +169,8 @@ class MediaRestart:
                     self._swap(link)
                     gap = round((time.monotonic() - since) * 1000, 1)
                     self.restarts += 1
+                    self.addresses = host_addresses()
+                    self.watch.reset(time.monotonic())
                     self.recovering = False
                     phone._emit(ev.MediaReconnected(call.call_id or "", gap, attempts))
                     await phone._report_media(call, "connected")
@@ -200,9 +205,11 @@ class MediaRestart:
                 await self._signaling_ready()
                 if self.call.role == "caller":
                     await self._as_caller(link)
+                    stale, why = self._kick, "the callee asked for a new offer"
                 else:
                     await self._as_callee(link)
-                await link.wait_connected(timeout)
+                    stale, why = self._newer, "the caller sent a newer offer"
+                await _unless(link.wait_connected(timeout), stale, why)
             return link
         except (TimeoutError, OmniError, MediaFailed, _Superseded) as exc:
             log.info("media restart attempt failed: %s", exc or type(exc).__name__)
@@ -222,14 +229,8 @@ class MediaRestart:
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._answer = answer
         await client.request("media_restart", kind="offer", sdp=sdp, call_id=self.call.call_id)
-        kicked: asyncio.Future[Any] = asyncio.ensure_future(self._kick.wait())
-        try:
-            await asyncio.wait([answer, kicked], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            kicked.cancel()
-        if not answer.done():
-            raise _Superseded("the callee asked for a new offer")
-        await link.accept_answer(answer.result())
+        sdp = await _unless(answer, self._kick, "the callee asked for a new offer")
+        await link.accept_answer(sdp)
 
     async def _as_callee(self, link: PeerLink) -> None:
         client = self.phone._client
@@ -238,6 +239,7 @@ class MediaRestart:
         offer = await self._offer.get()
         while not self._offer.empty():  # the caller gave up older offers: take the newest
             offer = self._offer.get_nowait()
+        self._newer.clear()
         answer = await link.accept_offer(offer)
         await client.request("media_restart", kind="answer", sdp=answer, call_id=self.call.call_id)
 
@@ -251,14 +253,18 @@ class MediaRestart:
         local = client.local_address()
         if local is not None and local not in host_addresses():
             log.info("signaling used %s, which is gone: reconnecting", local)
-            client.drop()
-            return
-        try:
-            async with asyncio.timeout(PING_TIMEOUT):
-                await client.request("ping")
-        except (TimeoutError, OmniError):
-            log.info("signaling did not answer a ping in %g s: reconnecting", PING_TIMEOUT)
-            client.drop()
+        else:
+            try:
+                async with asyncio.timeout(PING_TIMEOUT):
+                    await client.request("ping")
+                return
+            except (TimeoutError, OmniError):
+                log.info("signaling did not answer a ping in %g s: reconnecting", PING_TIMEOUT)
+        client.drop()
+        with contextlib.suppress(TimeoutError):  # until the phone has noticed (and resumes)
+            async with asyncio.timeout(1.0):
+                while client.connected and not self.phone._resuming:
+                    await asyncio.sleep(0.01)
 
     async def _signaling_ready(self) -> None:
         """Wait until the phone has a working session on the server again."""
@@ -311,7 +317,22 @@ class MediaRestart:
 
 
 class _Superseded(Exception):
-    """This attempt's offer is stale (the callee asked for a new one)."""
+    """This attempt's offer is stale (the callee asked for a new one, or the caller sent one)."""
+
+
+async def _unless(awaitable: Any, stale: asyncio.Event, why: str) -> Any:
+    """The result of `awaitable`, or _Superseded(why) if `stale` is set first."""
+    job = asyncio.ensure_future(awaitable)
+    flag = asyncio.ensure_future(stale.wait())
+    try:
+        await asyncio.wait([job, flag], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        flag.cancel()
+        if not job.done():
+            job.cancel()
+    if not job.done() or job.cancelled():
+        raise _Superseded(why)
+    return job.result()
 
 
 __all__ = ["GRACE", "LIMIT", "LinkWatch", "MediaRestart", "host_addresses"]
