@@ -179,7 +179,7 @@ def main() -> None:
     width, height = (int(x) for x in args.size.split("x"))
     out, rows = {}, []
     for name, (lab_args, label) in chosen.items():
-        seconds = max(args.seconds, 22.0) if name == "capstep" else args.seconds
+        seconds = max(args.seconds, 32.0) if name == "capstep" else args.seconds
         opts = media.endpoint_opts(width, height, seconds, args.warmup)
         fig = measure(name, lab_args, args.delay_ms, opts)
         out[name] = fig

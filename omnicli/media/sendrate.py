@@ -14,7 +14,8 @@ pure (reports and times in, a target out):
 
 - every RTCP receiver report about our video or audio carries the fraction lost since
   the previous one; the worst of the two drives the rate;
-- loss above 10 %: the target drops at once to what got through
+- loss above 10 % (in the report and smoothed over reports, so one unlucky report of
+  random loss does not count): the target drops at once to what got through
   (rate * (1 - loss)) times 0.85, then holds for one report interval (the next report
   still counts packets sent before the cut);
 - loss below 2 %: the target grows by 10 % per report, at most once a second;
@@ -52,6 +53,7 @@ MAX_BPS = 1_500_000
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
 CUT_MARGIN = 0.85
+LOSS_SMOOTHING = 0.5  # a cut needs the smoothed loss above HIGH_LOSS too, not one bad report
 GROWTH = 1.10
 HALF_FPS_BELOW = 350_000
 HALF_SIZE_BELOW = 200_000
@@ -96,6 +98,7 @@ class SendRate:
         self.remb_bps: int | None = None
         self.hold_until = 0.0
         self.last_growth = float("-inf")
+        self.loss = 0.0  # reported loss, smoothed over reports
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
@@ -104,9 +107,10 @@ class SendRate:
 
     def on_report(self, fraction_lost: float, now: float, interval: float = 1.0) -> int:
         """One receiver report's loss (0..1); the new target."""
+        self.loss = LOSS_SMOOTHING * self.loss + (1 - LOSS_SMOOTHING) * fraction_lost
         if now < self.hold_until:
             return self.target_bps
-        if fraction_lost > HIGH_LOSS:
+        if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
             self.hold_until = now + interval
             return self._set(int(self.target_bps * (1 - fraction_lost) * CUT_MARGIN), now)
         if fraction_lost < LOW_LOSS and now - self.last_growth >= 0.8 * interval:
