@@ -44,6 +44,7 @@ log = logging.getLogger("omnicli.phone.mediarestart")
 
 GRACE = 2.5  # s without any packet in (RTCP alone comes every 0.5-1.5 s, even when muted)
 POLL = 0.25  # s between looks at the link
+ADDRESS_EVERY = 2  # polls between looks at the machine's addresses
 PING_TIMEOUT = 1.0  # s for the signaling server to answer a ping before we reconnect
 ATTEMPT_TIMEOUT = 5.0  # s for one offer/answer/connect round
 LIMIT = 15.0  # s to get media back before the call ends with media_failed
@@ -124,24 +125,27 @@ class MediaRestart:
     # -- watching --------------------------------------------------------------------
 
     async def _watch_loop(self) -> None:
+        polls = 0
         while True:
             await asyncio.sleep(POLL)
+            polls += 1
             if self.recovering:
                 continue
             reason = self._dead_because()
+            if reason is None and polls % ADDRESS_EVERY == 0:
+                # listing the interfaces takes a few ms: off the event loop
+                gone = self.addresses - await asyncio.to_thread(host_addresses)
+                if gone and not self.recovering:
+                    reason = f"address {', '.join(sorted(gone))} went away"
             if reason is not None:
                 self._begin(reason)
 
     def _dead_because(self) -> str | None:
         link = self.call.link
-        now = time.monotonic()
         if link.state in ("failed", "closed"):
             return f"media connection {link.state}"
-        if self.watch.update(link.packets_received(), now):
+        if self.watch.update(link.packets_received(), time.monotonic()):
             return f"no media for {self.watch.grace:g} s"
-        gone = self.addresses - host_addresses()
-        if gone:
-            return f"address {', '.join(sorted(gone))} went away"
         return None
 
     def _begin(self, reason: str) -> None:
