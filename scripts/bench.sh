@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every benchmark (about 4 minutes) and writes out/bench/*.json; each compares
+# Runs every benchmark (about 12 minutes) and writes out/bench/*.json; each compares
 # with a baseline measured in the same run (see docs/performance.md).
 # "scripts/bench.sh --quick" runs short versions of each (under a minute).
 EXTRAS=dev source "$(dirname "$0")/env.sh"
@@ -10,7 +10,8 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_setup.py --calls 5"
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
     "bench_media.py --sizes 320x240 --seconds 3 --warmup 1"
-    "bench_network.py --losses 0.05 --seconds 4 --warmup 2"
+    "bench_network.py --scenarios loss5,cap300 --seconds 4 --warmup 2"
+    "bench_longcall.py --minutes 0.5 --every 5 --calls 100"
   )
 else
   runs=(
@@ -18,6 +19,7 @@ else
     "bench_setup.py"
     "bench_server.py"
     "bench_media.py"
+    "bench_longcall.py --minutes 2 --calls 1000"   # --minutes 30 for the real thing
     "bench_network.py"   # last: it builds network namespaces (needs root)
   )
 fi
