@@ -38,6 +38,69 @@ import benchlib as bl
 
 VIDEO_CLOCK = 90_000
 NO_RECOVERY = "--no-recovery" in sys.argv  # also passed on to omnicli endpoints
+CLICK_EVERY = 1.0  # s: the audio carries a click at every whole second of the wall clock
+CLICK_LEN = 0.01  # s
+CLICK_LEVEL = 0.5  # of full scale: what the detector calls a click (the tone stays at 0.1)
+
+
+class ClickDetector:
+    """One-way audio latency from the clicks in received audio: a click that arrives at
+    wall time t was sent at the whole second before it (both ends share the clock)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.last: float | None = None
+
+    def feed(self, pcm: Any, channels: int, now: float) -> None:
+        import numpy as np
+
+        mono = np.asarray(pcm).reshape(-1)[::channels]
+        if not len(mono) or np.abs(mono).max() < CLICK_LEVEL * 32767:
+            return
+        if self.last is not None and now - self.last < CLICK_EVERY / 2:
+            return  # the same click, continued in the next frame
+        self.last = now
+        self.latencies.append(round(1000 * (now % CLICK_EVERY), 1))
+
+    def frame(self, frame: Any) -> None:
+        self.feed(frame.to_ndarray(), len(frame.layout.channels), time.time())
+
+
+def click_tone() -> Any:
+    """A 440 Hz tone at 0.1 of full scale, paced by the wall clock, with a 10 ms 1 kHz click
+    at 0.9 of full scale at every whole second of the wall clock."""
+    import fractions
+    import math
+
+    import av
+    import numpy as np
+    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+
+    class ClickTone(AudioStreamTrack):
+        sent = 0
+        t0: float | None = None
+
+        async def recv(self) -> av.AudioFrame:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.t0 is None:
+                self.t0 = time.time()
+            wait = self.t0 + self.sent / 48_000 - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            n = np.arange(self.sent, self.sent + 960)
+            wall = self.t0 + n / 48_000
+            wave = 0.1 * np.sin(2 * math.pi * 440 * n / 48_000)
+            click = (wall % CLICK_EVERY) < CLICK_LEN
+            wave[click] = 0.9 * np.sign(np.sin(2 * math.pi * 1000 * n[click] / 48_000) + 1e-9)
+            pcm = (wave * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 48_000, self.sent
+            frame.time_base = fractions.Fraction(1, 48_000)
+            self.sent += 960
+            return frame
+
+    return ClickTone()
 
 
 # -- endpoint side (a child process) ---------------------------------------------------
@@ -58,9 +121,11 @@ class Window:
         self.audio_rate = 48_000
         self.last_frame_at: float | None = None
         self.longest_gap = 0.0
+        self.clicks = ClickDetector()
 
     def start(self) -> None:
         self.open, self.started, self.cpu0 = True, time.monotonic(), time.process_time()
+        self.clicks.latencies.clear()
 
     def video(self, counter_ts: tuple[int, int] | None) -> None:
         now = time.monotonic()
@@ -96,7 +161,10 @@ class Window:
             "longest_freeze_ms": round(1000 * self.longest_gap),
             "audio_seconds": round(self.audio_samples / self.audio_rate, 3),
             "cpu_pct": round(100 * (time.process_time() - self.cpu0) / elapsed, 1),
-            "window_at": round(self.started, 3),  # monotonic, the same clock in every process
+            "window_at": round(self.started, 3),
+            "audio_latencies_ms": list(
+                self.clicks.latencies
+            ),  # monotonic, the same clock in every process
             **(extra or {}),
         }
 
@@ -187,7 +255,7 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
     window = Window()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tone = Tone()
+    tone = click_tone()  # the Tone above, with a click every second (audio latency)
     pc.addTrack(tone)
     pc.addTrack(Pattern())
 
@@ -199,6 +267,7 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
                     window.video(framecode.read(_luma(frame)))
                 else:
                     window.audio(frame.samples, frame.sample_rate)
+                    window.clicks.frame(frame)
         except MediaStreamError:
             pass
 
@@ -262,6 +331,8 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         event = await phone.next_event(timeout=60)
         if isinstance(event, ev.Connected):
             break
+    # the same audio as the bare endpoints send: the tone with a click every second
+    phone._call.link.audio_out.set_source(click_tone())
     await asyncio.sleep(args.warmup)
     # The probes' raw figures, over every link the call has during the window (a media
     # restart swaps the call's PeerLink for a new one; see omnicli/phone/mediarestart.py).
@@ -292,6 +363,7 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             original(frame)
 
         video._handle = handle
+        link.audio_in.on_audio = window.clicks.frame  # audio latency
 
     follow(phone._call.link)
     window.start()
@@ -432,12 +504,14 @@ def run_pair(
 def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Both endpoints' figures as one row: latency pooled, others per endpoint (mean)."""
     lat = [v for r in results for v in r["latencies_ms"]]
+    audio_lat = [v for r in results for v in r.get("audio_latencies_ms", [])]
     mean = lambda key: round(sum(r[key] for r in results) / len(results), 2)  # noqa: E731
     sent = sum(r.get("audio_sent_seconds", 0) for r in results)
     got = sum(r["audio_seconds"] for r in results)
     concealed = sum(r.get("audio_concealed_seconds", 0) for r in results)
     return {
         "latency_ms": bl.summary(lat),
+        "audio_latency_ms": bl.summary(audio_lat),
         "fps_in": mean("fps"),
         "lost_frames": sum(r["lost_frames"] for r in results),
         "cpu_pct_per_endpoint": mean("cpu_pct"),
