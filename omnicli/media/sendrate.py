@@ -18,7 +18,9 @@ pure (reports and times in, a target out):
   random loss does not count): the target drops at once to what got through
   (rate * (1 - loss)) times 0.85, then holds for one report interval (the next report
   still counts packets sent before the cut);
-- loss below 2 %: the target grows by 10 % per report, at most once a second;
+- loss below 2 %: the target grows by 10 % per report, at most once a second, and by
+  25 % after three clean reports in a row (a lifted cap is found again in seconds, a
+  cap still there costs one cut);
 - REMB is a ceiling, never a floor;
 - the target then picks a level: full size and frame rate above 350 kbit/s; half the
   frame rate below it; half the width and height too below 200 kbit/s (and back up
@@ -55,6 +57,8 @@ LOW_LOSS = 0.02
 CUT_MARGIN = 0.85
 LOSS_SMOOTHING = 0.5  # a cut needs the smoothed loss above HIGH_LOSS too, not one bad report
 GROWTH = 1.10
+FAST_GROWTH = 1.25  # after CLEAN_STREAK clean reports in a row: the link is not the limit
+CLEAN_STREAK = 3
 HALF_FPS_BELOW = 350_000
 HALF_SIZE_BELOW = 200_000
 
@@ -99,6 +103,7 @@ class SendRate:
         self.hold_until = 0.0
         self.last_growth = float("-inf")
         self.loss = 0.0  # reported loss, smoothed over reports
+        self.clean = 0  # clean reports in a row
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
@@ -112,10 +117,15 @@ class SendRate:
             return self.target_bps
         if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
             self.hold_until = now + interval
+            self.clean = 0
             return self._set(int(self.target_bps * (1 - fraction_lost) * CUT_MARGIN), now)
-        if fraction_lost < LOW_LOSS and now - self.last_growth >= 0.8 * interval:
+        if fraction_lost >= LOW_LOSS:
+            self.clean = 0
+        elif now - self.last_growth >= 0.8 * interval:
             self.last_growth = now
-            grown = int(self.target_bps * GROWTH)
+            self.clean += 1
+            factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
+            grown = int(self.target_bps * factor)
             if self.remb_bps is not None:
                 grown = min(grown, max(self.remb_bps, self.target_bps))
             return self._set(grown, now)

@@ -50,6 +50,15 @@ def test_one_unlucky_report_does_not_cut() -> None:
     assert control.on_report(0.14, now=3.0) < 400_000
 
 
+def test_a_clean_streak_grows_faster_and_any_loss_ends_it() -> None:
+    """After three clean reports the target grows 25 % a report; a lossy one resets that."""
+    control = SendRate(100_000)
+    targets = [control.on_report(0.0, now=float(n)) for n in range(1, 6)]
+    assert targets == [110_000, 121_000, 133_100, 166_375, 207_968]
+    control.on_report(0.05, now=6.0)
+    assert control.on_report(0.0, now=7.0) == int(207_968 * 1.1)
+
+
 def test_moderate_loss_holds_and_remb_only_lowers() -> None:
     control = SendRate(300_000)
     assert control.on_report(0.05, now=1.0) == 300_000
