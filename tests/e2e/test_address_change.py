@@ -32,7 +32,7 @@ def test_call_survives_an_address_change() -> None:
     env = omni_env()
     common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "320x240"]
     common += ["--server"]  # the URL follows
-    with NetLab(delay_ms=10) as lab:
+    with NetLab() as lab:
         server = lab.popen(
             "a",
             [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],

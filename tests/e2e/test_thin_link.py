@@ -35,7 +35,7 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
         pytest.skip(f"cannot build the network lab: {why}")
     env = omni_env()
     common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "640x480"]
-    with NetLab(delay_ms=20, rate_kbit=300) as lab:
+    with NetLab(rate_kbit=300) as lab:  # no delay helper: the kernel alone shapes the link
         server = lab.popen(
             "a",
             [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
@@ -97,4 +97,6 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
             adapted = [s for s in last if s["width_out"] == 320 or (s["fps_out"] or 30) <= 20]
             assert len(adapted) >= len(last) // 2, [(s["width_out"], s["fps_out"]) for s in last]
             free = stats(side, lifted[id(side)])
-            assert max(s["video_target_kbps"] for s in free) > 1.5 * last[-1]["video_target_kbps"]
+            # once the cap is gone it climbs past anything it could hold under the cap
+            lifted_max = max(s["video_target_kbps"] for s in free)
+            assert lifted_max > max(350, *targets), (lifted_max, targets)
