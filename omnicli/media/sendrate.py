@@ -21,8 +21,9 @@ pure (reports and times in, a target out):
 - loss below 2 %: the target grows by 10 % per report, at most once a second, and by
   25 % after three clean reports in a row (a lifted cap is found again in seconds, a
   cap still there costs one cut);
-- REMB is a ceiling, never a floor;
-- the target then picks a level: full size and frame rate above 350 kbit/s; half the
+- REMB is a ceiling, never a floor, but alone it goes no lower than aiortc's 250 kbit/s
+  (a busy receiver's delay spikes are not a thin link);
+- the loss controller's rate picks a level: full size and frame rate above 350 kbit/s; half the
   frame rate below it; half the width and height too below 200 kbit/s (and back up
   only 35 % above those). Lower bitrate first, then frame rate, then resolution.
 
@@ -61,6 +62,7 @@ FAST_GROWTH = 1.25  # after CLEAN_STREAK clean reports in a row: the link is not
 CLEAN_STREAK = 3
 HALF_FPS_BELOW = 350_000
 HALF_SIZE_BELOW = 200_000
+REMB_FLOOR_BPS = 250_000  # aiortc's VP8 floor: REMB alone goes no lower
 
 
 @dataclass(frozen=True)
@@ -94,12 +96,20 @@ def level_for(target_bps: int, current: Level = FULL) -> Level:
 
 
 class SendRate:
-    """The video send target from receiver reports and REMB; pure."""
+    """The video send target from receiver reports and REMB; pure.
+
+    Two estimates: `loss_bps`, the loss controller's (what the link carries), and
+    `remb_bps`, the peer's delay-based estimate. The encoder gets the lower of the two,
+    but REMB alone never takes it below aiortc's own floor (REMB_FLOOR_BPS), and only the
+    loss controller changes the level (frame rate, size) and the Opus bitrate: a CPU-busy
+    receiver's delay spikes lower the bitrate as in aiortc, they do not halve the video.
+    """
 
     def __init__(self, start_bps: int = START_BPS) -> None:
+        self.loss_bps = start_bps
+        self.remb_bps: int | None = None
         self.target_bps = start_bps
         self.level = level_for(start_bps)
-        self.remb_bps: int | None = None
         self.hold_until = 0.0
         self.last_growth = float("-inf")
         self.loss = 0.0  # reported loss, smoothed over reports
@@ -108,7 +118,7 @@ class SendRate:
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
         self.remb_bps = bitrate_bps
-        return self._set(min(self.target_bps, bitrate_bps), now)
+        return self._update(now)
 
     def on_report(self, fraction_lost: float, now: float, interval: float = 1.0) -> int:
         """One receiver report's loss (0..1); the new target."""
@@ -118,24 +128,31 @@ class SendRate:
         if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
             self.hold_until = now + interval
             self.clean = 0
-            return self._set(int(self.target_bps * (1 - fraction_lost) * CUT_MARGIN), now)
-        if fraction_lost >= LOW_LOSS:
+            carried = min(self.loss_bps, self.target_bps) * (1 - fraction_lost)
+            self.loss_bps = self._bound(int(carried * CUT_MARGIN))
+        elif fraction_lost >= LOW_LOSS:
             self.clean = 0
         elif now - self.last_growth >= 0.8 * interval:
             self.last_growth = now
             self.clean += 1
             factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
-            grown = int(self.target_bps * factor)
-            if self.remb_bps is not None:
-                grown = min(grown, max(self.remb_bps, self.target_bps))
-            return self._set(grown, now)
-        return self.target_bps
+            grown = int(self.loss_bps * factor)
+            if self.remb_bps is not None:  # no point growing far past what REMB allows
+                grown = min(grown, max(self.remb_bps, self.loss_bps))
+            self.loss_bps = self._bound(grown)
+        return self._update(now)
 
-    def _set(self, bps: int, now: float) -> int:
-        bps = max(MIN_BPS, min(MAX_BPS, bps))
+    @staticmethod
+    def _bound(bps: int) -> int:
+        return max(MIN_BPS, min(MAX_BPS, bps))
+
+    def _update(self, now: float) -> int:
+        bps = self.loss_bps
+        if self.remb_bps is not None:
+            bps = min(bps, max(self.remb_bps, REMB_FLOOR_BPS))
+        self.level = level_for(self.loss_bps, self.level)
         if bps != self.target_bps:
             self.target_bps = bps
-            self.level = level_for(bps, self.level)
             self.changes.append((now, bps))
             del self.changes[:-200]
         return bps
@@ -267,7 +284,7 @@ def install(
         if encoder is not None and hasattr(encoder, "target_bitrate"):
             encoder.target_bitrate = encoder_step(control.target_bps)
         if audio_sender is not None:
-            set_opus_bitrate(audio_sender, control.target_bps)
+            set_opus_bitrate(audio_sender, control.loss_bps)
         if control.target_bps != before:
             logger.debug("video send target %d -> %d bps", before, control.target_bps)
 

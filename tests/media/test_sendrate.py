@@ -60,10 +60,14 @@ def test_a_clean_streak_grows_faster_and_any_loss_ends_it() -> None:
 
 
 def test_moderate_loss_holds_and_remb_only_lowers() -> None:
-    control = SendRate(300_000)
-    assert control.on_report(0.05, now=1.0) == 300_000
-    assert control.on_remb(1_000_000, now=1.1) == 300_000
-    assert control.on_remb(120_000, now=1.2) == 120_000
+    """REMB lowers the target, to no less than aiortc's 250 kbit/s, and leaves the level
+    (frame rate, size) to the loss controller."""
+    control = SendRate(400_000)
+    assert control.on_report(0.05, now=1.0) == 400_000
+    assert control.on_remb(1_000_000, now=1.1) == 400_000
+    assert control.on_remb(300_000, now=1.2) == 300_000
+    assert control.on_remb(120_000, now=1.3) == 250_000
+    assert control.level == FULL
 
 
 def test_target_stays_within_bounds() -> None:
