@@ -260,11 +260,10 @@ def targets(out: dict[str, Any]) -> dict[str, bool]:
     for cap in ("cap300", "cap1000"):
         if cap in omni:
             t[f"{cap}: audio >= 95 %"] = (omni[cap]["audio_output_fraction"] or 0) >= 0.95
-            if "clean" in omni:
-                base = omni["clean"]["latency_ms"]["median"] or 0
-                t[f"{cap}: latency within 100 ms of clean"] = (
-                    omni[cap]["latency_ms"]["median"] or 1e9
-                ) <= base + 100
+            if "clean" in omni:  # the target is about the audio
+                base = omni["clean"].get("audio_latency_ms", {}).get("median") or 0
+                capped = omni[cap].get("audio_latency_ms", {}).get("median") or 1e9
+                t[f"{cap}: audio latency within 100 ms of clean"] = capped <= base + 100
     return t
 
 
