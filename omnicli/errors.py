@@ -13,7 +13,8 @@ The tree::
     └── DeviceMissing          7   a real device was demanded and is not there
 
 Exceptions become exit codes and one-line messages in exactly one place: the
-`run()` wrapper in `omnicli.ui.cli`. Core code raises, never prints.
+`run()` wrapper in `omnicli.ui.cli`. Core code raises, never prints. Which call end
+reason (`wire.protocol.EndReason`) becomes which of these is `omnicli.phone.endings`.
 """
 
 from __future__ import annotations
@@ -85,32 +86,3 @@ class MediaFailed(OmniError):
 
 class DeviceMissing(OmniError):
     exit_code = ExitCode.DEVICE
-
-
-REJECTED_REASONS = frozenset(
-    {"busy", "declined", "no_answer", "cancelled", "unavailable", "no_call"}
-)
-LOST_REASONS = frozenset({"connection_lost", "media_failed"})
-
-
-def call_ending_error(reason: str, *, by_me: bool) -> OmniError | None:
-    """The error a one-shot call that ended for `reason` exits with (None: success).
-
-    Ending a call oneself (hang up, cancel, decline) is a success whatever the reason.
-    """
-    if by_me and reason not in LOST_REASONS:
-        return None
-    if reason in REJECTED_REASONS:
-        return CallRejected(reason)
-    if reason in LOST_REASONS:
-        return MediaFailed(f"call ended: {reason.replace('_', ' ')}")
-    return None
-
-
-def exit_code_for_reason(reason: str) -> int:
-    """The exit code of a one-shot call that ended for `reason`."""
-    if reason in REJECTED_REASONS:
-        return int(ExitCode.REJECTED)
-    if reason in LOST_REASONS:
-        return int(ExitCode.MEDIA)
-    return int(ExitCode.OK)

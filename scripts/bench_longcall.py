@@ -74,12 +74,12 @@ async def endpoint(args: argparse.Namespace) -> None:
         await asyncio.sleep(min(args.every, left))
         while not phone.events.empty():  # STATS and the like: nobody reads them here
             phone.events.get_nowait()
-        call = phone._call
-        if call is None:
+        media = phone.media
+        if media is None:
             print(json.dumps({"error": "the call ended"}), flush=True)
             return
-        latencies = list(call.link.video_in.latencies_ms)
-        call.link.video_in.latencies_ms.clear()
+        latencies = list(media.link.video_in.latencies_ms)
+        media.link.video_in.latencies_ms.clear()
         sample = _sample(pid) | {
             "t": round(time.monotonic() - started, 1),
             "latency_ms": round(statistics.median(latencies), 1) if latencies else None,

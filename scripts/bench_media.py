@@ -331,8 +331,9 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         event = await phone.next_event(timeout=60)
         if isinstance(event, ev.Connected):
             break
+    assert phone.media is not None
     # the same audio as the bare endpoints send: the tone with a click every second
-    phone._call.link.audio_out.set_source(click_tone())
+    phone.media.link.audio_out.set_source(click_tone())
     await asyncio.sleep(args.warmup)
     # The probes' raw figures, over every link the call has during the window (a media
     # restart swaps the call's PeerLink for a new one; see omnicli/phone/mediarestart.py).
@@ -365,14 +366,14 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         video._handle = handle
         link.audio_in.on_audio = window.clicks.frame  # audio latency
 
-    follow(phone._call.link)
+    follow(phone.media.link)
     window.start()
     end = time.monotonic() + args.seconds
     while (left := end - time.monotonic()) > 0:
         await asyncio.sleep(min(0.05, left))
-        call = phone._call
-        if call is not None and call.link is not links[-1]:
-            follow(call.link)
+        media = phone.media
+        if media is not None and media.link is not links[-1]:
+            follow(media.link)
     if previous[0] is not None:
         gaps.append(time.monotonic() - previous[0])
     result = window.result()

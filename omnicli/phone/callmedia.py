@@ -4,7 +4,9 @@
 wants it (the phone's sinks, the speaker, the recorder), taps local frames for the
 preview and the recording, carries on with a synthetic source when a device is lost,
 and starts and stops the recording. `omnicli.phone.core.Phone` owns one per call and keeps
-the signaling; this module never prints and imports aiortc only when a call opens.
+the signaling; it reaches the phone only through the small `MediaHost` interface (the
+options, the sinks, emitting events and running tasks). This module never prints and
+imports aiortc only when a call opens.
 """
 
 from __future__ import annotations
@@ -13,39 +15,77 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicli.phone import events as ev
-from omnicli.wire.protocol import CallType
+from omnicli.wire.protocol import CallType, Track
 
 if TYPE_CHECKING:
     from omnicli.media.peer import PeerLink
-    from omnicli.phone.core import Phone
 
 log = logging.getLogger("omnicli.phone.callmedia")
 
 PREVIEW_FPS = 15
 
 
-class CallMedia:
-    """The media of one call of `phone`; `open()` makes one with its sources open."""
+class MediaSettings(Protocol):
+    """The media options a call reads (the phone's `MediaOptions`)."""
 
-    def __init__(self, phone: Phone) -> None:
-        self.phone = phone
+    @property
+    def video_source(self) -> str: ...
+    @property
+    def audio_source(self) -> str: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def fps(self) -> int: ...
+    @property
+    def speaker(self) -> str: ...
+    @property
+    def require_devices(self) -> bool: ...
+    @property
+    def ice_relay_only(self) -> bool: ...
+
+
+class MediaHost(Protocol):
+    """What a call's media needs from its phone."""
+
+    @property
+    def media_options(self) -> MediaSettings: ...  # read afresh: a switch changes them
+    @property
+    def ice_servers(self) -> list[dict[str, Any]]: ...
+    @property
+    def video_sink(self) -> Callable[[Any], None] | None: ...  # remote video, BGR
+    @property
+    def preview_sink(self) -> Callable[[Any], None] | None: ...  # local video, BGR
+
+    def emit(self, event: ev.CallEvent) -> None: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...
+
+
+class CallMedia:
+    """The media of one call; `open()` makes one with its sources open."""
+
+    def __init__(self, host: MediaHost) -> None:
+        self.host = host
+        self.current = True  # the phone's current call; `retire()` when it ends
+        self._preview_at = 0.0
         self.link: PeerLink = None  # type: ignore[assignment]  # set by open()
         self.speaker: Any = None  # audio_io.SpeakerSink
         self.recorder: Any = None  # recorder.CallRecorder
         self.sources: dict[str, Any] = {}  # kind -> the local track it sends
-        self.muted: set[str] = set()  # the call's muted tracks (shared with its _Call)
+        self.muted: set[Track] = set()  # the call's muted tracks (the call state's own set)
         self.closed = False
 
     @classmethod
-    async def open(cls, phone: Phone, call_type: str) -> tuple[CallMedia, list[str]]:
+    async def open(cls, host: MediaHost, call_type: str) -> tuple[CallMedia, list[str]]:
         """A call's media with its sources open, and notes on devices that fell back."""
         from omnicli.media.peer import PeerLink  # heavy: aiortc, av, cv2
 
-        media = cls(phone)
+        media = cls(host)
         kinds = ["audio"] + (["video"] if call_type == CallType.VIDEO.value else [])
         tracks: dict[str, Any] = {}
         notes: list[str] = []
@@ -63,10 +103,10 @@ class CallMedia:
                     track.stop()
             raise
         media.link = PeerLink(
-            phone.ice_servers,
+            host.ice_servers,
             video=tracks.get("video"),
             audio=tracks.get("audio"),
-            relay_only=phone.config.media.ice_relay_only,
+            relay_only=host.media_options.ice_relay_only,
         )
         for kind, out in (("video", media.link.video_out), ("audio", media.link.audio_out)):
             if out.source is not None:
@@ -76,11 +116,14 @@ class CallMedia:
     @property
     def active(self) -> bool:
         """This is the media of the phone's current call."""
-        call = self.phone._call
-        return call is not None and call.media is self
+        return self.current and not self.closed
+
+    def retire(self) -> None:
+        """The call is over: from now on late sources and devices are let go."""
+        self.current = False
 
     def _spec(self, kind: str) -> str:
-        m = self.phone.config.media
+        m = self.host.media_options
         return m.video_source if kind == "video" else m.audio_source
 
     def _open_local(
@@ -94,7 +137,7 @@ class CallMedia:
         from omnicli.media.handoff import TapTrack
         from omnicli.media.sources import open_source, open_with_fallback
 
-        m = self.phone.config.media
+        m = self.host.media_options
         opened_track: list[Any] = []
 
         def lost(reason: str) -> None:  # any thread
@@ -144,7 +187,7 @@ class CallMedia:
 
     async def open_speaker(self, *, strict: bool = False) -> tuple[Any, str | None]:
         """The speaker sink the config names (None for ``none``) and a note if it fell back."""
-        spec = self.phone.config.media.speaker.strip()
+        spec = self.host.media_options.speaker.strip()
         if spec in ("none", ""):
             return None, None
         from omnicli.errors import DeviceMissing
@@ -162,7 +205,7 @@ class CallMedia:
             device = None if spec in ("auto", "default") else spec
             sink = await asyncio.to_thread(SpeakerSink, device, on_lost=lost)
         except DeviceMissing as exc:
-            if strict or self.phone.config.media.require_devices:
+            if strict or self.host.media_options.require_devices:
                 raise
             return None, f"{exc}; remote audio is not played"
         opened.append(sink)
@@ -175,7 +218,7 @@ class CallMedia:
             notes = [*notes, note]
         self.route()
         if notes:
-            self.phone._emit(ev.Notice(" · ".join(notes)))
+            self.host.emit(ev.Notice(" · ".join(notes)))
 
     async def switch_speaker(self) -> str | None:
         """Play remote audio on the speaker the config names now; a note if it fell back."""
@@ -194,14 +237,15 @@ class CallMedia:
     def route(self) -> None:
         """Point the remote probes at whoever wants their media (nobody: no conversion)."""
         video_in, audio_in = self.link.video_in, self.link.audio_in
-        wants_video = self.phone.video_sink is not None or self.recorder is not None
+        wants_video = self.host.video_sink is not None or self.recorder is not None
         video_in.on_frame = self._remote_video if wants_video else None
         wants_audio = self.speaker is not None or self.recorder is not None
         audio_in.on_audio = self._remote_audio if wants_audio else None
 
     def _remote_video(self, bgr: Any) -> None:
-        if self.phone.video_sink is not None:
-            self.phone.video_sink(bgr)
+        sink = self.host.video_sink
+        if sink is not None:
+            sink(bgr)
         if self.recorder is not None:
             self.recorder.add_video(bgr)
 
@@ -213,19 +257,19 @@ class CallMedia:
 
     def _local_frame(self, kind: str, frame: Any) -> None:
         """Every frame of a local source, before it is sent (or dropped while muted)."""
-        phone = self.phone
         current = self.active
         if kind == "audio":
-            if current and self.recorder is not None and "audio" not in self.muted:
+            if current and self.recorder is not None and Track.AUDIO not in self.muted:
                 self.recorder.add_audio("local", frame)
             return
-        if phone.preview_sink is None:
+        preview = self.host.preview_sink
+        if preview is None:
             return
         now = time.monotonic()
-        if now - phone._preview_at >= 1 / PREVIEW_FPS:
-            phone._preview_at = now
-            muted = current and "video" in self.muted
-            phone.preview_sink(None if muted else frame.to_ndarray(format="bgr24"))
+        if now - self._preview_at >= 1 / PREVIEW_FPS:
+            self._preview_at = now
+            muted = current and Track.VIDEO in self.muted
+            preview(None if muted else frame.to_ndarray(format="bgr24"))
 
     def device_lost(self, kind: str, reason: str, device: Any) -> None:
         """A device of this call stopped: say so and carry on with the synthetic source.
@@ -235,20 +279,20 @@ class CallMedia:
         """
         from omnicli.media.sources import SYNTHETIC, fallback_text
 
-        phone = self.phone
+        host = self.host
         if kind == "speaker":
             if not self.active or device is None or self.speaker is not device:
                 log.debug("ignored a lost speaker the call does not use: %s", reason)
                 return
             self.speaker = None
             self.route()
-            phone._spawn(asyncio.to_thread(device.close))
-            phone._emit(ev.Notice(f"{reason}; remote audio is not played"))
+            host.spawn(asyncio.to_thread(device.close))
+            host.emit(ev.Notice(f"{reason}; remote audio is not played"))
             return
         if not self.active or device is None or self.sources.get(kind) is not device:
             log.debug("ignored a lost %s source the call does not use: %s", kind, reason)
             return
-        phone._emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
+        host.emit(ev.Notice(f"{reason}; {fallback_text(kind)}"))
         if not self.link.sends(kind):
             return
         track, _ = self._open_local(
@@ -256,13 +300,15 @@ class CallMedia:
         )
         self.use_source(kind, track)
 
-    async def start_recording(self, target: str, *, video: bool, me: str) -> bool:
+    async def start_recording(
+        self, target: str, *, video: bool, me: str, call_id: str = ""
+    ) -> bool:
         """Record to `target` (remote video, both parties' audio); False if another
         start won the race (its recorder runs)."""
         from omnicli.errors import UsageError
         from omnicli.media.recorder import CallRecorder
 
-        m = self.phone.config.media
+        m = self.host.media_options
         probe = self.link.video_in
         size = (probe.width or m.width, probe.height or m.height)
         recorder = await asyncio.to_thread(  # opens the file and the encoder: blocking
@@ -275,18 +321,18 @@ class CallMedia:
             raise UsageError("not in a call")
         self.recorder = recorder
         self.route()
-        self.phone._emit(ev.Recording(me, True))
-        self.phone._emit(ev.Notice(f"recording to {target}"))
+        self.host.emit(ev.Recording(me, True, call_id))
+        self.host.emit(ev.Notice(f"recording to {target}"))
         return True
 
-    async def stop_recording(self, me: str) -> str:
+    async def stop_recording(self, me: str, call_id: str = "") -> str:
         """Finish the recording file; its path."""
         recorder, self.recorder = self.recorder, None
         self.route()
         recorder.finish()
         done = await asyncio.to_thread(recorder.stop)
-        self.phone._emit(ev.Recording(me, False))
-        self.phone._emit(ev.Notice(f"recording saved: {done.path} ({done.duration_s:.1f} s)"))
+        self.host.emit(ev.Recording(me, False, call_id))
+        self.host.emit(ev.Notice(f"recording saved: {done.path} ({done.duration_s:.1f} s)"))
         return str(done.path)
 
     async def close(self) -> None:

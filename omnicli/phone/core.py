@@ -2,8 +2,10 @@
 
 `Phone` mirrors the Omnitalk SDK: `create_session`, `session_list`, `offer_call`,
 `answer_call`, `leave`, `set_mute`/`set_unmute`, and a stream of typed events
-(`omnicli.phone.events`). It ties the signaling client to the media layer; it never
-prints, and it imports aiortc only when a call needs media.
+(`omnicli.phone.events`). It is the thin async driver of three parts: the pure call
+state (`callstate.CallMachine`: typed server events in, actions out), the signaling
+client and each call's media (`callmedia.CallMedia`); reconnection is
+`resume.Reconnector`. It never prints, and it imports aiortc only when a call needs media.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,18 +27,44 @@ from omnicli.errors import (
     UsageError,
 )
 from omnicli.phone import events as ev
+from omnicli.phone.callrun import CallRun
+from omnicli.phone.callstate import (
+    AcceptAnswer,
+    Action,
+    Call,
+    CallInfo,
+    CallMachine,
+    CallState,
+    Emit,
+    EndCall,
+    Offer,
+    ReportMedia,
+    SendLeave,
+    SendMutes,
+    SessionInfo,
+    StartRecording,
+    StartStats,
+)
+from omnicli.phone.figures import CallFigures
+from omnicli.phone.reconcile import declaration
+from omnicli.phone.resume import Reconnector, ResumeHooks
 from omnicli.phone.signaling import SignalingClient
-from omnicli.phone.summary import RunningStats, summarize
-from omnicli.wire.protocol import VERSION, CallType, ErrorCode, Track, check_user_id
+from omnicli.wire import messages as m
+from omnicli.wire.protocol import (
+    CLOSE_KICKED_OUT,
+    VERSION,
+    CallType,
+    EndReason,
+    ErrorCode,
+    Track,
+    check_user_id,
+)
 
 if TYPE_CHECKING:
-    from omnicli.media.peer import PeerLink
     from omnicli.phone.callmedia import CallMedia
-    from omnicli.phone.mediarestart import MediaRestart
 
 log = logging.getLogger("omnicli.phone.core")
 
-STATS_INTERVAL = 1.0
 LEAVE_TIMEOUT = 3.0  # a best-effort leave after a failed offer or answer
 
 
@@ -69,54 +97,39 @@ class PhoneConfig:
 
 
 @dataclass(frozen=True)
-class SessionInfo:
-    session: str
-    user_id: str
-
-
-@dataclass(frozen=True)
 class Peer:
     user_id: str
-    state: str  # "idle" | "busy"
-    call_type: str | None
+    state: m.Presence
+    call_type: CallType | None
 
 
-@dataclass(frozen=True)
-class CallInfo:
-    call_id: str
-    peer: str
-    call_type: str
-    role: str  # "caller" | "callee"
+class _MediaHost:
+    """The phone as a call's media sees it (`callmedia.MediaHost`)."""
 
+    def __init__(self, phone: Phone) -> None:
+        self._phone = phone
 
-@dataclass
-class _Offer:
-    """A call ringing here, as RINGING described it."""
+    @property
+    def media_options(self) -> MediaOptions:
+        return self._phone.config.media
 
-    call_id: str
-    caller: str
-    call_type: str
-    record: bool
-    sdp: str
+    @property
+    def ice_servers(self) -> list[dict[str, Any]]:
+        return self._phone.ice_servers
 
+    @property
+    def video_sink(self) -> Callable[[Any], None] | None:
+        return self._phone.video_sink
 
-@dataclass
-class _Call:
-    peer: str
-    role: str
-    call_type: str
-    record: bool
-    link: PeerLink
-    call_id: str | None = None
-    state: str = "calling"
-    started: float = field(default_factory=time.monotonic)
-    connected_at: float | None = None
-    answered: bool = False  # the server has it answered: mute/unmute may be sent
-    muted: set[str] = field(default_factory=set)
-    stats: RunningStats = field(default_factory=RunningStats)
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    media: CallMedia | None = None  # owns the link, sources, speaker and recorder
-    restart: MediaRestart | None = None  # re-establishes dead media (mediarestart.py)
+    @property
+    def preview_sink(self) -> Callable[[Any], None] | None:
+        return self._phone.preview_sink
+
+    def emit(self, event: ev.CallEvent) -> None:
+        self._phone._emit(event)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._phone._spawn(coro)
 
 
 class Phone:
@@ -130,54 +143,75 @@ class Phone:
         preview_sink: Callable[[Any], None] | None = None,
     ) -> None:
         self.config = config
-        self.video_sink = video_sink  # remote video, BGR images (read at each call's start)
+        self.video_sink = video_sink  # remote video, BGR images
         self.preview_sink = preview_sink  # local video, BGR images, at most PREVIEW_FPS
-        self._preview_at = 0.0
         self.events: asyncio.Queue[ev.CallEvent] = asyncio.Queue()
-        self.session: SessionInfo | None = None
+        self.machine = CallMachine(record_all=config.media.record)  # the pure call state
         self.ice_servers: list[dict[str, Any]] = []
-        self._client = SignalingClient(
+        self.signaling = SignalingClient(
             config.server_url,
             on_event=self._on_server_event,
             on_close=self._on_server_closed,
             ca_file=config.ca_file,
         )
-        self._call: _Call | None = None
-        self._ringing: dict[str, _Offer] = {}
+        self.resume_token: str | None = None  # from create_session; see omnicli.phone.resume
+        self.resume_grace = 0.0
+        self.reconnector = Reconnector(
+            ResumeHooks(
+                can_resume=self._can_resume,
+                grace=lambda: self.resume_grace,
+                attempt=self._attempt_resume,
+                resumed=self._resumed,
+                lost=self._session_lost,
+                close=self.signaling.close,
+                emit=self._emit,
+                spawn=self._spawn,
+            )
+        )
+        self._run: CallRun | None = None
         self._ring_changed = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self.resume_token: str | None = None  # from create_session; see omnicli.phone.resume
-        self.resume_grace = 0.0
-        self._resuming = False
 
     # -- state, for front ends ---------------------------------------------------------
 
     @property
-    def call_state(self) -> str:
-        """idle, ringing, calling, connecting, connected (or offline before a session)."""
-        if self.session is None:
-            return "offline"
-        if self._call is not None:
-            if self._call.restart is not None and self._call.restart.recovering:
-                return "reconnecting media"
-            return self._call.state
-        return "ringing" if self._ringing else "idle"
+    def session(self) -> SessionInfo | None:
+        return self.machine.session
+
+    @session.setter
+    def session(self, value: SessionInfo | None) -> None:
+        self.machine.session = value
+
+    @property
+    def call_state(self) -> CallState:
+        """offline (no session), idle, ringing, calling, connecting, connected."""
+        return self.machine.state
 
     @property
     def call(self) -> CallInfo | None:
-        c = self._call
-        if c is None or c.call_id is None:
-            return None
-        return CallInfo(c.call_id, c.peer, c.call_type, c.role)
+        return self.machine.info
 
     @property
-    def muted(self) -> frozenset[str]:
-        return frozenset(self._call.muted) if self._call else frozenset()
+    def muted(self) -> frozenset[Track]:
+        call = self.machine.call
+        return frozenset(call.muted) if call else frozenset()
 
     @property
     def ringing_from(self) -> list[str]:
-        return list(self._ringing)
+        return list(self.machine.ringing)
+
+    @property
+    def media_reconnecting(self) -> bool:
+        """The current call's media path died and a new one is being negotiated."""
+        run = self._run
+        return run is not None and run.restart is not None and run.restart.recovering
+
+    @property
+    def media(self) -> CallMedia | None:
+        """The current call's media (its PeerLink is `media.link`), None outside a call."""
+        run = self._run
+        return run.media if run is not None and run.call is self.machine.call else None
 
     # -- the SDK surface ---------------------------------------------------------------
 
@@ -186,10 +220,10 @@ class Phone:
 
         Single-flight (see SignalingClient.connect): overlapping calls share one socket.
         """
-        await self._client.connect(self._hello)
+        await self.signaling.connect(self._hello)
 
     async def _hello(self) -> None:
-        await self._client.request(
+        await self.signaling.request(
             "hello",
             version=VERSION,
             service_id=self.config.service_id,
@@ -202,18 +236,21 @@ class Phone:
         if user_id is not None and (why := check_user_id(user_id)):
             raise UsageError(f"bad user id '{user_id[:80]}': {why}")
         await self._ensure_connected()
-        result = await self._client.request("create_session", user_id=user_id)
-        self.session = SessionInfo(result["session"], result["user_id"])
-        self.ice_servers = list(result.get("ice_servers") or [])
-        self.resume_token = result.get("resume_token")
-        self.resume_grace = float(result.get("resume_grace") or 0.0)
-        self._emit(ev.SessionCreated(self.session.session, self.session.user_id))
-        return self.session
+        result = await self.signaling.ask(m.SessionResult.parse, "create_session", user_id=user_id)
+        self._take_session(result)
+        self._act(self.machine.session_started(SessionInfo(result.session, result.user_id)))
+        assert self.machine.session is not None
+        return self.machine.session
+
+    def _take_session(self, result: m.SessionResult) -> None:
+        self.ice_servers = list(result.ice_servers)
+        self.resume_token = result.resume_token or self.resume_token
+        self.resume_grace = result.resume_grace
 
     async def session_list(self) -> list[Peer]:
         await self._ensure_connected()
-        result = await self._client.request("session_list")
-        return [Peer(s["user_id"], s["state"], s.get("call_type")) for s in result["sessions"]]
+        result = await self.signaling.ask(m.SessionListResult.parse, "session_list")
+        return [Peer(s.user_id, s.state, s.call_type) for s in result.sessions]
 
     async def offer_call(
         self, call_type: str | CallType, callee: str, record: bool = False
@@ -222,45 +259,41 @@ class Phone:
         kind = _call_type(call_type)
         if why := check_user_id(callee):
             raise UsageError(f"bad callee '{callee[:80]}': {why}")
-        self._need_idle()
-        if self._ringing:
-            who = next(iter(self._ringing))
-            raise UsageError(f"a call from {who} is ringing: answer or reject it first")
+        self.machine.need_free_line()
         media, notes = await self._open_media(kind)
-        if self._call is not None:  # another call began while the sources opened
-            await media.link.close()
-            self._need_idle()
-        call = _Call(
-            peer=callee,
-            role="caller",
-            call_type=kind,
-            record=record,
-            link=media.link,
-            muted=media.muted,
-            media=media,
-        )
-        self._call = call
+        try:  # refused if another call began (or the session went) while the sources opened
+            call = self.machine.place(callee, kind, record, time.monotonic())
+        except BaseException:
+            await self._discard(media)
+            raise
+        run = self._start_run(call, media)
         sent = False
         try:
             await media.attach(notes)
-            sdp = await call.link.create_offer(kind)
+            sdp = await media.link.create_offer(kind.value)
             sent = True
-            result = await self._client.request(
-                "offer_call", call_type=kind, callee=callee, record=record, sdp=sdp
+            result = await self.signaling.ask(
+                m.OfferResult.parse,
+                "offer_call",
+                call_type=kind.value,
+                callee=callee,
+                record=record,
+                sdp=sdp,
             )
         except BaseException as exc:
-            await self._drop(call)
+            await self._drop(run)
             if isinstance(exc, ServerRefused):
                 if exc.code == ErrorCode.BUSY:
-                    raise CallRejected("busy", f"{callee} is busy") from None
+                    raise CallRejected(EndReason.BUSY, f"{callee} is busy") from None
                 raise
             if sent:  # cancelled or cut off mid-request: the server may have the call
                 await self._leave_quietly(call.call_id)
             if (err := _media_error(exc, f"cannot call {callee}")) is not exc:
                 raise err from None
             raise
-        call.call_id = call.call_id or result["call_id"]
-        return CallInfo(call.call_id, callee, kind, "caller")
+        self.machine.offer_accepted(call, result)
+        assert call.call_id is not None
+        return CallInfo(call.call_id, callee, kind, call.role)
 
     async def answer_call(
         self,
@@ -279,65 +312,48 @@ class Phone:
         offer = await self._wait_ringing(caller, wait)
         if kind is not None and kind != offer.call_type:
             raise UsageError(f"the call from {offer.caller} is a {offer.call_type}, not a {kind}")
-        self._need_idle()
+        self.machine.need_idle()
         media, notes = await self._open_media(offer.call_type)
-        call = _Call(
-            peer=offer.caller,
-            role="callee",
-            call_type=offer.call_type,
-            record=offer.record,
-            link=media.link,
-            call_id=offer.call_id,
-            state="connecting",
-            muted=media.muted,
-            media=media,
-        )
-        if self._call is not None:  # another call began while the sources opened
-            await media.link.close()
-            self._need_idle()
-        self._call = call
-        self._ringing.pop(offer.caller, None)
+        try:  # refused if another call began (or the session went) while the sources opened
+            call = self.machine.take(offer, time.monotonic())
+        except BaseException:
+            await self._discard(media)
+            raise
+        run = self._start_run(call, media)
         try:
             await media.attach(notes)
-            sdp = await call.link.accept_offer(offer.sdp)
-            await self._client.request(
-                "answer_call", sdp=sdp, caller=offer.caller, call_type=offer.call_type
+            sdp = await media.link.accept_offer(offer.sdp)
+            await self.signaling.request(
+                "answer_call", sdp=sdp, caller=offer.caller, call_type=offer.call_type.value
             )
         except BaseException as exc:
-            if self._call is call:
-                await self._drop(call)
+            await self._drop(run)
             if isinstance(exc, ServerRefused) and exc.code in (404, 412):
-                raise CallRejected("cancelled", f"the call from {offer.caller} is gone") from None
+                raise CallRejected(
+                    EndReason.CANCELLED, f"the call from {offer.caller} is gone"
+                ) from None
             # the offer is taken here but the server still rings it: decline it there
             await self._leave_quietly(offer.call_id)
             if (err := _media_error(exc, f"cannot answer the call from {offer.caller}")) is not exc:
                 raise err from None
             raise
-        call.started = time.monotonic()
-        self._mark_answered(call)
-        self._spawn(self._watch_media(call), call)
-        return CallInfo(offer.call_id, offer.caller, offer.call_type, "callee")
+        self._act(self.machine.answer_sent(call, time.monotonic()))
+        self._spawn(run.watch_media(self.config.media.connect_timeout), run)
+        return CallInfo(offer.call_id, offer.caller, offer.call_type, call.role)
 
-    async def leave(self) -> str | None:
+    async def leave(self) -> EndReason | None:
         """Decline while ringing, cancel while calling, hang up when connected."""
-        call = self._call
-        if call is None and not self._ringing:
+        if self.machine.call is None and not self.machine.ringing:
             return None
-        reason = "hangup"
+        reason = EndReason.HANGUP
         try:
-            result = await self._client.request("leave")
-            reason = result.get("reason", reason)
+            result = await self.signaling.ask(m.LeaveResult.parse, "leave")
+            reason = result.reason or reason
         except ServerRefused:
             pass  # the call ended on the server already
         except OmniError:
-            reason = "connection_lost"
-        me = self.session.user_id if self.session else None
-        if call is not None and self._call is call:
-            await self._finish(call, reason, me)
-        else:
-            for offer in list(self._ringing.values()):
-                self._ringing.pop(offer.caller, None)
-                self._emit(ev.Leave(offer.call_id, reason, me))
+            reason = EndReason.CONNECTION_LOST
+        await self._act_inline(self.machine.left(reason))
         return reason
 
     async def set_mute(self, track: str | Track) -> None:
@@ -357,10 +373,10 @@ class Phone:
     async def set_speaker_device(self, device_id: str) -> None:
         """Play remote audio on another output (``none``: not at all), mid-call too."""
         self.config = replace(self.config, media=replace(self.config.media, speaker=device_id))
-        call = self._call
-        if call is None or call.media is None:
+        media = self.media
+        if media is None:
             return
-        note = await call.media.switch_speaker()
+        note = await media.switch_speaker()
         if note:
             self._emit(ev.Notice(note))
 
@@ -378,41 +394,41 @@ class Phone:
         """
         from omnicli.media.recorder import default_path
 
-        call = self._need_call()
-        if call.state != "connected":
+        call = self.machine.need_call()
+        media = self.media
+        if call.state is not CallState.CONNECTED or media is None:
             raise UsageError("recording starts once the call is connected")
-        media = self._media(call)
         if media.recorder is not None:
             return str(media.recorder.path)
-        me = self.session.user_id if self.session else "me"
+        me = self.machine.me or "me"
         target = path or self.config.media.record_file or default_path(me, call.peer)
-        if not await media.start_recording(
-            target, video=call.call_type == CallType.VIDEO.value, me=me
-        ):  # raced with another start: that one records
+        video = call.call_type is CallType.VIDEO
+        if not await media.start_recording(target, video=video, me=me, call_id=call.call_id or ""):
+            # raced with another start: that one records
             return str(media.recorder.path) if media.recorder is not None else target
         with contextlib.suppress(OmniError):
-            await self._client.request("recording", on=True)
+            await self.signaling.request("recording", on=True)
         return target
 
     async def recording_stop(self) -> str | None:
         """Finish the recording file and tell the peer; its path (None if none ran)."""
-        call = self._call
-        if call is None or call.media is None or call.media.recorder is None:
+        run = self._run
+        if run is None or self.media is None or run.media.recorder is None:
             return None
-        path = await self._stop_recording(call)
+        path = await self._stop_recording(run)
         with contextlib.suppress(OmniError):
-            await self._client.request("recording", on=False)
+            await self.signaling.request("recording", on=False)
         return path
 
-    async def _stop_recording(self, call: _Call) -> str:
-        me = self.session.user_id if self.session else "me"
-        return await self._media(call).stop_recording(me)
+    async def _stop_recording(self, run: CallRun) -> str:
+        return await run.media.stop_recording(self.machine.me or "me", run.call.call_id or "")
 
-    async def stats(self) -> dict[str, Any] | None:
-        call = self._call
-        if call is None or call.connected_at is None:
+    async def stats(self) -> CallFigures | None:
+        """The current call's figures now (None unless connected)."""
+        run = self._run
+        if run is None or run.call.connected_at is None or self.media is None:
             return None
-        return dict(await call.link.stats())
+        return await run.figures()
 
     async def next_event(self, timeout: float | None = None) -> ev.CallEvent:
         async with asyncio.timeout(timeout):
@@ -423,210 +439,214 @@ class Phone:
         if self._closing:
             return
         with contextlib.suppress(OmniError):
-            if self._call is not None or self._ringing:
+            if self.machine.call is not None or self.machine.ringing:
                 await self.leave()
         self._closing = True
-        if self._call is not None:
-            await self._drop(self._call)
+        if self._run is not None:
+            await self._drop(self._run)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self._client.close()
+        await self.signaling.close()
 
-    # -- internals: media and call state ---------------------------------------------
+    # -- internals: carrying out the call state's actions -----------------------------
 
-    async def _open_media(self, call_type: str) -> tuple[CallMedia, list[str]]:
+    def _act(self, actions: list[Action]) -> None:
+        """Carry out `actions` in order; what follows a call's end waits for it."""
+        for i, action in enumerate(actions):
+            if isinstance(action, EndCall):
+                self._spawn(self._act_inline(actions[i:]))
+                return
+            self._do(action)
+
+    async def _act_inline(self, actions: list[Action]) -> None:
+        """Carry out `actions` in order, awaiting a call's end."""
+        for action in actions:
+            if isinstance(action, EndCall):
+                await self._finish(action.call, action.reason, action.by)
+            else:
+                self._do(action)
+
+    def _do(self, action: Action) -> None:
+        run = self._run if self._run is not None and self._run.call is self.machine.call else None
+        match action:
+            case Emit(event=event):
+                self._emit(event)
+            case AcceptAnswer(sdp=sdp) if run is not None:
+                self._spawn(run.take_answer(sdp, self.config.media.connect_timeout), run)
+            case SendMutes(tracks=tracks) if run is not None:
+                self._spawn(run.send_mutes(tracks), run)
+            case StartStats() if run is not None:
+                self._spawn(run.sample_stats(), run)
+                self._keep_media_alive(run)
+            case StartRecording() if run is not None:
+                self._spawn(self._auto_record(), run)
+            case SendLeave(call_id=call_id):
+                self._spawn(self._request_quietly("leave", call_id=call_id))
+            case ReportMedia():
+                self._spawn(self._request_quietly("media_state", state="connected"))
+            case _:
+                log.debug("no call to carry out %s for", type(action).__name__)
+        self._ring_changed.set()
+
+    # -- internals: media --------------------------------------------------------------
+
+    async def _open_media(self, call_type: CallType) -> tuple[CallMedia, list[str]]:
         """A call's media with its sources open, and notes on devices that fell back."""
         from omnicli.phone.callmedia import CallMedia
 
-        return await CallMedia.open(self, call_type)
+        return await CallMedia.open(_MediaHost(self), call_type.value)
 
     @staticmethod
-    def _media(call: _Call) -> CallMedia:
-        assert call.media is not None, "a call made by the phone has its media"
-        return call.media
+    async def _discard(media: CallMedia) -> None:
+        """Media opened for a call that could not begin."""
+        media.retire()
+        await media.close()
 
-    def _device_lost(self, kind: str, reason: str, device: Any) -> None:
-        """A device stopped: the current call's media handles it (see CallMedia)."""
-        if self._call is not None and self._call.media is not None:
-            self._call.media.device_lost(kind, reason, device)
-        else:
-            log.debug("ignored a lost %s outside a call: %s", kind, reason)
+    def _start_run(self, call: Call, media: CallMedia) -> CallRun:
+        self._run = CallRun(call, media, self.signaling.request, self._emit)
+        return self._run
 
-    async def _watch_media(self, call: _Call) -> None:
-        """Report our side's media state to the server, which announces CONNECTED."""
-        try:
-            await call.link.wait_connected(self.config.media.connect_timeout)
-        except MediaFailed as exc:
-            self._emit(ev.Notice(f"media failed: {exc}"))
-            await self._report_media(call, "failed")
-            return
-        await self._report_media(call, "connected")
-
-    async def _report_media(self, call: _Call, state: str) -> None:
-        """Tell the server our side's media is `connected` or `failed` (best effort)."""
+    async def _request_quietly(self, op: str, **fields: Any) -> None:
         with contextlib.suppress(OmniError):
-            await self._client.request("media_state", state=state, call_id=call.call_id)
-
-    async def _stats_loop(self, call: _Call) -> None:
-        while True:
-            await asyncio.sleep(STATS_INTERVAL)
-            figures = dict(await call.link.stats())
-            call.stats.add(figures)
-            self._emit(ev.Stats(figures))
+            await self.signaling.request(op, **fields)
 
     async def _switch_source(self, track: Track, spec: str) -> None:
         """Later calls use `spec` too; a call in progress switches now."""
-        m = self.config.media
-        call = self._call
-        if call is not None and not call.link.sends(track.value):
+        m_ = self.config.media
+        media = self.media
+        if media is not None and not media.link.sends(track.value):
             raise UsageError(f"this call sends no {track.value}")
-        source = None if call is None else await self._media(call).open_source(track.value, spec)
+        source = None if media is None else await media.open_source(track.value, spec)
         key = "video_source" if track is Track.VIDEO else "audio_source"
-        self.config = replace(self.config, media=replace(m, **{key: spec}))  # type: ignore[arg-type]  # key names a str field
-        if call is not None:
-            self._media(call).use_source(track.value, source)  # stops it if the call ended
+        self.config = replace(self.config, media=replace(m_, **{key: spec}))  # type: ignore[arg-type]  # key names a str field
+        if media is not None:
+            media.use_source(track.value, source)  # stops it if the call ended
 
     async def _set_muted(self, track: Track, muted: bool) -> None:
-        call = self._need_call()
-        if not call.link.sends(track.value):
+        call = self.machine.need_call()
+        media = self.media
+        if media is None or not media.link.sends(track.value):
             raise UsageError(f"this call sends no {track.value}")
-        out = call.link.video_out if track is Track.VIDEO else call.link.audio_out
+        out = media.link.video_out if track is Track.VIDEO else media.link.audio_out
         out.set_muted(muted)
-        (call.muted.add if muted else call.muted.discard)(track.value)
-        if not call.answered:  # the server refuses mute before the answer: sent once answered
-            return
-        await self._client.request(
-            "mute" if muted else "unmute", track=track.value, call_id=call.call_id
-        )
-
-    def _mark_answered(self, call: _Call) -> None:
-        """The server has the call answered: tell the peer of mutes made before."""
-        call.answered = True
-        if call.muted:
-            self._spawn(self._send_mutes(call), call)
-
-    async def _send_mutes(self, call: _Call) -> None:
-        for track in sorted(call.muted):
-            with contextlib.suppress(OmniError):
-                await self._client.request("mute", track=track, call_id=call.call_id)
-
-    # -- internals: events from the server ---------------------------------------------
-
-    def _on_server_event(self, msg: dict[str, Any]) -> None:
-        name = msg.get("event")
-        call = self._call
-        ours = call is not None and msg.get("call_id") in (call.call_id, None)
-        if name == "RINGBACK" and call is not None and call.role == "caller":
-            call.call_id = call.call_id or msg["call_id"]
-            self._emit(
-                ev.Ringback(
-                    msg["call_id"],
-                    msg["callee"],
-                    msg["call_type"],
-                    bool(msg.get("record")),
-                    bool(msg.get("callee_online")),
-                )
+        if self.machine.set_muted(track, muted):
+            await self.signaling.request(
+                "mute" if muted else "unmute", track=track.value, call_id=call.call_id
             )
-        elif name == "RINGING":
-            offer = _Offer(
-                msg["call_id"], msg["caller"], msg["call_type"], bool(msg.get("record")), msg["sdp"]
-            )
-            known = self._ringing.get(offer.caller)
-            self._ringing[offer.caller] = offer
-            self._ring_changed.set()
-            if known is None or known.call_id != offer.call_id:  # rung again after a resume
-                self._emit(ev.Ringing(offer.call_id, offer.caller, offer.call_type, offer.record))
-        elif name == "ANSWERED" and ours and call is not None:
-            call.state = "connecting"
-            call.started = time.monotonic()  # setup is timed from the answer, not the ring
-            self._mark_answered(call)
-            self._emit(ev.Answered(msg["call_id"], call.peer))
-            self._spawn(self._on_answered(call, msg["sdp"]), call)
-        elif name == "CONNECTED" and ours and call is not None:
-            call.state = "connected"
-            call.connected_at = time.monotonic()
-            setup = (call.connected_at - call.started) * 1000
-            self._emit(
-                ev.Connected(
-                    msg["call_id"],
-                    call.peer,
-                    call.call_type,
-                    bool(msg.get("record")),
-                    round(setup, 1),
-                )
-            )
-            self._spawn(self._stats_loop(call), call)
-            if call.restart is None and self.config.media.media_recovery > 0:
-                from omnicli.phone.mediarestart import MediaRestart
 
-                call.restart = MediaRestart(self, call, limit=self.config.media.media_recovery)
-                call.restart.start()
-            if (call.record and call.role == "caller") or self.config.media.record:
-                self._spawn(self._auto_record(call), call)
-        elif name in ("LEAVE", "CANCEL") and ours and call is not None:
-            self._spawn(self._finish(call, msg.get("reason", "hangup"), msg.get("by")))
-        elif name == "CANCEL":
-            for caller, offer in list(self._ringing.items()):
-                if offer.call_id == msg.get("call_id"):
-                    del self._ringing[caller]
-                    self._emit(
-                        ev.Cancel(offer.call_id, msg.get("reason", "cancelled"), msg.get("by"))
-                    )
-        elif name in ("MUTE", "UNMUTE") and ours:
-            cls = ev.Mute if name == "MUTE" else ev.Unmute
-            self._emit(cls(msg["user_id"], msg["track"]))
-        elif name == "RECORDING" and ours:
-            self._emit(ev.Recording(msg["user_id"], bool(msg.get("on"))))
-        elif name == "MEDIA_RESTART" and ours and call is not None and call.restart is not None:
-            call.restart.on_event(msg)
-        else:
-            log.debug("event %s not for the current call: %s", name, msg.get("call_id"))
-
-    async def _auto_record(self, call: _Call) -> None:
+    async def _auto_record(self) -> None:
         try:
             await self.recording_start()
         except OmniError as exc:
             self._emit(ev.Notice(f"cannot record: {exc}"))
 
-    async def _on_answered(self, call: _Call, sdp: str) -> None:
-        try:
-            await call.link.accept_answer(sdp)
-        except Exception as exc:  # a broken answer SDP ends the call as a media failure
-            log.debug("bad answer SDP", exc_info=True)
-            self._emit(ev.Notice(f"cannot use the callee's answer: {exc}"))
-            await self._report_media(call, "failed")
+    # -- internals: the signaling connection --------------------------------------------
+
+    def _on_server_event(self, event: m.ServerEvent) -> None:
+        if isinstance(event, m.MediaRestartEvent):  # the media restart's own business
+            run = self._run
+            if run is not None and run.restart is not None and run.call.call_id == event.call_id:
+                run.restart.on_event(event)
             return
-        await self._watch_media(call)
+        self._act(self.machine.receive(event, time.monotonic()))
+
+    def _keep_media_alive(self, run: CallRun) -> None:
+        """A connected call gets a new peer connection when its media path dies."""
+        limit = self.config.media.media_recovery
+        if limit <= 0 or run.restart is not None:
+            return
+        from omnicli.phone.mediarestart import MediaRestart, RestartHooks
+
+        async def end_call(reason: EndReason) -> None:
+            await self._finish(run.call, reason, None)
+
+        hooks = RestartHooks(
+            request=self.signaling.request,
+            emit=self._emit,
+            spawn=lambda coro: self._spawn(coro, run),
+            signaling_up=lambda: self.signaling.connected and not self.reconnector.active,
+            local_address=self.signaling.local_address,
+            drop_signaling=self.signaling.drop,
+            ice_servers=lambda: self.ice_servers,
+            relay_only=self.config.media.ice_relay_only,
+            end_call=end_call,
+        )
+        run.restart = MediaRestart(run.call, run.media, hooks, limit=limit)
+        run.restart.start()
 
     async def _ensure_connected(self) -> None:
         """Connect if the socket is down; never beside a resume, which owns reconnecting."""
-        if self._client.connected:
+        if self.signaling.connected:
             return
-        if self._resuming:
+        if self.reconnector.active:
             raise ServerUnreachable("reconnecting to the server; try again in a moment")
         await self.connect()
 
     def _on_server_closed(self, reason: str) -> None:
         if self._closing:
             return
-        from omnicli.phone import resume
-
-        if resume.take_over(self, reason):  # media goes on; session back or call ended
+        if self.reconnector.take_over(reason):  # media goes on; session back or call ended
             return
-        resume.lost(self, reason)  # call ended, ringing dropped, offline, SERVER_LOST
+        self._session_lost(reason)  # call ended, ringing dropped, offline, SERVER_LOST
+
+    def _can_resume(self) -> bool:
+        return (
+            self.machine.session is not None
+            and bool(self.resume_token)
+            and self.resume_grace > 0
+            and self.signaling.close_code != CLOSE_KICKED_OUT
+        )
+
+    def _session_lost(self, reason: str) -> None:
+        self.resume_token = None
+        self._act(self.machine.session_lost(reason))
+
+    async def _attempt_resume(self) -> m.ResumeResult:
+        """One try: a new socket and hello if needed, then `resume`. Any failure closes the
+        socket so that the next try starts afresh."""
+        call = self.machine.call
+        local = None if call is None else call.local(self._media_up())
+        try:
+            if not self.signaling.connected:
+                await self.connect()  # a new websocket and hello
+            return await self.signaling.ask(
+                m.ResumeResult.parse,
+                "resume",
+                resume_token=self.resume_token,
+                **declaration(local),
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.signaling.close()  # the next attempt starts from a new socket
+            raise
+
+    def _media_up(self) -> bool:
+        media = self.media
+        return media is not None and getattr(media.link, "state", None) == "connected"
+
+    async def _resumed(self, result: m.ResumeResult, downtime_ms: float, attempts: int) -> None:
+        self._take_session(result.session)
+        actions = self.machine.resumed(
+            result,
+            media_up=self._media_up(),
+            downtime_ms=downtime_ms,
+            attempts=attempts,
+            now=time.monotonic(),
+        )
+        await self._act_inline(actions)
 
     # -- internals: bookkeeping --------------------------------------------------------
 
-    async def _wait_ringing(self, caller: str | None, wait: float | None) -> _Offer:
+    async def _wait_ringing(self, caller: str | None, wait: float | None) -> Offer:
         loop = asyncio.get_running_loop()
         deadline = None if wait is None else loop.time() + wait
         while True:
-            for offer in self._ringing.values():
-                if caller is None or offer.caller == caller:
-                    return offer
+            offer = self.machine.find_offer(caller)
+            if offer is not None:
+                return offer
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 who = f" from {caller}" if caller else ""
@@ -636,74 +656,50 @@ class Phone:
                 async with asyncio.timeout(remaining):
                     await self._ring_changed.wait()
 
-    async def _finish(self, call: _Call, reason: str, by: str | None) -> None:
+    async def _finish(self, call: Call, reason: EndReason, by: str | None) -> None:
         """The call is over: stop its media, then emit LEAVE with its summary."""
-        if self._call is not call:
+        run = self._run
+        if not self.machine.drop(call) or run is None or run.call is not call:
             return
-        self._call = None
+        run.media.retire()
         ended = time.monotonic()
         received: dict[str, Any] = {}
         try:
-            if call.media is not None and call.media.recorder is not None:
+            if run.media.recorder is not None:
                 try:
-                    await self._stop_recording(call)
+                    await self._stop_recording(run)
                 except Exception as exc:  # disk full, encoder error: the call still ends
                     log.debug("finishing the recording failed", exc_info=True)
                     self._emit(ev.Notice(f"the recording could not be finished: {exc}"))
-            received = {
-                "video": call.link.video_in.snapshot(),
-                "audio": call.link.audio_in.snapshot(),
-            }
+            received = run.received()
         finally:
             try:
-                await self._drop(call)
+                await self._drop(run)
             finally:
-                summary = summarize(
-                    call.stats,
-                    duration_s=(ended - call.connected_at) if call.connected_at else 0.0,
-                    reason=reason,
-                    received=received,
-                )
+                summary = run.summary(reason, ended, received)
                 self._emit(ev.Leave(call.call_id or "", reason, by, summary))
 
-    async def _drop(self, call: _Call) -> None:
-        current = asyncio.current_task()
-        for task in call.tasks:
-            if task is not current:
-                task.cancel()
-        if self._call is call:
-            self._call = None
-        if call.media is not None:
-            await call.media.close()  # speaker, unfinished recording, then the link
-        else:
-            await call.link.close()
+    async def _drop(self, run: CallRun) -> None:
+        self.machine.drop(run.call)
+        if self._run is run:
+            self._run = None
+        await run.close()
 
     async def _leave_quietly(self, call_id: str | None) -> None:
         """Best effort: tell the server a call we gave up on is over (it may still ring)."""
         with contextlib.suppress(OmniError, TimeoutError):
             async with asyncio.timeout(LEAVE_TIMEOUT):
-                await self._client.request("leave", call_id=call_id)
+                await self.signaling.request("leave", call_id=call_id)
 
-    def _spawn(self, coro: Any, call: _Call | None = None) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], run: CallRun | None = None) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if call is not None:
-            call.tasks.append(task)
+        if run is not None:
+            run.own(task)
 
     def _emit(self, event: ev.CallEvent) -> None:
         self.events.put_nowait(event)
-
-    def _need_idle(self) -> None:
-        if self.session is None:
-            raise UsageError("create a session first")
-        if self._call is not None:
-            raise UsageError(f"already in a call with {self._call.peer}; hang up first")
-
-    def _need_call(self) -> _Call:
-        if self._call is None:
-            raise UsageError("not in a call")
-        return self._call
 
 
 def _media_error(exc: BaseException, what: str) -> BaseException:
@@ -715,11 +711,19 @@ def _media_error(exc: BaseException, what: str) -> BaseException:
     return MediaFailed(f"{what}: {detail[:200]}")
 
 
-def _call_type(value: str | CallType) -> str:
+def _call_type(value: str | CallType) -> CallType:
     try:
-        return CallType(value).value
+        return CallType(value)
     except ValueError:
         raise UsageError(f"call type must be videocall or audiocall, not '{value}'") from None
 
 
-__all__ = ["CallInfo", "MediaOptions", "Peer", "Phone", "PhoneConfig", "SessionInfo"]
+__all__ = [
+    "CallInfo",
+    "CallState",
+    "MediaOptions",
+    "Peer",
+    "Phone",
+    "PhoneConfig",
+    "SessionInfo",
+]

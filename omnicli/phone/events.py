@@ -1,20 +1,37 @@
 """Typed events the call-core emits, named after the SDK's `*_EVENT`s.
 
-Pure data. Every event has a `name` and `as_dict()` (the `--json` form).
+Pure data. Every event has a `name`, a wall-clock time `at` (seconds since the epoch,
+set when it is made) and `as_dict()`, the `--json` form that `docs/events.md` documents
+and `omnicli/phone/events.schema.json` checks. Every event of a call carries its
+`call_id`. Call types, tracks and end reasons are the wire's enums (they serialize as
+their strings).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
+
+from omnicli.phone.figures import CallFigures
+from omnicli.wire.protocol import CallType, EndReason, Track
+
+
+def _now() -> float:
+    return round(time.time(), 3)
 
 
 @dataclass(frozen=True)
 class CallEvent:
     name: ClassVar[str] = "EVENT"
+    at: float = field(default_factory=_now, compare=False, kw_only=True)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"event": self.name, **asdict(self)}
+        out: dict[str, Any] = {"event": self.name}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.as_dict() if isinstance(value, CallFigures) else value
+        return out
 
 
 @dataclass(frozen=True)
@@ -31,7 +48,7 @@ class Ringback(CallEvent):
     name: ClassVar[str] = "RINGBACK"
     call_id: str
     callee: str
-    call_type: str
+    call_type: CallType
     record: bool
     callee_online: bool
 
@@ -41,7 +58,7 @@ class Ringing(CallEvent):
     name: ClassVar[str] = "RINGING"
     call_id: str
     caller: str
-    call_type: str
+    call_type: CallType
     record: bool
 
 
@@ -51,7 +68,8 @@ class Answered(CallEvent):
 
     name: ClassVar[str] = "ANSWERED"
     call_id: str
-    peer: str
+    peer: str  # the callee (kept for scripts written before `callee`)
+    callee: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,7 +77,7 @@ class Connected(CallEvent):
     name: ClassVar[str] = "CONNECTED"
     call_id: str
     peer: str
-    call_type: str
+    call_type: CallType
     record: bool
     setup_ms: float  # from the answer (ANSWERED at the caller) to CONNECTED, in ms
 
@@ -70,9 +88,14 @@ class Leave(CallEvent):
 
     name: ClassVar[str] = "LEAVE"
     call_id: str
-    reason: str
+    reason: EndReason
     by: str | None
     summary: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.summary:  # a call that never connected: an empty summary, same shape
+            empty = {"duration_s": 0.0, "reason": self.reason, "received": {}}
+            object.__setattr__(self, "summary", empty)
 
 
 @dataclass(frozen=True)
@@ -81,7 +104,7 @@ class Cancel(CallEvent):
 
     name: ClassVar[str] = "CANCEL"
     call_id: str
-    reason: str
+    reason: EndReason
     by: str | None
 
 
@@ -89,14 +112,16 @@ class Cancel(CallEvent):
 class Mute(CallEvent):
     name: ClassVar[str] = "MUTE"
     user_id: str
-    track: str
+    track: Track
+    call_id: str = ""
 
 
 @dataclass(frozen=True)
 class Unmute(CallEvent):
     name: ClassVar[str] = "UNMUTE"
     user_id: str
-    track: str
+    track: Track
+    call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,7 @@ class Recording(CallEvent):
     name: ClassVar[str] = "RECORDING"
     user_id: str
     on: bool
+    call_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,7 +137,8 @@ class Stats(CallEvent):
     """Live quality figures, about once a second while connected."""
 
     name: ClassVar[str] = "STATS"
-    figures: dict[str, Any]
+    figures: CallFigures
+    call_id: str = ""
 
 
 @dataclass(frozen=True)

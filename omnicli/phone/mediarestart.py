@@ -22,7 +22,8 @@ and the `MEDIA_RESTART` event, docs/protocol.md §3.12):
   ends the call with `media_failed` for both.
 
 `LinkWatch` (when is the path dead) is pure; `MediaRestart` is the driver, one per
-connected call, owned by the `Phone` (its tasks are the call's tasks).
+connected call, which the `Phone` starts and feeds `MEDIA_RESTART` events; it reaches
+the phone only through `RestartHooks` (its tasks are the call's tasks).
 """
 
 from __future__ import annotations
@@ -31,14 +32,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from omnicli.errors import MediaFailed, OmniError
 from omnicli.phone import events as ev
+from omnicli.phone.callstate import Call, CallState
+from omnicli.wire import messages as m
+from omnicli.wire.protocol import EndReason, RestartKind, Role, Track
 
 if TYPE_CHECKING:
     from omnicli.media.peer import PeerLink
-    from omnicli.phone.core import Phone, _Call
+    from omnicli.phone.callmedia import CallMedia
 
 log = logging.getLogger("omnicli.phone.mediarestart")
 
@@ -76,20 +82,37 @@ def host_addresses() -> set[str]:
     return set(get_host_addresses(use_ipv4=True, use_ipv6=True)) | {"127.0.0.1", "::1"}
 
 
+@dataclass(frozen=True)
+class RestartHooks:
+    """What a media restart may do to its phone."""
+
+    request: Callable[..., Awaitable[dict[str, Any]]]  # a signaling request: op, **fields
+    emit: Callable[[ev.CallEvent], None]
+    spawn: Callable[[Coroutine[Any, Any, Any]], None]  # a task of the call
+    signaling_up: Callable[[], bool]  # connected, and no resume under way
+    local_address: Callable[[], str | None]  # the signaling socket's local address
+    drop_signaling: Callable[[], None]  # abort the socket: the session resume follows
+    ice_servers: Callable[[], list[dict[str, Any]]]
+    relay_only: bool
+    end_call: Callable[[EndReason], Coroutine[Any, Any, None]]  # when the server cannot be told
+
+
 class MediaRestart:
     """Keeps one connected call's media alive across a dead path (see the module doc)."""
 
     def __init__(
         self,
-        phone: Phone,
-        call: _Call,
+        call: Call,
+        media: CallMedia,
+        hooks: RestartHooks,
         *,
         grace: float = GRACE,
         limit: float = LIMIT,
         attempt_timeout: float = ATTEMPT_TIMEOUT,
     ) -> None:
-        self.phone = phone
         self.call = call
+        self.media = media
+        self.hooks = hooks
         self.limit = limit
         self.attempt_timeout = attempt_timeout
         self.watch = LinkWatch(grace)
@@ -106,19 +129,22 @@ class MediaRestart:
 
     def start(self) -> None:
         self.watch.reset(time.monotonic())
-        self.phone._spawn(self._watch_loop(), self.call)
+        self.hooks.spawn(self._watch_loop())
 
-    def on_event(self, msg: dict[str, Any]) -> None:
+    @property
+    def caller(self) -> bool:
+        return self.call.role is Role.CALLER
+
+    def on_event(self, event: m.MediaRestartEvent) -> None:
         """A MEDIA_RESTART event for this call."""
-        kind = msg.get("kind")
-        if kind == "offer" and self.call.role == "callee" and msg.get("sdp"):
-            self._offer.put_nowait(str(msg["sdp"]))
+        if event.kind is RestartKind.OFFER and not self.caller and event.sdp:
+            self._offer.put_nowait(event.sdp)
             self._newer.set()
             self._begin("the caller restarted the media")
-        elif kind == "answer" and self.call.role == "caller" and msg.get("sdp"):
+        elif event.kind is RestartKind.ANSWER and self.caller and event.sdp:
             if self._answer is not None and not self._answer.done():
-                self._answer.set_result(str(msg["sdp"]))
-        elif kind == "request" and self.call.role == "caller":
+                self._answer.set_result(event.sdp)
+        elif event.kind is RestartKind.REQUEST and self.caller:
             self._kick.set()
             self._begin("the callee asked to restart the media")
 
@@ -141,7 +167,7 @@ class MediaRestart:
                 self._begin(reason)
 
     def _dead_because(self) -> str | None:
-        link = self.call.link
+        link = self.media.link
         if link.state in ("failed", "closed"):
             return f"media connection {link.state}"
         if self.watch.update(link.packets_received(), time.monotonic()):
@@ -149,19 +175,19 @@ class MediaRestart:
         return None
 
     def _begin(self, reason: str) -> None:
-        if self.recovering or self.call.state != "connected":
+        if self.recovering or self.call.state is not CallState.CONNECTED:
             return
         self.recovering = True
-        self.phone._spawn(self._recover(reason), self.call)
+        self.hooks.spawn(self._recover(reason))
 
     # -- recovering ------------------------------------------------------------------
 
     async def _recover(self, reason: str) -> None:
-        call, phone = self.call, self.phone
+        call, hooks = self.call, self.hooks
         started = time.monotonic()
         since = self.watch.last_packet_at or started
-        log.info("%s: media lost: %s", call.role, reason)
-        phone._emit(ev.MediaReconnecting(call.call_id or "", reason, self.limit))
+        log.info("%s: media lost: %s", call.role.value, reason)
+        hooks.emit(ev.MediaReconnecting(call.call_id or "", reason, self.limit))
         self._take_sources()
         attempts = 0
         try:
@@ -176,10 +202,11 @@ class MediaRestart:
                     self.addresses = host_addresses()
                     self.watch.reset(time.monotonic())
                     self.recovering = False
-                    phone._emit(ev.MediaReconnected(call.call_id or "", gap, attempts))
-                    await phone._report_media(call, "connected")
+                    hooks.emit(ev.MediaReconnected(call.call_id or "", gap, attempts))
+                    with contextlib.suppress(OmniError):
+                        await hooks.request("media_state", state="connected", call_id=call.call_id)
                     return
-            phone._emit(ev.Notice(f"media did not come back within {self.limit:g} s"))
+            hooks.emit(ev.Notice(f"media did not come back within {self.limit:g} s"))
             await self._fail()
         except asyncio.CancelledError:  # the call ended meanwhile: stop what we hold
             for source in (self._sources or {}).values():
@@ -195,11 +222,9 @@ class MediaRestart:
     async def _fail(self) -> None:
         """Out of time: the server ends the call media_failed (or, unreachable, we do)."""
         try:
-            await self.phone._client.request(
-                "media_state", state="failed", call_id=self.call.call_id
-            )
+            await self.hooks.request("media_state", state="failed", call_id=self.call.call_id)
         except OmniError:
-            self.phone._spawn(self.phone._finish(self.call, "media_failed", None))
+            self.hooks.spawn(self.hooks.end_call(EndReason.MEDIA_FAILED))
 
     async def _attempt(self, timeout: float) -> PeerLink | None:
         """One negotiation on a new link; the link once connected, or None."""
@@ -207,7 +232,7 @@ class MediaRestart:
         try:
             async with asyncio.timeout(timeout):
                 await self._signaling_ready()
-                if self.call.role == "caller":
+                if self.caller:
                     await self._as_caller(link)
                     stale, why = self._kick, "the callee asked for a new offer"
                 else:
@@ -227,53 +252,52 @@ class MediaRestart:
         return None
 
     async def _as_caller(self, link: PeerLink) -> None:
-        client = self.phone._client
+        request = self.hooks.request
         self._kick.clear()
         sdp = await link.create_offer(self.call.call_type)
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._answer = answer
-        await client.request("media_restart", kind="offer", sdp=sdp, call_id=self.call.call_id)
+        await request("media_restart", kind="offer", sdp=sdp, call_id=self.call.call_id)
         sdp = await _unless(answer, self._kick, "the callee asked for a new offer")
         await link.accept_answer(sdp)
 
     async def _as_callee(self, link: PeerLink) -> None:
-        client = self.phone._client
+        request = self.hooks.request
         if self._offer.empty():
-            await client.request("media_restart", kind="request", call_id=self.call.call_id)
+            await request("media_restart", kind="request", call_id=self.call.call_id)
         offer = await self._offer.get()
         while not self._offer.empty():  # the caller gave up older offers: take the newest
             offer = self._offer.get_nowait()
         self._newer.clear()
         answer = await link.accept_offer(offer)
-        await client.request("media_restart", kind="answer", sdp=answer, call_id=self.call.call_id)
+        await request("media_restart", kind="answer", sdp=answer, call_id=self.call.call_id)
 
     # -- signaling -------------------------------------------------------------------
 
     async def _check_signaling(self) -> None:
         """Drop our websocket now if its path is gone too, so the resume starts at once."""
-        client = self.phone._client
-        if not client.connected or self.phone._resuming:
+        hooks = self.hooks
+        if not hooks.signaling_up():
             return
-        local = client.local_address()
+        local = hooks.local_address()
         if local is not None and local not in host_addresses():
             log.info("signaling used %s, which is gone: reconnecting", local)
         else:
             try:
                 async with asyncio.timeout(PING_TIMEOUT):
-                    await client.request("ping")
+                    await hooks.request("ping")
                 return
             except (TimeoutError, OmniError):
                 log.info("signaling did not answer a ping in %g s: reconnecting", PING_TIMEOUT)
-        client.drop()
+        hooks.drop_signaling()
         with contextlib.suppress(TimeoutError):  # until the phone has noticed (and resumes)
             async with asyncio.timeout(1.0):
-                while client.connected and not self.phone._resuming:
+                while hooks.signaling_up():
                     await asyncio.sleep(0.01)
 
     async def _signaling_ready(self) -> None:
         """Wait until the phone has a working session on the server again."""
-        phone = self.phone
-        while phone._resuming or not phone._client.connected:
+        while not self.hooks.signaling_up():
             await asyncio.sleep(0.05)
 
     # -- links -----------------------------------------------------------------------
@@ -282,25 +306,24 @@ class MediaRestart:
         """Move the local sources off the dead link (it no longer sends them)."""
         if self._sources is not None:
             return
-        link = self.call.link
+        link = self.media.link
         self._sources = {}
         for kind, out in (("video", link.video_out), ("audio", link.audio_out)):
             self._sources[kind] = out.source
             out.set_source(None, stop_old=False)
-        log.debug("took the sources %s from %s", self._sources, link)
 
     def _new_link(self) -> PeerLink:
         from omnicli.media.peer import PeerLink
 
         sources = self._sources or {}
         link = PeerLink(
-            self.phone.ice_servers,
+            self.hooks.ice_servers(),
             video=sources.get("video"),
             audio=sources.get("audio"),
-            relay_only=self.phone.config.media.ice_relay_only,
+            relay_only=self.hooks.relay_only,
         )
-        link.video_out.set_muted("video" in self.call.muted)
-        link.audio_out.set_muted("audio" in self.call.muted)
+        link.video_out.set_muted(Track.VIDEO in self.call.muted)
+        link.audio_out.set_muted(Track.AUDIO in self.call.muted)
         return link
 
     @staticmethod
@@ -311,13 +334,10 @@ class MediaRestart:
 
     def _swap(self, link: PeerLink) -> None:
         """The call's media is `link` from now on; the dead one closes."""
-        old, self.call.link = self.call.link, link
+        old, self.media.link = self.media.link, link
         self._sources = None
-        media = self.call.media
-        if media is not None:
-            media.link = link
-            media.route()
-        self.phone._spawn(old.close())
+        self.media.route()  # speaker and recorder follow the new remote tracks
+        self.hooks.spawn(old.close())
 
 
 class _Superseded(Exception):
@@ -339,4 +359,4 @@ async def _unless(awaitable: Any, stale: asyncio.Event, why: str) -> Any:
     return job.result()
 
 
-__all__ = ["GRACE", "LIMIT", "LinkWatch", "MediaRestart", "host_addresses"]
+__all__ = ["GRACE", "LIMIT", "LinkWatch", "MediaRestart", "RestartHooks", "host_addresses"]

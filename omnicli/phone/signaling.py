@@ -1,7 +1,9 @@
 """The signaling client: one websocket to `omni server`, requests and pushed events.
 
-`request()` sends a frame and awaits the response with the same id; events are
-handed to `on_event` in arrival order. When the socket goes away every pending
+`request()` sends a frame and awaits the response with the same id (`ask()` also parses
+its result into a typed object); events are parsed once here (`wire.messages`) and
+handed to `on_event` typed, in arrival order; a frame off the protocol is logged and
+dropped. When the socket goes away every pending
 request fails with ServerUnreachable and `on_close` is called once; `close_code`
 then says how the server closed it (None: no close frame). `connect()` may be called
 again after that: the call-core reconnects this way and resumes its session. It is
@@ -17,14 +19,17 @@ import itertools
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from omnicli.errors import ServerRefused, ServerUnreachable, UsageError
+from omnicli.wire import messages as m
 from omnicli.wire import protocol as p
+
+T = TypeVar("T")
 
 log = logging.getLogger("omnicli.phone.signaling")
 
@@ -36,7 +41,7 @@ class SignalingClient:
         self,
         url: str,
         *,
-        on_event: Callable[[dict[str, Any]], None],
+        on_event: Callable[[m.ServerEvent], None],
         on_close: Callable[[str], None] | None = None,
         ca_file: str | None = None,
         open_timeout: float = 5.0,
@@ -129,11 +134,22 @@ class SignalingClient:
             raise ServerUnreachable(f"the server did not answer '{op}' in time") from None
         finally:
             self._pending.pop(rid, None)
-        if response.get("ok"):
-            return dict(response.get("result") or {})
-        err = response.get("error") or {}
-        code, reason, message = err.get("code", 0), err.get("reason"), err.get("message")
-        raise ServerRefused(int(code), str(reason), str(message))
+        try:
+            parsed = m.parse_response(response)
+        except p.ProtocolError as exc:
+            raise ServerUnreachable(f"the server's answer to '{op}' is malformed: {exc}") from None
+        if parsed.error is not None:
+            err = parsed.error
+            raise ServerRefused(err.code, err.reason, err.message)
+        return dict(parsed.result or {})
+
+    async def ask(self, parse: Callable[[Mapping[str, Any]], T], op: str, **fields: Any) -> T:
+        """`request()`, its result parsed by `parse` (a `wire.messages` `*.parse`)."""
+        result = await self.request(op, **fields)
+        try:
+            return parse(result)
+        except p.ProtocolError as exc:
+            raise ServerUnreachable(f"the server's answer to '{op}' is malformed: {exc}") from None
 
     def local_address(self) -> str | None:
         """The local IP address the websocket uses, if connected."""
@@ -187,9 +203,14 @@ class SignalingClient:
         if not isinstance(msg, dict):
             return
         if "event" in msg:
+            try:
+                event = m.parse_event(msg)
+            except p.ProtocolError as exc:
+                log.warning("ignoring an event off the protocol: %s", exc)
+                return
             # Scheduled, not called: a request's awaiting coroutine resumes before the
             # events that followed its response, as the server ordered them.
-            asyncio.get_running_loop().call_soon(self._on_event, msg)
+            asyncio.get_running_loop().call_soon(self._on_event, event)
             return
         future = self._pending.get(msg.get("id"))  # type: ignore[arg-type]
         if future is not None and not future.done():

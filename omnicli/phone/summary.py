@@ -1,21 +1,16 @@
 """The end-of-call summary: averages of the live figures and what was received.
 
-Pure: plain dicts in, a plain dict out (it is also the `--json` form).
+Pure: `CallFigures` samples in, a plain dict out (it is also the `--json` form).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-AVERAGED = (
-    "rtt_ms",
-    "jitter_ms",
-    "loss_pct",
-    "bitrate_in_kbps",
-    "bitrate_out_kbps",
-    "fps_in",
-)
+from omnicli.phone.figures import AVERAGED, CallFigures
+
+Sample = CallFigures | Mapping[str, Any]
 
 
 class RunningStats:
@@ -23,22 +18,22 @@ class RunningStats:
 
     def __init__(self) -> None:
         self.count = 0
-        self.last: dict[str, Any] = {}
+        self.last = CallFigures()
         self._sums: dict[str, float] = {}
         self._counts: dict[str, int] = {}
 
     @classmethod
-    def of(cls, samples: Iterable[dict[str, Any]]) -> RunningStats:
+    def of(cls, samples: Iterable[Sample]) -> RunningStats:
         stats = cls()
         for sample in samples:
             stats.add(sample)
         return stats
 
-    def add(self, sample: dict[str, Any]) -> None:
+    def add(self, sample: Sample) -> None:
+        figures = sample if isinstance(sample, CallFigures) else CallFigures.of(sample)
         self.count += 1
-        self.last = sample
-        for key in AVERAGED:
-            value = sample.get(key)
+        self.last = figures
+        for key, value in figures.averaged().items():
             if isinstance(value, int | float):
                 self._sums[key] = self._sums.get(key, 0.0) + value
                 self._counts[key] = self._counts.get(key, 0) + 1
@@ -49,7 +44,7 @@ class RunningStats:
 
 
 def summarize(
-    samples: Iterable[dict[str, Any]] | RunningStats,
+    samples: Iterable[Sample] | RunningStats,
     *,
     duration_s: float,
     reason: str,
@@ -60,9 +55,8 @@ def summarize(
     summary: dict[str, Any] = {"duration_s": round(duration_s, 1), "reason": reason}
     for key in AVERAGED:
         summary[f"avg_{key}"] = stats.mean(key)
-    last = stats.last
-    if last.get("width_in"):
-        summary["resolution_in"] = f"{last['width_in']}x{last['height_in']}"
+    if stats.last.width_in:
+        summary["resolution_in"] = f"{stats.last.width_in}x{stats.last.height_in}"
     summary["received"] = received
     return summary
 

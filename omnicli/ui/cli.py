@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from omnicli.errors import ExitCode, OmniError, UsageError, call_ending_error, exit_code_for_reason
+from omnicli.errors import ExitCode, OmniError, UsageError
+from omnicli.phone.endings import call_ending_error, exit_code_for_reason
 from omnicli.ui.settings import Settings, load
 
 app = typer.Typer(

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from omnicli.errors import UsageError
+from omnicli.wire.protocol import Track
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ SPECS = (
     Spec("quit", "quit", "hang up, close the session and leave (also Ctrl-D)", ("exit",)),
 )
 BY_NAME = {name: spec for spec in SPECS for name in (spec.name, *spec.aliases)}
-TRACKS = ("audio", "video")
+TRACKS = tuple(t.value for t in Track)
 DEVICE_KINDS = ("camera", "mic", "speaker")
 DEVICE_ALIASES = {"video": "camera", "microphone": "mic", "audio": "mic", "speakers": "speaker"}
 CALL_FLAGS = ("--video", "--audio", "--record")

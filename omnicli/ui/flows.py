@@ -14,10 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from omnicli.errors import ExitCode, OmniError, exit_code_for_reason
+from omnicli.errors import ExitCode, OmniError
 from omnicli.phone import events as ev
 from omnicli.phone.core import Phone
+from omnicli.phone.endings import exit_code_for_reason
 from omnicli.ui.render import Output
+from omnicli.wire.protocol import EndReason, Track
 
 T = TypeVar("T")
 HANGUP_GRACE = 10.0  # after asking to hang up, how long to wait for the call's LEAVE
@@ -109,14 +111,15 @@ class Window:
         if key in ("q", "\x1b"):
             self._loop.call_soon_threadsafe(self._on_quit)
         elif key in ("m", "v"):
-            self._loop.call_soon_threadsafe(self._toggle, "audio" if key == "m" else "video")
+            track = Track.AUDIO if key == "m" else Track.VIDEO
+            self._loop.call_soon_threadsafe(self._toggle, track)
 
-    def _toggle(self, track: str) -> None:
+    def _toggle(self, track: Track) -> None:
         task = asyncio.ensure_future(self._flip(track))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _flip(self, track: str) -> None:
+    async def _flip(self, track: Track) -> None:
         phone = self._phone
         if phone is None:
             return
@@ -151,8 +154,8 @@ class Window:
         flags = [
             f
             for f, on in (
-                ("mic off", "audio" in phone.muted),
-                ("camera off", "video" in phone.muted),
+                ("mic off", Track.AUDIO in phone.muted),
+                ("camera off", Track.VIDEO in phone.muted),
                 ("recording", bool(self._recording)),
             )
             if on
@@ -163,9 +166,9 @@ class Window:
     def on_event(self, event: ev.CallEvent) -> None:
         """Follow the call: paused video, recording, state changes."""
         match event:
-            case ev.Mute(user_id=user, track="video"):
+            case ev.Mute(user_id=user, track=Track.VIDEO):
                 self._window.set_paused(f"{user} paused the video")
-            case ev.Unmute(track="video"):
+            case ev.Unmute(track=Track.VIDEO):
                 self._window.set_paused(None)
             case ev.Recording(user_id=user, on=on):
                 (self._recording.add if on else self._recording.discard)(user)
@@ -206,7 +209,8 @@ async def follow_call(
             with contextlib.suppress(asyncio.CancelledError):
                 await getter
             if hung_up:  # asked to leave and no LEAVE came: the call is over here anyway
-                return ev.Leave(phone.call.call_id if phone.call else "", "hangup", None)
+                call_id = phone.call.call_id if phone.call else ""
+                return ev.Leave(call_id, EndReason.HANGUP, None)
             hung_up = True
             out.status("hanging up…")
             await phone.leave()
@@ -221,7 +225,7 @@ async def follow_call(
         if isinstance(event, ev.Leave):
             return event
         if isinstance(event, ev.ServerLost) and phone.call is None:
-            return ev.Leave("", "connection_lost", None)
+            return ev.Leave("", EndReason.CONNECTION_LOST, None)
 
 
 async def answer_forever(

@@ -18,7 +18,9 @@ from rich.table import Table
 from rich.text import Text
 
 from omnicli.phone import events as ev
+from omnicli.phone.figures import CallFigures
 from omnicli.phone.summary import one_line
+from omnicli.wire.messages import Presence
 
 STYLES = {
     "RINGBACK": "cyan",
@@ -90,14 +92,14 @@ def _n(value: Any, fmt: str = "{:.0f}", unit: str = "") -> str:
     return "-" if value is None else fmt.format(value) + unit
 
 
-def stats_line(f: dict[str, Any]) -> str:
-    size = f"{f['width_in']}x{f['height_in']}" if f.get("width_in") else "no video"
+def stats_line(f: CallFigures) -> str:
+    size = f.resolution_in or "no video"
     return (
-        f"in {_n(f.get('fps_in'), '{:.1f}')} fps {size} {_n(f.get('bitrate_in_kbps'))} kbit/s"
-        f" · out {_n(f.get('bitrate_out_kbps'))} kbit/s"
-        f" · rtt {_n(f.get('rtt_ms'), '{:.1f}', ' ms')}"
-        f" · jitter {_n(f.get('jitter_ms'), '{:.1f}', ' ms')}"
-        f" · loss {_n(f.get('loss_pct'), '{:.1f}', ' %')}"
+        f"in {_n(f.fps_in, '{:.1f}')} fps {size} {_n(f.bitrate_in_kbps)} kbit/s"
+        f" · out {_n(f.bitrate_out_kbps)} kbit/s"
+        f" · rtt {_n(f.rtt_ms, '{:.1f}', ' ms')}"
+        f" · jitter {_n(f.jitter_ms, '{:.1f}', ' ms')}"
+        f" · loss {_n(f.loss_pct, '{:.1f}', ' %')}"
     )
 
 
@@ -107,7 +109,7 @@ def sessions_table(peers: list[Any]) -> Table:
     table.add_column("state")
     table.add_column("call type")
     for peer in peers:
-        style = "yellow" if peer.state == "busy" else "green"
+        style = "yellow" if peer.state == Presence.BUSY else "green"
         table.add_row(peer.user_id, Text(peer.state, style=style), peer.call_type or "")
     return table
 
@@ -158,7 +160,7 @@ def session_panel(user_id: str, session: str, server: str, service_id: str) -> P
     return Panel(body, title="omni session", expand=False)
 
 
-def stats_table(figures: dict[str, Any], peer: str | None = None) -> Table:
+def stats_table(figures: CallFigures, peer: str | None = None) -> Table:
     """A call's live figures, incoming and outgoing side by side (the REPL's `stats`)."""
     from omnicli.ui.statusline import directions, number
 
@@ -168,9 +170,8 @@ def stats_table(figures: dict[str, Any], peer: str | None = None) -> Table:
     table.add_column("figure")
     table.add_column("in", justify="right")
     table.add_column("out", justify="right")
-    rtt = number(figures.get("rtt_ms"), "{:.1f}", " ms")
-    audio_in = figures.get("audio_in") or {}
-    video_in = figures.get("video_in") or {}
+    rtt = number(figures.rtt_ms, "{:.1f}", " ms")
+    audio_in, video_in = figures.audio_in, figures.video_in
     rows = [
         ("round-trip time", rtt, rtt),
         (

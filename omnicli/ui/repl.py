@@ -33,10 +33,13 @@ from typing import Any
 
 from omnicli.errors import OmniError, UsageError
 from omnicli.phone import events as ev
+from omnicli.phone.callstate import CallState
+from omnicli.phone.figures import CallFigures
 from omnicli.ui.commands import Command, CompletionContext, parse, wants_devices, wants_users
 from omnicli.ui.prompt import PlainReader, PromptReader, crash_logger, crash_path, log_to
 from omnicli.ui.render import Output, session_panel
 from omnicli.ui.statusline import Status, status_lines
+from omnicli.wire.protocol import Track
 
 log = logging.getLogger("omnicli.ui.repl")
 USERS_CACHE_S = 3.0  # completion reuses the online user ids for this long
@@ -65,10 +68,10 @@ class Repl:
         self.options = options
         self.phone: Any = None
         self.out = Output(json_mode=options.json)
-        self.figures: dict[str, Any] | None = None
+        self.figures: CallFigures | None = None
         # The Phone has no accessor for the peer's mutes or whether the call records: the
         # REPL keeps them from the events it sees (MUTE/UNMUTE/RECORDING/CONNECTED/LEAVE).
-        self.peer_muted: set[str] = set()
+        self.peer_muted: set[Track] = set()
         self.recording = False
         self.users: tuple[str, ...] = ()
         self.users_at = -1e9  # monotonic time of the last session_list
@@ -149,7 +152,7 @@ class Repl:
     def status(self) -> Status:
         phone = self.phone
         if phone is None:
-            return Status(None, "offline")
+            return Status(None, CallState.OFFLINE)
         call = phone.call
         return Status(
             user_id=phone.session.user_id if phone.session else None,
@@ -160,6 +163,7 @@ class Repl:
             recording=self.recording,
             ringing_from=tuple(phone.ringing_from),
             figures=self.figures if call else None,
+            media_reconnecting=phone.media_reconnecting,
         )
 
     def ringing_here(self) -> bool:
@@ -360,7 +364,7 @@ class Repl:
         if self._command is not None and not self._command.done():
             self._command.cancel()
         phone = self.phone
-        if phone is not None and phone.call_state not in ("idle", "offline"):
+        if phone is not None and phone.call_state not in (CallState.IDLE, CallState.OFFLINE):
             self.say("hanging up (Ctrl-C again leaves)", "yellow")
             self.spawn(self.guarded(self.leave()))
         elif self.presses >= 2:

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from omnicli.errors import DeviceMissing, UsageError
+from omnicli.phone.callstate import CallState
 from omnicli.ui.commands import Command, help_lines
 from omnicli.ui.render import sessions_table, stats_table
+from omnicli.wire.protocol import CallType
 
 if TYPE_CHECKING:
     from omnicli.ui.repl import Repl
@@ -29,7 +31,7 @@ NO_DEVICE_LIST = (
 
 async def call(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
-    kind = "audiocall" if "--audio" in cmd.flags else "videocall"
+    kind = CallType.AUDIO if "--audio" in cmd.flags else CallType.VIDEO
     await phone.offer_call(kind, cmd.args[0], "--record" in cmd.flags)
 
 
@@ -47,10 +49,10 @@ async def reject(repl: Repl, cmd: Command) -> None:
 
 async def hangup(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
-    if phone.call_state in ("idle", "ringing"):
+    if phone.call_state in (CallState.IDLE, CallState.RINGING):
         raise UsageError(
             "not in a call"
-            + ("; reject declines a ringing one" if phone.call_state == "ringing" else "")
+            + ("; reject declines a ringing one" if phone.call_state is CallState.RINGING else "")
         )
     await repl.leave()
 
@@ -74,7 +76,8 @@ async def probe_devices(repl: Repl) -> Any:
     """
     from omnicli.media.devices import DeviceReport, audio_devices, probe
 
-    if repl.phone is None or repl.phone.call_state in ("idle", "offline", "ringing"):
+    idle = (CallState.IDLE, CallState.OFFLINE, CallState.RINGING)
+    if repl.phone is None or repl.phone.call_state in idle:
         report = await asyncio.to_thread(probe)
     else:
         old = repl.device_report

@@ -1,9 +1,8 @@
 """The REPL's status line: who you are, the call, mutes, recording and live figures. Pure.
 
 `Status` is a snapshot the REPL takes of its phone; `status_lines(status)` turns it into
-the two lines of the bottom toolbar. `directions(figures)` splits one `STATS` figures
-dict (from the peer connection's statistics and probes) into what comes in and what
-goes out; the `stats` table uses it too.
+the two lines of the bottom toolbar. `directions(figures)` splits one `STATS` sample
+(`CallFigures`) into what comes in and what goes out; the `stats` table uses it too.
 """
 
 from __future__ import annotations
@@ -11,6 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from omnicli.phone.callstate import CallState
+from omnicli.phone.figures import CallFigures
+from omnicli.wire.protocol import Track
 
 DASH = "-"
 
@@ -31,18 +34,18 @@ class Direction:
         return f"{self.width}x{self.height}" if self.width and self.height else None
 
 
-def directions(figures: Mapping[str, Any]) -> tuple[Direction, Direction]:
-    """(incoming, outgoing) from one figures dict; outgoing loss and jitter are the
+def directions(figures: CallFigures) -> tuple[Direction, Direction]:
+    """(incoming, outgoing) from one sample; outgoing loss and jitter are the
     peer's reports about what we send (RTCP receiver reports)."""
     incoming = Direction(
-        fps=figures.get("fps_in"),
-        width=figures.get("width_in"),
-        height=figures.get("height_in"),
-        kbps=figures.get("bitrate_in_kbps"),
-        jitter_ms=figures.get("jitter_ms"),
-        loss_pct=figures.get("loss_pct"),
+        fps=figures.fps_in,
+        width=figures.width_in,
+        height=figures.height_in,
+        kbps=figures.bitrate_in_kbps,
+        jitter_ms=figures.jitter_ms,
+        loss_pct=figures.loss_pct,
     )
-    outbound: Mapping[str, Mapping[str, Any]] = figures.get("outbound") or {}
+    outbound: Mapping[str, Mapping[str, Any]] = figures.outbound
     sent = sum(d.get("packets") or 0 for d in outbound.values())
     lost = sum(d.get("remote_lost") or 0 for d in outbound.values())
     reported = any("remote_lost" in d for d in outbound.values())
@@ -50,16 +53,16 @@ def directions(figures: Mapping[str, Any]) -> tuple[Direction, Direction]:
     jitter = next(
         (
             outbound[k]["remote_jitter_ms"]
-            for k in ("audio", "video")
+            for k in Track
             if outbound.get(k, {}).get("remote_jitter_ms") is not None
         ),
         None,
     )
     outgoing = Direction(
-        fps=figures.get("fps_out"),
-        width=figures.get("width_out"),
-        height=figures.get("height_out"),
-        kbps=figures.get("bitrate_out_kbps"),
+        fps=figures.fps_out,
+        width=figures.width_out,
+        height=figures.height_out,
+        kbps=figures.bitrate_out_kbps,
         jitter_ms=jitter,
         loss_pct=loss,
     )
@@ -81,36 +84,39 @@ def direction_text(d: Direction) -> str:
 @dataclass(frozen=True)
 class Status:
     user_id: str | None
-    call_state: str  # offline, idle, ringing, calling, connecting, connected
+    call_state: CallState
     peer: str | None = None
-    muted: frozenset[str] = frozenset()  # our own muted tracks
-    peer_muted: frozenset[str] = frozenset()
+    muted: frozenset[Track] = frozenset()  # our own muted tracks
+    peer_muted: frozenset[Track] = frozenset()
     recording: bool = False
     ringing_from: tuple[str, ...] = ()
-    figures: Mapping[str, Any] | None = field(default=None, compare=False)
+    figures: CallFigures | None = field(default=None, compare=False)
+    media_reconnecting: bool = False  # the call's media path died; a new one is negotiated
 
 
-def _mutes(muted: frozenset[str]) -> str:
-    return " ".join(f"{track} {'off' if track in muted else 'on'}" for track in ("audio", "video"))
+def _mutes(muted: frozenset[Track]) -> str:
+    return " ".join(f"{track} {'off' if track in muted else 'on'}" for track in Track)
 
 
 def status_lines(s: Status) -> list[str]:
     """The toolbar: one line about the session and call, one of live figures in a call."""
     who = s.user_id or "no session"
-    if s.call_state == "ringing" and s.ringing_from:
+    if s.call_state is CallState.RINGING and s.ringing_from:
         call = f"RINGING: {', '.join(s.ringing_from)} · y answers, n rejects"
-    elif s.peer and s.call_state != "idle":
+    elif s.peer and s.call_state is not CallState.IDLE:
         call = f"{s.call_state} with {s.peer}"
     else:
-        call = s.call_state
+        call = s.call_state.value
+    if s.media_reconnecting:
+        call += " · reconnecting media"
     parts = [who, call]
-    if s.peer and s.call_state != "idle":
+    if s.peer and s.call_state is not CallState.IDLE:
         parts.append(f"you: {_mutes(s.muted)}")
         parts.append(f"{s.peer}: {_mutes(s.peer_muted)}")
         parts.append("REC" if s.recording else "not recording")
     lines = [" · ".join(parts)]
     if s.figures:
         incoming, outgoing = directions(s.figures)
-        rtt = number(s.figures.get("rtt_ms"), "{:.1f}", " ms")
+        rtt = number(s.figures.rtt_ms, "{:.1f}", " ms")
         lines.append(f"rtt {rtt} │ in {direction_text(incoming)} │ out {direction_text(outgoing)}")
     return lines

@@ -113,7 +113,7 @@ async def test_switching_microphone_and_speaker_mid_call(pulse_here) -> None:
         bob = make_phone(srv.url, audio_source="tone:660")
         try:
             await call_connected(alice, bob)
-            audio, video = bob._call.link.audio_in, bob._call.link.video_in
+            audio, video = bob.media.link.audio_in, bob.media.link.video_in
 
             async def hears(hz: float, timeout: float = 10) -> float:
                 start = time.monotonic()

@@ -89,7 +89,7 @@ async def test_recording_mid_call_has_both_voices_and_the_remote_video(tmp_path:
         try:
             await call_connected(alice, bob)
             async with asyncio.timeout(10):
-                probe = alice._call.link.video_in
+                probe = alice.media.link.video_in
                 while probe.frames_received < 5:
                     await asyncio.sleep(0.05)
             started = time.monotonic()

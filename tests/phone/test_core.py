@@ -40,7 +40,7 @@ async def test_mute_and_unmute_reach_the_peer_as_events_and_stopped_frames(serve
     """set_mute(video) gives the peer MUTE and no frames; set_unmute brings both back."""
     alice, bob = await connected_pair(server)
     try:
-        probe = bob._call.link.video_in
+        probe = bob.media.link.video_in
         await eventually(lambda: probe.frames_received > 10)
         await alice.set_mute("video")
         mute = await until(bob, ev.Mute)
@@ -62,7 +62,7 @@ async def test_switching_the_video_source_mid_call_keeps_frames_coming(server):
     """set_video_device to another source changes what the peer gets, with no renegotiation."""
     alice, bob = await connected_pair(server)
     try:
-        probe = bob._call.link.video_in
+        probe = bob.media.link.video_in
         await eventually(lambda: probe.width == 320)
         await alice.set_video_device("test")  # same kind of source, new instance
         frames = probe.frames_received
@@ -79,7 +79,7 @@ async def test_session_survives_the_call_and_takes_the_next_one(server):
     """After a hang-up both users are idle and can call again on the same session."""
     alice, bob = await connected_pair(server)
     try:
-        probe = alice._call.link.video_in
+        probe = alice.media.link.video_in
         await eventually(lambda: probe.frames_received > 0)
         assert await alice.leave() == "hangup"
         assert (await until(bob, ev.Leave)).reason == "hangup"

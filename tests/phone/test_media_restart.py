@@ -11,9 +11,11 @@ import pytest
 from phones import eventually, make_phone, until
 
 from omnicli.phone import events as ev
+from omnicli.phone.callstate import CallState
 from omnicli.phone.core import Phone
 from omnicli.phone.mediarestart import LinkWatch
 from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.wire.protocol import EndReason, Track
 
 
 @pytest.fixture
@@ -22,8 +24,12 @@ async def server():
         yield srv
 
 
-async def connected(srv: SignalingServer, **media: object) -> tuple[Phone, Phone]:
+async def connected(
+    srv: SignalingServer, bob_recovery: float | None = None, **media: object
+) -> tuple[Phone, Phone]:
     alice = make_phone(srv.url, audio_source="tone:440", **media)
+    if bob_recovery is not None:
+        media = {**media, "media_recovery": bob_recovery}
     bob = make_phone(srv.url, audio_source="tone:660", **media)
     await alice.create_session("alice")
     await bob.create_session("bob")
@@ -37,13 +43,14 @@ async def connected(srv: SignalingServer, **media: object) -> tuple[Phone, Phone
 
 async def kill_media(phone: Phone) -> None:
     """Stop this side's ICE transport: its packets stop both ways, as on a dead network."""
-    link = phone._call.link  # type: ignore[union-attr]
-    transport = link.pc.getTransceivers()[0].receiver.transport.transport
+    assert phone.media is not None
+    transport = phone.media.link.pc.getTransceivers()[0].receiver.transport.transport
     await transport.stop()
 
 
 def frames(phone: Phone) -> int:
-    return phone._call.link.video_in.frames_received  # type: ignore[union-attr]
+    assert phone.media is not None
+    return phone.media.link.video_in.frames_received
 
 
 def test_link_watch_is_dead_after_the_grace_without_packets() -> None:
@@ -64,20 +71,21 @@ async def test_dead_media_comes_back_on_a_new_connection(server, dies: str) -> N
     try:
         await bob.set_mute("video")
         call_id = alice.call.call_id  # type: ignore[union-attr]
-        old = alice._call.link  # type: ignore[union-attr]
+        old = alice.media.link  # type: ignore[union-attr]
         await kill_media(alice if dies == "alice" else bob)
         for phone in (alice, bob):
             lost = await until(phone, ev.MediaReconnecting, timeout=10)
             assert lost.call_id == call_id
             back = await until(phone, ev.MediaReconnected, timeout=15)
             assert back.call_id == call_id and 0 < back.gap_ms < 10_000
-        assert alice._call.link is not old  # type: ignore[union-attr]
-        assert alice.call.call_id == call_id and alice.call_state == "connected"  # type: ignore[union-attr]
+        assert alice.media.link is not old  # type: ignore[union-attr]
+        assert alice.call.call_id == call_id  # type: ignore[union-attr]
+        assert alice.call_state is CallState.CONNECTED and not alice.media_reconnecting
         before = frames(bob)
         await eventually(lambda: frames(bob) > before + 10, 5)  # alice's video, on the new link
         assert frames(alice) == 0  # bob is still muted
-        assert "video" in bob.muted
-        audio = alice._call.link.audio_in  # type: ignore[union-attr]
+        assert Track.VIDEO in bob.muted
+        audio = alice.media.link.audio_in  # type: ignore[union-attr]
         await eventually(lambda: audio.seconds_received > 1.0, 5)
     finally:
         await alice.close()
@@ -92,7 +100,7 @@ async def test_recording_goes_on_into_the_same_file(server, tmp_path: Path) -> N
         assert await alice.recording_start(target) == target
         await kill_media(bob)
         await until(alice, ev.MediaReconnected, timeout=15)
-        recorder = alice._call.media.recorder  # type: ignore[union-attr]
+        recorder = alice.media.recorder  # type: ignore[union-attr]
         assert recorder is not None
         video_before = recorder.video_frames if hasattr(recorder, "video_frames") else None
         await asyncio.sleep(1.5)
@@ -107,14 +115,13 @@ async def test_recording_goes_on_into_the_same_file(server, tmp_path: Path) -> N
 
 async def test_gives_up_with_media_failed(server) -> None:
     """If the peer never answers a restart, the call ends media_failed after the limit."""
-    alice, bob = await connected(server, media_recovery=2.0)
-    try:
-        bob._call.restart = None  # type: ignore[union-attr]  # bob ignores restarts
+    alice, bob = await connected(server, bob_recovery=0.0, media_recovery=2.0)
+    try:  # bob does not restart media (--media-recovery 0)
         await kill_media(bob)
         await until(alice, ev.MediaReconnecting, timeout=10)
         leave = await until(alice, ev.Leave, timeout=15)
-        assert leave.reason == "media_failed"
-        assert (await until(bob, ev.Leave, timeout=5)).reason == "media_failed"
+        assert leave.reason is EndReason.MEDIA_FAILED
+        assert (await until(bob, ev.Leave, timeout=5)).reason is EndReason.MEDIA_FAILED
     finally:
         await alice.close()
         await bob.close()

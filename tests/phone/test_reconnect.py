@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,12 +14,14 @@ from phones import make_phone, until
 
 from omnicli.errors import ServerUnreachable
 from omnicli.phone import events as ev
-from omnicli.phone import resume
+from omnicli.phone import reconcile
 from omnicli.phone.core import Phone, SessionInfo
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
+from omnicli.wire.messages import ResumeResult
+from omnicli.wire.protocol import CallType, Role
 
 SECRET = b"resume-secret-for-tests"
 GRACE = 5.0
@@ -326,8 +327,10 @@ def test_resume_parsing() -> None:
 
 # -- the client's plan after a resume ----------------------------------------------------------
 
-LOCAL = resume.LocalCall("c-1", "connected", "bob", "caller", "videocall", False, True)
-LOCAL_MEDIA_DOWN = resume.LocalCall("c-1", "connecting", "bob", "caller", "videocall", False)
+LOCAL = reconcile.LocalCall("c-1", "connected", "bob", Role.CALLER, CallType.VIDEO, False, True)
+LOCAL_MEDIA_DOWN = reconcile.LocalCall(
+    "c-1", "connecting", "bob", Role.CALLER, CallType.VIDEO, False
+)
 
 
 def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "caller") -> dict:
@@ -344,25 +347,29 @@ def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "ca
 @pytest.mark.parametrize(
     ("local", "result", "expected"),
     [
-        (LOCAL, {"call": _server_call()}, resume.Plan(continues="c-1")),
+        (LOCAL, {"call": _server_call()}, reconcile.Plan(continues="c-1")),
         (
             LOCAL,
             {"call": _server_call(state="answered")},
-            resume.Plan(report_media=True, continues="c-1"),
+            reconcile.Plan(report_media=True, continues="c-1"),
         ),
-        (LOCAL_MEDIA_DOWN, {"call": _server_call(state="answered")}, resume.Plan(continues="c-1")),
+        (
+            LOCAL_MEDIA_DOWN,
+            {"call": _server_call(state="answered")},
+            reconcile.Plan(continues="c-1"),
+        ),
         (
             LOCAL,
             {"call": None, "ended": {"call_id": "c-1", "reason": "hangup", "by": "bob"}},
-            resume.Plan(end_reason="hangup", end_by="bob"),
+            reconcile.Plan(end_reason="hangup", end_by="bob"),
         ),
-        (LOCAL, {"call": None}, resume.Plan(end_reason="connection_lost")),
-        (None, {"call": _server_call()}, resume.Plan(leave_call_id="c-1")),
-        (None, {"call": _server_call(state="ringing", role="callee")}, resume.Plan()),
+        (LOCAL, {"call": None}, reconcile.Plan(end_reason="connection_lost")),
+        (None, {"call": _server_call()}, reconcile.Plan(leave_call_id="c-1")),
+        (None, {"call": _server_call(state="ringing", role="callee")}, reconcile.Plan()),
         (
             LOCAL,
             {"call": _server_call("c-2", state="ringing", role="callee")},
-            resume.Plan(end_reason="connection_lost"),
+            reconcile.Plan(end_reason="connection_lost"),
         ),
     ],
     ids=[
@@ -378,16 +385,19 @@ def _server_call(call_id: str = "c-1", state: str = "connected", role: str = "ca
 )
 def test_resume_plan(local, result, expected) -> None:
     """The phone keeps, ends or cleans up its call according to the resume result."""
-    assert resume.plan(local, result) == expected
+    parsed = ResumeResult.parse({"session": "s-1", "user_id": "alice", **result})
+    assert reconcile.plan(local, parsed) == expected
 
 
 def test_only_calls_past_the_sdp_exchange_are_declared() -> None:
     """A ringing/calling call is not described in resume; a connecting or connected one is."""
     assert (
-        resume.declaration(resume.LocalCall("c-1", "calling", "bob", "caller", "videocall", False))
+        reconcile.declaration(
+            reconcile.LocalCall("c-1", "calling", "bob", Role.CALLER, CallType.VIDEO, False)
+        )
         == {}
     )
-    assert resume.declaration(LOCAL) == {
+    assert reconcile.declaration(LOCAL) == {
         "call_id": "c-1",
         "peer": "bob",
         "role": "caller",
@@ -424,7 +434,7 @@ async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
     ):
         alice, bob = await call_up(proxy.url)
         try:
-            probe = bob._call.link.video_in
+            probe = bob.media.link.video_in
             proxy.accepting = False
             proxy.cut()
             for ph in (alice, bob):
@@ -539,13 +549,13 @@ async def test_no_auto_connect_while_resuming() -> None:
     """While a resume owns reconnecting, session_list says so instead of opening a socket."""
     async with SignalingServer(ServerConfig(port=0)) as srv:
         ph = phone(srv.url)
-        ph._resuming = True
+        ph.reconnector.active = True
         try:
             with pytest.raises(ServerUnreachable, match="reconnecting"):
                 await ph.session_list()
             assert srv.board.conns == {}
         finally:
-            ph._resuming = False
+            ph.reconnector.active = False
             await ph.close()
 
 
@@ -563,8 +573,7 @@ async def test_a_resume_attempt_never_runs_past_the_grace() -> None:
     ph.session, ph.resume_token, ph.resume_grace = SessionInfo("s-1", "alice"), "t", 1.0
     try:
         started = time.monotonic()
-        ph._resuming = True
-        await resume.reconnect(ph, "test")
+        await ph.reconnector.run("test")
         lost = await until(ph, ev.ServerLost, timeout=10)
         assert time.monotonic() - started < 1.0 + 2.5  # the open timeout alone is 5 s
         assert "not resumed within 1 s" in lost.reason
@@ -572,57 +581,6 @@ async def test_a_resume_attempt_never_runs_past_the_grace() -> None:
     finally:
         await ph.close()
         hole.close()
-
-
-class _UpLink:
-    """Just enough of a PeerLink whose media is up."""
-
-    state = "connected"
-    video_out = audio_out = SimpleNamespace(source=None)
-
-    async def close(self) -> None:
-        pass
-
-
-async def test_resume_emits_connected_sent_while_away() -> None:
-    """A side still `connecting` whose CONNECTED went out while it was away becomes
-    connected (CONNECTED event) when the resume says the call is connected."""
-    from omnicli.phone.core import _Call
-
-    ph = phone("ws://127.0.0.1:1")
-    call = _Call(
-        peer="bob",
-        role="caller",
-        call_type="videocall",
-        record=False,
-        link=_UpLink(),
-        call_id="c-1",
-        state="connecting",
-    )  # type: ignore[arg-type]
-    ph._call = call
-    result = {
-        "session": "s-1",
-        "user_id": "alice",
-        "call": {
-            "call_id": "c-1",
-            "state": "connected",
-            "peer": "bob",
-            "role": "caller",
-            "call_type": "videocall",
-            "record": False,
-        },
-        "ended": None,
-    }
-    try:
-        await resume._apply(ph, result, 10.0, 1)
-        assert (await until(ph, ev.Reconnected, timeout=5)).call_id == "c-1"
-        assert (await until(ph, ev.Connected, timeout=5)).call_id == "c-1"
-        assert ph.call_state == "connected"
-    finally:
-        for task in list(ph._tasks):
-            task.cancel()
-        ph._call = None
-        await ph.close()
 
 
 async def test_server_lost_without_resume_clears_ringing_and_goes_offline() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from dataclasses import replace
 from statistics import fmean
 from typing import Any
 
@@ -53,8 +54,8 @@ async def test_answer_with_unusable_offer_is_media_failed_and_frees_the_caller(s
     try:
         await alice.offer_call("audiocall", "bob")
         await until(bob, ev.Ringing)
-        offer = bob._ringing["alice"]
-        offer.sdp = _without_ice(offer.sdp)
+        offer = bob.machine.ringing["alice"]
+        bob.machine.ringing["alice"] = replace(offer, sdp=_without_ice(offer.sdp))
         with pytest.raises(MediaFailed, match="cannot answer the call from alice") as info:
             await bob.answer_call(caller="alice")
         assert "\n" not in str(info.value)
@@ -70,7 +71,7 @@ async def test_answer_with_unusable_offer_is_media_failed_and_frees_the_caller(s
 async def test_offer_cancelled_after_it_was_sent_is_left_on_the_server(server):
     """Cancelling offer_call once the request went out still cancels the call at the callee."""
     alice, bob = await pair(server)
-    real = alice._client.request
+    real = alice.signaling.request
 
     async def slow_offer(op: str, **fields: Any) -> dict[str, Any]:
         result = await real(op, **fields)
@@ -78,7 +79,7 @@ async def test_offer_cancelled_after_it_was_sent_is_left_on_the_server(server):
             await asyncio.sleep(3600)  # the answer is "late": the caller gives up meanwhile
         return result
 
-    alice._client.request = slow_offer  # type: ignore[method-assign]
+    alice.signaling.request = slow_offer  # type: ignore[method-assign]
     try:
         task = asyncio.ensure_future(alice.offer_call("audiocall", "bob"))
         await until(bob, ev.Ringing)
@@ -87,7 +88,7 @@ async def test_offer_cancelled_after_it_was_sent_is_left_on_the_server(server):
             await task
         cancel = await until(bob, ev.Cancel)
         assert cancel.by == "alice"
-        alice._client.request = real  # type: ignore[method-assign]
+        alice.signaling.request = real  # type: ignore[method-assign]
         await alice.offer_call("audiocall", "bob")
         assert (await until(bob, ev.Ringing)).caller == "alice"
     finally:
@@ -151,12 +152,12 @@ async def test_a_failing_recording_still_ends_the_call_with_leave(server):
     """_finish with a recorder that fails to stop: link closed and LEAVE emitted all the same."""
     alice, bob = await connected(server)
     try:
-        call = alice._call
-        call.media.recorder = _BrokenRecorder()
+        media = alice.media
+        media.recorder = _BrokenRecorder()
         assert await alice.leave() == "hangup"
         leave = await until(alice, ev.Leave)
         assert leave.reason == "hangup" and leave.summary["reason"] == "hangup"
-        assert call.link.pc.connectionState == "closed"
+        assert media.link.pc.connectionState == "closed"
         assert alice.call is None
         await until(bob, ev.Leave)
     finally:
@@ -168,8 +169,8 @@ async def test_a_late_device_loss_from_another_source_is_ignored(server):
     """on_lost from a source (or speaker) the call no longer uses changes nothing."""
     alice, bob = await connected(server)
     try:
-        call = alice._call
-        current = call.link.video_out.source
+        media = alice.media
+        current = media.link.video_out.source
 
         class Speaker:
             closed = False
@@ -178,15 +179,15 @@ async def test_a_late_device_loss_from_another_source_is_ignored(server):
                 self.closed = True
 
         speaker = Speaker()
-        call.media.speaker = speaker
-        alice._device_lost("video", "camera 0 stopped", object())  # a previous call's camera
-        alice._device_lost("speaker", "speaker stopped", object())
-        assert call.link.video_out.source is current and not speaker.closed
-        alice._device_lost("video", "camera 0 stopped", current)  # this call's: falls back
+        media.speaker = speaker
+        media.device_lost("video", "camera 0 stopped", object())  # a previous call's camera
+        media.device_lost("speaker", "speaker stopped", object())
+        assert media.link.video_out.source is current and not speaker.closed
+        media.device_lost("video", "camera 0 stopped", current)  # this call's: falls back
         notice = await until(alice, ev.Notice)
         assert "camera 0 stopped" in notice.text
-        assert call.link.video_out.source is not current
-        call.media.speaker = None
+        assert media.link.video_out.source is not current
+        media.speaker = None
     finally:
         await alice.close()
         await bob.close()

@@ -26,6 +26,7 @@ from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
+from omnicli.wire.messages import EndedEvent, KickoutEvent, MuteEvent
 
 KEY = "acme-key"
 WALL = 1_800_000_000.0
@@ -394,14 +395,14 @@ async def test_stalled_client_is_closed_without_delaying_others(
                     await clients["alice"].request("mute" if n % 2 else "unmute", track="audio")
                 await clients["carol"].request("mute", track="audio")
                 got = await asyncio.wait_for(events["dave"].get(), 2)
-                assert got["event"] == "MUTE"
+                assert isinstance(got, MuteEvent) and got.muted
             assert time.monotonic() - started < 5
             async with asyncio.timeout(10):
                 while True:
                     msg = await events["alice"].get()
-                    if msg["event"] == "LEAVE":
+                    if isinstance(msg, EndedEvent) and not msg.cancel:  # LEAVE
                         break
-            assert (msg["reason"], msg["by"]) == ("connection_lost", "bob")
+            assert (msg.reason, msg.by) == ("connection_lost", "bob")
             stuck.set()
         finally:
             for c in clients.values():
@@ -426,7 +427,7 @@ async def test_kickout_closes_the_old_connection() -> None:
                 while old.connected:
                     await asyncio.sleep(0.02)
             assert old.close_code == 4000
-            assert [e["event"] for e in old_events] == ["KICKOUT"]
+            assert [type(e) for e in old_events] == [KickoutEvent]
             assert server.board.users[("dev", "bob")] != 1
         finally:
             await new.close()

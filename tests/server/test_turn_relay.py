@@ -107,7 +107,7 @@ def relay_phone(srv: SignalingServer, *, connect_timeout: float = 15.0) -> Phone
 
 def nominated_types(p: Phone) -> set[tuple[str, str]]:
     """(local, remote) candidate types of the ICE pairs the call's media uses."""
-    pc = p._call.link.pc
+    pc = p.media.link.pc
     types = set()
     for transceiver in pc.getTransceivers():
         ice = transceiver.sender.transport.transport
@@ -135,12 +135,12 @@ async def test_turn_credentials_from_the_server_relay_the_call_through_coturn(co
             await until(bob, ev.Connected)
             print(f"relay-only call set up in {connected.setup_ms:.0f} ms")
             for p in (alice, bob):
-                sdp = p._call.link.pc.localDescription.sdp
+                sdp = p.media.link.pc.localDescription.sdp
                 assert "typ relay" in sdp and "typ host" not in sdp
                 assert nominated_types(p) == {("relay", "relay")}
-            probe = bob._call.link.video_in
+            probe = bob.media.link.video_in
             async with asyncio.timeout(15):
-                while probe.frames_received < 10 or alice._call.link.video_in.frames_received < 10:
+                while probe.frames_received < 10 or alice.media.link.video_in.frames_received < 10:
                     await asyncio.sleep(0.05)
         finally:
             await alice.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -12,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import eventcheck
 
 OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
 
@@ -64,6 +67,9 @@ class Omni:
                 f"stderr: {self.stderr_lines[-10:]}"
             ) from None
         self.seen.append(text)
+        if text.startswith("{"):
+            with contextlib.suppress(ValueError):
+                eventcheck.check(json.loads(text))
         return text
 
     def event(self, name: str, timeout: float = 20.0) -> dict[str, Any]:
@@ -106,8 +112,8 @@ def start_server(*extra: str) -> tuple[Omni, str]:
 
 
 def run_omni(*args: str, timeout: float = 30.0, env: dict[str, str] | None = None):
-    """Run one `omni` command to completion."""
-    return subprocess.run(
+    """Run one `omni` command to completion (its JSON events checked against the schema)."""
+    done = subprocess.run(
         [*OMNI, *args],
         capture_output=True,
         text=True,
@@ -115,3 +121,5 @@ def run_omni(*args: str, timeout: float = 30.0, env: dict[str, str] | None = Non
         env=env or omni_env(),
         stdin=subprocess.DEVNULL,
     )
+    eventcheck.check_lines(done.stdout)
+    return done

@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from rich.console import Console
 
+from omnicli.phone.callstate import CallState
+from omnicli.phone.figures import CallFigures
 from omnicli.ui.commands import (
     Command,
     CommandError,
@@ -17,26 +19,29 @@ from omnicli.ui.commands import (
 )
 from omnicli.ui.render import stats_table
 from omnicli.ui.statusline import Status, directions, status_lines
+from omnicli.wire.protocol import Track
 
-FIGURES = {
-    "rtt_ms": 1.25,
-    "jitter_ms": 2.0,
-    "loss_pct": 0.5,
-    "bitrate_in_kbps": 640.4,
-    "bitrate_out_kbps": 700.0,
-    "fps_in": 29.9,
-    "width_in": 640,
-    "height_in": 480,
-    "fps_out": 20.0,
-    "width_out": 320,
-    "height_out": 240,
-    "outbound": {
-        "audio": {"packets": 100, "remote_lost": 1, "remote_jitter_ms": 3.0},
-        "video": {"packets": 300, "remote_lost": 3, "remote_jitter_ms": 9.0},
-    },
-    "audio_in": {"dominant_hz": 440.0},
-    "video_in": {"latency_ms_median": 37.0},
-}
+FIGURES = CallFigures.of(
+    {
+        "rtt_ms": 1.25,
+        "jitter_ms": 2.0,
+        "loss_pct": 0.5,
+        "bitrate_in_kbps": 640.4,
+        "bitrate_out_kbps": 700.0,
+        "fps_in": 29.9,
+        "width_in": 640,
+        "height_in": 480,
+        "fps_out": 20.0,
+        "width_out": 320,
+        "height_out": 240,
+        "outbound": {
+            "audio": {"packets": 100, "remote_lost": 1, "remote_jitter_ms": 3.0},
+            "video": {"packets": 300, "remote_lost": 3, "remote_jitter_ms": 9.0},
+        },
+        "audio_in": {"dominant_hz": 440.0},
+        "video_in": {"latency_ms_median": 37.0},
+    }
+)
 
 
 @pytest.mark.parametrize(
@@ -165,7 +170,7 @@ def test_directions_split_figures_into_in_and_out():
     assert (outgoing.fps, outgoing.resolution, outgoing.kbps) == (20.0, "320x240", 700.0)
     assert outgoing.loss_pct == pytest.approx(1.0)  # 4 lost of 400 sent
     assert outgoing.jitter_ms == 3.0  # audio's report first
-    empty_in, empty_out = directions({})
+    empty_in, empty_out = directions(CallFigures())
     assert empty_in.fps is None and empty_out.loss_pct is None and empty_out.resolution is None
 
 
@@ -173,10 +178,10 @@ def test_status_line_in_a_call_shows_everything():
     """Session, call state, peer, both sides' mutes, recording, and figures both ways."""
     status = Status(
         "alice",
-        "connected",
+        CallState.CONNECTED,
         peer="bob",
-        muted=frozenset({"video"}),
-        peer_muted=frozenset({"audio"}),
+        muted=frozenset({Track.VIDEO}),
+        peer_muted=frozenset({Track.AUDIO}),
         recording=True,
         figures=FIGURES,
     )
@@ -192,13 +197,13 @@ def test_status_line_in_a_call_shows_everything():
 
 def test_status_line_when_idle_ringing_or_offline():
     """Idle and offline are one line; a ringing call says which keys answer."""
-    assert status_lines(Status("alice", "idle")) == ["alice · idle"]
-    assert status_lines(Status(None, "offline")) == ["no session · offline"]
-    ringing = status_lines(Status("bob", "ringing", ringing_from=("alice",)))
+    assert status_lines(Status("alice", CallState.IDLE)) == ["alice · idle"]
+    assert status_lines(Status(None, CallState.OFFLINE)) == ["no session · offline"]
+    ringing = status_lines(Status("bob", CallState.RINGING, ringing_from=("alice",)))
     assert ringing == ["bob · RINGING: alice · y answers, n rejects"]
 
 
-def table_rows(figures: dict) -> dict[str, list[str]]:
+def table_rows(figures: CallFigures) -> dict[str, list[str]]:
     console = Console(width=80, record=True, color_system=None)
     console.print(stats_table(figures, "bob"))
     rows = {}
@@ -218,7 +223,7 @@ def test_stats_table_shows_both_directions():
     assert rows["packet loss"] == ["0.5 %", "1.0 %"]
     assert rows["round-trip time"] == ["1.2 ms", "1.2 ms"]
     assert rows["audio tone"] == ["440 Hz", ""]
-    empty = table_rows({})
+    empty = table_rows(CallFigures())
     assert empty["round-trip time"] == ["-", "-"] and empty["resolution"] == ["-", "-"]
 
 
