@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every benchmark (about 12 minutes) and writes out/bench/*.json; each compares
+# Runs every benchmark (about 10 minutes) and writes out/bench/*.json; each compares
 # with a baseline measured in the same run (see docs/performance.md).
-# "scripts/bench.sh --quick" runs short versions of each (under a minute).
+# "scripts/bench.sh --quick" runs short versions of each (a minute or two).
 EXTRAS=dev source "$(dirname "$0")/env.sh"
 py=.venv/bin/python
 if [ "${1:-}" = "--quick" ]; then
@@ -9,7 +9,8 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_startup.py --runs 3"
     "bench_setup.py --calls 5"
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
-    "bench_media.py --sizes 320x240 --seconds 3 --warmup 1"
+    "bench_media.py --sizes 640x480 --fps 10,30 --seconds 3 --warmup 1"
+    "bench_audio.py --seconds 4 --rounds 1"
     "bench_network.py --scenarios loss5,cap300 --seconds 4 --warmup 2"
     "bench_longcall.py --minutes 0.5 --every 5 --calls 100"
   )
@@ -19,6 +20,8 @@ else
     "bench_setup.py"
     "bench_server.py"
     "bench_media.py"
+    "bench_audio.py"
+    "bench_breakdown.py"
     "bench_longcall.py --minutes 2 --calls 1000"   # --minutes 30 for the real thing
     "bench_network.py"   # last: it builds network namespaces (needs root)
   )

@@ -3,9 +3,10 @@
 PortAudio calls its callbacks on a thread of its own; nothing here blocks the event
 loop. The microphone's callback hands 20 ms blocks to `MicrophoneTrack.recv` through
 a `DropQueue` that keeps at most `QUEUE_BLOCKS` of them (older audio is dropped, so
-latency cannot grow). `SpeakerSink.feed` takes the remote track's decoded frames and
-keeps at most `max_buffer_s` (60 ms) of audio for the output callback; when the
-buffer runs dry the callback plays silence until `prime_s` of audio is there again.
+latency cannot grow). `SpeakerSink.feed` takes the remote track's decoded frames into
+a `playout.PlayoutBuffer` (at most `max_buffer_s`), which keeps as little audio waiting
+as the arrivals allow and adapts to jitter and loss; when it runs dry the callback
+plays silence until it is primed again.
 
 A device that cannot be opened raises `DeviceMissing`; one that stops delivering
 mid-call calls `on_lost(reason)` once (the call-core falls back to a synthetic source).
@@ -16,10 +17,8 @@ from __future__ import annotations
 import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs/architecture.md)
 
 # isort: split
-import collections
 import fractions
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError
 from omnicli.errors import DeviceMissing
 from omnicli.media.devices import load_sounddevice, resolve_audio_device
 from omnicli.media.handoff import DropQueue
+from omnicli.media.playout import PlayoutBuffer
 
 log = logging.getLogger(__name__)
 
@@ -143,73 +143,6 @@ class MicrophoneTrack(MediaStreamTrack):
         super().stop()
 
 
-class PlayoutBuffer:
-    """The speaker's jitter buffer: at most `max_samples`, silence on underflow.
-
-    `push` (event loop) drops the oldest samples beyond `max_samples`; `take` (the
-    PortAudio thread) returns exactly the samples asked for, zero-padded when the
-    buffer runs dry, and after such an underflow plays silence until `prime_samples`
-    are buffered again, so a slow feed gives clean gaps instead of a stutter loop.
-    """
-
-    def __init__(self, max_samples: int, prime_samples: int) -> None:
-        self.max_samples = max_samples
-        self.prime_samples = prime_samples
-        self.underflows = 0
-        self.dropped_samples = 0
-        self.played_samples = 0
-        self.max_buffered = 0
-        self._chunks: collections.deque[np.ndarray] = collections.deque()
-        self._buffered = 0
-        self._playing = False
-        self._lock = threading.Lock()
-
-    @property
-    def buffered(self) -> int:
-        return self._buffered
-
-    def push(self, samples: np.ndarray) -> None:
-        with self._lock:
-            self._chunks.append(samples.astype(np.int16, copy=False))
-            self._buffered += len(samples)
-            excess = self._buffered - self.max_samples
-            while excess > 0 and self._chunks:
-                head = self._chunks[0]
-                cut = min(len(head), excess)
-                if cut == len(head):
-                    self._chunks.popleft()
-                else:
-                    self._chunks[0] = head[cut:]
-                self._buffered -= cut
-                self.dropped_samples += cut
-                excess -= cut
-            self.max_buffered = max(self.max_buffered, self._buffered)
-
-    def take(self, count: int) -> np.ndarray:
-        out = np.zeros(count, dtype=np.int16)
-        with self._lock:
-            if not self._playing:
-                if self._buffered < self.prime_samples:
-                    return out
-                self._playing = True
-            filled = 0
-            while filled < count and self._chunks:
-                head = self._chunks[0]
-                n = min(count - filled, len(head))
-                out[filled : filled + n] = head[:n]
-                if n == len(head):
-                    self._chunks.popleft()
-                else:
-                    self._chunks[0] = head[n:]
-                filled += n
-            self._buffered -= filled
-            self.played_samples += filled
-            if filled < count:
-                self.underflows += 1
-                self._playing = False
-        return out
-
-
 class SpeakerSink:
     """Plays remote audio frames on a PortAudio output device through a `PlayoutBuffer`."""
 
@@ -217,8 +150,8 @@ class SpeakerSink:
         self,
         device_id: str | None = None,
         *,
-        max_buffer_s: float = 0.060,
-        prime_s: float = 0.020,
+        max_buffer_s: float = 0.120,
+        prime_s: float = 0.010,
         on_lost: Callable[[str], None] | None = None,
     ) -> None:
         sd = load_sounddevice()
@@ -268,6 +201,9 @@ class SpeakerSink:
             "dropped_samples": b.dropped_samples,
             "played_samples": b.played_samples,
             "max_buffered_ms": round(1000 * b.max_buffered / RATE, 1),
+            "buffered_ms": round(1000 * b.buffered / RATE, 1),
+            "margin_ms": round(1000 * b.level.margin / RATE, 1),
+            "trimmed_ms": round(1000 * b.level.dropped / RATE, 1),
         }
 
     def close(self) -> None:
@@ -275,6 +211,7 @@ class SpeakerSink:
         if self._closing:
             return
         self._closing = True
+        log.info("speaker closed: %s", self.snapshot())
         try:
             self._stream.stop()
             self._stream.close()

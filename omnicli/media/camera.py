@@ -23,13 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 import av
-import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
 from omnicli.errors import DeviceMissing
 from omnicli.media.devices import open_capture
 from omnicli.media.handoff import DropQueue
+from omnicli.media.tracks import yuv_frame
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class CameraTrack(MediaStreamTrack):
         self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self._cap.set(cv2.CAP_PROP_FPS, fps)
-        self._queue: DropQueue[tuple[float, np.ndarray] | None] = DropQueue(QUEUE_FRAMES)
+        self._queue: DropQueue[tuple[float, av.VideoFrame] | None] = DropQueue(QUEUE_FRAMES)
         self._quit = threading.Event()
         self._lost_reason: str | None = None
         self._start = time.monotonic()
@@ -93,7 +93,8 @@ class CameraTrack(MediaStreamTrack):
                     continue
                 failures = 0
                 self.frames_read += 1
-                self._queue.put((time.monotonic(), image))
+                at = time.monotonic()
+                self._queue.put((at, yuv_frame(image)))  # converted here, off the event loop
                 next_at = max(next_at + interval, time.monotonic() - interval)
                 delay = next_at - time.monotonic()
                 if delay > 0:
@@ -120,8 +121,7 @@ class CameraTrack(MediaStreamTrack):
             raise MediaStreamError from None
         if item is None:
             raise MediaStreamError
-        at, image = item
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        at, frame = item
         frame.pts = round((at - self._start) * VIDEO_CLOCK)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
         return frame

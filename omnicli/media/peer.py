@@ -218,9 +218,13 @@ class PeerLink:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         logger.debug("remote %s track", track.kind)
-        for transceiver in self._pc.getTransceivers():  # loss recovery: see recovery.py
-            if transceiver.receiver.track is track:
-                recovery.install(transceiver.receiver)
+        receiver = next(
+            (t.receiver for t in self._pc.getTransceivers() if t.receiver.track is track), None
+        )
+        if receiver is not None and recovery.install(receiver):  # see recovery.py
+            hook = receiver.omnicli_recovery  # type: ignore[attr-defined]
+            if isinstance(hook, recovery.VideoRecovery):
+                self.video_in.receive_stats = lambda: hook.stats
         probe = self.video_in if track.kind == "video" else self.audio_in
         probe.start(track)
 

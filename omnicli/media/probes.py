@@ -109,6 +109,8 @@ class VideoProbe(_Probe):
         self.last_frame_at: float | None = None  # time.monotonic() of the last frame
         self.latencies_ms: collections.deque[int] = collections.deque(maxlen=LATENCY_SAMPLES)
         self._arrivals: collections.deque[float] = collections.deque()
+        # the receive hook's counters (recovery.VideoRecovery.stats), when one is installed
+        self.receive_stats: Callable[[], dict[str, int]] | None = None
 
     def _handle(self, frame: VideoFrame) -> None:
         now = time.monotonic()
@@ -166,7 +168,7 @@ class VideoProbe(_Probe):
             "latency_ms_p99": _round(self.latency_ms(0.99)),
             "paused_for_s": _round(self.paused_for(), 3),
             "ended": self.ended,
-        }
+        } | ({"receive": self.receive_stats()} if self.receive_stats is not None else {})
 
 
 class AudioProbe(_Probe):

@@ -1,19 +1,25 @@
-"""Hooks that put `omnicli.media.jitter`'s loss recovery into an aiortc `RTCRtpReceiver`.
+"""Hooks that put omnicli's receive path into an aiortc `RTCRtpReceiver`.
 
 `install(receiver)` is called by `PeerLink` for every remote track. It replaces two
-private objects of aiortc 1.x's receiver (and nothing else):
+private objects of aiortc's receiver (and nothing else):
 
 - audio: the jitter buffer becomes an `AudioRecovery`. It reorders packets with
   `AudioJitter`, asks for missing ones with RTCP NACK (aiortc's sender, and so the
   peer's omnicli, retransmits any packet in its history; other senders ignore it),
   and when a gap is given up it hands the decoder a one-byte Opus packet (the TOC
-  byte alone), which libopus decodes as packet loss concealment.
-- video: the NACK generator asks again for packets still missing (`NackTimer`), and
-  the jitter buffer gives up a picture stalled behind a gap and asks for a keyframe
-  (`StallWatch`), instead of waiting for 512 packets.
+  byte alone), which libopus decodes as packet loss concealment. It hands each packet
+  on as soon as it is in order (aiortc's buffer holds four, 80 ms).
+- video: the jitter buffer becomes a `VideoRecovery`: a frame goes to the decoder as
+  soon as its last packet arrives (`framing.py`; aiortc waits for the next frame's
+  first packet), and a picture stalled behind a gap is given up for a keyframe
+  (`StallWatch`) instead of waiting for 512 packets. The NACK generator asks again
+  for packets still missing (`NackTimer`).
 
-The attribute names are aiortc's name-mangled privates; if they are not there (another
-aiortc version), nothing is installed and a warning says so.
+These are aiortc privates (name-mangled attributes, the jitter buffer's ring), read
+and written by this module only. `missing_privates()` checks every one of them when a
+hook is installed; if one is absent (another aiortc version) nothing is installed and
+a warning names what is missing. `PRIVATES` lists them; `pyproject.toml` pins the
+aiortc versions they were checked against.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver
 
+from omnicli.media.framing import begins_frame, complete_frame
 from omnicli.media.jitter import AudioJitter, NackTimer, Slot, StallWatch
 
 logger = logging.getLogger(__name__)
@@ -35,31 +42,102 @@ _PREFIX = "_RTCRtpReceiver__"
 OPUS_SAMPLES = 960  # 20 ms at 48 kHz, aiortc's packet size
 TS_MOD = 1 << 32
 
+# Every aiortc private the hooks use, and why.
+PRIVATES: dict[str, str] = {
+    "RTCRtpReceiver.__kind": "audio or video: which hook to install",
+    "RTCRtpReceiver.__jitter_buffer": "replaced by AudioRecovery / VideoRecovery",
+    "RTCRtpReceiver.__nack_generator": "replaced by RetryingNackGenerator (video)",
+    "RTCRtpReceiver.__decoder_queue": "the hooks queue encoded frames for the decoder thread",
+    "RTCRtpReceiver.__codecs": "payload type -> codec, for the frames the hooks queue",
+    "RTCRtpReceiver.__timestamp_mapper": "RTP -> frame timestamps, as aiortc maps them",
+    "RTCRtpReceiver.__decoder_thread": "None once the receiver stopped: queue nothing then",
+    "RTCRtpReceiver._send_rtcp_nack": "audio NACKs (aiortc sends them for video only)",
+    "RTCRtpReceiver._handle_rtp_packet -> packet._data": "the depayloaded bytes of a packet",
+    "JitterBuffer.add -> _remove_frame": "VideoRecovery replaces the release rule",
+    "JitterBuffer._origin, _packets, remove, smart_remove": "the ring VideoRecovery reads",
+    "NackGenerator.missing": "RetryingNackGenerator asks again while it is not empty",
+}
+
+_RECEIVER_ATTRS = (
+    "kind",
+    "jitter_buffer",
+    "nack_generator",
+    "decoder_queue",
+    "codecs",
+    "timestamp_mapper",
+    "decoder_thread",
+)
+
 
 def _private(receiver: RTCRtpReceiver, name: str) -> Any:
     return getattr(receiver, _PREFIX + name)
 
 
+def missing_privates(receiver: RTCRtpReceiver) -> list[str]:
+    """The aiortc privates the hooks need that `receiver` (its aiortc) does not have."""
+    missing = [
+        f"RTCRtpReceiver.__{n}" for n in _RECEIVER_ATTRS if not hasattr(receiver, _PREFIX + n)
+    ]
+    if not callable(getattr(receiver, "_send_rtcp_nack", None)):
+        missing.append("RTCRtpReceiver._send_rtcp_nack")
+    handle = getattr(RTCRtpReceiver, "_handle_rtp_packet", None)
+    names = getattr(getattr(handle, "__code__", None), "co_names", ())
+    if "_data" not in names or _PREFIX + "jitter_buffer" not in names:
+        missing.append("RTCRtpReceiver._handle_rtp_packet -> packet._data")
+    if "_remove_frame" not in JitterBuffer.add.__code__.co_names:
+        missing.append("JitterBuffer.add -> _remove_frame")
+    probe = JitterBuffer(capacity=16, is_video=True)
+    for name in ("_origin", "_packets", "remove", "smart_remove", "capacity"):
+        if not hasattr(probe, name):
+            missing.append(f"JitterBuffer.{name}")
+    if not hasattr(NackGenerator(), "missing"):
+        missing.append("NackGenerator.missing")
+    return missing
+
+
 def install(receiver: RTCRtpReceiver) -> bool:
-    """Put loss recovery into `receiver` (audio or video); False if it cannot be done."""
+    """Put omnicli's receive path into `receiver` (audio or video); False if it cannot."""
     if getattr(receiver, "omnicli_recovery", None) is not None:
         return True
-    try:
-        kind = _private(receiver, "kind")
-        _private(receiver, "jitter_buffer")
-        _private(receiver, "decoder_queue")
-    except AttributeError:
-        logger.warning("this aiortc version has no receiver hooks: loss recovery is off")
+    missing = missing_privates(receiver)
+    if missing:
+        logger.warning(
+            "this aiortc version lacks what omnicli's receive hooks need (%s): "
+            "loss recovery and early frame release are off",
+            ", ".join(missing),
+        )
         return False
     hook: AudioRecovery | VideoRecovery
-    if kind == "audio":
+    if _private(receiver, "kind") == "audio":
         hook = AudioRecovery(receiver)
     else:
-        hook = VideoRecovery()
+        codecs: dict[int, Any] = _private(receiver, "codecs")
+
+        def mime_of(payload_type: int) -> str | None:
+            codec = codecs.get(payload_type)
+            return None if codec is None else str(codec.mimeType)
+
+        hook = VideoRecovery(_decoder_feed(receiver), mime_of)
         setattr(receiver, _PREFIX + "nack_generator", RetryingNackGenerator())
     setattr(receiver, _PREFIX + "jitter_buffer", hook)
     receiver.omnicli_recovery = hook  # type: ignore[attr-defined]
     return True
+
+
+def _decoder_feed(receiver: RTCRtpReceiver) -> Callable[[int, JitterFrame], None]:
+    """Queue an encoded video frame for `receiver`'s decoder thread, as aiortc would."""
+    codecs: dict[int, Any] = _private(receiver, "codecs")
+    queue = _private(receiver, "decoder_queue")
+    mapper = _private(receiver, "timestamp_mapper")
+
+    def feed(payload_type: int, frame: JitterFrame) -> None:
+        codec = codecs.get(payload_type)
+        if codec is None or _private(receiver, "decoder_thread") is None:
+            return
+        frame.timestamp = mapper.map(frame.timestamp)
+        queue.put((codec, frame))
+
+    return feed
 
 
 class AudioRecovery:
@@ -162,23 +240,87 @@ class RetryingNackGenerator(NackGenerator):
 
 
 class VideoRecovery(JitterBuffer):
-    """aiortc's video jitter buffer that gives up a stalled picture for a keyframe."""
+    """aiortc's video jitter buffer, releasing frames on their marker and giving up stalls.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    A frame goes to the decoder as soon as its last packet is there (`framing.py`),
+    not when the next frame begins; a picture stalled behind a gap is given up for a
+    keyframe (`StallWatch`). Frames go out through `deliver(payload_type, frame)`
+    (every frame that completed, in order: a retransmission that fills a gap can
+    complete several at once), so `add` itself returns no frame.
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[int, JitterFrame], None],
+        mime_of: Callable[[int], str | None] = lambda payload_type: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(capacity=512, is_video=True)
         self.watch = StallWatch()
         self.stalls = 0
+        self.on_marker = 0  # frames released on their marker bit
+        self.on_next = 0  # frames released when the next frame began (aiortc's rule)
+        self._deliver = deliver
+        self._mime_of = mime_of
         self._clock = clock
+        self._next_start: int | None = None  # seq right after the last released frame
+        self._ready: list[tuple[int, JitterFrame]] = []
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"stalls": self.stalls, "on_marker": self.on_marker, "on_next": self.on_next}
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
-        pli, frame = super().add(packet)
-        if self.watch.update(frame is not None, self._clock()):
+        pli, _ = super().add(packet)  # fills self._ready through _remove_frame
+        ready, self._ready = self._ready, []
+        if self.watch.update(bool(ready), self._clock()):
             gap = self._last_gap()
             if gap is not None:
                 self.stalls += 1
                 self.smart_remove(gap + 1)
-                return True, frame
-        return pli, frame
+                pli = True
+        for payload_type, frame in ready:
+            self._deliver(payload_type, frame)
+        return pli, None
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        """Collect every frame complete at the front (aiortc returns at most one)."""
+        while (found := self._front_frame()) is not None:
+            self._ready.append(found)
+        return None
+
+    def _front_frame(self) -> tuple[int, JitterFrame] | None:
+        if self._origin is None:
+            return None
+        first = self._packets[self._origin % self.capacity]
+        if first is None:
+            return None
+        start_known = self._start_known(first)
+        packets: list[Any] = []
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self.capacity]
+            if packet is None:
+                break
+            packets.append(packet)
+            if packet.timestamp != first.timestamp or (packet.marker and start_known):
+                break
+        done = complete_frame([(p.timestamp, bool(p.marker)) for p in packets], start_known)
+        if done is None:
+            return None
+        data = b"".join(p._data for p in packets[: done.packets])
+        self.remove(done.packets)
+        self._next_start = self._origin
+        if done.on_marker:
+            self.on_marker += 1
+        else:
+            self.on_next += 1
+        return first.payload_type, JitterFrame(data=data, timestamp=first.timestamp)
+
+    def _start_known(self, first: Any) -> bool:
+        if self._origin == self._next_start:
+            return True
+        mime = self._mime_of(first.payload_type)
+        return mime is not None and begins_frame(mime, first.payload)
 
     def _last_gap(self) -> int | None:
         """Slots from the origin to the last missing packet that packets wait behind.

@@ -38,6 +38,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamT
 
 from omnicli.errors import SourceError
 from omnicli.media import framecode
+from omnicli.media.tracks import yuv_frame
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,7 @@ class TestPatternTrack(VideoStreamTrack):
         counter = self.counter
         await self._pacer.wait(counter / self.fps)
         self.counter += 1
-        img = self.render(counter, now_ms())
-        frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+        frame = yuv_frame(self.render(counter, now_ms()))
         frame.pts = round(counter * VIDEO_CLOCK / self.fps)
         frame.time_base = VIDEO_TIME_BASE
         return frame

@@ -51,6 +51,7 @@ log = logging.getLogger("omnicli.phone.mediarestart")
 GRACE = 2.5  # s without any packet in (RTCP alone comes every 0.5-1.5 s, even when muted)
 POLL = 0.25  # s between looks at the link
 ADDRESS_EVERY = 2  # polls between looks at the machine's addresses
+LOOP_STALL = 0.5  # s a poll may come late before the silence is blamed on our own loop
 PING_TIMEOUT = 1.0  # s for the signaling server to answer a ping before we reconnect
 ATTEMPT_TIMEOUT = 5.0  # s for one offer/answer/connect round
 LIMIT = 15.0  # s to get media back before the call ends with media_failed
@@ -152,9 +153,15 @@ class MediaRestart:
 
     async def _watch_loop(self) -> None:
         polls = 0
+        tick = time.monotonic()
         while True:
             await asyncio.sleep(POLL)
             polls += 1
+            now, late = time.monotonic(), time.monotonic() - tick - POLL
+            tick = now
+            if late > LOOP_STALL:  # our own event loop stood still (a device opening, a
+                self.watch.reset(now)  # starved process): the packets wait unread in the
+                continue  # socket, so their silence says nothing about the network
             if self.recovering:
                 continue
             reason = self._dead_because()

@@ -30,18 +30,23 @@ def page_url(**params: str) -> str:
     return f"{PAGE.as_uri()}?{urlencode(params)}"
 
 
-def test_browser_calls_an_omni_user(server):
-    """Chromium offers a videocall to `omni session create --auto-answer`; media flows both ways."""
+@pytest.mark.parametrize("codec", ["VP8", "H264"])
+def test_browser_calls_an_omni_user(server, codec):
+    """Chromium offers a videocall (VP8 or H.264) to `omni session create --auto-answer`;
+    media flows both ways, and omni releases Chromium's frames on their marker bit."""
     bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server, *MEDIA)
     browser = None
     try:
         bob.event("SESSION")
-        browser = Chromium(page_url(server=server, user="web", callee="bob", seconds="4"))
+        browser = Chromium(
+            page_url(server=server, user="web", callee="bob", seconds="4", codec=codec)
+        )
         assert bob.event("RINGING")["caller"] == "web"
         assert bob.event("CONNECTED", timeout=30)["peer"] == "web"
         page = browser.wait_for(lambda r: r.get("connected") and r["videoFramesDecoded"] > 30)
         assert page["error"] is None
         assert page["remoteWidth"] == 320
+        assert page["videoCodecSent"] == f"video/{codec}"
         assert page["audioSamplesReceived"] > 48000 // 2
         leave = bob.event("LEAVE", timeout=30)
         assert (leave["reason"], leave["by"]) == ("hangup", "web")
@@ -49,6 +54,9 @@ def test_browser_calls_an_omni_user(server):
         audio = leave["summary"]["received"]["audio"]
         assert video["frames_received"] > 30, video
         assert audio["seconds_received"] > 2, audio
+        # every frame but the first (whose start the receiver cannot know yet) on its marker
+        receive = video["receive"]
+        assert receive["on_marker"] >= video["frames_received"] - 2 - receive["stalls"], receive
     finally:
         if browser is not None:
             browser.close()

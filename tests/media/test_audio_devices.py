@@ -13,8 +13,8 @@ from phones import call_connected, make_phone
 from procs import Omni, omni_env, start_server
 
 from omnicli.media import devices
-from omnicli.media.audio_io import PlayoutBuffer
 from omnicli.media.handoff import DropQueue
+from omnicli.media.playout import PlayoutBuffer
 from omnicli.media.probes import dominant_frequency
 from omnicli.server.driver import ServerConfig, SignalingServer
 
@@ -141,13 +141,14 @@ async def test_switching_microphone_and_speaker_mid_call(pulse_here) -> None:
 
 
 def test_playout_buffer_keeps_at_most_its_limit_and_plays_silence_on_underflow() -> None:
-    """A burst is cut to the newest 60 ms; a dry buffer gives zeros until primed again."""
+    """A burst is cut to the newest 60 ms; playing starts from the newest `prime_samples`
+    (older audio waited for a late sound card: stale); a dry buffer gives zeros until primed."""
     buf = PlayoutBuffer(max_samples=2880, prime_samples=960)
     burst = np.arange(10 * 960, dtype=np.int16)  # 200 ms at once
     buf.push(burst)
     assert buf.buffered == 2880 and buf.dropped_samples == 10 * 960 - 2880
-    out = buf.take(2880)
-    assert np.array_equal(out, burst[-2880:])  # the newest audio, in order
+    out = buf.take(960)
+    assert np.array_equal(out, burst[-960:])  # the newest audio, in order
     tail = buf.take(480)
     assert not tail.any() and buf.underflows == 1
     buf.push(np.ones(480, np.int16))  # less than prime_samples: still silent

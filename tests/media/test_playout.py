@@ -1,0 +1,77 @@
+"""The adaptive playout buffer (playout.py), driven by a simulated clock: no devices, no sleeps."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from omnicli.media.playout import RATE, PlayoutBuffer, PlayoutLevel
+
+PACKET = 960  # 20 ms arrives at a time
+BLOCK = 480  # 10 ms played at a time
+
+
+def simulate(
+    buf: PlayoutBuffer, seconds: float, arrival, rate_ratio: float = 1.0
+) -> list[tuple[float, int]]:
+    """Feed 20 ms packets at `arrival(n)` seconds and play 10 ms blocks on the sound card's
+    clock (`rate_ratio` > 1: the sender's clock runs fast); (time, samples waiting) per block."""
+    pushes = sorted(arrival(n) / rate_ratio for n in range(int((seconds + 1) * 50)))
+    levels, p = [], 0
+    for k in range(int(seconds * 100)):
+        now = k * BLOCK / RATE
+        while p < len(pushes) and pushes[p] <= now:
+            buf.push(np.ones(PACKET, np.int16))
+            p += 1
+        buf.take(BLOCK)
+        levels.append((now, buf.buffered))
+    return levels
+
+
+def late_ms(levels: list[tuple[float, int]], start: float, end: float) -> float:
+    """The most audio waiting between `start` and `end` s, in ms."""
+    return 1000 * max(b for t, b in levels if start <= t < end) / RATE
+
+
+def test_a_backlog_drains_down_to_the_margin_without_gaps():
+    """While playing, 200 ms more than usual arrive at once (a sender catching up), then a
+    steady stream: the buffer trims the backlog a little per block and settles near its
+    margin, never running dry."""
+    buf = PlayoutBuffer(max_samples=RATE // 4, prime_samples=PACKET)
+    levels = simulate(
+        buf, 10, lambda n: n * 0.02 + 0.001 if n < 100 else max(2.001, n * 0.02 - 0.199)
+    )
+    assert late_ms(levels, 2, 2.5) >= 180
+    assert late_ms(levels, 8, 10) <= 30  # one packet plus the 5 ms margin, nothing more
+    assert buf.underflows == 0 and buf.level.dropped > 0.15 * RATE
+
+
+def test_jitter_makes_the_buffer_grow_and_calm_makes_it_shrink_back():
+    """Arrivals 0 to 60 ms late for 30 s: a few underflows raise the margin and the buffer
+    holds enough to ride the jitter; once the network is steady the delay comes back down."""
+    rng = random.Random(7)
+    jitter = {n: rng.uniform(0, 0.06) for n in range(1500)}
+
+    def arrival(n: int) -> float:
+        return n * 0.02 + (jitter[n] if n < 1500 else 0.001)
+
+    during = PlayoutBuffer(max_samples=RATE // 4, prime_samples=PACKET)
+    simulate(during, 29, arrival)
+    assert during.level.margin > PlayoutLevel().margin  # grew
+    assert 1 <= during.underflows <= 6  # a few gaps, then it holds
+    buf = PlayoutBuffer(max_samples=RATE // 4, prime_samples=PACKET)
+    levels = simulate(buf, 120, arrival)
+    assert late_ms(levels, 20, 30) >= 40  # room for the jitter
+    assert late_ms(levels, 60, 120) <= 25  # calm again: one packet plus the margin
+    assert buf.underflows == during.underflows  # none once calm
+
+
+def test_a_fast_sender_clock_does_not_make_latency_creep_over_ten_minutes():
+    """The sender's clock runs 0.3 % fast (its 20 ms packets come every 19.94 ms): without
+    trimming 1.8 s would pile up in 10 minutes; the level stays where it started."""
+    buf = PlayoutBuffer(max_samples=RATE, prime_samples=PACKET)
+    levels = simulate(buf, 600, lambda n: n * 0.02 + 0.001, rate_ratio=1.003)
+    first = late_ms(levels, 10, 60)
+    assert late_ms(levels, 540, 600) <= first + 10
+    assert buf.dropped_samples == 0  # kept down by trimming, not by the hard limit
