@@ -135,27 +135,35 @@ def rss_kib(pid: int) -> int:
     return int(match.group(1)) if match else 0
 
 
-def env() -> dict[str, str]:
-    """The environment for omni child processes: no config file, no display, unbuffered."""
+def env(root: Path = ROOT) -> dict[str, str]:
+    """The environment for omni child processes: no config file, no display, unbuffered;
+    `root`: the checkout whose omnicli they run."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("OMNI_")}
     e.pop("DISPLAY", None)
     e["OMNI_CONFIG"] = os.devnull
     e["PYTHONUNBUFFERED"] = "1"
-    e["PYTHONPATH"] = str(ROOT)
+    e["PYTHONPATH"] = str(root)
     return e
 
 
 class Server:
     """`omni server --port 0` as a child process; `url` once it listens."""
 
-    def __init__(self, *extra: str, prefix: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        *extra: str,
+        prefix: list[str] | None = None,
+        log: Any = subprocess.DEVNULL,
+        root: Path = ROOT,
+    ) -> None:
         argv = [*(prefix or []), *OMNI, "server", "--port", "0", *extra]
         self.proc = subprocess.Popen(
             argv,
-            env=env(),
+            env=env(root),
+            cwd=root,  # `python -m` puts the working directory first on sys.path
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=log,  # the server's log (a file to count its lines)
             text=True,
         )
         assert self.proc.stdout is not None

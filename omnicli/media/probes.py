@@ -13,6 +13,7 @@ import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -108,7 +109,9 @@ class VideoProbe(_Probe):
         self.height: int | None = None
         self.last_frame_at: float | None = None  # time.monotonic() of the last frame
         self.latencies_ms: collections.deque[int] = collections.deque(maxlen=LATENCY_SAMPLES)
-        self._arrivals: collections.deque[float] = collections.deque()
+        # (arrival, media time) of recent frames: a rate is frames over the media time
+        # they span, so a burst after a stall never reads as more than the sender made
+        self._arrivals: collections.deque[tuple[float, float | None]] = collections.deque()
         # the receive hook's counters (recovery.VideoRecovery.stats), when one is installed
         self.receive_stats: Callable[[], dict[str, int]] | None = None
 
@@ -117,8 +120,13 @@ class VideoProbe(_Probe):
         self.frames_received += 1
         self.width, self.height = frame.width, frame.height
         self.last_frame_at = now
-        self._arrivals.append(now)
-        while self._arrivals and self._arrivals[0] < now - FPS_WINDOW_S:
+        media_time = (
+            float(frame.pts * frame.time_base)
+            if frame.pts is not None and frame.time_base is not None
+            else None
+        )
+        self._arrivals.append((now, media_time))
+        while self._arrivals and self._arrivals[0][0] < now - FPS_WINDOW_S:
             self._arrivals.popleft()
         code = framecode.read(luma(frame))
         if code is not None:
@@ -140,9 +148,24 @@ class VideoProbe(_Probe):
         self.last_counter = counter
 
     def fps(self) -> float:
-        """Frames received over the last second (0 once frames stop)."""
+        """The rate of the frames received in the last second (0 once frames stop).
+
+        At most the frames that arrived in that second, and at most those frames over
+        the media time they span (their timestamps): frames held up and then delivered
+        together count at the rate they were made, never faster (issue #12).
+        """
         cutoff = time.monotonic() - FPS_WINDOW_S
-        return float(sum(1 for t in self._arrivals if t >= cutoff)) / FPS_WINDOW_S
+        recent = [media for arrived, media in self._arrivals if arrived >= cutoff]
+        arrived_rate = float(len(recent)) / FPS_WINDOW_S
+        stamps = [m for m in recent if m is not None]
+        if len(stamps) < len(recent) or len(stamps) < 2:
+            return arrived_rate
+        # the media time between successive frames; a jump back or of more than a
+        # second is a new source starting its clock, not time the frames span
+        steps = [b - a for a, b in itertools.pairwise(stamps) if 0 < b - a < 1.0]
+        span = sum(steps)
+        made_rate = len(steps) / span if span > 0 else arrived_rate
+        return min(arrived_rate, made_rate)
 
     def latency_ms(self, quantile: float = 0.5) -> float | None:
         """A quantile (0.5 median, 0.99 p99) of recent frame-code latencies, in ms."""
@@ -231,6 +254,9 @@ class AudioProbe(_Probe):
             "sample_rate": self.sample_rate,
             "rms": round(self.rms(), 4),
             "dominant_hz": _round(self.dominant_frequency()),
+            "paused_for_s": _round(
+                None if self.last_frame_at is None else time.monotonic() - self.last_frame_at, 3
+            ),
             "ended": self.ended,
         }
 

@@ -410,8 +410,15 @@ def open_with_fallback(
         synthetic = SYNTHETIC[kind]
         track = open_source(kind, synthetic, width=width, height=height, fps=fps)
         reason = str(exc).removeprefix(DEVICE_MISSING.format(kind=kind))
+        if spec == "auto":  # no device was asked for: the fallback is expected, say it short
+            logging.getLogger(__name__).info("%s; %s", reason, fallback_text(kind))
+            device = "camera" if kind == "video" else "microphone"
+            return Opened(track, synthetic, f"no {device}: {SHORT_FALLBACK[kind]}")
         return Opened(track, synthetic, f"{reason}; {fallback_text(kind)}")
     return Opened(track, spec)
+
+
+SHORT_FALLBACK = {"video": "test pattern", "audio": "440 Hz tone"}
 
 
 def fallback_text(kind: str) -> str:

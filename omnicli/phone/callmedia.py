@@ -29,6 +29,11 @@ log = logging.getLogger("omnicli.phone.callmedia")
 PREVIEW_FPS = 15
 
 
+def offers_media(sdp: str) -> bool:
+    """Whether an SDP has a media section (an `m=` line): one without has nothing to connect."""
+    return any(line.startswith("m=") for line in sdp.splitlines())
+
+
 class MediaSettings(Protocol):
     """The media options a call reads (the phone's `MediaOptions`)."""
 
@@ -207,6 +212,9 @@ class CallMedia:
         except DeviceMissing as exc:
             if strict or self.host.media_options.require_devices:
                 raise
+            if spec == "auto":  # no speaker was asked for: say it short
+                log.info("%s; remote audio is not played", exc)
+                return None, "no speaker: sound not played"
             return None, f"{exc}; remote audio is not played"
         opened.append(sink)
         return sink, None

@@ -27,6 +27,7 @@ from omnicli.errors import (
     UsageError,
 )
 from omnicli.phone import events as ev
+from omnicli.phone.callmedia import offers_media
 from omnicli.phone.callrun import CallRun
 from omnicli.phone.callstate import (
     AcceptAnswer,
@@ -101,6 +102,15 @@ class Peer:
     user_id: str
     state: m.Presence
     call_type: CallType | None
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One `session_list` answer: the rows, how many sessions there are, whether more follow."""
+
+    peers: list[Peer]
+    total: int
+    truncated: bool
 
 
 class _MediaHost:
@@ -248,9 +258,16 @@ class Phone:
         self.resume_grace = result.resume_grace
 
     async def session_list(self) -> list[Peer]:
+        return (await self.session_page()).peers
+
+    async def session_page(self, limit: int | None = None, after: str | None = None) -> SessionPage:
+        """Up to `limit` sessions (the server's maximum if None) whose user id is after `after`."""
         await self._ensure_connected()
-        result = await self.signaling.ask(m.SessionListResult.parse, "session_list")
-        return [Peer(s.user_id, s.state, s.call_type) for s in result.sessions]
+        result = await self.signaling.ask(
+            m.SessionListResult.parse, "session_list", limit=limit, after=after
+        )
+        peers = [Peer(s.user_id, s.state, s.call_type) for s in result.sessions]
+        return SessionPage(peers, result.total, result.truncated)
 
     async def offer_call(
         self, call_type: str | CallType, callee: str, record: bool = False
@@ -338,7 +355,11 @@ class Phone:
                 raise err from None
             raise
         self._act(self.machine.answer_sent(call, time.monotonic()))
-        self._spawn(run.watch_media(self.config.media.connect_timeout), run)
+        if offers_media(offer.sdp):
+            self._spawn(run.watch_media(self.config.media.connect_timeout), run)
+        else:  # nothing can ever connect: end it now, not at the media timeout
+            run.emit(ev.Notice(f"the offer from {offer.caller} has no media: media failed"))
+            self._spawn(run.report_media("failed"), run)
         return CallInfo(offer.call_id, offer.caller, offer.call_type, call.role)
 
     async def leave(self) -> EndReason | None:
@@ -726,4 +747,5 @@ __all__ = [
     "Phone",
     "PhoneConfig",
     "SessionInfo",
+    "SessionPage",
 ]

@@ -39,6 +39,11 @@ def admit(service: Service, hello: p.Hello, *, require_tokens: bool, now: float)
         return claims.user_id
     if require_tokens:
         raise Refusal(ErrorCode.UNAUTHORIZED, "this server needs a token (omni token create)")
+    if service.key is not None and not hello.service_key:
+        raise Refusal(
+            ErrorCode.UNAUTHORIZED,
+            f"service '{service.service_id}' needs a service key and none was given",
+        )
     if service.key is not None and not hmac.compare_digest(
         (hello.service_key or "").encode(), service.key.encode()
     ):

@@ -1,8 +1,10 @@
 """The signaling server: a thin websockets driver around `switchboard.Switchboard`.
 
-It owns the sockets, the per-connection send queues, the per-connection rate limit
-and the one timer task; every decision about sessions and calls is the switchboard's.
-Media never passes through here.
+It owns the sockets, the per-connection send queues, the per-connection rate limit,
+the connection caps and the failed-authentication throttle (`limits`), and the timer
+task; every decision about sessions and calls is the switchboard's. Media never passes
+through here. What any one client can make it hold is bounded (`connection`): bytes
+queued, bytes buffered in the transport, time to close.
 """
 
 from __future__ import annotations
@@ -16,12 +18,30 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from omnicli.errors import UsageError
+from omnicli.server import connection as bounded
+from omnicli.server.connection import BoundedConnection, Outbox, close_or_abort
+from omnicli.server.limits import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_PER_ADDRESS,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    AddressBudget,
+    AuthThrottle,
+    Caps,
+    ConnectionGate,
+    fd_soft_limit,
+    list_cost,
+    raise_fd_limit,
+)
+from omnicli.server.logsafe import clean
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
 from omnicli.server.records import Send, ToConn, ToUser
 from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
@@ -30,12 +50,12 @@ from omnicli.wire import protocol as p
 
 log = logging.getLogger("omnicli.server.driver")
 
-SEND_QUEUE = 256  # messages queued for one client before it counts as stalled
 PING_INTERVAL = 4.0  # a vanished client is noticed within PING_INTERVAL + PING_TIMEOUT
 PING_TIMEOUT = 4.0  # (+ CLOSE_TIMEOUT: after a ping timeout websockets still waits that long)
 CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
 MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
+AUTH_REPORT = 10.0  # s between summaries of failed authentication per address
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,9 @@ class ServerConfig:
     rate_limit: float = DEFAULT_RATE  # requests/s per connection (0: no limit)
     rate_burst: int = DEFAULT_BURST
     max_failed_hellos: int = MAX_FAILED_HELLOS  # then close with 1008 (0: no limit)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # TCP connections at once (all sources)
+    max_per_address: int = DEFAULT_MAX_PER_ADDRESS  # from one source address
+    max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED  # not past hello; oldest make room
 
 
 def is_loopback(host: str) -> bool:
@@ -86,26 +109,20 @@ def check_config(config: ServerConfig) -> None:
 
 
 class _Client:
-    """One websocket connection and its bounded outgoing queue."""
+    """One websocket connection and its outbox (bounded in bytes)."""
 
     def __init__(self, conn: int, ws: ServerConnection, bucket: TokenBucket | None) -> None:
         self.conn = conn
         self.ws = ws
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue(SEND_QUEUE)
+        self.outbox = Outbox(bounded.SEND_QUEUE_BYTES, bounded.READ_PAUSE_BYTES)
         self.bucket = bucket
         self.kicked = False  # closed by the server on purpose: no resume grace
+        self.closing = False
         self.failed_hellos = 0
+        self.address = getattr(ws, "address", None) or str(ws.remote_address)
 
     def push(self, message: dict[str, Any]) -> bool:
-        try:
-            self.queue.put_nowait(p.encode(message))
-            return True
-        except asyncio.QueueFull:
-            return False
-
-    async def write_loop(self) -> None:
-        while (text := await self.queue.get()) is not None:
-            await self.ws.send(text)
+        return self.closing or self.outbox.put(p.encode(message))
 
 
 class SignalingServer:
@@ -131,6 +148,11 @@ class SignalingServer:
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closing: set[asyncio.Future[None]] = set()
+        self.fd_limit = 0
+        self.gate = ConnectionGate(Caps())
+        self.throttle = AuthThrottle()
+        self.list_budget = AddressBudget()
+        self._reporter: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -160,10 +182,24 @@ class SignalingServer:
                 tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise UsageError(f"cannot load the TLS certificate and key: {exc}") from None
+        self.fd_limit = raise_fd_limit()
+        caps = Caps(
+            self.config.max_connections,
+            self.config.max_per_address,
+            self.config.max_unauthenticated,
+        )
+        self.gate = ConnectionGate(caps.within(fd_soft_limit()))
+        server = self
+
+        class Connection(BoundedConnection):
+            gatekeeper = server
+
         self._server = await serve(
             self._handler,
             self.config.host,
             self.config.port,
+            create_connection=Connection,
+            process_request=self._process_request,
             ssl=tls,
             max_size=p.MAX_MESSAGE_BYTES,
             ping_interval=PING_INTERVAL,
@@ -172,14 +208,24 @@ class SignalingServer:
             compression=None,
         )
         self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")
-        log.info("listening on %s", self.url)
+        self._reporter = asyncio.create_task(self._report_loop(), name="omni-server-reports")
+        caps = self.gate.caps
+        log.debug("listening on %s", self.url)  # the command says it, once
+        log.debug(  # --verbose
+            "connections: at most %d, %d per address, %d before hello (descriptor limit %d)",
+            caps.total,
+            caps.per_address,
+            caps.unauthenticated,
+            self.fd_limit,
+        )
 
     async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
+        for task in (self._timer, self._reporter):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._timer = self._reporter = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -188,6 +234,35 @@ class SignalingServer:
     async def serve_forever(self) -> None:
         assert self._server is not None
         await self._server.serve_forever()
+
+    # -- connections: admission (BoundedConnection calls these) -----------------------
+
+    def opened(self, conn: BoundedConnection) -> bool:
+        """A TCP connection was accepted: count it, or refuse it at once."""
+        admission = self.gate.admit(conn, conn.address)
+        if not admission.admitted:
+            log.warning("connection from %s refused: %s", conn.address, admission.reason)
+            return False
+        if isinstance(admission.evict, BoundedConnection):
+            log.info("closed a waiting connection from %s to make room", admission.evict.address)
+            admission.evict.abort()
+        return True
+
+    def closed(self, conn: BoundedConnection) -> None:
+        self.gate.release(conn)
+
+    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Turn away an address that failed authentication too often (HTTP 429)."""
+        address = getattr(ws, "address", "")
+        wait = self.throttle.blocked_for(address, self.clock())
+        if wait <= 0:
+            return None
+        response = ws.respond(
+            HTTPStatus.TOO_MANY_REQUESTS, "too many failed authentications; try again later\n"
+        )
+        response.headers = Headers(response.headers)
+        response.headers["Retry-After"] = str(max(1, round(wait)))
+        return response
 
     # -- per connection ------------------------------------------------------------
 
@@ -198,9 +273,8 @@ class SignalingServer:
         client = _Client(next(self._ids), ws, bucket)
         self._clients[client.conn] = client
         self.board.connect(client.conn)
-        writer = asyncio.create_task(client.write_loop())
-        peer = ws.remote_address
-        log.debug("conn %d open from %s", client.conn, peer)
+        writer = asyncio.create_task(client.outbox.write_to(ws))
+        log.debug("conn %d open from %s", client.conn, client.address)
         lost = False  # dropped without a close handshake: the session may be resumed
         try:
             async with asyncio.timeout(HELLO_TIMEOUT) as hello_deadline:
@@ -208,9 +282,13 @@ class SignalingServer:
                     self._receive(client, text)
                     if self.board.conns[client.conn].service_id is not None:
                         hello_deadline.reschedule(None)
+                    # one response per request, and a client that does not read them
+                    # is read no further until it does (it cannot make us queue more)
+                    await client.outbox.drained()
         except TimeoutError:
             log.info("conn %d closed: no hello within %.0f s", client.conn, HELLO_TIMEOUT)
-            await ws.close(p.CLOSE_POLICY, "hello timeout")
+            client.kicked = True
+            await close_or_abort(ws, p.CLOSE_POLICY, "hello timeout", CLOSE_TIMEOUT)
         except ConnectionClosed as exc:
             # no close frame from the client, and none from us except a keepalive timeout
             dropped = exc.sent is None or exc.sent.code == 1011
@@ -219,6 +297,7 @@ class SignalingServer:
             user = self.board.user_of(client.conn)
             self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
             self._clients.pop(client.conn, None)
+            client.outbox.clear()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                 await writer
@@ -232,8 +311,9 @@ class SignalingServer:
             with contextlib.suppress(p.ProtocolError):
                 rid = p.request_id(p.decode(text))
             wait = client.bucket.retry_after()
-            client.push(
-                p.error(rid, p.ErrorCode.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
+            message = f"too many requests; retry in {wait:.2f} s"
+            self._deliver(
+                [Send(ToConn(client.conn), p.error(rid, p.ErrorCode.RATE_LIMITED, message))]
             )
             return
         try:
@@ -241,25 +321,54 @@ class SignalingServer:
             rid = p.request_id(obj)
             request = p.parse_request(obj)
         except p.ProtocolError as exc:
-            client.push(p.error(rid, exc.code, str(exc)))
+            self._deliver([Send(ToConn(client.conn), p.error(rid, exc.code, str(exc)))])
             return
         before = self.board.user_of(client.conn)
-        try:
-            sends = self.board.handle(client.conn, request, self.clock())
-        except Exception:  # a bug must not take the server down for everyone
-            log.exception("internal error handling %s", request.op)
+        now = self.clock()
+        message = ""
+        if request.op == "hello" and (wait := self.throttle.blocked_for(client.address, now)):
+            message = f"too many failed hellos from your address; retry in {wait:.0f} s"
+        elif request.op == "session_list" and (wait := self.list_budget.take(client.address, now)):
+            message = f"too many session lists from your address; retry in {wait:.2f} s"
+        if message:
             sends = [
-                Send(ToConn(client.conn), p.error(request.id, p.ErrorCode.INTERNAL, "server error"))
+                Send(ToConn(client.conn), p.error(request.id, p.ErrorCode.RATE_LIMITED, message))
             ]
+        else:
+            try:
+                sends = self.board.handle(client.conn, request, now)
+            except Exception:  # a bug must not take the server down for everyone
+                log.exception("internal error handling %s", request.op)
+                error = p.error(request.id, p.ErrorCode.INTERNAL, "server error")
+                sends = [Send(ToConn(client.conn), error)]
         self._deliver(sends)
-        self._log(client.conn, request, sends, before)
-        if request.op == "hello" and not sends[0].message["ok"]:
-            client.failed_hellos += 1
-            limit = self.config.max_failed_hellos
-            if limit and client.failed_hellos >= limit:
-                log.info("conn %d closed: %d failed hellos", client.conn, client.failed_hellos)
-                self._close(client, p.CLOSE_POLICY, "too many failed hellos", after=True)
+        if request.op == "session_list" and sends[0].message["ok"]:
+            cost = list_cost(len(sends[0].message["result"]["sessions"]))
+            self.list_budget.charge(client.address, cost)
+            if client.bucket is not None:
+                client.bucket.charge(cost)
+        if request.op == "hello":
+            self._hello_done(client, sends[0].message, now)
+        else:
+            if request.op in ("create_session", "resume") and sends[0].message["ok"]:
+                self.gate.registered(client.ws)  # a session keeps its place at the cap
+            self._log(client.conn, request, sends, before)
         self._wake.set()
+
+    def _hello_done(self, client: _Client, response: dict[str, Any], now: float) -> None:
+        if response["ok"]:
+            self.gate.authenticated(client.ws)
+            return
+        code = response["error"]["code"]
+        if code == p.ErrorCode.UNAUTHORIZED:
+            self.throttle.failed(client.address, now)  # logged as a summary, not each one
+        elif code != p.ErrorCode.RATE_LIMITED:  # (turned away: counted in the summary too)
+            log.info("conn %d hello refused: %s", client.conn, clean(response["error"]["message"]))
+        client.failed_hellos += 1
+        limit = self.config.max_failed_hellos
+        if limit and client.failed_hellos >= limit:
+            log.debug("conn %d closed: %d failed hellos", client.conn, client.failed_hellos)
+            self._close(client, p.CLOSE_POLICY, "too many failed hellos", after=True)
 
     def _deliver(self, sends: list[Send]) -> None:
         for send in self.board.route(sends):
@@ -268,6 +377,7 @@ class SignalingServer:
                 continue
             if not client.push(send.message):
                 log.warning("conn %d is not reading its messages: closing it", send.conn)
+                client.outbox.clear()  # what it would not read is dropped now
                 self._close(client, p.CLOSE_POLICY, "send queue full")
             elif send.close:
                 self._close(
@@ -275,18 +385,24 @@ class SignalingServer:
                 )
 
     def _close(self, client: _Client, code: int, reason: str, *, after: bool = False) -> None:
-        """Close a client on purpose (no resume grace); `after`: once its queue is sent."""
+        """Close a client on purpose (no resume grace); `after`: once its queue is sent.
+
+        The close completes within about 2 x CLOSE_TIMEOUT: the transport is aborted
+        when the client does not take its messages or the close handshake in time.
+        """
         client.kicked = True
+        if client.closing:
+            return
+        client.closing = True
 
         async def close() -> None:
             if after:
-                with contextlib.suppress(asyncio.QueueFull):
-                    client.queue.put_nowait(None)  # ends write_loop after the queue drains
+                client.outbox.finish()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(CLOSE_TIMEOUT):
-                        while not client.queue.empty():
+                        while len(client.outbox):
                             await asyncio.sleep(0.01)
-            await client.ws.close(code, reason)
+            await close_or_abort(client.ws, code, reason, CLOSE_TIMEOUT)
 
         task = asyncio.ensure_future(close())
         self._closing.add(task)
@@ -297,7 +413,7 @@ class SignalingServer:
         user = self.board.user_of(conn) or before or f"conn {conn}"
         if not response["ok"]:
             err = response["error"]
-            log.info("%s %s refused: %s %s", user, request.op, err["code"], err["message"])
+            log.info("%s %s refused: %s %s", user, request.op, err["code"], clean(err["message"]))
         elif request.op == "create_session":
             log.info("%s online (session %s)", user, response["result"]["session"])
         for send in sends[1:]:
@@ -306,7 +422,8 @@ class SignalingServer:
                 to = send.to
                 target = to.user_id if isinstance(to, ToUser) else self.board.user_of(to.conn)
                 extra = send.message.get("reason") or send.message.get("caller") or ""
-                log.info("%s -> %s %s %s", send.message.get("call_id"), target, name, extra)
+                call_id = send.message.get("call_id")
+                log.info("%s -> %s %s %s", call_id, target, name, clean(extra))
 
     # -- timers --------------------------------------------------------------------
 
@@ -319,3 +436,17 @@ class SignalingServer:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             self._deliver(self.board.expire(self.clock()))
+
+    async def _report_loop(self) -> None:
+        """One line per address that failed authentication, every AUTH_REPORT seconds."""
+        while True:
+            await asyncio.sleep(AUTH_REPORT)
+            for address, failures, refused, left in self.throttle.summary(self.clock()):
+                log.warning(
+                    "%s: %d failed hellos, %d turned away in the last %g s%s",
+                    address,
+                    failures,
+                    refused,
+                    AUTH_REPORT,
+                    f" (blocked {left:.0f} s more)" if left else "",
+                )

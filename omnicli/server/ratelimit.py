@@ -2,7 +2,8 @@
 
 Pure: the time is passed in. The bucket holds at most `burst` tokens and refills at
 `rate` tokens per second; each request takes one, and a request that finds the bucket
-empty is refused (error 429) without being handled.
+empty is refused (error 429) without being handled. A request whose answer is costly
+(a long `session_list`) is charged more afterwards (`charge`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def charge(self, amount: float) -> None:
+        """Take `amount` more tokens for a request that cost more than one (a long answer);
+        the bucket may go below zero, down to -burst, and refills from there."""
+        self.tokens = max(-float(self.burst), self.tokens - amount)
 
     def retry_after(self) -> float:
         """Seconds until one token is back."""

@@ -179,7 +179,7 @@ class Switchboard:
         if c.service_id is None:
             raise Refusal(ErrorCode.UNAUTHORIZED, "say hello first")
         if isinstance(body, p.SessionList):
-            return self._session_list(c.service_id, body.limit)
+            return self._session_list(c.service_id, body.limit, body.after)
         if isinstance(body, p.CreateSession):
             return self._create_session(c, body, now, out)
         if isinstance(body, p.Resume):
@@ -254,17 +254,17 @@ class Switchboard:
             "resume_grace": self.resume_grace,
         }
 
-    def _session_list(self, service_id: str, limit: int) -> dict[str, Any]:
-        rows = self.session_list(service_id, limit)
+    def _session_list(self, service_id: str, limit: int, after: str | None) -> dict[str, Any]:
+        rows = self.session_list(service_id, limit + 1, after)  # one more: do more follow?
         total = self.store.count(service_id)
-        return {"sessions": rows, "total": total, "truncated": total > len(rows)}
+        return {"sessions": rows[:limit], "total": total, "truncated": len(rows) > limit}
 
     def session_list(
-        self, service_id: str, limit: int = p.SESSION_LIST_LIMIT
+        self, service_id: str, limit: int = p.SESSION_LIST_LIMIT, after: str | None = None
     ) -> list[dict[str, Any]]:
-        """The first `limit` sessions of a service (online or away), by user id."""
+        """The first `limit` sessions of a service (online or away) by user id, after `after`."""
         rows = []
-        for user in self.store.first_users(service_id, limit):
+        for user in self.store.first_users(service_id, limit, after):
             call = self.store.call_of(service_id, user)
             rows.append(
                 {

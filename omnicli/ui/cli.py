@@ -8,23 +8,36 @@ Heavy modules (aiortc, av, cv2, sounddevice) are imported inside commands only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from omnicli.errors import ExitCode, OmniError, UsageError
 from omnicli.phone.endings import call_ending_error, exit_code_for_reason
-from omnicli.ui.settings import Settings, load
+from omnicli.ui.options import CONNECTION, MEDIA, OUTPUT, RECORDING, takes_settings
+from omnicli.ui.settings import Settings
+
+
+class _Command(TyperCommand):
+    """Help that names arguments plainly: `omni call [OPTIONS] CALLEE`, not `{CALLEE}`."""
+
+    def get_help(self, ctx: Any) -> str:
+        text = super().get_help(ctx)
+        return re.sub(r"\{([A-Z_]+)\}", r"\1", text).replace(" <str>", "")
+
 
 app = typer.Typer(
     help="omni: a command-line WebRTC video softphone with its own signaling server. "
     "With no command: the interactive prompt (omni repl).",
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -33,212 +46,30 @@ app.add_typer(session_app, name="session")
 token_app = typer.Typer(help="Per-user access tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
-# -- options shared by the client commands ----------------------------------------------
+# -- options that are not settings ---------------------------------------------------
 
-Server = Annotated[
-    str | None,
-    typer.Option(
-        "--server",
-        help="Signaling server URL (env OMNI_SERVER; default ws://127.0.0.1:8765).",
-        show_default=False,
-    ),
-]
-ServiceId = Annotated[
-    str | None,
-    typer.Option(
-        "--service-id", help="Service id (env OMNI_SERVICE_ID; default dev).", show_default=False
-    ),
-]
-ServiceKey = Annotated[
-    str | None,
-    typer.Option("--service-key", help="Service key (env OMNI_SERVICE_KEY).", show_default=False),
-]
-Token = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Per-user access token from 'omni token create' (env OMNI_TOKEN).",
-        show_default=False,
-    ),
-]
-CaFile = Annotated[
-    str | None,
-    typer.Option(
-        "--ca-file",
-        help="CA certificate (PEM) to trust for a wss:// server (env OMNI_CA_FILE).",
-        show_default=False,
-    ),
-]
-VideoSource = Annotated[
-    str | None,
-    typer.Option(
-        "--video-source",
-        help="auto (camera, else test), camera[:ID], test (moving pattern), none, or a media file.",
-        show_default=False,
-    ),
-]
-AudioSource = Annotated[
-    str | None,
-    typer.Option(
-        "--audio-source",
-        help="auto (microphone, "
-        "else tone), mic[:ID], tone, tone:HZ, silence, none, or a media file.",
-        show_default=False,
-    ),
-]
-VideoSize = Annotated[
-    str, typer.Option("--video-size", help="Capture size of the camera or test pattern, WxH.")
-]
-Fps = Annotated[
-    int, typer.Option("--fps", min=1, max=60, help="Frame rate of the camera or test pattern.")
-]
-Mic = Annotated[
-    str | None,
-    typer.Option(
-        "--mic",
-        help="Microphone id or name (omni devices); same as --audio-source mic:ID.",
-        show_default=False,
-    ),
-]
-Speaker = Annotated[
-    str | None,
-    typer.Option(
-        "--speaker", help="Speaker id or name (omni devices), auto, or none.", show_default=False
-    ),
-]
-Camera = Annotated[
-    str | None,
-    typer.Option(
-        "--camera",
-        help="Camera id (omni devices); same as --video-source camera:ID.",
-        show_default=False,
-    ),
-]
-RequireDevices = Annotated[
-    bool,
-    typer.Option(
-        "--require-devices",
-        help="Fail (exit 7) instead "
-        "of falling back when a camera, microphone or speaker is missing.",
-    ),
-]
-Record = Annotated[bool, typer.Option("--record", help="Record every call answered, here.")]
-RecordFile = Annotated[
-    str | None,
-    typer.Option(
-        "--record-file",
-        help="Where --record writes (default omni-ME-PEER-TIME.mp4).",
-        show_default=False,
-    ),
-]
-RelayOnly = Annotated[
-    bool,
-    typer.Option(
-        "--relay-only",
-        help="Send media only through the "
-        "TURN relay the server hands out (omni server --turn-url).",
-    ),
-]
-MediaRecovery = Annotated[
-    float | None,
-    typer.Option(
-        "--media-recovery",
-        min=0,
-        help="Seconds to re-establish a call's media after its network path dies "
-        "(a new peer connection, same call) before it ends media_failed; 0: off. "
-        "Default 15.",
-        show_default=False,
-    ),
-]
-NoWindow = Annotated[bool, typer.Option("--no-window", help="Never open a video window.")]
-Json = Annotated[bool, typer.Option("--json", help="One JSON object per line on stdout.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")]
 UserId = Annotated[
     str | None,
-    typer.Option("--user-id", "-u", help="Your user id (random if omitted).", show_default=False),
+    typer.Option(
+        "--user-id",
+        "-u",
+        help="Your user id (random if omitted).",
+        show_default=False,
+        metavar="ID",
+    ),
 ]
 Duration = Annotated[
     float,
     typer.Option(
-        "--duration", "-d", min=0, help="Hang up this many seconds after connecting (0: stay)."
+        "--duration",
+        "-d",
+        min=0,
+        metavar="SECONDS",
+        help="Hang up this many seconds after connecting (0: stay).",
     ),
 ]
-
-
-SETTING_FLAGS = frozenset(
-    {
-        "server",
-        "service_id",
-        "service_key",
-        "token",
-        "ca_file",
-        "video_source",
-        "audio_source",
-        "mic",
-        "speaker",
-        "camera",
-        "require_devices",
-        "record",
-        "record_file",
-        "video_size",
-        "fps",
-        "no_window",
-        "json",
-        "verbose",
-        "relay_only",
-        "media_recovery",
-    }
-)
-
-
-def _flags(params: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The command's parameters that are settings (a command's `locals()`)."""
-    return {k: v for k, v in params.items() if k in SETTING_FLAGS and k not in skip}
-
-
-def _settings(**flags: Any) -> Settings:
-    for device, source, word in (
-        ("mic", "audio_source", "mic"),
-        ("camera", "video_source", "camera"),
-    ):
-        chosen = flags.pop(device, None)
-        if chosen is not None:
-            if flags.get(source) is not None:
-                raise UsageError(
-                    f"--{device} and --{source.replace('_', '-')} both choose the "
-                    f"{source.split('_')[0]} source: give one"
-                )
-            flags[source] = f"{word}:{chosen}"
-    if not flags.get("require_devices"):
-        flags.pop("require_devices", None)
-    if not flags.get("record"):
-        flags.pop("record", None)
-    if not flags.get("relay_only"):
-        flags.pop("relay_only", None)
-    size = flags.pop("video_size", None)
-    if size is not None:
-        try:
-            width, height = (int(x) for x in size.lower().split("x"))
-        except ValueError:
-            raise UsageError(f"--video-size must look like 640x480, not '{size}'") from None
-        if not (16 <= width <= 3840 and 16 <= height <= 2160):
-            raise UsageError("--video-size must be between 16x16 and 3840x2160")
-        flags["width"], flags["height"] = width, height
-    flags["window"] = None if not flags.pop("no_window", False) else False
-    settings = load(flags)
-    _logging(settings.verbose)
-    return settings
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        for noisy in ("aioice", "aiortc", "websockets", "libav"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+AutoAnswer = Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")]
 
 
 def run(flow: Callable[[], Awaitable[int | None]]) -> None:
@@ -251,6 +82,9 @@ def run(flow: Callable[[], Awaitable[int | None]]) -> None:
     except KeyboardInterrupt:
         typer.echo("omni: interrupted", err=True)
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    except BrokenPipeError:  # stdout closed by the reader (`| head`): a normal end, said nothing
+        _silence_stdout()
+        raise typer.Exit(int(ExitCode.OK)) from None
     except Exception as exc:  # a bug or an unforeseen failure: one line, never a traceback
         logging.getLogger("omnicli").debug("unexpected error", exc_info=True)  # --verbose
         detail = " ".join(str(exc).split())
@@ -267,30 +101,9 @@ def _phone(
     video_sink: Callable[[Any], None] | None = None,
     preview_sink: Callable[[Any], None] | None = None,
 ) -> Any:
-    from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
+    from omnicli.phone.core import Phone
 
-    media = MediaOptions(
-        video_source=settings.video_source,
-        audio_source=settings.audio_source,
-        width=settings.width,
-        height=settings.height,
-        fps=settings.fps,
-        speaker=settings.speaker,
-        require_devices=settings.require_devices,
-        record=settings.record,
-        record_file=settings.record_file,
-        ice_relay_only=settings.relay_only,
-        media_recovery=settings.media_recovery,
-    )
-    config = PhoneConfig(
-        server_url=settings.server,
-        service_id=settings.service_id,
-        service_key=settings.service_key,
-        token=settings.token,
-        ca_file=settings.ca_file,
-        media=media,
-    )
-    return Phone(config, video_sink=video_sink, preview_sink=preview_sink)
+    return Phone(settings.phone_config(), video_sink=video_sink, preview_sink=preview_sink)
 
 
 def _output(settings: Settings, label: str | None = None) -> Any:
@@ -302,10 +115,12 @@ def _output(settings: Settings, label: str | None = None) -> Any:
 # -- commands ------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Run the signaling server.")
 def server(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free).")] = 8765,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, metavar="PORT", help="Port (0: any free).")
+    ] = 8765,
     service: Annotated[
         list[str] | None,
         typer.Option(
@@ -316,9 +131,14 @@ def server(
             show_default=False,
         ),
     ] = None,
-    ring_timeout: Annotated[float, typer.Option(min=1, help="Seconds a call may ring.")] = 60.0,
+    ring_timeout: Annotated[
+        float, typer.Option(min=1, metavar="SECONDS", help="Seconds a call may ring.")
+    ] = 60.0,
     connect_timeout: Annotated[
-        float, typer.Option(min=1, help="Seconds from answer to media up before the call fails.")
+        float,
+        typer.Option(
+            min=1, metavar="SECONDS", help="Seconds from answer to media up before the call fails."
+        ),
     ] = 20.0,
     ice_server: Annotated[
         list[str] | None,
@@ -336,12 +156,13 @@ def server(
         ),
     ] = False,
     max_sessions: Annotated[
-        int, typer.Option(min=1, help="Sessions a service may hold at once.")
+        int, typer.Option(min=1, metavar="N", help="Sessions a service may hold at once.")
     ] = 100_000,
     rate_limit: Annotated[
         float,
         typer.Option(
             min=0,
+            metavar="N",
             help="Requests per second per connection, sustained (0: no limit); error 429 beyond.",
         ),
     ] = 20.0,
@@ -364,7 +185,7 @@ def server(
         ),
     ] = None,
     turn_ttl: Annotated[
-        float, typer.Option(min=60, help="Seconds a TURN credential lives.")
+        float, typer.Option(min=60, metavar="SECONDS", help="Seconds a TURN credential lives.")
     ] = 3600.0,
     resume_secret: Annotated[
         str | None,
@@ -382,14 +203,32 @@ def server(
         typer.Option(
             min=0,
             max=60,
+            metavar="SECONDS",
             help="Seconds a dropped client may take to resume its session (0: never).",
         ),
     ] = 6.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Connections at once, all sources (kept below the descriptor limit)."
+        ),
+    ] = 10_000,
+    max_per_address: Annotated[
+        int, typer.Option(min=1, help="Connections at once from one source address.")
+    ] = 256,
+    max_unauthenticated: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Connections not past hello; at the cap the oldest is closed for a new one.",
+        ),
+    ] = 512,
     verbose: Verbose = False,
 ) -> None:
     """Run the signaling server."""
     from dataclasses import replace
 
+    from omnicli.server import logsafe
     from omnicli.server.driver import ServerConfig, SignalingServer
     from omnicli.server.switchboard import Service
 
@@ -398,7 +237,9 @@ def server(
         stream=sys.stderr,
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
+        force=True,  # the top-level callback set up the client's logging already
     )
+    logsafe.guard()  # client text escaped; one kind of message at most 5 times a second
     logging.getLogger("websockets").setLevel(logging.WARNING)
     specs = list(service or []) or [s for s in os.environ.get("OMNI_SERVICES", "").split(",") if s]
     services = tuple(_service(s) for s in specs) or (Service("dev", None),)
@@ -422,6 +263,9 @@ def server(
         resume_secret=resume_secret.encode() if resume_secret else None,
         resume_grace=resume_grace,
         rate_limit=rate_limit,
+        max_connections=max_connections,
+        max_per_address=max_per_address,
+        max_unauthenticated=max_unauthenticated,
     )
 
     async def flow() -> int:
@@ -430,7 +274,15 @@ def server(
             await srv.start()
         except OSError as exc:
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        print(f"omni server listening on {srv.url}", flush=True)
+        print(f"omni server listening on {srv.url}", flush=True)  # scripts read this line
+        for service in services:
+            if service.key is None:
+                typer.echo(
+                    f"service '{service.service_id}' is open (no key), so it is served on "
+                    "loopback only: anyone on this machine may use it "
+                    "(--service ID:KEY to require a key)",
+                    err=True,
+                )
         serving = asyncio.ensure_future(srv.serve_forever())
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):  # close every socket with 1001
@@ -446,26 +298,29 @@ def server(
     run(flow)
 
 
-@token_app.command("create")
+@token_app.command("create", cls=_Command)
+@takes_settings(("service_id", "service_key", "json"))
 def token_create(
     user_id: Annotated[
         str,
-        typer.Option("--user-id", "-u", help="The user id the token lets its holder register as."),
+        typer.Option(
+            "--user-id",
+            "-u",
+            metavar="ID",
+            help="The user id the token lets its holder register as.",
+        ),
     ],
     ttl: Annotated[
-        str, typer.Option("--ttl", help="How long it is valid: 90s, 15m, 1h, 7d.")
+        str, typer.Option("--ttl", metavar="TTL", help="How long it is valid: 90s, 15m, 1h, 7d.")
     ] = "1h",
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    json: Json = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Print an access token for USER_ID, signed with the service key (HS256 JWT)."""
     import time
 
     from omnicli.wire.protocol import check_user_id
     from omnicli.wire.tokens import mint_user_token, parse_ttl
-
-    settings = _settings(service_id=service_id, service_key=service_key, json=json)
 
     async def flow() -> int:
         if why := check_user_id(user_id):
@@ -511,36 +366,15 @@ def _service(spec: str) -> Any:
     return Service(service_id, key or None)
 
 
-@session_app.command("create")
+@session_app.command("create", cls=_Command)
+@takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def session_create(
-    user_id: UserId = None,
-    auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    media_recovery: MediaRecovery = None,
-    record: Record = False,
-    record_file: RecordFile = None,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings
 ) -> None:
     """Register as USER_ID and stay online, showing and answering calls.
 
     In a terminal (and without --json) this opens the interactive prompt on the session.
     """
-    settings = _settings(**_flags(locals()))
     if sys.stdin.isatty() and sys.stdout.isatty() and not settings.json:
         _repl(settings, user_id, auto_answer)
         return
@@ -552,11 +386,13 @@ def session_create(
         out = _output(settings)
         stopper = Stopper.install()
         phone = _phone(settings)
-        window_for = None
-        if Window.wanted(settings.window, out):
-
-            def window_for(caller: str) -> Any:  # q in the window hangs up, not leaves
-                return Window(f"omni: {caller}", lambda: asyncio.ensure_future(phone.leave()))
+        window = None
+        if Window.wanted(settings.window, out):  # one for the session, shown during calls
+            window = Window(
+                "omni",
+                lambda: asyncio.ensure_future(phone.leave()),  # q hangs up, does not leave
+                shown=False,
+            )
 
         try:
             info = await phone.create_session(user_id)
@@ -572,10 +408,12 @@ def session_create(
                 stop=stopper.event,
                 auto_answer=auto_answer,
                 ask=ask,
-                window_for=window_for,
+                window=window,
             )
         finally:
             await phone.close()
+            if window is not None:
+                await asyncio.to_thread(window.close)
 
     run(flow)
 
@@ -603,37 +441,46 @@ def _asker(out: Any) -> Callable[[Any], Awaitable[bool]] | None:
     return ask
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"omni {version('omnicli')}")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            typer.echo("omni (version unknown: not installed)")
+        raise typer.Exit()
+
+
+Version = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+]
+
+
 @app.callback(invoke_without_command=True)
-def _no_command(ctx: typer.Context) -> None:
-    if ctx.invoked_subcommand is None:
-        _repl(_settings(), None, False)
-
-
-@app.command()
-def repl(
+@takes_settings(CONNECTION, MEDIA, OUTPUT)
+def _no_command(
+    ctx: typer.Context,
     user_id: UserId = None,
-    auto_answer: Annotated[bool, typer.Option("--auto-answer", help="Answer every call.")] = False,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    media_recovery: MediaRecovery = None,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    auto_answer: AutoAnswer = False,
+    version: Version = False,
+    *,
+    settings: Settings | None,
 ) -> None:
+    """With no command: the interactive prompt, taking the options of omni repl."""
+    if ctx.invoked_subcommand is None:
+        assert settings is not None  # read only when no command follows
+        _repl(settings, user_id, auto_answer)
+    elif any(v not in (None, False) for v in ctx.params.values()):
+        where = ctx.invoked_subcommand
+        raise UsageError(f"options before the command are the prompt's: put them after '{where}'")
+
+
+@app.command(cls=_Command, short_help="The interactive prompt on one session (also: bare omni).")
+@takes_settings(CONNECTION, MEDIA, OUTPUT)
+def repl(user_id: UserId = None, auto_answer: AutoAnswer = False, *, settings: Settings) -> None:
     """An interactive prompt on one long-lived session (also: omni with no command)."""
-    settings = _settings(**_flags(locals()))
     _repl(settings, user_id, auto_answer)
 
 
@@ -641,23 +488,16 @@ def _repl(settings: Settings, user_id: str | None, auto_answer: bool) -> None:
     async def flow() -> int:
         from omnicli.ui.repl import Repl, ReplOptions
 
-        options = ReplOptions(
-            user_id=user_id,
-            auto_answer=auto_answer,
-            window=settings.window,
-            json=settings.json,
-            server=settings.server,
-            service_id=settings.service_id,
-        )
+        options = ReplOptions(settings, user_id=user_id, auto_answer=auto_answer)
         return await Repl(lambda sink: _phone(settings, video_sink=sink), options).run()
 
     run(flow)
 
 
-@app.command()
-def devices(json: Json = False, verbose: Verbose = False) -> None:
+@app.command(cls=_Command, short_help="List microphones, speakers and cameras.")
+@takes_settings(("json", "verbose"))
+def devices(*, settings: Settings) -> None:
     """List microphones, speakers and cameras with their ids (for --mic, --speaker, --camera)."""
-    settings = _settings(json=json, verbose=verbose)
 
     async def flow() -> int:
         from omnicli.media.devices import probe
@@ -676,25 +516,31 @@ def devices(json: Json = False, verbose: Verbose = False) -> None:
     run(flow)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="List who is online, and who is busy.")
+@takes_settings(CONNECTION, ("json", "verbose"))
 def sessions(
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    json: Json = False,
-    verbose: Verbose = False,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1000, help="Show at most this many (the first by user id).")
+    ] = 1000,
+    every: Annotated[
+        bool, typer.Option("--all", help="Show every session, asking page by page.")
+    ] = False,
+    *,
+    settings: Settings,
 ) -> None:
     """List who is online under the service, and who is busy."""
-    settings = _settings(**_flags(locals()))
 
     async def flow() -> int:
         from omnicli.ui.render import sessions_table
 
         phone = _phone(settings)
         try:
-            peers = await phone.session_list()
+            page = await phone.session_page(limit)
+            peers, total = list(page.peers), page.total
+            while every and page.truncated and page.peers:
+                page = await phone.session_page(after=page.peers[-1].user_id)
+                peers += page.peers
+            truncated = page.truncated
         finally:
             await phone.close()
         out = _output(settings)
@@ -705,100 +551,101 @@ def sessions(
                 )
         else:
             out.show(sessions_table(peers))
+        if truncated:
+            out.status(
+                f"showing the first {len(peers)} of {total} sessions (--all for every one)",
+                style="yellow",
+            )
         return 0
 
     run(flow)
 
 
-CallTypeOpt = Annotated[bool, typer.Option("--video/--audio", help="Video call or audio only.")]
+VideoCall = Annotated[bool, typer.Option("--video", help="A video call (the default).")]
+AudioCall = Annotated[bool, typer.Option("--audio", help="An audio-only call.")]
 
 
-@app.command()
+def _call_type(video: bool, audio: bool) -> str | None:
+    """videocall, audiocall, or None when neither was asked for; both is a mistake."""
+    if video and audio:
+        raise UsageError("--video and --audio contradict each other: give one")
+    return "videocall" if video else "audiocall" if audio else None
+
+
+@app.command(cls=_Command, short_help="Call a user and stay in the call.")
+@takes_settings(CONNECTION, MEDIA, ("record_file",), OUTPUT)
 def call(
-    callee: Annotated[str, typer.Argument(help="User id to call.")],
-    video: CallTypeOpt = True,
+    callee: Annotated[
+        str, typer.Argument(help="User id to call.", metavar="CALLEE", show_default=False)
+    ],
+    video: VideoCall = False,
+    audio: AudioCall = False,
     record: Annotated[
         bool,
         typer.Option("--record", help="Record the call (here, as a file; the callee is told)."),
     ] = False,
-    record_file: RecordFile = None,
     duration: Duration = 0.0,
     user_id: UserId = None,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    media_recovery: MediaRecovery = None,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            min=0,
+            metavar="SECONDS",
+            help="If CALLEE is not online, wait this long for them to come online and "
+            "answer (0: fail at once; default: as long as the server rings).",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    settings: Settings,
 ) -> None:
     """Call CALLEE; Ctrl-C or q in the window hangs up (m: mic on/off, v: camera on/off)."""
-    settings = _settings(**_flags(locals(), skip=("record",)))
+    call_type = _call_type(video, audio) or "videocall"
 
     async def flow() -> int:
-        async def place(phone: Any) -> None:
-            await phone.offer_call("videocall" if video else "audiocall", callee, record)
+        async def place(phone: Any, out: Any) -> None:
+            await phone.offer_call(call_type, callee, record)
 
-        return await _one_call(settings, user_id, duration, place, f"omni: {callee}")
+        return await _one_call(
+            settings, user_id, duration, place, f"omni: {callee}", offline_wait=wait
+        )
 
     run(flow)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Answer a user's call.")
+@takes_settings(CONNECTION, MEDIA, RECORDING, OUTPUT)
 def answer(
-    caller: Annotated[str, typer.Argument(help="User id whose call to answer.")],
-    user_id: Annotated[str, typer.Option("--user-id", "-u", help="Your user id.")],
+    caller: Annotated[
+        str,
+        typer.Argument(help="User id whose call to answer.", metavar="CALLER", show_default=False),
+    ],
+    user_id: Annotated[str, typer.Option("--user-id", "-u", metavar="ID", help="Your user id.")],
     video: Annotated[
-        bool | None,
-        typer.Option(
-            "--video/--audio",
-            help="Expected call type (default: whatever the caller offered).",
-            show_default=False,
-        ),
-    ] = None,
+        bool, typer.Option("--video", help="Expect a video call (default: whatever is offered).")
+    ] = False,
+    audio: Annotated[
+        bool, typer.Option("--audio", help="Expect an audio call (default: whatever is offered).")
+    ] = False,
     wait: Annotated[
-        float, typer.Option("--wait", min=0, help="Seconds to wait for the call to ring.")
+        float,
+        typer.Option(
+            "--wait", min=0, metavar="SECONDS", help="Seconds to wait for the call to ring."
+        ),
     ] = 60.0,
     duration: Duration = 0.0,
-    server: Server = None,
-    service_id: ServiceId = None,
-    service_key: ServiceKey = None,
-    token: Token = None,
-    ca_file: CaFile = None,
-    video_source: VideoSource = None,
-    audio_source: AudioSource = None,
-    mic: Mic = None,
-    speaker: Speaker = None,
-    camera: Camera = None,
-    require_devices: RequireDevices = False,
-    relay_only: RelayOnly = False,
-    media_recovery: MediaRecovery = None,
-    record: Record = False,
-    record_file: RecordFile = None,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
+    *,
+    settings: Settings,
 ) -> None:
     """Answer CALLER's call as USER_ID, waiting for it to ring if needed."""
-    settings = _settings(**_flags(locals()))
-    call_type = None if video is None else ("videocall" if video else "audiocall")
+    call_type = _call_type(video, audio)
 
     async def flow() -> int:
-        async def pick_up(phone: Any) -> None:
-            await phone.answer_call(call_type, caller, wait=wait)
+        async def pick_up(phone: Any, out: Any) -> None:
+            from omnicli.ui.flows import answer_waiting
+
+            await answer_waiting(phone, out, call_type, caller, wait)
 
         return await _one_call(settings, user_id, duration, pick_up, f"omni: {caller}")
 
@@ -809,8 +656,9 @@ async def _one_call(
     settings: Settings,
     user_id: str | None,
     duration: float,
-    start: Callable[[Any], Awaitable[None]],
+    start: Callable[[Any, Any], Awaitable[None]],
     title: str,
+    offline_wait: float | None = None,
 ) -> int:
     """Register, start a call with `start`, follow it to its end; the exit code."""
     from omnicli.ui.flows import Stopper, Window, follow_call, until_stopped
@@ -828,12 +676,19 @@ async def _one_call(
     try:
         await phone.create_session(user_id)
         out.event(await phone.next_event())  # the SESSION event, before any waiting
-        stopped, _ = await until_stopped(start(phone), stopper.event)
+        stopped, _ = await until_stopped(start(phone, out), stopper.event)
         if stopped:  # Ctrl-C before the call was placed or answered: nothing to hang up
             out.status("interrupted")
             return int(ExitCode.INTERRUPTED)
         me = phone.session.user_id if phone.session else None
-        leave = await follow_call(phone, out, duration=duration, stop=stopper.event, window=window)
+        leave = await follow_call(
+            phone,
+            out,
+            duration=duration,
+            stop=stopper.event,
+            window=window,
+            offline_wait=offline_wait,
+        )
         failure = call_ending_error(leave.reason, by_me=leave.by is not None and leave.by == me)
         if failure is not None:
             raise failure
@@ -844,19 +699,10 @@ async def _one_call(
             window.close()
 
 
-@app.command()
-def demo(
-    duration: Duration = 10.0,
-    video_size: VideoSize = "640x480",
-    fps: Fps = 30,
-    no_window: NoWindow = False,
-    json: Json = False,
-    verbose: Verbose = False,
-) -> None:
+@app.command(cls=_Command, short_help="A whole call on this machine, nothing to set up.")
+@takes_settings(("video_size", "fps"), OUTPUT)
+def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
     """A whole call on this machine: embedded server, auto-answering peer, synthetic media."""
-    settings = _settings(
-        video_size=video_size, fps=fps, no_window=no_window, json=json, verbose=verbose
-    )
 
     async def flow() -> int:
         from dataclasses import replace
@@ -906,6 +752,9 @@ def demo(
                 return exit_code_for_reason(leave.reason)
             finally:
                 bob_stop.set()
+                bob_task.cancel()  # ended already, unless alice's side failed first
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await bob_task  # its error, if any, is alice's too (e.g. stdout closed)
                 await alice.close()
                 await bob.close()
                 if window is not None:
@@ -914,12 +763,39 @@ def demo(
     run(flow)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _click_error(name: str) -> type[Exception]:
+    """Click's exception class `name`, from whichever Click this Typer carries."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
 def main() -> None:
+    """`omni`: every mistake and failure ends in one `omni:` line and an exit code."""
+    usage_error, click_error = _click_error("UsageError"), _click_error("ClickException")
     try:
-        app()
-    except OmniError as exc:  # raised while reading options (`_settings`), before run()
+        code = app(prog_name="omni", standalone_mode=False)
+    except usage_error as exc:  # Click's own: bad option, missing argument, unknown command
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else "omni"
+        message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+        typer.echo(f"omni: {message.rstrip('.')}; see '{where} --help'", err=True)
+        raise SystemExit(int(ExitCode.USAGE)) from None
+    except click_error as exc:
+        typer.echo(f"omni: {' '.join(exc.format_message().split())}", err=True)  # type: ignore[attr-defined]
+        raise SystemExit(getattr(exc, "exit_code", 1)) from None
+    except typer.Abort:
+        typer.echo("omni: interrupted", err=True)
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    except OmniError as exc:  # raised while reading options (settings), before run()
         typer.echo(f"omni: {exc}", err=True)
         raise SystemExit(int(exc.exit_code)) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

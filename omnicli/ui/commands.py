@@ -42,6 +42,7 @@ SPECS = (
     Spec("sessions", "sessions", "who is online under the service, and who is busy"),
     Spec("session", "session create [ID]", "leave this session and register as ID"),
     Spec("help", "help [command]", "this list, or one command's usage"),
+    Spec("clear", "clear", "clear the screen", ("cls",)),
     Spec("quit", "quit", "hang up, close the session and leave (also Ctrl-D)", ("exit",)),
 )
 BY_NAME = {name: spec for spec in SPECS for name in (spec.name, *spec.aliases)}
@@ -104,7 +105,7 @@ def _check(spec: Spec, args: tuple[str, ...], flags: frozenset[str]) -> None:
         return CommandError(f"{why}; usage: {spec.usage}")
 
     name = spec.name
-    if name in ("reject", "hangup", "devices", "stats", "sessions", "quit") and args:
+    if name in ("reject", "hangup", "devices", "stats", "sessions", "quit", "clear") and args:
         raise usage(f"{name} takes no arguments")
     if name == "call":
         if len(args) != 1:

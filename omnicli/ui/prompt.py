@@ -57,6 +57,8 @@ class PromptReader:
         except OSError as exc:
             on_warning(f"history is not kept: {exc}")
         self._host = host
+        self._aside = ""  # the line typed when a call rang, until it is answered or ends
+        self._restored = ""  # that line, for the next prompt to start with
         self._session: Any = PromptSession(
             history=history,
             completer=_completer(host),
@@ -67,9 +69,13 @@ class PromptReader:
         )
 
     async def read(self) -> str:
+        default, self._restored = self._restored, ""
         return str(
             await self._session.prompt_async(
-                self._host.prompt_text, set_exception_handler=False, handle_sigint=False
+                self._host.prompt_text,
+                default=default,
+                set_exception_handler=False,
+                handle_sigint=False,
             )
         )
 
@@ -84,6 +90,31 @@ class PromptReader:
     def bell(self) -> None:
         self._session.app.output.bell()
         self._session.app.output.flush()
+
+    def clear_screen(self) -> None:
+        self._session.app.renderer.clear()
+
+    def set_aside(self) -> str:
+        """Take the typed line off the prompt (a call rings: y and n must answer it)."""
+        buffer = self._session.default_buffer
+        text = str(buffer.text)
+        if text:
+            self._aside = text
+            buffer.reset()
+        return text
+
+    def restore(self) -> None:
+        """Put the line set aside back, if the prompt is still empty."""
+        text, self._aside = self._aside, ""
+        if not text:
+            return
+        buffer = self._session.default_buffer
+        if not self._session.app.is_running:  # between two lines: the next prompt shows it
+            self._restored = text
+        elif not buffer.text:
+            buffer.text = text
+            buffer.cursor_position = len(text)
+            self.redraw()
 
 
 class PlainReader:
@@ -115,6 +146,15 @@ class PlainReader:
     def bell(self) -> None:
         pass
 
+    def clear_screen(self) -> None:
+        pass
+
+    def set_aside(self) -> str:
+        return ""
+
+    def restore(self) -> None:
+        pass
+
 
 def _completer(host: PromptHost) -> Any:
     from prompt_toolkit.completion import Completer, Completion
@@ -124,7 +164,12 @@ def _completer(host: PromptHost) -> Any:
             text = document.text_before_cursor
             word, options = complete(text, host.completion_context(text))
             for option in options:
-                yield Completion(option, start_position=-len(word))
+                # a word that is whole and the only choice ends with a space, ready for
+                # the next (a source prefix such as camera: does not)
+                whole = len(options) == 1 and not option.endswith(":")
+                yield Completion(
+                    option + " " if whole else option, start_position=-len(word), display=option
+                )
 
         async def get_completions_async(self, document: Any, complete_event: Any) -> Any:
             await host.prepare_completion(document.text_before_cursor)

@@ -216,10 +216,12 @@ class Output:
         self.out = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.label = label
         self._t0 = time.monotonic()
+        self._notices: set[str] = set()  # said once in a process (devices: every call)
 
     def with_label(self, label: str) -> Output:
         twin = Output(json_mode=self.json_mode, stdout=self.stdout, label=label)
         twin.err, twin.out, twin._t0 = self.err, self.out, self._t0
+        twin._notices = self._notices
         return twin
 
     def json(self, obj: dict[str, Any]) -> None:
@@ -232,6 +234,10 @@ class Output:
         if self.json_mode:
             self.json(event.as_dict())
             return
+        if isinstance(event, ev.Notice):
+            if event.text in self._notices:
+                return  # the same fallback every call is noise: once is enough
+            self._notices.add(event.text)
         stamp = f"{time.monotonic() - self._t0:6.1f}s"
         who = f"{self.label:>6} " if self.label else ""
         style = STYLES.get(event.name, "dim")

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omnicli.errors import OmniError, UsageError
@@ -38,6 +38,7 @@ from omnicli.phone.figures import CallFigures
 from omnicli.ui.commands import Command, CompletionContext, parse, wants_devices, wants_users
 from omnicli.ui.prompt import PlainReader, PromptReader, crash_logger, crash_path, log_to
 from omnicli.ui.render import Output, session_panel
+from omnicli.ui.settings import Settings
 from omnicli.ui.statusline import Status, status_lines
 from omnicli.wire.protocol import Track
 
@@ -50,12 +51,11 @@ INTERRUPTED = 130
 
 @dataclass(frozen=True)
 class ReplOptions:
+    """The settings of the session, and what only the REPL takes."""
+
+    settings: Settings = field(default_factory=lambda: Settings(window=False))
     user_id: str | None = None
     auto_answer: bool = False
-    window: bool = False
-    json: bool = False
-    server: str = ""
-    service_id: str = ""
 
 
 class Repl:
@@ -67,7 +67,7 @@ class Repl:
         self.make_phone = make_phone
         self.options = options
         self.phone: Any = None
-        self.out = Output(json_mode=options.json)
+        self.out = Output(json_mode=options.settings.json)
         self.figures: CallFigures | None = None
         # The Phone has no accessor for the peer's mutes or whether the call records: the
         # REPL keeps them from the events it sees (MUTE/UNMUTE/RECORDING/CONNECTED/LEAVE).
@@ -101,7 +101,7 @@ class Repl:
         loop.set_exception_handler(self._loop_error)
         interactive = sys.stdin.isatty()
         with patch_stdout(raw=True):
-            self.out = Output(json_mode=self.options.json)
+            self.out = Output(json_mode=self.options.settings.json)
             log_to(sys.stderr)
             for sig, handler in (
                 (signal.SIGINT, self._on_sigint),
@@ -115,7 +115,7 @@ class Repl:
                 else PlainReader()
             )
             self._open_window()
-            return await self.serve(reader, hint=interactive and not self.options.json)
+            return await self.serve(reader, hint=interactive and not self.options.settings.json)
 
     async def serve(self, reader: Any, hint: bool = False) -> int:
         """Open the session, run the typed lines until the end, close; the exit code."""
@@ -123,7 +123,9 @@ class Repl:
         self._main = main = asyncio.current_task()
         try:
             try:
-                await self.guarded(self.new_session(self.options.user_id))
+                # not guarded: without a first session there is nothing to type into, so
+                # an unreachable or refusing server ends the REPL as it ends `omni call`
+                await self.new_session(self.options.user_id)
                 if hint:
                     self.say("type help for commands; Tab completes; Ctrl-D leaves", "dim")
                 while not self._quit:
@@ -162,6 +164,7 @@ class Repl:
             peer_muted=frozenset(self.peer_muted),
             recording=self.recording,
             ringing_from=tuple(phone.ringing_from),
+            call_type=call.call_type if call else None,
             figures=self.figures if call else None,
             media_reconnecting=phone.media_reconnecting,
         )
@@ -218,10 +221,13 @@ class Repl:
         self.phone = phone = self.make_phone(self._window.show if self._window else None)
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
         info = await phone.create_session(user_id)
-        if not self.options.json:
+        if not self.options.settings.json:
             self.out.show(
                 session_panel(
-                    info.user_id, info.session, self.options.server, self.options.service_id
+                    info.user_id,
+                    info.session,
+                    self.options.settings.server,
+                    self.options.settings.service_id,
                 )
             )
         self.online = True
@@ -258,7 +264,7 @@ class Repl:
     def _show_event(self, event: ev.CallEvent) -> None:
         if isinstance(event, ev.Stats):
             self.figures = event.figures
-            if self.options.json:
+            if self.options.settings.json:
                 self.out.event(event)
             return
         self.out.event(event)
@@ -271,13 +277,17 @@ class Repl:
                 if self.options.auto_answer:
                     self.spawn(self.guarded(phone.answer_call(None, caller)))
                 else:
+                    if self._reader is not None and (aside := self._reader.set_aside()):
+                        self.say(f"'{aside}' put aside until the call is answered or ends", "dim")
                     self.say(f"press y to answer {caller}, n to reject", "bold yellow")
             case ev.Connected(record=record):
                 self.recording, self.figures = record, None
                 self.peer_muted.clear()
+                self._restore_line()
             case ev.Leave() | ev.Cancel():
                 self.figures, self.recording = None, False
                 self.peer_muted.clear()
+                self._restore_line()
             case ev.Mute(user_id=user, track=track) if user != me:
                 self.peer_muted.add(track)
             case ev.Unmute(user_id=user, track=track) if user != me:
@@ -288,6 +298,11 @@ class Repl:
                 self.online = True
             case ev.Reconnecting() | ev.ServerLost():
                 self.online = False
+
+    def _restore_line(self) -> None:
+        """The line put aside when a call rang comes back once nothing rings here."""
+        if self._reader is not None and not self.ringing_here():
+            self._reader.restore()
 
     # -- completion --------------------------------------------------------------------
 
@@ -365,7 +380,11 @@ class Repl:
             self._command.cancel()
         phone = self.phone
         if phone is not None and phone.call_state not in (CallState.IDLE, CallState.OFFLINE):
-            self.say("hanging up (Ctrl-C again leaves)", "yellow")
+            if self.ringing_here():
+                callers = ", ".join(phone.ringing_from)
+                self.say(f"declining the call from {callers} (Ctrl-C again leaves)", "yellow")
+            else:
+                self.say("hanging up (Ctrl-C again leaves)", "yellow")
             self.spawn(self.guarded(self.leave()))
         elif self.presses >= 2:
             self.request_quit()
@@ -410,7 +429,7 @@ class Repl:
         self.say("left; bye", "dim")
 
     def _open_window(self) -> None:
-        if not self.options.window:
+        if not self.options.settings.window:
             return
         from omnicli.ui.flows import Window
 
@@ -431,6 +450,10 @@ class Repl:
     def bell(self) -> None:
         if self._reader is not None:
             self._reader.bell()
+
+    def clear_screen(self) -> None:
+        if self._reader is not None:
+            self._reader.clear_screen()
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")

@@ -150,6 +150,10 @@ async def help_(repl: Repl, cmd: Command) -> None:
     repl.out.show(Text("\n".join(help_lines(cmd.args[0] if cmd.args else None))))
 
 
+async def clear(repl: Repl, cmd: Command) -> None:
+    repl.clear_screen()
+
+
 async def quit_(repl: Repl, cmd: Command) -> None:
     repl.request_quit()
 
@@ -168,6 +172,7 @@ ACTIONS: dict[str, Action] = {
     "sessions": sessions,
     "session": session,
     "help": help_,
+    "clear": clear,
     "quit": quit_,
 }
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from omnicli.phone.callstate import CallState
 from omnicli.phone.figures import CallFigures
-from omnicli.wire.protocol import Track
+from omnicli.wire.protocol import CallType, Track
 
 DASH = "-"
 
@@ -90,12 +90,21 @@ class Status:
     peer_muted: frozenset[Track] = frozenset()
     recording: bool = False
     ringing_from: tuple[str, ...] = ()
+    call_type: CallType | None = None  # in a call: an audio call shows no video state
     figures: CallFigures | None = field(default=None, compare=False)
     media_reconnecting: bool = False  # the call's media path died; a new one is negotiated
 
 
-def _mutes(muted: frozenset[Track]) -> str:
-    return " ".join(f"{track} {'off' if track in muted else 'on'}" for track in Track)
+PHRASES = {  # the call state as a phrase about the peer
+    CallState.CALLING: "calling {peer}",
+    CallState.CONNECTING: "connecting to {peer}",
+    CallState.CONNECTED: "connected with {peer}",
+}
+
+
+def _mutes(muted: frozenset[Track], call_type: CallType | None) -> str:
+    tracks = [t for t in Track if t is Track.AUDIO or call_type is not CallType.AUDIO]
+    return " ".join(f"{track} {'off' if track in muted else 'on'}" for track in tracks)
 
 
 def status_lines(s: Status) -> list[str]:
@@ -104,15 +113,17 @@ def status_lines(s: Status) -> list[str]:
     if s.call_state is CallState.RINGING and s.ringing_from:
         call = f"RINGING: {', '.join(s.ringing_from)} · y answers, n rejects"
     elif s.peer and s.call_state is not CallState.IDLE:
-        call = f"{s.call_state} with {s.peer}"
+        call = PHRASES.get(s.call_state, "{state} with {peer}").format(
+            state=s.call_state, peer=s.peer
+        )
     else:
         call = s.call_state.value
     if s.media_reconnecting:
         call += " · reconnecting media"
     parts = [who, call]
     if s.peer and s.call_state is not CallState.IDLE:
-        parts.append(f"you: {_mutes(s.muted)}")
-        parts.append(f"{s.peer}: {_mutes(s.peer_muted)}")
+        parts.append(f"you: {_mutes(s.muted, s.call_type)}")
+        parts.append(f"{s.peer}: {_mutes(s.peer_muted, s.call_type)}")
         parts.append("REC" if s.recording else "not recording")
     lines = [" · ".join(parts)]
     if s.figures:

@@ -6,6 +6,11 @@ queue that keeps only the newest frame, so a slow window never delays the call.
 ``loop.call_soon_threadsafe``. Closing the window with the mouse reports the key
 ``"close"``.
 
+One `VideoWindow` may live as long as a session: `hide()` takes it off the screen at
+the end of a call and `open()` puts it back, empty, for the next, always from the same
+thread. The GUI toolkit must stay in the thread that started it, and nothing here ever
+waits for that thread on the caller's side, except `start()` and `close()`.
+
 Only create a window when `VideoWindow.available()` says so: without a display,
 `cv2.imshow` aborts the whole process (see "Known traps" in docs/architecture.md). This module
 imports cv2 first, before anything can import av.
@@ -103,7 +108,9 @@ class VideoWindow:
         """True only if there is an X display and this cv2 build has a GUI backend."""
         return bool(os.environ.get("DISPLAY")) and _has_gui_backend()
 
-    def __init__(self, title: str, on_key: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, title: str, on_key: Callable[[str], None] | None = None, shown: bool = True
+    ) -> None:
         self.title = title
         self.on_key = on_key
         self._frames: queue.Queue[np.ndarray] = queue.Queue(maxsize=1)
@@ -114,6 +121,10 @@ class VideoWindow:
         self._dirty = threading.Event()
         self._quit = threading.Event()
         self._ready = threading.Event()
+        self._shown = threading.Event()  # on the screen (else: closed until the next open)
+        self._clear = threading.Event()  # forget the last remote picture
+        if shown:
+            self._shown.set()
         self._thread: threading.Thread | None = None
         self.frames_shown = 0
 
@@ -130,8 +141,23 @@ class VideoWindow:
         # a GUI thread still running when the interpreter exits aborts the process
         atexit.register(self.close)
 
+    def open(self) -> None:
+        """Put the window on the screen, showing no picture yet. Any thread; never waits."""
+        self._clear.set()
+        self._shown.set()
+        self._dirty.set()
+
+    def hide(self) -> None:
+        """Take the window off the screen until `open()`. Any thread; never waits."""
+        self._shown.clear()
+        self._clear.set()
+        self._preview = None
+        self._paused = None
+
     def show(self, remote_bgr: np.ndarray) -> None:
         """Queue a remote frame; any frame not yet shown is dropped. Any thread."""
+        if not self._shown.is_set():
+            return
         while True:
             try:
                 self._frames.put_nowait(remote_bgr)
@@ -171,12 +197,28 @@ class VideoWindow:
     def _run(self) -> None:
         remote: np.ndarray | None = None
         shown_caption: str | None = None
+        created = False
         try:
-            cv2.namedWindow(
-                self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL
-            )  # no toolbar: just the picture
-            self._dirty.set()
             while not self._quit.is_set():
+                if not self._shown.is_set():
+                    if created:
+                        cv2.destroyWindow(self.title)
+                        cv2.waitKey(1)
+                        created, shown_caption = False, None
+                    self._ready.set()
+                    self._quit.wait(WAIT_MS / 1000)
+                    continue
+                if not created:
+                    cv2.namedWindow(
+                        self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL
+                    )  # no toolbar: just the picture
+                    created = True
+                    self._dirty.set()
+                if self._clear.is_set():
+                    self._clear.clear()
+                    remote = None
+                    with contextlib.suppress(queue.Empty):
+                        self._frames.get_nowait()
                 try:
                     frame = self._frames.get_nowait()
                 except queue.Empty:
@@ -201,17 +243,19 @@ class VideoWindow:
                 if key not in (-1, 255):
                     self._key(chr(key & 0xFF))
                 if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+                    self._shown.clear()  # closed with the mouse: gone until the next open()
+                    created = False
                     self._key("close")
-                    break
         except cv2.error:
             logger.exception("video window failed")
         finally:
             self._ready.set()
-            try:
-                cv2.destroyWindow(self.title)
-                cv2.waitKey(1)
-            except cv2.error:
-                pass
+            if created:
+                try:
+                    cv2.destroyWindow(self.title)
+                    cv2.waitKey(1)
+                except cv2.error:
+                    pass
 
     def _key(self, key: str) -> None:
         if self.on_key is None:

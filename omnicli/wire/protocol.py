@@ -176,6 +176,7 @@ class CreateSession:
 @dataclass(frozen=True)
 class SessionList:
     limit: int = SESSION_LIST_LIMIT  # at most this many rows (1..SESSION_LIST_LIMIT)
+    after: str | None = None  # only user ids after this one (paging: the last one seen)
 
 
 @dataclass(frozen=True)
@@ -315,14 +316,16 @@ def _parse_create_session(f: dict[str, Any]) -> CreateSession:
 
 
 def _parse_session_list(f: dict[str, Any]) -> SessionList:
-    limit = f.get("limit", SESSION_LIST_LIMIT)
+    limit = f.get("limit")
+    if limit is None:
+        limit = SESSION_LIST_LIMIT
     if (
         not isinstance(limit, int)
         or isinstance(limit, bool)
         or not 1 <= limit <= SESSION_LIST_LIMIT
     ):
         raise ProtocolError(f"field 'limit' must be an integer from 1 to {SESSION_LIST_LIMIT}")
-    return SessionList(limit=limit)
+    return SessionList(limit=limit, after=_str(f, "after", limit=MAX_USER_ID, required=False))
 
 
 def _parse_offer(f: dict[str, Any]) -> OfferCall:

@@ -49,12 +49,17 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+    """Strict base64url without padding: one text for one value, so a token that differs
+    only in the unused low bits of its last character is refused, not read the same."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
         raise TokenError("token is not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError:
         raise TokenError("token is not base64url") from None
+    if _b64(data) != text:
+        raise TokenError("token is not canonical base64url")
+    return data
 
 
 def _sign(secret: str | bytes, signing_input: str) -> bytes:

@@ -18,11 +18,13 @@ from omnicli.errors import MediaFailed, UsageError
 from omnicli.media.jitter import RESET_GAP, AudioJitter
 from omnicli.phone import events as ev
 from omnicli.phone.core import Phone
+from omnicli.phone.signaling import SignalingClient
 from omnicli.phone.summary import RunningStats, summarize
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.ui import cli
 from omnicli.ui import flows as runner
 from omnicli.ui.flows import Stopper, answer_forever, follow_call, until_stopped
+from omnicli.wire import messages as m
 
 
 @pytest.fixture
@@ -63,6 +65,35 @@ async def test_answer_with_unusable_offer_is_media_failed_and_frees_the_caller(s
         assert leave.reason == "declined"
         await alice.offer_call("audiocall", "bob")  # not 412: the server let the call go
         assert (await until(bob, ev.Ringing)).caller == "alice"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_an_offer_without_media_lines_fails_at_once(server):
+    """An offer whose SDP has no m= line (nothing to connect) is answered and ended with
+    media_failed at once on the callee, instead of holding it busy until its media timeout."""
+    bob = phone(server)
+    await bob.create_session("bob")
+    heard: asyncio.Queue[Any] = asyncio.Queue()
+    alice = SignalingClient(server.url, on_event=heard.put_nowait)
+    await alice.connect()
+    try:
+        await alice.request("hello", version=1, service_id="dev")
+        await alice.request("create_session", user_id="alice")
+        empty = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+        await alice.request("offer_call", call_type="videocall", callee="bob", sdp=empty)
+        await until(bob, ev.Ringing)
+        started = time.monotonic()
+        await bob.answer_call(caller="alice")
+        leave = await until(bob, ev.Leave, timeout=5)
+        assert leave.reason == "media_failed"
+        async with asyncio.timeout(5):
+            while not isinstance(event := await heard.get(), m.EndedEvent):
+                pass
+        assert (event.reason, event.cancel) == ("media_failed", False)
+        assert time.monotonic() - started < 3  # not the 15 s media timeout
+        assert [p.state for p in await bob.session_list() if p.user_id == "bob"] == ["idle"]
     finally:
         await alice.close()
         await bob.close()

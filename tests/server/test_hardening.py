@@ -18,6 +18,7 @@ from procs import run_omni
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+import omnicli.server.connection as bounded
 import omnicli.server.driver as srv
 from omnicli.errors import ServerRefused, ServerUnreachable, UsageError
 from omnicli.phone.signaling import SignalingClient
@@ -361,7 +362,7 @@ async def test_stalled_client_is_closed_without_delaying_others(
 ) -> None:
     """A client whose socket never drains fills its bounded queue and is closed; the others'
     messages keep flowing meanwhile and its peer hears connection_lost."""
-    monkeypatch.setattr(srv, "SEND_QUEUE", 8)
+    monkeypatch.setattr(bounded, "SEND_QUEUE_BYTES", 600)  # about 8 MUTE events
     async with SignalingServer(ServerConfig(port=0, rate_limit=0)) as server:
         events: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         clients = {}

@@ -337,6 +337,24 @@ def test_session_list_without_session(b: Board) -> None:
     }
 
 
+def test_session_list_pages_with_after(b: Board) -> None:
+    """`after` lists only the user ids after it; `truncated` says whether more follow."""
+    for name in ("ann", "bea", "cid", "dan", "eve"):
+        b.user(name)
+    conn = b.user("zed")
+    pages, after = [], None
+    while True:
+        result, _ = b.ok(conn, "session_list", limit=2, after=after)
+        pages.append([row["user_id"] for row in result["sessions"]])
+        assert result["total"] == 6
+        if not result["truncated"]:
+            break
+        after = pages[-1][-1]
+    assert pages == [["ann", "bea"], ["cid", "dan"], ["eve", "zed"]]
+    result, _ = b.ok(conn, "session_list", after="zzz")
+    assert result == {"sessions": [], "total": 6, "truncated": False}
+
+
 def test_session_list_is_capped_with_total_and_truncated(b: Board) -> None:
     """session_list answers at most `limit` rows (default 1000), sorted, with the total."""
     for i in range(1005):

@@ -31,10 +31,12 @@ def omni_env(**extra: str) -> dict[str, str]:
 class Omni:
     """One `omni ...` process whose stdout lines are collected by a thread."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, prefix: tuple[str, ...] = ()
+    ) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [*OMNI, *args],
+            [*prefix, *OMNI, *args],  # prefix: a wrapper such as prlimit
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -103,9 +105,9 @@ class Omni:
                 stream.close()
 
 
-def start_server(*extra: str) -> tuple[Omni, str]:
+def start_server(*extra: str, prefix: tuple[str, ...] = ()) -> tuple[Omni, str]:
     """`omni server --port 0`; returns the process and its ws:// URL."""
-    server = Omni("server", "--port", "0", *extra)
+    server = Omni("server", "--port", "0", *extra, prefix=prefix)
     line = server.line(timeout=20)
     assert "listening on" in line, line
     return server, line.rsplit(" ", 1)[1]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
-from procs import Omni, omni_env, run_omni, start_server
+from procs import OMNI, Omni, omni_env, run_omni, start_server
 
 HEAVY = ("aiortc", "av", "cv2", "sounddevice")
 
@@ -85,6 +86,11 @@ def test_wrong_service_key_is_refused_with_exit_4(keyed_server):
     )
     assert result.returncode == 4
     assert one_line_error(result) == "omni: wrong service key (unauthorized, 401)"
+    missing = run_omni("sessions", "--server", keyed_server, "--service-id", "acme")
+    assert missing.returncode == 4
+    assert one_line_error(missing) == (
+        "omni: service 'acme' needs a service key and none was given (unauthorized, 401)"
+    )
     good = run_omni(
         "sessions",
         "--server",
@@ -262,3 +268,209 @@ def test_server_stops_cleanly_on_sigterm():
     finally:
         client.stop()
         proc.stop()
+
+
+def test_usage_errors_are_one_line_with_a_hint_and_exit_2():
+    """Click's usage mistakes (missing argument, bad value, unknown option) are one omni: line."""
+    for args, expected in (
+        (("call",), "omni: Missing argument 'CALLEE'; see 'omni call --help'"),
+        (("call", "bob", "--fps", "fast"), "omni: Invalid value for '--fps'"),
+        (("answer", "bob", "--bogus"), "omni: No such option: --bogus"),
+        (("dial",), "omni: No such command 'dial'; see 'omni --help'"),
+    ):
+        result = run_omni(*args)
+        assert result.returncode == 2, args
+        line = one_line_error(result)
+        assert line.startswith(expected) and "--help'" in line, line
+
+
+def test_version_and_bare_omni_take_the_repl_options():
+    """`omni --version` prints one; `omni --user-id X` is the REPL (unreachable server: exit 3)."""
+    version = run_omni("--version")
+    assert version.returncode == 0 and version.stdout.startswith("omni ")
+    bare = run_omni("--user-id", "alice", "--server", "ws://127.0.0.1:9", "--no-window")
+    assert bare.returncode == 3
+    assert one_line_error(bare).startswith("omni: cannot reach the server")
+    misplaced = run_omni("--json", "sessions")
+    assert misplaced.returncode == 2 and "put them after 'sessions'" in one_line_error(misplaced)
+
+
+def test_repl_with_an_unreachable_server_exits_3():
+    """The REPL ends like `omni call` when its first session cannot be made: omni: line, exit 3."""
+    result = subprocess.run(
+        [*OMNI, "repl", "--server", "ws://127.0.0.1:9", "--no-window"],
+        input="sessions\ncall bob\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=omni_env(),
+    )
+    assert result.returncode == 3
+    assert one_line_error(result).startswith("omni: cannot reach the server at ws://127.0.0.1:9")
+    assert "no session" not in result.stderr  # the piped commands were not run one by one
+
+
+def test_help_names_arguments_and_says_what_record_does():
+    """Usage lines name CALLEE, and answer's --record is about this call, not every call."""
+    call = run_omni("call", "--help")
+    assert "Usage: omni call [OPTIONS] CALLEE\n" in call.stdout
+    assert "{" not in call.stdout and "<str>" not in call.stdout
+    answer = run_omni("answer", "--help")
+    assert "every call answered" not in answer.stdout
+    top = run_omni("--help")
+    assert "…" not in top.stdout and "..." not in top.stdout.split("Commands:")[1]
+
+
+def test_a_closed_stdout_ends_the_demo_quietly():
+    """`omni demo --json | head -3`: the reader closing the pipe is a normal end, no error."""
+    proc = subprocess.Popen(
+        [*OMNI, "demo", "--json", "--no-window", "--duration", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=omni_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for _ in range(3):
+        assert proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 0, stderr
+    assert "error" not in stderr and "Traceback" not in stderr, stderr
+
+
+def test_video_and_audio_together_are_refused():
+    """`--video --audio` contradicts itself: exit 2 instead of silently an audio call."""
+    for command in (("call", "bob"), ("answer", "bob", "--user-id", "carol")):
+        result = run_omni(*command, "--video", "--audio")
+        assert result.returncode == 2
+        assert one_line_error(result) == "omni: --video and --audio contradict each other: give one"
+
+
+def test_the_server_says_its_address_once_and_that_dev_is_open():
+    """One line with the address on stdout; stderr says the open dev service is loopback-only."""
+    proc, url = start_server()
+    try:
+        wait = time.monotonic() + 10
+        while not any("is open" in line for line in proc.stderr_lines):
+            assert time.monotonic() < wait, proc.stderr_lines
+            time.sleep(0.05)
+        assert [line for line in proc.stderr_lines if url in line or "listening" in line] == []
+        assert proc.stderr_lines[0].startswith("service 'dev' is open (no key)")
+        assert "loopback only" in proc.stderr_lines[0]
+    finally:
+        proc.stop()
+    assert not any("listening" in line for line in proc.lines.queue)  # said once, on line 1
+
+
+CALL_MEDIA = (
+    "--no-window",
+    "--video-source",
+    "test",
+    "--video-size",
+    "160x120",
+    "--speaker",
+    "none",
+)
+
+
+@pytest.fixture(scope="module")
+def ringing_server():
+    proc, url = start_server()  # the default 60 s ring timeout
+    yield url
+    proc.stop()
+
+
+def test_the_readme_flow_joins_up(ringing_server):
+    """`omni call bob --user-id alice` then `omni answer alice --user-id bob`: a call."""
+    alice = Omni(
+        "call",
+        "bob",
+        "--user-id",
+        "alice",
+        "--server",
+        ringing_server,
+        "--duration",
+        "1",
+        "--json",
+        *CALL_MEDIA,
+    )
+    try:
+        assert alice.event("RINGBACK")["callee_online"] is False
+        bob = run_omni(
+            "answer",
+            "alice",
+            "--user-id",
+            "bob",
+            "--server",
+            ringing_server,
+            "--duration",
+            "1",
+            *CALL_MEDIA,
+            timeout=60,
+        )
+        assert bob.returncode == 0, bob.stderr
+        assert alice.wait() == 0
+    finally:
+        alice.stop()
+
+
+def test_a_waiting_answer_says_what_it_waits_for_and_who_rings_instead(ringing_server):
+    """Waiting for alice while someone else calls: it says so, and the error names them."""
+    caller = Omni(
+        "call", "carl", "--user-id", "zed", "--server", ringing_server, "--json", *CALL_MEDIA
+    )
+    try:
+        caller.event("RINGBACK")
+        result = run_omni(
+            "answer",
+            "alice",
+            "--user-id",
+            "carl",
+            "--server",
+            ringing_server,
+            "--wait",
+            "2",
+            *CALL_MEDIA,
+        )
+        assert result.returncode == 5
+        assert "waiting up to 2 s for alice to call carl" in result.stderr
+        assert "zed is calling carl, not alice: omni answer zed --user-id carl" in result.stderr
+        assert one_line_error(result) == (
+            "omni: no call from alice is ringing; ringing for carl instead: zed"
+        )
+    finally:
+        caller.stop()
+
+
+def test_calling_someone_offline_says_so_and_waits_as_asked(ringing_server):
+    """--wait 0 fails at once when the callee is offline; --wait S says it and gives up after S."""
+    started = time.monotonic()
+    now = run_omni("call", "nobody", "--server", ringing_server, "--wait", "0", *CALL_MEDIA)
+    assert now.returncode == 5
+    assert one_line_error(now) == "omni: nobody is not online"
+    assert time.monotonic() - started < 15
+    later = run_omni("call", "nobody", "--server", ringing_server, "--wait", "1.5", *CALL_MEDIA)
+    assert later.returncode == 5
+    assert "nobody is not online: the call waits up to 1.5 s" in later.stderr
+    assert "Ctrl-C cancels" in later.stderr
+    assert one_line_error(later) == ("omni: nobody did not come online and answer within 1.5 s")
+    free = run_omni("sessions", "--server", ringing_server, "--json")
+    assert "nobody" not in free.stdout  # the held offer was cancelled, not left ringing
+
+
+def test_shell_completion_completes_commands_and_options():
+    """The completion protocol behind `omni --install-completion` answers for bash."""
+
+    def complete(words: str, cword: int) -> list[str]:
+        env = omni_env(_OMNI_COMPLETE="complete_bash", COMP_WORDS=words, COMP_CWORD=str(cword))
+        result = subprocess.run(
+            OMNI, capture_output=True, text=True, env=env, timeout=30, stdin=subprocess.DEVNULL
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert complete("omni ca", 1) == ["call"]
+    assert "--video-size" in complete("omni call --vi", 2)
+    script = run_omni("--show-completion", "bash")
+    assert script.returncode == 0 and "_omni_completion" in script.stdout

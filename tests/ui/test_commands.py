@@ -352,8 +352,9 @@ def fake_repl(phone: FakePhone):
 
     from omnicli.ui.render import Output
     from omnicli.ui.repl import Repl, ReplOptions
+    from omnicli.ui.settings import Settings
 
-    repl = Repl(lambda sink: phone, ReplOptions(json=True))
+    repl = Repl(lambda sink: phone, ReplOptions(Settings(json=True, window=False)))
     screen = io.StringIO()
     repl.out = Output(json_mode=False, stdout=screen, stderr=screen)
     repl.hard_exit_after = None  # never os._exit the test run

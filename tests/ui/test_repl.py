@@ -206,15 +206,15 @@ def test_completion_history_and_hints(server, term_env, terminals):
 
         carol.type("ca\t")
         carol.wait_prompt(r"^carol> call$")
-        carol.type(" da\t")
+        carol.type("da\t")  # a whole, unique word ends with a space: no "calldave"
         carol.wait_prompt(r"^carol> call dave$")
-        carol.type(" --au\t")
+        carol.type("--au\t")
         carol.wait_prompt(r"^carol> call dave --audio$")
         carol.ctrl("c")
         carol.wait_prompt(r"^carol>$")
         carol.type("device cam\t")
         carol.wait_prompt(r"^carol> device camera$")
-        carol.type(" te\t")
+        carol.type("te\t")
         carol.wait_prompt(r"^carol> device camera test$")
         carol.ctrl("c")
 
@@ -291,3 +291,36 @@ def test_ctrl_c_in_a_call_hangs_up_and_a_second_leaves(server, term_env, termina
     erin.enter("quit")
     assert erin.wait_exit() == 0
     assert not re.search(r"Traceback|Error", erin.screen() + frank.screen())
+
+
+def test_y_and_n_answer_a_ringing_call_even_with_a_line_typed(server, term_env, terminals):
+    """'sessi' typed when a call rings is put aside: n rejects, and the line comes back;
+    `clear` clears the screen; Ctrl-C while a call rings says it declines."""
+    gina = terminals("repl", "--user-id", "gina", "--server", server, *MEDIA, env=term_env)
+    gina.wait_for(r"SESSION +online as gina")
+    gina.wait_prompt(r"^gina>$")
+    gina.type("sessi")
+    gina.wait_prompt(r"^gina> sessi$")
+    caller = Omni("call", "gina", "--user-id", "hal", "--server", server, "--json", *MEDIA)
+    try:
+        gina.wait_for(r"gina · RINGING: hal · y answers, n rejects")
+        gina.wait_for(r"'sessi' put aside")
+        gina.type("n")
+        leave = caller.event("LEAVE")
+        assert leave["reason"] in ("rejected", "declined"), leave
+        gina.wait_prompt(r"^gina> sessi$")
+        gina.ctrl("c")
+        gina.enter("clear")
+        gina.wait_prompt(r"^gina>$")
+        assert "unknown command" not in gina.screen()
+    finally:
+        caller.stop()
+    again = Omni("call", "gina", "--user-id", "ivy", "--server", server, "--json", *MEDIA)
+    try:
+        gina.wait_for(r"gina · RINGING: ivy")
+        gina.ctrl("c")  # on an empty line while it rings: declines, and says so
+        gina.wait_for(r"declining the call from ivy")
+        assert again.event("LEAVE")["reason"] in ("rejected", "declined")
+        assert "hanging up" not in gina.screen()
+    finally:
+        again.stop()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+
 import numpy as np
 import pytest
 from desktop import display, wait_until
@@ -129,5 +132,66 @@ def test_window_shows_the_remote_pattern_and_its_keys_work() -> None:
         finally:
             if alice is not None:
                 alice.stop()
+            bob.stop()
+            server.stop()
+
+
+@pytest.mark.e2e
+def test_an_auto_answering_session_with_a_display_answers_every_call_at_once() -> None:
+    """Three calls in a row to bob with a display: each answered at once, each in a window.
+
+    The session keeps one window thread and only shows and hides its window per call;
+    a new window per call used to block the event loop, so from the second call on bob
+    lost the server (RECONNECTING) and answered late or not at all.
+    """
+    with display() as screen:
+        server, url = start_server()
+        bob = Omni(
+            "session",
+            "create",
+            "--user-id",
+            "bob",
+            "--auto-answer",
+            "--server",
+            url,
+            *MEDIA,
+            env=omni_env(**screen.env()),
+        )
+        try:
+            bob.event("SESSION")
+            for n in range(3):
+                started = time.monotonic()
+                alice = Omni(
+                    "call",
+                    "bob",
+                    "--user-id",
+                    f"alice{n}",
+                    "--server",
+                    url,
+                    "--duration",
+                    "2",
+                    "--no-window",
+                    *MEDIA,
+                )
+                try:
+                    alice.event("CONNECTED", timeout=15)
+                    took = time.monotonic() - started
+                    assert took < 8, f"call {n + 1} took {took:.1f} s to connect"
+                    assert bob.event("CONNECTED")["peer"] == f"alice{n}"
+                    wait_until(
+                        lambda n=n: screen.find_window(f"omni · alice{n}"),
+                        10,
+                        f"bob's window {n + 1}",
+                    )
+                    assert alice.wait() == 0
+                finally:
+                    alice.stop()
+                assert bob.event("LEAVE")["by"] == f"alice{n}"
+                wait_until(
+                    lambda: screen.find_window("omni") is None, 10, f"bob's window {n + 1} to go"
+                )
+            seen = [json.loads(line).get("event") for line in bob.seen]
+            assert "RECONNECTING" not in seen and "SERVER_LOST" not in seen, seen
+        finally:
             bob.stop()
             server.stop()

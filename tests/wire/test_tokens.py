@@ -112,6 +112,30 @@ def test_alg_none_is_refused() -> None:
         tokens.check_user_token(f"{head}.{body}.", KEY, service_id="acme", now=NOW)
 
 
+def test_a_signature_differing_in_unused_bits_is_refused() -> None:
+    """The HMAC is 32 bytes: 43 base64url characters, the last carrying 4 unused bits.
+    Changing only those bits decodes to the same bytes, so a lax decoder accepted the
+    altered token; the strict one refuses it (one text per token)."""
+    token = mint()
+    head, body, sig = token.split(".")
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(sig[-1])
+    twins = [c for i, c in enumerate(alphabet) if i >> 2 == last >> 2 and i != last]
+    assert len(twins) == 3
+    for twin in twins:
+        altered = f"{head}.{body}.{sig[:-1]}{twin}"
+        assert base64.urlsafe_b64decode(altered.split(".")[2] + "=") == base64.urlsafe_b64decode(
+            sig + "="
+        )
+        with pytest.raises(TokenError, match="base64url"):
+            tokens.check_user_token(altered, KEY, service_id="acme", now=NOW + 10)
+    with pytest.raises(TokenError, match="base64url"):  # impossible length, and padding
+        tokens.check_user_token(f"{head}.{body}.{sig}AA", KEY, service_id="acme", now=NOW + 10)
+    with pytest.raises(TokenError, match="base64url"):
+        tokens.check_user_token(f"{head}.{body}.{sig}=", KEY, service_id="acme", now=NOW + 10)
+    assert tokens.check_user_token(token, KEY, service_id="acme", now=NOW + 10).user_id == "bob"
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("90", 90), ("90s", 90), ("15m", 900), ("1h", 3600), ("7d", 604800), ("1.5h", 5400)],
