@@ -11,6 +11,7 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16"
     "bench_media.py --sizes 640x480 --fps 10,30 --seconds 3 --warmup 1"
     "bench_audio.py --seconds 4 --rounds 1"
+    "bench_terminal.py --frames 60 --seconds 3"
     "bench_hostile.py --quick"
     "bench_network.py --scenarios loss5,cap300 --seconds 4 --warmup 2"
     "bench_longcall.py --minutes 0.5 --every 5 --calls 100"
@@ -23,6 +24,7 @@ else
     "bench_media.py"
     "bench_audio.py"
     "bench_breakdown.py"
+    "bench_terminal.py"
     "bench_hostile.py"
     "bench_longcall.py --minutes 2 --calls 1000"   # --minutes 30 for the real thing
     "bench_network.py"   # last: it builds network namespaces (needs root)

@@ -318,7 +318,7 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
     from omnicli.phone import events as ev
     from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 
-    if args.no_recovery:  # measure omnicli without its loss recovery (omnicli/recovery.py)
+    if args.no_recovery:  # measure omnicli without its loss recovery (omnicli/media/recovery.py)
         from omnicli.media import recovery
 
         recovery.install = lambda receiver: False

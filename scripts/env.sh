@@ -12,6 +12,8 @@ if [ "${OMNI_TEST_TOOLS:-0}" = 1 ]; then  # set by scripts/test.sh: what the tes
   SYSTEM_PACKAGES+=(xvfb xauth chromium)
   # Devices for tests: a private PulseAudio (virtual mic/speaker), screenshots and keys for Xvfb.
   SYSTEM_PACKAGES+=(pulseaudio pulseaudio-utils libasound2-plugins imagemagick xdotool)
+  # A real terminal for the terminal-video tests (half blocks and sixel, under Xvfb).
+  SYSTEM_PACKAGES+=(xterm)
   # The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
   # NFQUEUE delay, and what pip needs to build NetfilterQueue.
   SYSTEM_PACKAGES+=(iproute2 nftables iptables procps libnetfilter-queue-dev gcc)

@@ -185,6 +185,21 @@ class Phone:
 
     # -- state, for front ends ---------------------------------------------------------
 
+    def set_video_sinks(
+        self,
+        video_sink: Callable[[Any], None] | None,
+        preview_sink: Callable[[Any], None] | None,
+    ) -> None:
+        """Where remote and local video go, from now on: the current call too.
+
+        A call converts frames only for a sink that is set, so a front end that shows
+        video now and then (the REPL's `view`) sets its sinks only while it shows it.
+        """
+        self.video_sink, self.preview_sink = video_sink, preview_sink
+        media = self.media
+        if media is not None:
+            media.route()
+
     @property
     def session(self) -> SessionInfo | None:
         return self.machine.session

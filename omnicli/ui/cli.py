@@ -106,6 +106,11 @@ def _phone(
     return Phone(settings.phone_config(), video_sink=video_sink, preview_sink=preview_sink)
 
 
+def _video_out(settings: Settings) -> str:
+    """Where this command shows remote video: the setting, or none for --no-window."""
+    return settings.video_out if settings.window else "none"
+
+
 def _output(settings: Settings, label: str | None = None) -> Any:
     from omnicli.ui.render import Output
 
@@ -665,7 +670,9 @@ async def _one_call(
 
     out = _output(settings)
     stopper = Stopper.install()
-    window = Window(title, stopper.hang_up) if Window.wanted(settings.window, out) else None
+    window = Window.create(_video_out(settings), title, stopper.hang_up, out)
+    if window is not None:
+        stopper.before_exit = window.restore
     phone = _phone(
         settings,
         video_sink=window.show if window else None,
@@ -730,14 +737,16 @@ def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
                     bob, out.with_label("bob"), stop=bob_stop, auto_answer=True, max_calls=1
                 )
             )
-            window = (
-                Window("omni demo: bob", stopper.hang_up)
-                if Window.wanted(settings.window, out)
-                else None
-            )
+            window = Window.create(_video_out(settings), "omni demo: bob", stopper.hang_up, out)
+            if window is not None:
+                stopper.before_exit = window.restore
             alice = _phone(
-                replace(local, audio_source="tone:440"), video_sink=window.show if window else None
+                replace(local, audio_source="tone:440"),
+                video_sink=window.show if window else None,
+                preview_sink=window.preview if window else None,
             )
+            if window is not None:
+                window.bind(alice)
             try:
                 await alice.create_session("alice")
                 await alice.offer_call("videocall", "bob")

@@ -38,6 +38,7 @@ SPECS = (
         "use device ID (or a source: test, tone:880, silence, a file), now and later",
     ),
     Spec("stats", "stats", "the live quality figures of the call, both directions"),
+    Spec("view", "view", "the call's video in this whole terminal; any key comes back"),
     Spec("record", "record start|stop", "start or stop recording the call"),
     Spec("sessions", "sessions", "who is online under the service, and who is busy"),
     Spec("session", "session create [ID]", "leave this session and register as ID"),
@@ -105,7 +106,10 @@ def _check(spec: Spec, args: tuple[str, ...], flags: frozenset[str]) -> None:
         return CommandError(f"{why}; usage: {spec.usage}")
 
     name = spec.name
-    if name in ("reject", "hangup", "devices", "stats", "sessions", "quit", "clear") and args:
+    if (
+        name in ("reject", "hangup", "devices", "stats", "view", "sessions", "quit", "clear")
+        and args
+    ):
         raise usage(f"{name} takes no arguments")
     if name == "call":
         if len(args) != 1:

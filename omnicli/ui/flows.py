@@ -46,6 +46,7 @@ class Stopper:
 
     event: asyncio.Event
     presses: int = 0
+    before_exit: Callable[[], None] | None = None  # e.g. give the terminal back
 
     @classmethod
     def install(cls) -> Stopper:
@@ -59,6 +60,9 @@ class Stopper:
     def press(self) -> None:
         self.presses += 1
         if self.presses > 1:
+            if self.before_exit is not None:
+                with contextlib.suppress(Exception):
+                    self.before_exit()
             os._exit(int(ExitCode.INTERRUPTED))
         self.event.set()
 
@@ -105,12 +109,13 @@ def window_texts(
 
 
 class Window:
-    """The call in an OpenCV window, when a display exists.
+    """The call in an OpenCV window, or drawn in this terminal (`terminal=True`).
 
     Remote video large, the local video as a picture-in-picture preview, the peer and
-    call state in the title bar and a status line. Keys: `q` (or Esc) hangs up, `m`
-    turns the microphone off and on, `v` the camera. A peer's MUTE of its video dims
-    the picture with a "paused" banner until its UNMUTE.
+    call state in the title bar and a status line (in the terminal: one caption line,
+    with the live figures). Keys: `q` (or Esc, in a window) hangs up, `m` turns the
+    microphone off and on, `v` the camera. A peer's MUTE of its video dims the picture
+    with a "paused" banner until its UNMUTE. `create()` picks which from `--video-out`.
     """
 
     def __init__(
@@ -119,14 +124,24 @@ class Window:
         on_quit: Callable[[], None],
         phone: Phone | None = None,
         shown: bool = True,
+        terminal: bool = False,
     ) -> None:
         """Start the window's thread: before connecting, as this waits for the GUI to start.
 
         `shown=False` keeps it off the screen until `open()` (a session between calls).
+        `terminal=True` draws the call in this terminal instead (`--video-out terminal`).
         """
-        from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
+        self._window: Any
+        if terminal:
+            from omnicli.ui.termsink import TerminalVideo  # imports cv2 before av too
 
-        self._window = VideoWindow(title, shown=shown)
+            self._window = TerminalVideo(title)
+        else:
+            from omnicli.ui.window import VideoWindow  # imports cv2 before anything imports av
+
+            self._window = VideoWindow(title, shown=shown)
+        self.terminal = terminal
+        self._figures: CallFigures | None = None
         self._window.on_key = self._key
         self._on_quit = on_quit
         self._loop = asyncio.get_running_loop()
@@ -141,17 +156,43 @@ class Window:
 
     @staticmethod
     def wanted(enabled: bool, out: Output) -> bool:
-        if not enabled:
-            return False
-        from omnicli.ui.window import VideoWindow
+        """A window (not the terminal) for this call? Says so in one line when not."""
+        return Window.kind("window" if enabled else "none", out) == "window"
 
-        if not VideoWindow.available():
-            out.status("no display: running headless, remote video is not shown")
-            return False
-        return True
+    @staticmethod
+    def kind(video_out: str, out: Output) -> str:
+        """window, terminal or none for the `--video-out` setting; says why in one line."""
+        from omnicli.ui.videoout import choose, this_machine
+
+        if video_out == "none":
+            return "none"
+        chosen, note = choose(video_out, this_machine(out.json_mode))
+        if note:
+            out.status(note)
+        return chosen
+
+    @classmethod
+    def create(
+        cls, video_out: str, title: str, on_quit: Callable[[], None], out: Output
+    ) -> Window | None:
+        """The window or terminal picture `video_out` asks for (None: no video shown).
+
+        While the picture is in the terminal, the lines `out` would print wait until it
+        closes (they would land in the picture); the caption carries the call's state.
+        """
+        chosen = cls.kind(video_out, out)
+        if chosen == "none":
+            return None
+        window = cls(title, on_quit, terminal=chosen == "terminal")
+        if window.terminal:
+            out.hold()
+            window._out = out
+        return window
+
+    _out: Output | None = None
 
     def _key(self, key: str) -> None:  # the window's thread
-        if key in ("q", "\x1b"):
+        if key == "q" or (key == "\x1b" and not self.terminal):  # Esc starts terminal keys
             self._loop.call_soon_threadsafe(self._on_quit)
         elif key in ("m", "v"):
             track = Track.AUDIO if key == "m" else Track.VIDEO
@@ -206,7 +247,8 @@ class Window:
         state = phone.call_state
         caption, status = window_texts(peer, state, phone.muted, bool(self._recording))
         self._window.set_caption(caption)
-        self.status(status)
+        figures = figures_text(self._figures) if self.terminal and phone.call else ""
+        self.status(" · ".join(x for x in (status, figures) if x))
 
     def on_event(self, event: ev.CallEvent) -> None:
         """Follow the call: paused video, recording, state changes."""
@@ -220,11 +262,42 @@ class Window:
             case ev.Leave() | ev.Connected():
                 self._window.set_paused(None)
                 self._recording.clear()
-        if not isinstance(event, ev.Stats):
+            case ev.Stats(figures=figures):
+                self._figures = figures
+        if not isinstance(event, ev.Stats) or self.terminal:
             self.refresh()
 
     def close(self) -> None:
         self._window.close()
+        out, self._out = self._out, None
+        if out is not None:
+            out.release()
+
+    def restore(self) -> None:
+        """Give the terminal back now (a hard exit is coming); any thread."""
+        restore = getattr(self._window, "restore", None)
+        if restore is not None:
+            restore()
+
+
+def figures_text(figures: CallFigures | None) -> str:
+    """The live figures in a few words, for the terminal picture's caption."""
+    if not figures:
+        return ""
+    from omnicli.ui.statusline import directions, number
+
+    incoming, _ = directions(figures)
+    return " ".join(
+        x
+        for x in (
+            f"in {number(incoming.fps, '{:.0f}')} fps",
+            incoming.resolution or "",
+            f"· {number(incoming.kbps)} kbit/s",
+            f"· rtt {number(figures.rtt_ms, '{:.0f}', ' ms')}",
+            f"· loss {number(incoming.loss_pct, '{:.1f}', ' %')}",
+        )
+        if x
+    )
 
 
 async def follow_call(

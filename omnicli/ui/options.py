@@ -116,6 +116,14 @@ OPTIONS: dict[str, Any] = {
         "--record-file", "Where --record writes (default omni-ME-PEER-TIME.mp4).", "FILE"
     ),
     "no_window": _switch("--no-window", "Never open a video window (config: window = false)."),
+    "video_out": _text(
+        "--video-out",
+        "Where the remote video goes: auto (a window if there is a display, else this "
+        "terminal if it shows colour, else none), window, terminal, none"
+        + _env("video_out", "auto")
+        + ".",
+        "WHERE",
+    ),
     "json": _switch("--json", "One JSON object per line on stdout."),
     "verbose": Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")],
 }
@@ -134,7 +142,7 @@ MEDIA = (
     "fps",
 )
 RECORDING = ("record", "record_file")
-OUTPUT = ("no_window", "json", "verbose")
+OUTPUT = ("no_window", "video_out", "json", "verbose")
 
 
 def _default(annotation: Any) -> Any:

@@ -216,17 +216,49 @@ class Output:
         self.out = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.label = label
         self._t0 = time.monotonic()
+        # while a picture owns the terminal: what would have been printed, in order
+        # (one list shared with the labelled twins: they print on the same terminal)
+        self._held: list[list[tuple[Console | None, Any]] | None] = [None]
         self._notices: set[str] = set()  # said once in a process (devices: every call)
 
     def with_label(self, label: str) -> Output:
         twin = Output(json_mode=self.json_mode, stdout=self.stdout, label=label)
         twin.err, twin.out, twin._t0 = self.err, self.out, self._t0
+        twin._held = self._held
         twin._notices = self._notices
         return twin
+
+    def hold(self) -> None:
+        """Keep everything back (the terminal shows a picture) until `release()`."""
+        if self._held[0] is None:
+            self._held[0] = []
+
+    def release(self) -> None:
+        """Print what was held back, in order, and print directly again."""
+        held, self._held[0] = self._held[0], None
+        for console, item in held or ():
+            if console is None:
+                self._write_json(item)
+            else:
+                console.print(item)
+
+    def _print(self, console: Console, item: Any) -> None:
+        held = self._held[0]
+        if held is not None:
+            held.append((console, item))
+        else:
+            console.print(item)
 
     def json(self, obj: dict[str, Any]) -> None:
         if self.label:
             obj = {"who": self.label, **obj}
+        held = self._held[0]
+        if held is not None:
+            held.append((None, obj))
+        else:
+            self._write_json(obj)
+
+    def _write_json(self, obj: dict[str, Any]) -> None:
         self.stdout.write(json.dumps(obj, default=str) + "\n")
         self.stdout.flush()
 
@@ -244,17 +276,17 @@ class Output:
         line = Text.assemble(
             (stamp + " ", "dim"), who, (f"{event.name:<10}", style), " ", describe(event)
         )
-        self.err.print(line)
+        self._print(self.err, line)
         if isinstance(event, ev.Leave) and event.summary.get("duration_s"):
             self.summary(event.summary)
 
     def summary(self, summary: dict[str, Any]) -> None:
         who = f"{self.label}: " if self.label else ""
-        self.out.print(Text(f"{who}call summary: {one_line(summary)}", style="bold"))
+        self._print(self.out, Text(f"{who}call summary: {one_line(summary)}", style="bold"))
 
     def status(self, text: str, style: str = "dim") -> None:
         if not self.json_mode:
-            self.err.print(Text(text, style=style))
+            self._print(self.err, Text(text, style=style))
 
     def show(self, renderable: Any) -> None:
-        self.out.print(renderable)
+        self._print(self.out, renderable)

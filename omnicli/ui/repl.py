@@ -79,6 +79,7 @@ class Repl:
         self.device_report: Any = None  # the last devices.DeviceReport, for completion
         self._users_fetch: asyncio.Task[Any] | None = None
         self._window: Any = None
+        self.view: Any = None  # the full-terminal picture of `view`, while it shows
         self._phone_tasks: list[asyncio.Task[Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._command: asyncio.Task[Any] | None = None
@@ -218,7 +219,9 @@ class Repl:
 
     async def new_session(self, user_id: str | None) -> None:
         await self._close_phone()
-        self.phone = phone = self.make_phone(self._window.show if self._window else None)
+        window = self._window is not None  # (`view` routes the video only while it shows)
+        self.phone = phone = self.make_phone(self._video if window else None)
+        phone.preview_sink = self._preview if window else None
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
         info = await phone.create_session(user_id)
         if not self.options.settings.json:
@@ -283,6 +286,11 @@ class Repl:
             case ev.Connected(record=record):
                 self.recording, self.figures = record, None
                 self.peer_muted.clear()
+                if self.video_out() == "terminal" and self.view is None and self._can_view():
+                    from omnicli.ui import repl_actions
+                    from omnicli.ui.commands import Command
+
+                    self.spawn(self.guarded(repl_actions.view(self, Command("view"))))
                 self._restore_line()
             case ev.Leave() | ev.Cancel():
                 self.figures, self.recording = None, False
@@ -402,6 +410,8 @@ class Repl:
         if self.exit_code is not None:
             return
         self.exit_code = INTERRUPTED
+        if self.view is not None:  # give the terminal back before anything else
+            self.view.restore()
         self.say("interrupted: leaving without waiting", "red")
         if self.hard_exit_after is not None:  # in case the loop's own teardown hangs
             timer = threading.Timer(self.hard_exit_after, os._exit, (INTERRUPTED,))
@@ -428,13 +438,60 @@ class Repl:
             self._window.close()
         self.say("left; bye", "dim")
 
+    def video_out(self) -> str:
+        """Where this REPL shows video: the setting, or none for --no-window."""
+        settings = self.options.settings
+        return settings.video_out if settings.window else "none"
+
     def _open_window(self) -> None:
-        if not self.options.settings.window:
+        if self.video_out() not in ("auto", "window"):
             return
         from omnicli.ui.flows import Window
+        from omnicli.ui.videoout import this_machine
 
-        if Window.wanted(True, self.out):
+        if this_machine(self.options.settings.json).display:
             self._window = Window("omni", self._hangup_soon)
+        elif self._can_view():
+            self.out.status("no display: during a call, view shows its video in this terminal")
+        else:
+            self.out.status("no display: running headless, remote video is not shown")
+
+    def _can_view(self) -> bool:
+        """Remote video is wanted: a window is open, or `view` can draw in the terminal."""
+        if self._window is not None:
+            return True
+        if self.video_out() == "none" or self.options.settings.json:
+            return False
+        try:
+            return sys.stdout.isatty() and sys.stdin.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def route_video(self, to_view: bool) -> None:
+        """Send the call's video to `view` too (True) or only to the window, if any.
+
+        Frames are converted for a sink only while one wants them, so a call in the REPL
+        costs nothing extra when nobody looks at it.
+        """
+        phone = self.phone
+        if phone is None:
+            return
+        wanted = to_view or self._window is not None
+        phone.set_video_sinks(self._video if wanted else None, self._preview if wanted else None)
+
+    def _video(self, frame: Any) -> None:  # the call's thread: remote frames
+        if self._window is not None:
+            self._window.show(frame)
+        view = self.view
+        if view is not None:
+            view.show(frame)
+
+    def _preview(self, frame: Any) -> None:
+        if self._window is not None:
+            self._window.preview(frame)
+        view = self.view
+        if view is not None:
+            view.set_preview(frame)
 
     def _hangup_soon(self) -> None:
         if self.phone is not None:

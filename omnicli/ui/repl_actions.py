@@ -8,6 +8,7 @@ are raised, never printed: the REPL turns them into one line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from omnicli.errors import DeviceMissing, UsageError
 from omnicli.phone.callstate import CallState
 from omnicli.ui.commands import Command, help_lines
 from omnicli.ui.render import sessions_table, stats_table
+from omnicli.ui.statusline import status_lines
 from omnicli.wire.protocol import CallType
 
 if TYPE_CHECKING:
@@ -142,6 +144,45 @@ async def sessions(repl: Repl, cmd: Command) -> None:
     repl.out.show(sessions_table(await repl.list_users()))
 
 
+async def view(repl: Repl, cmd: Command) -> None:
+    """The call full-screen in the terminal until a key is pressed or the call ends."""
+    phone = repl.need_phone()
+    if phone.call is None:
+        raise UsageError("no call to view")
+    if repl.options.settings.json:
+        raise UsageError("view draws on stdout: not with --json")
+    if repl.video_out() == "none":
+        raise UsageError("video is off here (--no-window or --video-out none)")
+    from omnicli.ui.termsink import TerminalVideo
+
+    if not TerminalVideo.available():
+        raise UsageError("view needs a colour terminal on stdin and stdout")
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def any_key(key: str) -> None:  # the picture's thread
+        loop.call_soon_threadsafe(done.set)
+
+    picture = TerminalVideo("omni", any_key)
+    from prompt_toolkit.application import in_terminal
+
+    async with in_terminal():  # a prompt being typed at steps aside (and comes back after)
+        repl.out.hold()  # lines printed now would land in the picture: they wait
+        try:
+            await asyncio.to_thread(picture.start)
+            repl.view = picture
+            repl.route_video(True)
+            while phone.call is not None and not done.is_set():
+                picture.set_status(" · ".join(status_lines(repl.status())) + " · any key: prompt")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), 0.5)
+        finally:
+            repl.view = None
+            repl.route_video(False)
+            await asyncio.to_thread(picture.close)
+            repl.out.release()
+
+
 async def session(repl: Repl, cmd: Command) -> None:
     await repl.new_session(cmd.args[0] if cmd.args else None)
 
@@ -168,6 +209,7 @@ ACTIONS: dict[str, Action] = {
     "devices": devices,
     "device": device,
     "stats": stats,
+    "view": view,
     "record": record,
     "sessions": sessions,
     "session": session,

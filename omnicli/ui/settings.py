@@ -10,6 +10,8 @@ keys are the field names of `Settings`, and every key also has an environment va
     video_source = "auto"     # camera if there is one, else the test pattern
     audio_source = "auto"     # microphone if there is one, else a tone
     speaker = "auto"          # default output if there is one, else none
+    video_out = "auto"        # window, terminal or none; auto: a window if a display
+                              # exists, else the terminal if it shows colour, else none
     width = 640
     height = 480
     fps = 30
@@ -134,6 +136,8 @@ class Settings:
     height: int = setting(480, whole(16, 2160))
     fps: int = setting(30, whole(1, 60))
     window: bool = setting(True, boolean)
+    # where remote video goes (omnicli.ui.videoout): auto, window, terminal or none
+    video_out: str = setting("auto", choice("auto", "window", "terminal", "none"))
     json: bool = setting(False, boolean)
     verbose: bool = setting(False, boolean)
 
@@ -276,5 +280,7 @@ def from_flags(flags: dict[str, Any], environ: Mapping[str, str] | None = None) 
         if value is False and KEYS[key].metadata["check"] is boolean:
             del flags[key]
     if no_window:
-        flags["window"] = False
+        if flags.get("video_out") not in (None, "none"):
+            raise UsageError("--no-window and --video-out both choose where video goes: give one")
+        flags["window"], flags["video_out"] = False, "none"
     return load(flags, environ)

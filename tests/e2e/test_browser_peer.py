@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import pytest
 from chromium import PAGE, Chromium, chromium_binary
-from procs import Omni, run_omni, start_server
+from procs import answering_peer, run_omni, start_server
 
 pytestmark = [
     pytest.mark.e2e,
@@ -34,10 +34,9 @@ def page_url(**params: str) -> str:
 def test_browser_calls_an_omni_user(server, codec):
     """Chromium offers a videocall (VP8 or H.264) to `omni session create --auto-answer`;
     media flows both ways, and omni releases Chromium's frames on their marker bit."""
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server, *MEDIA)
+    bob = answering_peer("bob", server, *MEDIA)
     browser = None
     try:
-        bob.event("SESSION")
         browser = Chromium(
             page_url(server=server, user="web", callee="bob", seconds="4", codec=codec)
         )

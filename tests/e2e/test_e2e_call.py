@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from procs import Omni, run_omni, start_server
+from procs import Omni, answering_peer, run_omni, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -44,20 +44,8 @@ def assert_received(summary: dict, tone_hz: float, seconds: float) -> None:
 
 def test_call_between_two_processes_carries_video_and_audio_both_ways(server):
     """`session create --auto-answer` and `call` exchange frames and tones, then hang up."""
-    bob = Omni(
-        "session",
-        "create",
-        "--user-id",
-        "bob",
-        "--auto-answer",
-        "--server",
-        server,
-        "--audio-source",
-        "tone:660",
-        *MEDIA,
-    )
+    bob = answering_peer("bob", server, "--audio-source", "tone:660", *MEDIA)
     try:
-        assert bob.event("SESSION")["user_id"] == "bob"
         call = run_omni(
             "call",
             "bob",
@@ -144,10 +132,9 @@ def test_late_registering_callee_answers_a_pending_offer(server):
 
 def test_calling_a_busy_user_exits_rejected(server):
     """A call to a user who is in another call ends at once with `busy` and exit code 5."""
-    bob = Omni("session", "create", "--user-id", "bob", "--auto-answer", "--server", server, *MEDIA)
+    bob = answering_peer("bob", server, *MEDIA)
     alice = Omni("call", "bob", "--user-id", "alice", "--server", server, *MEDIA)
     try:
-        bob.event("SESSION")
         alice.event("CONNECTED")
         carol = run_omni("call", "bob", "--user-id", "carol", "--server", server, *MEDIA)
         assert carol.returncode == 5
@@ -162,12 +149,8 @@ def test_calling_a_busy_user_exits_rejected(server):
 def test_video_at_5_fps_arrives_well_within_one_frame_interval(server):
     """At 5 fps a frame interval is 200 ms; frames arrive much sooner because the receiver
     releases each frame on its last packet instead of waiting for the next frame (#11)."""
-    bob = Omni(
-        "session", "create", "--user-id", "bob", "--auto-answer", "--server", server,
-        "--fps", "5", "--audio-source", "tone:660", *MEDIA,
-    )  # fmt: skip
+    bob = answering_peer("bob", server, "--fps", "5", "--audio-source", "tone:660", *MEDIA)
     try:
-        bob.event("SESSION")
         call = run_omni(
             "call", "bob", "--video", "--duration", "4", "--user-id", "alice",
             "--server", server, "--fps", "5", "--audio-source", "tone:440", *MEDIA,

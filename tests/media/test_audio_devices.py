@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from desktop import pulse, wait_until
 from phones import call_connected, make_phone
-from procs import Omni, omni_env, start_server
+from procs import Omni, answering_peer, omni_env, start_server
 
 from omnicli.media import devices
 from omnicli.media.handoff import DropQueue
@@ -37,20 +37,14 @@ def test_tone_into_one_microphone_comes_out_of_the_other_speaker_both_ways() -> 
         server, url = start_server()
         pa.play_tone("alice_mic", 440, 40)
         pa.play_tone("bob_mic", 660, 40)
-        bob = Omni(
-            "session",
-            "create",
-            "--user-id",
+        bob = answering_peer(
             "bob",
-            "--auto-answer",
-            "--server",
             url,
             *REAL,
             env=omni_env(**pa.env, PULSE_SOURCE="bob_mic.monitor", PULSE_SINK="bob_spk"),
         )
         alice = None
         try:
-            bob.event("SESSION")
             alice = Omni(
                 "call",
                 "bob",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 from desktop import pulse
-from procs import Omni, omni_env, run_omni, start_server
+from procs import answering_peer, omni_env, run_omni, start_server
 
 from omnicli.errors import DeviceMissing, SourceError
 from omnicli.media import devices
@@ -93,15 +93,9 @@ def test_headless_call_falls_back_with_one_notice_and_goes_on() -> None:
     """With no devices, `omni call` says in one NOTICE what it used instead; the call works."""
     server, url = start_server()
     env = omni_env(**NO_SOUND)
-    bob = Omni(
-        "session",
-        "create",
-        "--user-id",
+    bob = answering_peer(
         "bob",
-        "--auto-answer",
-        "--server",
         url,
-        "--json",
         "--no-window",
         "--audio-source",
         "tone:660",
@@ -112,7 +106,6 @@ def test_headless_call_falls_back_with_one_notice_and_goes_on() -> None:
         env=env,
     )
     try:
-        bob.event("SESSION")
         call = run_omni(
             "call",
             "bob",

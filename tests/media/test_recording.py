@@ -10,8 +10,8 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from phones import call_connected, make_phone
-from procs import Omni, run_omni, start_server
+from phones import call_connected, eventually, make_phone
+from procs import answering_peer, run_omni, start_server
 
 from omnicli.media import framecode
 from omnicli.media.probes import dominant_frequency, luma
@@ -88,10 +88,8 @@ async def test_recording_mid_call_has_both_voices_and_the_remote_video(tmp_path:
         bob = make_phone(srv.url, audio_source="tone:660")
         try:
             await call_connected(alice, bob)
-            async with asyncio.timeout(10):
-                probe = alice.media.link.video_in
-                while probe.frames_received < 5:
-                    await asyncio.sleep(0.05)
+            probe = alice.media.link.video_in
+            await eventually(lambda: probe.frames_received >= 5, timeout=10)
             started = time.monotonic()
             assert await alice.recording_start(str(path)) == str(path)
             async with asyncio.timeout(10):
@@ -138,18 +136,8 @@ def test_call_record_flag_writes_a_file_of_the_call_length(tmp_path: Path) -> No
         "--server",
         url,
     )
-    bob = Omni(
-        "session",
-        "create",
-        "--user-id",
-        "bob",
-        "--auto-answer",
-        "--audio-source",
-        "tone:660",
-        *media,
-    )
+    bob = answering_peer("bob", url, "--audio-source", "tone:660", *media)
     try:
-        bob.event("SESSION")
         call = run_omni(
             "call",
             "bob",

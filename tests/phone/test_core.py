@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from phones import eventually, make_phone, until
+from phones import call_connected, eventually, make_phone, until
 
 from omnicli.errors import CallRejected, SourceError, UsageError
 from omnicli.phone import events as ev
@@ -25,14 +25,7 @@ def phone(srv: SignalingServer, tone: str = "tone:440") -> Phone:
 
 async def connected_pair(srv: SignalingServer) -> tuple[Phone, Phone]:
     alice, bob = phone(srv), phone(srv, "tone:660")
-    await alice.create_session("alice")
-    await bob.create_session("bob")
-    await alice.offer_call("videocall", "bob")
-    ringing = await until(bob, ev.Ringing)
-    assert (ringing.caller, ringing.call_type) == ("alice", "videocall")
-    await bob.answer_call("videocall", "alice")
-    await until(alice, ev.Connected)
-    await until(bob, ev.Connected)
+    await call_connected(alice, bob)
     return alice, bob
 
 
@@ -53,6 +46,27 @@ async def test_mute_and_unmute_reach_the_peer_as_events_and_stopped_frames(serve
         assert (await until(bob, ev.Unmute)).track == "video"
         await eventually(lambda: probe.frames_received > before + 10, timeout=3)
         assert alice.muted == frozenset()
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_video_sinks_set_mid_call_get_frames_until_they_are_taken_away(server):
+    """set_video_sinks during a call routes remote and local video at once; None stops both."""
+    alice, bob = await connected_pair(server)
+    remote: list[object] = []
+    local: list[object] = []
+    try:
+        await asyncio.sleep(0.3)
+        assert remote == [] and local == []
+        bob.set_video_sinks(remote.append, local.append)
+        await eventually(lambda: len(remote) > 5 and len(local) > 2)
+        assert remote[-1].shape == (240, 320, 3)
+        bob.set_video_sinks(None, None)
+        await asyncio.sleep(0.2)  # a frame already on its way may still land
+        seen = len(remote), len(local)
+        await asyncio.sleep(0.5)
+        assert (len(remote), len(local)) == seen
     finally:
         await alice.close()
         await bob.close()
@@ -123,7 +137,8 @@ async def test_answer_waits_for_a_late_offer_and_busy_is_rejected(server):
     try:
         await bob.create_session("bob")
         answering = asyncio.create_task(bob.answer_call("videocall", "alice", wait=5))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the answer gets to its wait (no state shows it)
+        assert not answering.done()  # waiting for the ring, not refused at once
         await alice.create_session("alice")
         await alice.offer_call("videocall", "bob")
         info = await answering

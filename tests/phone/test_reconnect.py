@@ -4,20 +4,23 @@ expired grace ends the call as connection_lost; a restarted server rebuilds decl
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from board import Board as BaseBoard
+from board import events_of
 from netproxy import CuttableProxy
-from phones import make_phone, until
+from phones import call_connected, eventually, make_phone, until
 
 from omnicli.errors import ServerUnreachable
 from omnicli.phone import events as ev
 from omnicli.phone import reconcile
 from omnicli.phone.core import Phone, SessionInfo
 from omnicli.server.driver import ServerConfig, SignalingServer
-from omnicli.server.switchboard import Delivery, Service, Switchboard
+from omnicli.server.switchboard import Delivery, Service
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
 from omnicli.wire.messages import ResumeResult
@@ -27,50 +30,17 @@ SECRET = b"resume-secret-for-tests"
 GRACE = 5.0
 
 
-class Board:
-    """A Switchboard driven by plain calls, with a settable clock."""
+class Board(BaseBoard):
+    """The driver on services dev and other, with resume on, keeping each user's token."""
 
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("resume_secret", SECRET)
         kw.setdefault("resume_grace", GRACE)
-        self.sb = Switchboard([Service("dev", None), Service("other", None)], **kw)
-        self._conns = itertools.count(1)
-        self._rids = itertools.count(1)
-        self.now = 100.0
+        super().__init__([Service("dev", None), Service("other", None)], now=100.0, **kw)
         self.tokens: dict[str, str] = {}
 
-    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
-        rid = next(self._rids)
-        out = self.sb.route(
-            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
-        )
-        assert out[0].conn == conn and out[0].message["id"] == rid
-        return out
-
-    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
-        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
-
-    def expire(self, now: float) -> list[Delivery]:
-        return self.sb.route(self.sb.expire(now))
-
-    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Delivery]]:
-        resp, *events = self.send(conn, op, **fields)
-        assert resp.message["ok"] is True, resp.message
-        return resp.message["result"], events
-
-    def code(self, conn: int, op: str, **fields: Any) -> int:
-        out = self.send(conn, op, **fields)
-        assert out[0].message["ok"] is False, out
-        return int(out[0].message["error"]["code"])
-
-    def hello(self, service: str = "dev") -> int:
-        conn = next(self._conns)
-        self.sb.connect(conn)
-        self.ok(conn, "hello", version=1, service_id=service)
-        return conn
-
-    def user(self, user_id: str) -> int:
-        conn = self.hello()
+    def user(self, user_id: str, service: str = "dev", **hello: Any) -> int:
+        conn = self.hello(service, **hello)
         result, _ = self.ok(conn, "create_session", user_id=user_id)
         self.tokens[user_id] = result["resume_token"]
         return conn
@@ -89,10 +59,6 @@ class Board:
         result, events = self.ok(conn, "resume", resume_token=self.tokens[user], **fields)
         self.tokens[user] = result["resume_token"]
         return conn, result, events
-
-
-def events_of(out: list[Delivery], conn: int) -> list[dict[str, Any]]:
-    return [s.message for s in out if s.conn == conn and "event" in s.message]
 
 
 # -- the switchboard ---------------------------------------------------------------------------
@@ -415,13 +381,7 @@ def phone(url: str, tone: str = "tone:440") -> Phone:
 
 async def call_up(url: str) -> tuple[Phone, Phone]:
     alice, bob = phone(url), phone(url, "tone:660")
-    await alice.create_session("alice")
-    await bob.create_session("bob")
-    await alice.offer_call("videocall", "bob")
-    await until(bob, ev.Ringing)
-    await bob.answer_call()
-    await until(alice, ev.Connected)
-    await until(bob, ev.Connected)
+    await call_connected(alice, bob)
     return alice, bob
 
 
@@ -440,8 +400,8 @@ async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
             for ph in (alice, bob):
                 assert "no close frame" in (await until(ph, ev.Reconnecting)).reason
             during = probe.frames_received
-            await asyncio.sleep(1.5)
-            assert probe.frames_received - during > 10  # media does not need signaling
+            # media does not need signaling: frames go on while it cannot reconnect
+            await eventually(lambda: probe.frames_received - during > 10)
             proxy.accepting = True
             for ph, name in ((alice, "alice"), (bob, "bob")):
                 back = await until(ph, ev.Reconnected)
@@ -456,43 +416,60 @@ async def test_network_blip_mid_call_resumes_and_media_keeps_flowing() -> None:
             await bob.close()
 
 
+Restart = Callable[[bytes], Awaitable[SignalingServer]]
+
+
+@contextlib.asynccontextmanager
+async def call_then_server_gone(
+    config: ServerConfig,
+) -> AsyncIterator[tuple[Phone, Phone, Restart]]:
+    """alice and bob in a call on a server (started with `config`) that is then closed;
+    `restart(secret)` starts a new one on the same port, its state lost."""
+    first = SignalingServer(config)
+    await first.start()
+    port = first.port  # known only while it listens
+    started: list[SignalingServer] = [first]
+
+    async def restart(secret: bytes) -> SignalingServer:
+        server = SignalingServer(ServerConfig(port=port, resume_secret=secret))
+        started.append(server)
+        await server.start()
+        return server
+
+    alice, bob = await call_up(first.url)
+    try:
+        await first.close()
+        yield alice, bob, restart
+    finally:
+        await alice.close()
+        await bob.close()
+        for server in started:
+            await server.close()
+
+
 async def test_server_restart_mid_call_resumes_the_call() -> None:
     """The server process is replaced (same port, same resume secret, state lost): both phones
     resume, the server rebuilds the call, and a hang-up reaches the other side."""
-    config = ServerConfig(port=0, resume_secret=SECRET)
-    first = SignalingServer(config)
-    await first.start()
-    port = first.port
-    alice, bob = await call_up(first.url)
-    second = None
-    try:
-        await first.close()
+    async with call_then_server_gone(ServerConfig(port=0, resume_secret=SECRET)) as (
+        alice,
+        bob,
+        restart,
+    ):
         for ph in (alice, bob):
             await until(ph, ev.Reconnecting)
-        second = SignalingServer(ServerConfig(port=port, resume_secret=SECRET))
-        await second.start()
+        second = await restart(SECRET)
         for ph in (alice, bob):
             assert (await until(ph, ev.Reconnected)).call_id is not None
         assert {c.state.value for c in second.board.calls.values()} == {"connected"}
         assert await bob.leave() == "hangup"
         leave = await until(alice, ev.Leave)
         assert (leave.reason, leave.by) == ("hangup", "bob")
-    finally:
-        await alice.close()
-        await bob.close()
-        if second is not None:
-            await second.close()
 
 
 async def test_grace_passing_ends_the_call_on_both_sides() -> None:
     """With the server gone longer than the grace, each phone ends its call as connection_lost
     and reports SERVER_LOST, within the grace plus a margin."""
-    config = ServerConfig(port=0, resume_grace=1.5)
-    srv = SignalingServer(config)
-    await srv.start()
-    alice, bob = await call_up(srv.url)
-    try:
-        await srv.close()
+    async with call_then_server_gone(ServerConfig(port=0, resume_grace=1.5)) as (alice, bob, _):
         started = time.monotonic()
         for ph in (alice, bob):
             assert (await until(ph, ev.Reconnecting)).grace_s == 1.5
@@ -501,23 +478,17 @@ async def test_grace_passing_ends_the_call_on_both_sides() -> None:
             assert "not resumed" in (await until(ph, ev.ServerLost)).reason
         assert time.monotonic() - started < 1.5 + 3.0
         assert alice.call is None and bob.call is None
-    finally:
-        await alice.close()
-        await bob.close()
 
 
 async def test_restart_without_the_secret_ends_the_call_clearly() -> None:
     """A server restarted with another resume secret refuses the resume (401): each phone says
     so, ends its call as connection_lost and reports SERVER_LOST, without waiting the grace."""
-    first = SignalingServer(ServerConfig(port=0, resume_secret=SECRET))
-    await first.start()
-    port = first.port
-    alice, bob = await call_up(first.url)
-    second = None
-    try:
-        await first.close()
-        second = SignalingServer(ServerConfig(port=port, resume_secret=b"another secret"))
-        await second.start()
+    async with call_then_server_gone(ServerConfig(port=0, resume_secret=SECRET)) as (
+        alice,
+        bob,
+        restart,
+    ):
+        await restart(b"another secret")
         for ph in (alice, bob):
             while "could not resume" not in (await until(ph, ev.Notice)).text:
                 pass
@@ -525,11 +496,6 @@ async def test_restart_without_the_secret_ends_the_call_clearly() -> None:
             lost = await until(ph, ev.ServerLost)
             assert "refused" in lost.reason and "not resumed within" not in lost.reason
             assert ph.call_state == "offline"
-    finally:
-        await alice.close()
-        await bob.close()
-        if second is not None:
-            await second.close()
 
 
 async def test_overlapping_connects_share_one_socket() -> None:

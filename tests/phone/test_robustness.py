@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import typer
-from phones import make_phone, until
+from phones import call_connected, make_phone, until
 from procs import Omni, start_server
 
 from omnicli.errors import MediaFailed, UsageError
@@ -158,13 +158,9 @@ async def test_mute_before_the_answer_is_kept_and_sent_once_answered(server):
         await bob.close()
 
 
-async def connected(srv: SignalingServer, video: str = "test") -> tuple[Phone, Phone]:
-    alice, bob = await pair(srv)
-    await alice.offer_call("videocall", "bob")
-    await until(bob, ev.Ringing)
-    await bob.answer_call(caller="alice")
-    await until(alice, ev.Connected)
-    await until(bob, ev.Connected)
+async def connected(srv: SignalingServer) -> tuple[Phone, Phone]:
+    alice, bob = phone(srv), phone(srv)
+    await call_connected(alice, bob)
     return alice, bob
 
 

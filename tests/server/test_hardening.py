@@ -7,13 +7,13 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
-import itertools
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from board import Board as BaseBoard
 from procs import run_omni
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -23,7 +23,7 @@ import omnicli.server.driver as srv
 from omnicli.errors import ServerRefused, ServerUnreachable, UsageError
 from omnicli.phone.signaling import SignalingClient
 from omnicli.server.driver import ServerConfig, SignalingServer, check_config
-from omnicli.server.switchboard import Delivery, Service, Switchboard
+from omnicli.server.switchboard import Service
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
 from omnicli.wire import tokens
@@ -33,47 +33,15 @@ KEY = "acme-key"
 WALL = 1_800_000_000.0
 
 
-class Board:
+class Board(BaseBoard):
+    """The driver on services acme (key KEY) and dev, with a fixed wall clock."""
+
     def __init__(self, **kw: Any) -> None:
         kw.setdefault("wall_clock", lambda: WALL)
-        self.sb = Switchboard([Service("acme", KEY), Service("dev", None)], **kw)
-        self._conns = itertools.count(1)
-        self._rids = itertools.count(1)
-
-    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
-        rid = next(self._rids)
-        out = self.sb.route(
-            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), 0.0)
-        )
-        assert out[0].conn == conn and out[0].message["id"] == rid
-        return out
-
-    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
-        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
-
-    def expire(self, now: float) -> list[Delivery]:
-        return self.sb.route(self.sb.expire(now))
-
-    def result(self, conn: int, op: str, **fields: Any) -> dict[str, Any]:
-        message = self.send(conn, op, **fields)[0].message
-        assert message["ok"], message
-        return dict(message["result"])
-
-    def code(self, conn: int, op: str, **fields: Any) -> int:
-        out = self.send(conn, op, **fields)
-        assert len(out) == 1 and out[0].message["ok"] is False, out
-        return int(out[0].message["error"]["code"])
+        super().__init__([Service("acme", KEY), Service("dev", None)], **kw)
 
     def conn(self) -> int:
-        conn = next(self._conns)
-        self.sb.connect(conn)
-        return conn
-
-    def user(self, user_id: str, service: str = "dev", **hello: Any) -> int:
-        conn = self.conn()
-        self.result(conn, "hello", version=1, service_id=service, **hello)
-        self.result(conn, "create_session", user_id=user_id)
-        return conn
+        return self.connect()
 
 
 def token(user: str, service: str = "acme", ttl: float = 600, key: str = KEY) -> str:
@@ -379,8 +347,8 @@ async def test_stalled_client_is_closed_without_delaying_others(
                     "offer_call", call_type="audiocall", callee=callee, sdp="o"
                 )
                 await clients[callee].request("answer_call", sdp="a")
-            await asyncio.sleep(0.1)
-            for queue in events.values():  # RINGING, ANSWERED: setup is done
+            for queue in events.values():  # one RINGING or ANSWERED each: setup is done
+                await asyncio.wait_for(queue.get(), 5)
                 while not queue.empty():
                     queue.get_nowait()
             bob_conn = server.board.users[("dev", "bob")]

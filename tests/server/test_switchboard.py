@@ -6,6 +6,7 @@ import itertools
 from typing import Any
 
 import pytest
+from board import Board as BaseBoard
 
 from omnicli.server.records import Presence
 from omnicli.server.store import Store
@@ -18,59 +19,23 @@ RING = 30.0
 CONNECT = 10.0
 
 
-class Board:
-    """A Switchboard with numbered connections, request ids and a settable clock."""
+class Board(BaseBoard):
+    """The driver on services dev, locked (key s3cret) and other, with numbered call ids."""
 
     def __init__(self, **kwargs: Any) -> None:
         ids = itertools.count(1)
         kwargs.setdefault("ring_timeout", RING)
         kwargs.setdefault("connect_timeout", CONNECT)
-        self.sb = Switchboard(
+        super().__init__(
             [Service("dev", None), Service("locked", "s3cret"), Service("other", None)],
+            now=1000.0,
             new_id=lambda prefix: f"{prefix}{next(ids)}",
             **kwargs,
         )
-        self._conns = itertools.count(1)
-        self._rids = itertools.count(100)
-        self.now = 1000.0
-
-    def connect(self) -> int:
-        conn = next(self._conns)
-        self.sb.connect(conn)
-        return conn
-
-    def send(self, conn: int, op: str, **fields: Any) -> list[Delivery]:
-        """Handle one request; check the response comes first, to the sender, with its id."""
-        rid = next(self._rids)
-        out = self.sb.route(
-            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
-        )
-        assert out[0].conn == conn and out[0].message["id"] == rid
-        return out
-
-    def disconnect(self, conn: int, now: float, *, lost: bool = False) -> list[Delivery]:
-        return self.sb.route(self.sb.disconnect(conn, now, lost=lost))
-
-    def expire(self, now: float) -> list[Delivery]:
-        return self.sb.route(self.sb.expire(now))
-
-    def ok(self, conn: int, op: str, **fields: Any) -> tuple[dict[str, Any], list[Delivery]]:
-        """The result of a request that must succeed, and the events it caused."""
-        resp, *events = self.send(conn, op, **fields)
-        assert resp.message["ok"] is True, resp.message
-        return resp.message["result"], events
 
     def refused(self, conn: int, op: str, **fields: Any) -> p.ErrorCode:
         """The error code of a request that must fail; a refusal causes no events."""
-        out = self.send(conn, op, **fields)
-        assert len(out) == 1 and out[0].message["ok"] is False, out
-        return p.ErrorCode(out[0].message["error"]["code"])
-
-    def user(self, user_id: str, service: str = "dev") -> int:
-        conn = self.connect()
-        self.ok(conn, "hello", version=p.VERSION, service_id=service)
-        self.ok(conn, "create_session", user_id=user_id)
-        return conn
+        return p.ErrorCode(self.code(conn, op, **fields))
 
     def offer(self, caller: int, callee: str, call_type: str = "videocall") -> list[Delivery]:
         fields = {"call_type": call_type, "callee": callee, "sdp": OFFER_SDP}

@@ -33,9 +33,13 @@ async def eventually(check: Any, timeout: float = 5.0) -> None:
 
 
 async def call_connected(alice: Phone, bob: Phone) -> None:
-    """Register alice and bob, alice calls, bob answers, until alice is CONNECTED."""
+    """Register alice and bob; alice offers a videocall, bob hears it ring and answers;
+    returns once both are CONNECTED."""
     await alice.create_session("alice")
     await bob.create_session("bob")
     await alice.offer_call("videocall", "bob")
-    await bob.answer_call("videocall", "alice", wait=5)
+    ringing = await until(bob, ev.Ringing)
+    assert (ringing.caller, ringing.call_type) == ("alice", "videocall")
+    await bob.answer_call("videocall", "alice")
     await until(alice, ev.Connected, timeout=10)
+    await until(bob, ev.Connected, timeout=10)

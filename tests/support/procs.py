@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import eventcheck
 
 OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
+LIVE: set[Omni] = set()  # started and not yet stopped: stopped at exit if a test failed early
 
 
 def omni_env(**extra: str) -> dict[str, str]:
@@ -43,6 +45,7 @@ class Omni:
             text=True,
             env=env or omni_env(),
         )
+        LIVE.add(self)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
         self.stderr_lines: list[str] = []
@@ -93,6 +96,7 @@ class Omni:
             self.proc.send_signal(signal.SIGINT)
 
     def stop(self) -> None:
+        LIVE.discard(self)
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -103,6 +107,12 @@ class Omni:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for omni in list(LIVE):
+        omni.stop()
 
 
 def start_server(*extra: str, prefix: tuple[str, ...] = ()) -> tuple[Omni, str]:
@@ -125,3 +135,30 @@ def run_omni(*args: str, timeout: float = 30.0, env: dict[str, str] | None = Non
     )
     eventcheck.check_lines(done.stdout)
     return done
+
+
+def answering_peer(
+    user_id: str, server: str, *args: str, env: dict[str, str] | None = None
+) -> Omni:
+    """`omni session create --user-id ID --auto-answer --server URL ARGS`, returned once its
+    SESSION event (for that user) is out: a callee that answers every call by itself."""
+    json_flag = () if "--json" in args else ("--json",)
+    peer = Omni(
+        "session",
+        "create",
+        "--user-id",
+        user_id,
+        "--auto-answer",
+        "--server",
+        server,
+        *json_flag,
+        *args,
+        env=env,
+    )
+    try:
+        session = peer.event("SESSION")
+        assert session["user_id"] == user_id, session
+    except BaseException:
+        peer.stop()
+        raise
+    return peer

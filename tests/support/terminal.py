@@ -6,8 +6,10 @@ reads output until the screen matches, `raw` keeps every byte (for the bell).
 
 from __future__ import annotations
 
+import copy
 import re
 import time
+from typing import Any
 
 import pexpect
 import pyte
@@ -17,7 +19,43 @@ ROWS, COLS = 40, 160
 OSC = re.compile(rb"\x1b\][^\x07\x1b]*(\x07|\x1b\\)")
 
 
-class _Screen(pyte.Screen):
+class AltScreen(pyte.Screen):
+    """A pyte screen with xterm's alternate screen (private mode 1049), which pyte lacks.
+
+    Entering saves the normal screen and the cursor and shows a blank one; leaving brings
+    both back, so a test sees whether a program gave the screen back as it found it.
+    """
+
+    ALT = 1049
+
+    def __init__(self, columns: int, lines: int) -> None:
+        super().__init__(columns, lines)
+        self.saved_screen: tuple[Any, Any] | None = None
+
+    def set_mode(self, *modes: int, **kwargs: Any) -> None:
+        if kwargs.get("private") and self.ALT in modes:
+            if self.saved_screen is None:
+                lines = {y: dict(line) for y, line in self.buffer.items()}
+                self.saved_screen = (lines, copy.copy(self.cursor))
+            self.erase_in_display(2)
+            modes = tuple(m for m in modes if m != self.ALT)
+        super().set_mode(*modes, **kwargs)
+
+    def reset_mode(self, *modes: int, **kwargs: Any) -> None:
+        if kwargs.get("private") and self.ALT in modes:
+            if self.saved_screen is not None:
+                lines, cursor = self.saved_screen
+                self.saved_screen = None
+                self.buffer.clear()
+                for y, line in lines.items():
+                    self.buffer[y].update(line)
+                self.cursor.x, self.cursor.y = cursor.x, cursor.y
+                self.cursor.attrs = cursor.attrs
+            modes = tuple(m for m in modes if m != self.ALT)
+        super().reset_mode(*modes, **kwargs)
+
+
+class _Screen(AltScreen):
     """A screen that answers the cursor position requests prompt_toolkit sends."""
 
     def __init__(self, columns: int, lines: int, child: pexpect.spawn) -> None:
@@ -30,12 +68,20 @@ class _Screen(pyte.Screen):
 
 
 class Terminal:
-    def __init__(self, *args: str, env: dict[str, str], cwd: str | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str],
+        cwd: str | None = None,
+        size: tuple[int, int] = (COLS, ROWS),
+        program: tuple[str, ...] = tuple(OMNI),
+    ) -> None:
         self.args = args
+        cols, rows = size
         self.child = pexpect.spawn(
-            OMNI[0], [*OMNI[1:], *args], env=env, cwd=cwd, dimensions=(ROWS, COLS), timeout=5
+            program[0], [*program[1:], *args], env=env, cwd=cwd, dimensions=(rows, cols), timeout=5
         )
-        self._screen = _Screen(COLS, ROWS, self.child)
+        self._screen = _Screen(cols, rows, self.child)
         self._stream = pyte.ByteStream(self._screen)
         self.raw = bytearray()
         self.closed = False
@@ -92,6 +138,17 @@ class Terminal:
     def bells(self) -> int:
         """Terminal bells rung so far (BEL bytes that do not end an OSC sequence)."""
         return OSC.sub(b"", bytes(self.raw)).count(b"\x07")
+
+    @property
+    def pyte_screen(self) -> AltScreen:
+        """The emulated screen itself: cells with their colours."""
+        return self._screen
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Resize the terminal (the program gets SIGWINCH) and the emulated screen."""
+        self._read(0.05)
+        self._screen.resize(rows, cols)
+        self.child.setwinsize(rows, cols)
 
     def type(self, text: str) -> None:
         self.child.send(text)

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from procs import OMNI, Omni, omni_env, run_omni, start_server
+from procs import OMNI, Omni, answering_peer, omni_env, run_omni, start_server
 
 HEAVY = ("aiortc", "av", "cv2", "sounddevice")
 
@@ -147,19 +147,8 @@ def test_answer_with_no_call_gives_up_after_wait(server):
 
 def test_missing_media_file_is_a_usage_error(server):
     """A --video-source file that does not exist is named in one line, exit 2."""
-    bob = Omni(
-        "session",
-        "create",
-        "--user-id",
-        "gina",
-        "--server",
-        server,
-        "--json",
-        "--no-window",
-        "--auto-answer",
-    )
+    bob = answering_peer("gina", server, "--no-window")
     try:
-        bob.event("SESSION")
         result = run_omni(
             "call",
             "gina",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from desktop import wait_until
-from procs import Omni, start_server
+from procs import Omni, answering_peer, start_server
 
 from omnicli.phone import events as ev
 from omnicli.phone.callstate import CallState
@@ -60,22 +60,9 @@ def test_a_caller_whose_peer_dies_is_told_no_media_comes() -> None:
         "--speaker",
         "none",
     )
-    bob = Omni(
-        "session",
-        "create",
-        "--user-id",
-        "bob",
-        "--auto-answer",
-        "--server",
-        url,
-        "--json",
-        "--audio-source",
-        "tone",
-        *media,
-    )
+    bob = answering_peer("bob", url, "--json", "--audio-source", "tone", *media)
     alice = None
     try:
-        bob.event("SESSION")
         alice = Omni(
             "call", "bob", "--user-id", "alice", "--server", url, "--audio-source", "tone", *media
         )

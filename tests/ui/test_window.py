@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 from desktop import display, wait_until
-from procs import Omni, omni_env, start_server
+from procs import Omni, answering_peer, omni_env, start_server
 
 from omnicli.ui.window import compose
 
@@ -65,22 +65,11 @@ def test_window_shows_the_remote_pattern_and_its_keys_work() -> None:
     """Screenshots show bob's bars in alice's window; v pauses her video in bob's; q hangs up."""
     with display() as screen_a, display() as screen_b:
         server, url = start_server()
-        bob = Omni(
-            "session",
-            "create",
-            "--user-id",
-            "bob",
-            "--auto-answer",
-            "--server",
-            url,
-            "--audio-source",
-            "tone:660",
-            *MEDIA,
-            env=omni_env(**screen_b.env()),
+        bob = answering_peer(
+            "bob", url, "--audio-source", "tone:660", *MEDIA, env=omni_env(**screen_b.env())
         )
         alice = None
         try:
-            bob.event("SESSION")
             alice = Omni(
                 "call",
                 "bob",
@@ -146,19 +135,8 @@ def test_an_auto_answering_session_with_a_display_answers_every_call_at_once() -
     """
     with display() as screen:
         server, url = start_server()
-        bob = Omni(
-            "session",
-            "create",
-            "--user-id",
-            "bob",
-            "--auto-answer",
-            "--server",
-            url,
-            *MEDIA,
-            env=omni_env(**screen.env()),
-        )
+        bob = answering_peer("bob", url, *MEDIA, env=omni_env(**screen.env()))
         try:
-            bob.event("SESSION")
             for n in range(3):
                 started = time.monotonic()
                 alice = Omni(
