@@ -8,7 +8,8 @@ import fractions
 
 import pytest
 from av import VideoFrame
-from test_peer import call, until
+from phones import eventually
+from test_peer import call
 
 from omnicli.media import sendrate
 from omnicli.media.sendrate import (
@@ -139,7 +140,7 @@ async def test_installed_on_a_real_call(remb_first: bool) -> None:
     target below aiortc's 250 kbit/s floor, the video track then sends half-size frames at
     half the rate, and the Opus encoder drops to 32 kbit/s."""
     async with call() as (a, b):
-        await until(lambda: b.video_in.frames_received > 10, 5)
+        await eventually(lambda: b.video_in.frames_received > 10, 5)
         video = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.video_out)
         audio = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.audio_out)
         assert video.omnicli_sendrate is a.send_rate
@@ -161,7 +162,7 @@ async def test_installed_on_a_real_call(remb_first: bool) -> None:
         await video._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
         encoder = video._RTCRtpSender__encoder
         assert encoder.target_bitrate < 250_000
-        assert await until(lambda: b.video_in.width == 320, 5)
+        await eventually(lambda: b.video_in.width == 320, 5)
         assert audio._RTCRtpSender__encoder.codec.bit_rate == 32_000
         shaper = a.video_out.shaper
         sent0, dropped0 = a.video_out.frames_out, shaper.dropped
