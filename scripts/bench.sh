@@ -13,7 +13,8 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_audio.py --seconds 4 --rounds 1"
     "bench_terminal.py --frames 60 --seconds 3"
     "bench_hostile.py --quick"
-    "bench_network.py --losses 0.05 --seconds 4 --warmup 2"
+    "bench_network.py --scenarios loss5,cap300 --seconds 4 --warmup 2"
+    "bench_longcall.py --minutes 0.5 --every 5 --calls 100"
     "bench_sip.py --calls 3 --seconds 3"
   )
 else
@@ -26,6 +27,7 @@ else
     "bench_breakdown.py"
     "bench_terminal.py"
     "bench_hostile.py"
+    "bench_longcall.py --minutes 2 --calls 1000"   # --minutes 30 for the real thing
     "bench_network.py"   # these two build network namespaces (need root)
     "bench_sip.py"       # Janus, kamailio and baresip in a namespace
   )

@@ -38,6 +38,69 @@ import benchlib as bl
 
 VIDEO_CLOCK = 90_000
 NO_RECOVERY = "--no-recovery" in sys.argv  # also passed on to omnicli endpoints
+CLICK_EVERY = 1.0  # s: the audio carries a click at every whole second of the wall clock
+CLICK_LEN = 0.01  # s
+CLICK_LEVEL = 0.5  # of full scale: what the detector calls a click (the tone stays at 0.1)
+
+
+class ClickDetector:
+    """One-way audio latency from the clicks in received audio: a click that arrives at
+    wall time t was sent at the whole second before it (both ends share the clock)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.last: float | None = None
+
+    def feed(self, pcm: Any, channels: int, now: float) -> None:
+        import numpy as np
+
+        mono = np.asarray(pcm).reshape(-1)[::channels]
+        if not len(mono) or np.abs(mono).max() < CLICK_LEVEL * 32767:
+            return
+        if self.last is not None and now - self.last < CLICK_EVERY / 2:
+            return  # the same click, continued in the next frame
+        self.last = now
+        self.latencies.append(round(1000 * (now % CLICK_EVERY), 1))
+
+    def frame(self, frame: Any) -> None:
+        self.feed(frame.to_ndarray(), len(frame.layout.channels), time.time())
+
+
+def click_tone() -> Any:
+    """A 440 Hz tone at 0.1 of full scale, paced by the wall clock, with a 10 ms 1 kHz click
+    at 0.9 of full scale at every whole second of the wall clock."""
+    import fractions
+    import math
+
+    import av
+    import numpy as np
+    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
+
+    class ClickTone(AudioStreamTrack):
+        sent = 0
+        t0: float | None = None
+
+        async def recv(self) -> av.AudioFrame:
+            if self.readyState != "live":
+                raise MediaStreamError
+            if self.t0 is None:
+                self.t0 = time.time()
+            wait = self.t0 + self.sent / 48_000 - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            n = np.arange(self.sent, self.sent + 960)
+            wall = self.t0 + n / 48_000
+            wave = 0.1 * np.sin(2 * math.pi * 440 * n / 48_000)
+            click = (wall % CLICK_EVERY) < CLICK_LEN
+            wave[click] = 0.9 * np.sign(np.sin(2 * math.pi * 1000 * n[click] / 48_000) + 1e-9)
+            pcm = (wave * 32767).astype(np.int16)
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 48_000, self.sent
+            frame.time_base = fractions.Fraction(1, 48_000)
+            self.sent += 960
+            return frame
+
+    return ClickTone()
 
 
 # -- endpoint side (a child process) ---------------------------------------------------
@@ -59,9 +122,11 @@ class Window:
         self.audio_rate = 48_000
         self.last_frame_at: float | None = None
         self.longest_gap = 0.0
+        self.clicks = ClickDetector()
 
     def start(self) -> None:
         self.open, self.started, self.cpu0 = True, time.monotonic(), time.process_time()
+        self.clicks.latencies.clear()
 
     def video(self, counter_ts: tuple[int, int] | None) -> None:
         now = time.monotonic()
@@ -99,6 +164,10 @@ class Window:
             "longest_freeze_ms": round(1000 * self.longest_gap),
             "audio_seconds": round(self.audio_samples / self.audio_rate, 3),
             "cpu_pct": round(100 * (time.process_time() - self.cpu0) / elapsed, 1),
+            "window_at": round(self.started, 3),
+            "audio_latencies_ms": list(
+                self.clicks.latencies
+            ),  # monotonic, the same clock in every process
             **(extra or {}),
         }
 
@@ -198,7 +267,7 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
     window = Window()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tone = Tone()
+    tone = click_tone()  # the Tone above, with a click every second (audio latency)
     pc.addTrack(tone)
     pc.addTrack(Pattern())
 
@@ -210,6 +279,7 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
                     window.video(framecode.read(_luma(frame)))
                 else:
                     window.audio(frame.samples, frame.sample_rate)
+                    window.clicks.frame(frame)
         except MediaStreamError:
             pass
 
@@ -238,6 +308,12 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
 async def omni_endpoint(args: argparse.Namespace) -> None:
     """One omnicli Phone (the `omni call` path) measuring what it receives."""
+    import logging
+
+    if os.environ.get("BENCH_LOG"):  # the phone's own account of the call, on stderr
+        logging.basicConfig(level=logging.INFO, format="%(relativeCreated)d %(name)s %(message)s")
+        for noisy in ("aioice", "aiortc", "websockets", "libav"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     from omnicli.media import framecode
     from omnicli.phone import events as ev
     from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
@@ -268,60 +344,92 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         if isinstance(event, ev.Connected):
             break
     assert phone.media is not None
-    link = phone.media.link  # the benchmark reads the probes' raw figures
-    video, audio = link.video_in, link.audio_in
+    # the same audio as the bare endpoints send: the tone with a click every second
+    phone.media.link.audio_out.set_source(click_tone())
     await asyncio.sleep(args.warmup)
-    frames0, missing0, last0 = video.frames_coded, video.counters_missing, video.last_frame_at
-    audio0 = audio.seconds_received
-    video.latencies_ms.clear()
-    window.start()
+    # The probes' raw figures, over every link the call has during the window (a media
+    # restart swaps the call's PeerLink for a new one; see omnicli/phone/mediarestart.py).
+    links: list[Any] = []
+    base: dict[int, tuple[int, int, float]] = {}
     gaps: list[float] = []
-    previous = [last0]
+    previous: list[float | None] = [None]
 
-    def watch(_: Any) -> None:  # frame arrivals, for the longest freeze
-        now = time.monotonic()
-        if previous[0] is not None:
-            gaps.append(now - previous[0])
-        previous[0] = now
+    def follow(link: Any) -> None:
+        video = link.video_in
+        base[id(link)] = (
+            video.frames_coded,
+            video.counters_missing,
+            link.audio_in.seconds_received,
+        )
+        if not links:
+            previous[0] = video.last_frame_at
+        video.latencies_ms.clear()
+        links.append(link)
+        video.on_frame = None
+        original = video._handle
 
-    video.on_frame = None
-    original = video._handle
+        def handle(frame: Any) -> None:  # frame arrivals, for the longest freeze
+            now = time.monotonic()
+            if previous[0] is not None:
+                gaps.append(now - previous[0])
+            previous[0] = now
+            coded = video.frames_coded
+            original(frame)
+            if video.frames_coded > coded and video.latencies_ms:
+                window.timed.append(
+                    (round(time.monotonic() - window.started, 2), video.latencies_ms[-1])
+                )
 
-    def handle(frame: Any) -> None:
-        watch(frame)
-        coded = video.frames_coded
-        original(frame)
-        if video.frames_coded > coded:
-            window.timed.append(
-                (round(time.monotonic() - window.started, 2), video.latencies_ms[-1])
-            )
+        video._handle = handle
+        link.audio_in.on_audio = window.clicks.frame  # audio latency
 
-    video._handle = handle
-    await asyncio.sleep(args.seconds)
+    follow(phone.media.link)
+    window.start()
+    end = time.monotonic() + args.seconds
+    while (left := end - time.monotonic()) > 0:
+        await asyncio.sleep(min(0.05, left))
+        media = phone.media
+        if media is not None and media.link is not links[-1]:
+            follow(media.link)
     if previous[0] is not None:
         gaps.append(time.monotonic() - previous[0])
     result = window.result()
-    hooks = {
-        r.track.kind: getattr(r, "omnicli_recovery", None)
-        for r in link.pc.getReceivers()
-        if r.track
-    }
-    concealed = hooks.get("audio").stats["concealed"] if hooks.get("audio") else 0
+    concealed, latencies, frames, missing, audio_s = 0, [], 0, 0, 0.0
+    recovery: dict[str, Any] = {}
+    for link in links:
+        f0, m0, a0 = base[id(link)]
+        frames += link.video_in.frames_coded - f0
+        missing += link.video_in.counters_missing - m0
+        audio_s += link.audio_in.seconds_received - a0
+        latencies += list(link.video_in.latencies_ms)
+        for r in link.pc.getReceivers():
+            hook = getattr(r, "omnicli_recovery", None) if r.track else None
+            if hook is None:
+                continue
+            if r.track.kind == "audio":
+                concealed += hook.stats["concealed"]
+            recovery[r.track.kind] = (
+                hook.stats if hasattr(hook, "stats") else {"stalls": hook.stalls}
+            )
     result.update(
-        latencies_ms=list(video.latencies_ms),
-        frames=video.frames_coded - frames0,
-        fps=round((video.frames_coded - frames0) / result["seconds"], 2),
-        lost_frames=video.counters_missing - missing0,
+        latencies_ms=latencies,
+        frames=frames,
+        fps=round(frames / result["seconds"], 2),
+        lost_frames=missing,
         longest_freeze_ms=round(1000 * max(gaps, default=0.0)),
-        audio_seconds=round(audio.seconds_received - audio0, 3),
+        audio_seconds=round(audio_s, 3),
         audio_concealed_seconds=round(0.02 * concealed, 3),
         audio_sent_seconds=result["seconds"],  # the tone is paced by the wall clock
-        recovery={
-            k: (h.stats if hasattr(h, "stats") else {"stalls": h.stalls})
-            for k, h in hooks.items()
-            if h is not None
-        },
+        recovery=recovery,
+        links=len(links),
     )
+    control = getattr(links[-1], "send_rate", None)
+    if control is not None:  # how the video send target moved (see sendrate.py)
+        result["send_rate"] = {
+            "target_kbps": round(control.target_bps / 1000),
+            "changes": [(round(t - window.started, 2), b // 1000) for t, b in control.changes],
+            "changes_at": [(round(t, 3), b // 1000) for t, b in control.changes],  # monotonic
+        }
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})
     if args.endpoint == "omni-caller":
@@ -341,12 +449,17 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
 class Endpoint:
     def __init__(self, role: str, opts: list[str], prefix: list[str] | None = None) -> None:
         cmd = [*(prefix or []), bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", role, *opts]
+        log = os.environ.get("BENCH_LOG")  # a directory: each endpoint's stderr goes there
+        err: Any = subprocess.PIPE
+        if log:
+            Path(log).mkdir(parents=True, exist_ok=True)
+            err = open(Path(log) / f"{role}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             cmd,
             env=bl.env(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=err,
             text=True,
         )
 
@@ -409,6 +522,7 @@ def run_pair(
 def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Both endpoints' figures as one row: latency pooled, others per endpoint (mean)."""
     lat = [v for r in results for v in r["latencies_ms"]]
+    audio_lat = [v for r in results for v in r.get("audio_latencies_ms", [])]
     mean = lambda key: round(sum(r[key] for r in results) / len(results), 2)  # noqa: E731
     sent = sum(r.get("audio_sent_seconds", 0) for r in results)
     got = sum(r["audio_seconds"] for r in results)
@@ -423,6 +537,7 @@ def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     return {
         "latency_ms": bl.summary(lat),
+        "audio_latency_ms": bl.summary(audio_lat),
         "per_minute_median_ms": per_minute,
         "fps_in": mean("fps"),
         "lost_frames": sum(r["lost_frames"] for r in results),
@@ -432,6 +547,11 @@ def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
         "audio_output_fraction": round(got / sent, 3) if sent else None,
         "audio_delivered_fraction": round((got - concealed) / sent, 3) if sent else None,
         "recovery": [r.get("recovery") for r in results],
+        **(
+            {"send_rate": [r["send_rate"] for r in results]}
+            if all("send_rate" in r for r in results)
+            else {}
+        ),
     }
 
 

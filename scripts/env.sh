@@ -16,7 +16,7 @@ if [ "${OMNI_TEST_TOOLS:-0}" = 1 ]; then  # set by scripts/test.sh: what the tes
   SYSTEM_PACKAGES+=(xterm)
   # The network-impairment test (scripts/netlab.py): namespaces, nftables loss, iptables
   # NFQUEUE delay, and what pip needs to build NetfilterQueue.
-  SYSTEM_PACKAGES+=(iproute2 nftables iptables libnetfilter-queue-dev gcc)
+  SYSTEM_PACKAGES+=(iproute2 nftables iptables procps libnetfilter-queue-dev gcc)
   # A real TURN server for the relay test (tests/server/test_turn_relay.py).
   SYSTEM_PACKAGES+=(coturn)
   # sipcall tests: the Janus gateway (its SIP plugin), baresip (a real SIP phone) and

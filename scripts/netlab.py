@@ -1,10 +1,22 @@
-"""netlab: two network namespaces on a veth pair, with packet loss and delay each way.
+"""netlab: two network namespaces on a veth pair, with loss, delay and rate caps each way.
 
 For tests and benchmarks that need a bad network on one machine. This kernel has no
-`netem`, so loss is an nftables rule (``numgen random mod 1000 < N drop`` on each
-namespace's ingress) and delay is an iptables NFQUEUE rule on each namespace's egress
-served by a small NetfilterQueue process that releases every packet `delay_ms` later
-(nftables' own ``queue`` statement is missing from this kernel; iptables' is there).
+`netem`, so:
+
+- random loss is an nftables rule (``numgen random mod 1000 < N drop`` on each
+  namespace's ingress);
+- a rate cap is an nftables token bucket on each namespace's ingress
+  (``limit rate over B bytes/second drop``): a policer, as on a thin uplink whose
+  modem drops what exceeds the rate; nothing queues; the kernel's bucket holds one
+  second of the rate;
+- delay and bursty loss are an iptables NFQUEUE rule on each namespace's egress served
+  by a small NetfilterQueue process that drops packets by a two-state Gilbert-Elliott
+  model (a good state that loses nothing, a bad state that loses every packet and
+  lasts a whole number of packets drawn from `burst_len`) and releases the others
+  `delay_ms` later (nftables' own ``queue`` statement is missing from this kernel;
+  iptables' is there);
+- an address change moves one namespace's veth to a new address (the old one is
+  removed, so every socket bound to it goes dead, as when a laptop changes network).
 
 Usage::
 
@@ -26,7 +38,14 @@ Usage::
   ``lab.ns["b"]`` holds ``lab.addr_b`` = 10.77.0.2/24, joined by one veth pair; each
   namespace also has its own loopback up. Nothing outside the two namespaces is
   touched: no address, route or rule of the host changes.
-* `lab.set_loss(fraction)` changes the loss while running.
+* `NetLab(rate_kbit=300)` caps each direction at 300 kbit/s; `lab.set_rate(None)` lifts
+  the cap and `lab.set_rate(1000)` changes it while running.
+* `NetLab(bursty=0.05, burst_len=(3, 10))` loses about 5 % of the packets each way, in
+  bursts of 3 to 10 consecutive packets (uniformly drawn); `lab.bursty_counts` holds
+  each helper's "packets N dropped D in B bursts" line once the lab is closed.
+* `lab.set_loss(fraction)` changes the random loss while running.
+* `lab.move("b", "10.77.0.3")` gives side b a new address and removes its old one;
+  `lab.addr["b"]` follows.
 * Everything is removed on exit (the delay processes, the rules, the veth pair and the
   namespaces), also when the body raises; deleting a namespace takes its veth and
   rules with it. Processes started with `popen()` are the caller's to stop, but any
@@ -90,11 +109,24 @@ def unavailable() -> str | None:
 class NetLab:
     """Two namespaces, a veth pair between them, loss and delay; a context manager."""
 
-    def __init__(self, *, loss: float = 0.0, delay_ms: float = 0.0, prefix: str = "omni"):
-        if not 0.0 <= loss < 1.0:
-            raise ValueError("loss is a fraction from 0 to below 1")
+    def __init__(
+        self,
+        *,
+        loss: float = 0.0,
+        delay_ms: float = 0.0,
+        rate_kbit: float | None = None,
+        bursty: float = 0.0,
+        burst_len: tuple[int, int] = (3, 10),
+        prefix: str = "omni",
+    ):
+        if not 0.0 <= loss < 1.0 or not 0.0 <= bursty < 0.5:
+            raise ValueError("loss is a fraction from 0 to below 1 (bursty: below 0.5)")
         if not 0.0 <= delay_ms <= 5000:
             raise ValueError("delay_ms must be between 0 and 5000")
+        if rate_kbit is not None and not 8 <= rate_kbit <= 10_000_000:
+            raise ValueError("rate_kbit must be between 8 and 10000000")
+        if not 1 <= burst_len[0] <= burst_len[1]:
+            raise ValueError("burst_len is (shortest, longest), both at least 1")
         tag = f"{os.getpid() % 100000}x{next(_counter)}"
         self.ns = {"a": f"{prefix}{tag}a", "b": f"{prefix}{tag}b"}
         self.veth = {"a": f"ov{tag}a", "b": f"ov{tag}b"}  # at most 15 characters
@@ -102,10 +134,14 @@ class NetLab:
         self.addr = {"a": ADDR_A, "b": ADDR_B}
         self.loss = loss
         self.delay_ms = delay_ms
+        self.rate_kbit = rate_kbit
+        self.bursty = bursty
+        self.burst_len = burst_len
         self._queue = {"a": 1000 + os.getpid() % 20000, "b": 1001 + os.getpid() % 20000}
         self._delayers: list[subprocess.Popen[bytes]] = []
         self._children: list[subprocess.Popen[Any]] = []
         self._made: list[str] = []
+        self.bursty_counts: list[str] = []
 
     # -- using the lab ------------------------------------------------------------------
 
@@ -126,10 +162,31 @@ class NetLab:
         return proc
 
     def set_loss(self, loss: float) -> None:
-        """Replace the loss rule in both namespaces."""
+        """Replace the random loss in both namespaces."""
         self.loss = loss
+        self._reload_ingress()
+
+    def set_rate(self, rate_kbit: float | None) -> None:
+        """Cap each direction at `rate_kbit` kbit/s (None: no cap), while running."""
+        self.rate_kbit = rate_kbit
+        self._reload_ingress()
+
+    def move(self, side: str, new_addr: str) -> None:
+        """Give `side` the address `new_addr` (same /24) and remove its old one."""
+        dev, old = self.veth[side], self.addr[side]
+        # without this, removing the old (primary) address removes the new one with it
+        _sh(self.cmd(side, ["sysctl", "-qw", f"net.ipv4.conf.{dev}.promote_secondaries=1"]))
+        _sh(self.cmd(side, ["ip", "addr", "add", f"{new_addr}/{PREFIX_LEN}", "dev", dev]))
+        _sh(self.cmd(side, ["ip", "addr", "del", f"{old}/{PREFIX_LEN}", "dev", dev]))
+        self.addr[side] = new_addr
+        if side == "a":
+            self.addr_a = new_addr
+        else:
+            self.addr_b = new_addr
+
+    def _reload_ingress(self) -> None:
         for side in ("a", "b"):
-            self._nft(side, f"flush chain inet omnilab ingress\n{self._loss_rule(side)}")
+            self._nft(side, f"flush chain inet omnilab ingress\n{self._ingress_rules(side)}")
 
     # -- building and tearing down --------------------------------------------------------
 
@@ -158,7 +215,7 @@ class NetLab:
             _sh(self.cmd(side, ["ip", "link", "set", dev, "up"]))
             _sh(self.cmd(side, ["ip", "link", "set", "lo", "up"]))
             self._nft(side, self._ruleset(side))
-        if self.delay_ms > 0:
+        if self.delay_ms > 0 or self.bursty > 0:
             for side in ("a", "b"):
                 self._start_delayer(side)
 
@@ -167,17 +224,21 @@ class NetLab:
             "table inet omnilab {\n"
             "  chain ingress { type filter hook prerouting priority -300; policy accept; }\n"
             "}\n"
-            f"{self._loss_rule(side)}"
+            f"{self._ingress_rules(side)}"
         )
 
-    def _loss_rule(self, side: str) -> str:
-        if self.loss <= 0:
-            return ""
-        per_mille = round(self.loss * 1000)
-        return (
-            f'add rule inet omnilab ingress iifname "{self.veth[side]}" '
-            f"numgen random mod 1000 < {per_mille} drop\n"
-        )
+    def _ingress_rules(self, side: str) -> str:
+        rules = ""
+        match = f'add rule inet omnilab ingress iifname "{self.veth[side]}"'
+        if self.loss > 0:
+            rules += f"{match} numgen random mod 1000 < {round(self.loss * 1000)} drop\n"
+        if self.rate_kbit is not None:
+            # The kernel's byte-mode bucket holds one second of the rate (and a `burst`
+            # would be added to the rate), so: no burst clause; the first second of a
+            # flow may pass up to twice the rate, the rate holds from then on.
+            rate = round(self.rate_kbit * 1000 / 8)  # bytes per second
+            rules += f"{match} limit rate over {rate} bytes/second drop\n"
+        return rules
 
     def _nft(self, side: str, script: str) -> None:
         _sh(self.cmd(side, ["nft", "-f", "-"]), stdin=script)
@@ -207,6 +268,9 @@ class NetLab:
             "delay",
             str(self._queue[side]),
             str(self.delay_ms),
+            str(self.bursty),
+            str(self.burst_len[0]),
+            str(self.burst_len[1]),
         ]
         proc = subprocess.Popen(
             self.cmd(side, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -220,11 +284,23 @@ class NetLab:
 
     def close(self) -> None:
         """Remove everything this lab made; safe to call twice."""
-        for proc in [*self._children, *self._delayers]:
+        for proc in self._delayers:  # a clean stop: they report their loss counts
             if proc.poll() is None:
+                proc.terminate()
+        for proc in [*self._children, *self._delayers]:
+            if proc.poll() is None and proc not in self._delayers:
                 proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 proc.wait(timeout=STEP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=STEP_TIMEOUT)
+        for proc in self._delayers:
+            if proc.stderr is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    tail = proc.stderr.read().decode(errors="replace").strip().splitlines()
+                    self.bursty_counts.extend(x for x in tail[-1:] if x.startswith("packets"))
             for stream in (proc.stdout, proc.stderr, proc.stdin):
                 if stream is not None:
                     stream.close()
@@ -244,20 +320,62 @@ def _sh(argv: list[str], stdin: str | None = None) -> None:
 # -- the delay helper (runs inside a namespace) ---------------------------------------------
 
 
-def delay_main(queue_num: int, delay_ms: float) -> None:
-    """Hold every packet of NFQUEUE `queue_num` for `delay_ms`, then let it go, in order."""
+class GilbertElliott:
+    """Two-state bursty loss: `lost()` per packet, about `average` of them in bursts.
+
+    The good state loses nothing; each packet in it starts a burst with probability
+    `enter`; the bad state loses every packet and lasts a length drawn uniformly from
+    `burst_len`. With mean burst length m, the average loss is enter*m / (1 + enter*m),
+    so enter = average / (m * (1 - average)).
+    """
+
+    def __init__(self, average: float, burst_len: tuple[int, int], seed: int | None = None):
+        import random
+
+        self.rng = random.Random(seed)
+        self.burst_len = burst_len
+        mean = (burst_len[0] + burst_len[1]) / 2
+        self.enter = average / (mean * (1 - average)) if average > 0 else 0.0
+        self.left = 0  # packets still to lose in the current burst
+        self.packets = self.dropped = self.bursts = 0
+
+    def lost(self) -> bool:
+        self.packets += 1
+        if self.left == 0 and self.enter > 0 and self.rng.random() < self.enter:
+            self.left = self.rng.randint(*self.burst_len)
+            self.bursts += 1
+        if self.left > 0:
+            self.left -= 1
+            self.dropped += 1
+            return True
+        return False
+
+
+def delay_main(
+    queue_num: int, delay_ms: float, bursty: float = 0.0, burst_len: tuple[int, int] = (3, 10)
+) -> None:
+    """Drop packets of NFQUEUE `queue_num` by the bursty model, delay the rest `delay_ms`."""
     import asyncio
     import signal
 
     from netfilterqueue import COPY_META, NetfilterQueue
 
+    model = GilbertElliott(bursty, burst_len)
+
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         nfq = NetfilterQueue()
         delay = delay_ms / 1000.0
-        nfq.bind(
-            queue_num, lambda pkt: loop.call_later(delay, pkt.accept), max_len=8192, mode=COPY_META
-        )
+
+        def handle(pkt: Any) -> None:
+            if model.lost():
+                pkt.drop()
+            elif delay > 0:
+                loop.call_later(delay, pkt.accept)
+            else:
+                pkt.accept()
+
+        nfq.bind(queue_num, handle, max_len=8192, mode=COPY_META)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -268,6 +386,11 @@ def delay_main(queue_num: int, delay_ms: float) -> None:
         finally:
             loop.remove_reader(nfq.get_fd())
             nfq.unbind()
+            print(
+                f"packets {model.packets} dropped {model.dropped} in {model.bursts} bursts",
+                file=sys.stderr,
+                flush=True,
+            )
 
     asyncio.run(serve())
 
@@ -286,7 +409,10 @@ def selftest() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "delay":
-        delay_main(int(sys.argv[2]), float(sys.argv[3]))
+        extra = sys.argv[4:7] if len(sys.argv) >= 7 else ["0", "3", "10"]
+        delay_main(
+            int(sys.argv[2]), float(sys.argv[3]), float(extra[0]), (int(extra[1]), int(extra[2]))
+        )
     elif sys.argv[1:] == ["selftest"]:
         raise SystemExit(selftest())
     else:

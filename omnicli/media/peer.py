@@ -32,7 +32,7 @@ from aiortc import (
 )
 
 from omnicli.errors import MediaFailed
-from omnicli.media import recovery
+from omnicli.media import recovery, sendrate
 from omnicli.media.probes import AudioProbe, VideoProbe
 from omnicli.media.quality import Counters, QualityMeter, QualitySample
 from omnicli.media.tracks import SwitchableTrack
@@ -106,6 +106,8 @@ class PeerLink:
         self.on_state = on_state
         self.video_out = SwitchableTrack("video", video)
         self.audio_out = SwitchableTrack("audio", audio)
+        for out in (self.video_out, self.audio_out):
+            out.stops_source = False  # close() stops them (see SwitchableTrack.stops_source)
         self.video_in = VideoProbe()
         self.audio_in = AudioProbe()
         self._pc = RTCPeerConnection(ice_configuration(ice_servers, relay_only=relay_only))
@@ -113,6 +115,7 @@ class PeerLink:
         self._closed = False
         self._meter = QualityMeter()
         self._sent_mark: tuple[float, int] | None = None  # (time, video frames sent)
+        self.send_rate = sendrate.SendRate()  # the video send target (see sendrate.py)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 
@@ -138,6 +141,7 @@ class PeerLink:
             else:
                 self._pc.addTransceiver(kind, direction="recvonly")
         await self._pc.setLocalDescription(await self._pc.createOffer())
+        self._control_send_rate()
         return self._pc.localDescription.sdp
 
     async def accept_offer(self, sdp: str) -> str:
@@ -149,6 +153,7 @@ class PeerLink:
             if kind in kinds and out.source is not None:
                 self._pc.addTrack(out)  # takes the transceiver the offer created
         await self._pc.setLocalDescription(await self._pc.createAnswer())
+        self._control_send_rate()
         return self._pc.localDescription.sdp
 
     async def accept_answer(self, sdp: str) -> None:
@@ -160,10 +165,28 @@ class PeerLink:
         out = self._out(kind)
         return any(t.sender.track is out for t in self._pc.getTransceivers())
 
+    def _control_send_rate(self) -> None:
+        """Put the loss-based send-rate control on our video sender (see sendrate.py)."""
+        senders = {t.sender.track: t.sender for t in self._pc.getTransceivers()}
+        video, audio = senders.get(self.video_out), senders.get(self.audio_out)
+        if video is not None and sendrate.install(video, self.send_rate, time.monotonic, audio):
+            self.video_out.shaper = sendrate.FrameShaper(self.send_rate)
+
     def _out(self, kind: str) -> SwitchableTrack:
         return self.video_out if kind == "video" else self.audio_out
 
     # connection state ------------------------------------------------------------------
+
+    def packets_received(self) -> int:
+        """Packets (RTP, RTCP, DTLS, STUN) received so far on this link's transport."""
+        total, seen = 0, set()
+        for transceiver in self._pc.getTransceivers():
+            transport = transceiver.receiver.transport
+            if transport is None or id(transport) in seen:
+                continue
+            seen.add(id(transport))
+            total += int(getattr(transport, "_RTCDtlsTransport__rx_packets", 0))
+        return total
 
     async def wait_connected(self, timeout: float) -> None:
         """Return once connected; MediaFailed if the connection fails, closes or times out."""
@@ -264,6 +287,7 @@ class PeerLink:
                 "video_in": self.video_in.snapshot(),
                 "audio_in": self.audio_in.snapshot(),
                 "muted": {"audio": self.audio_out.muted, "video": self.video_out.muted},
+                "video_target_kbps": round(self.send_rate.target_bps / 1000),
             }
             | self._sent_video()
         )
@@ -288,8 +312,11 @@ class PeerLink:
         await self.video_in.stop()
         await self.audio_in.stop()
         await self._pc.close()
-        self.video_out.stop()
-        self.audio_out.stop()
+        for out in (self.video_out, self.audio_out):
+            source = out.source
+            out.stop()
+            if source is not None:
+                source.stop()
 
 
 def _figures(sample: QualitySample) -> dict[str, Any]:

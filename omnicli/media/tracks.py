@@ -26,7 +26,7 @@ import contextlib
 import fractions
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiortc import MediaStreamTrack
@@ -81,6 +81,13 @@ class SwitchableTrack(MediaStreamTrack):
         self.frames_out = 0
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last video frame
         self.frames_dropped = 0
+        # called on every outgoing frame; returns it (possibly replaced) or None to skip it
+        # (the video send-rate level, see sendrate.FrameShaper)
+        self.shaper: Callable[[Frame], Frame | None] | None = None
+        # stop() stops the source too; PeerLink turns this off and stops sources itself,
+        # because aiortc stops a sender's track whenever its RTP loop ends (a dead
+        # transport too) and a media restart moves the sources to a new connection
+        self.stops_source = True
 
     @property
     def source(self) -> MediaStreamTrack | None:
@@ -110,7 +117,7 @@ class SwitchableTrack(MediaStreamTrack):
         self._signal()
 
     def stop(self) -> None:
-        if self.readyState == "live" and self._source is not None:
+        if self.readyState == "live" and self._source is not None and self.stops_source:
             self._source.stop()
         self._cancel_pending()
         super().stop()
@@ -123,6 +130,12 @@ class SwitchableTrack(MediaStreamTrack):
             if self._muted:
                 self.frames_dropped += 1
                 continue
+            if self.shaper is not None:
+                shaped = self.shaper(frame)
+                if shaped is None:
+                    self.frames_dropped += 1
+                    continue
+                frame = shaped
             self.frames_out += 1
             if isinstance(frame, VideoFrame):
                 self.frame_size = (frame.width, frame.height)

@@ -27,6 +27,7 @@ from omnicli.wire.protocol import EndReason, Track
 if TYPE_CHECKING:
     from omnicli.media.peer import PeerLink
     from omnicli.phone.callmedia import CallMedia
+    from omnicli.phone.mediarestart import MediaRestart
 
 log = logging.getLogger("omnicli.phone.callrun")
 
@@ -47,6 +48,7 @@ class CallRun:
     emit: Callable[[ev.CallEvent], None]
     stats: RunningStats = field(default_factory=RunningStats)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    restart: MediaRestart | None = None  # re-establishes dead media (see mediarestart.py)
 
     def __post_init__(self) -> None:
         self.media.muted = self.call.muted  # one set: the call state's

@@ -88,6 +88,7 @@ class MediaOptions:
     record: bool = False  # record every call (the caller's `record` flag records too)
     record_file: str | None = None  # default: omni-ME-PEER-TIME.mp4 in the current directory
     ice_relay_only: bool = False  # gather TURN relay candidates only (needs a TURN server)
+    media_recovery: float = 15.0  # s to re-establish dead media before media_failed (0: off)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,12 @@ class Phone:
     @property
     def ringing_from(self) -> list[str]:
         return list(self.machine.ringing)
+
+    @property
+    def media_reconnecting(self) -> bool:
+        """The current call's media path died and a new one is being negotiated."""
+        run = self._run
+        return run is not None and run.restart is not None and run.restart.recovering
 
     @property
     def media(self) -> CallMedia | None:
@@ -528,6 +535,7 @@ class Phone:
                 self._spawn(run.send_mutes(tracks), run)
             case StartStats() if run is not None:
                 self._spawn(run.sample_stats(), run)
+                self._keep_media_alive(run)
             case StartRecording() if run is not None:
                 self._spawn(self._auto_record(), run)
             case SendLeave(call_id=call_id):
@@ -607,7 +615,36 @@ class Phone:
     # -- internals: the signaling connection --------------------------------------------
 
     def _on_server_event(self, event: m.ServerEvent) -> None:
+        if isinstance(event, m.MediaRestartEvent):  # the media restart's own business
+            run = self._run
+            if run is not None and run.restart is not None and run.call.call_id == event.call_id:
+                run.restart.on_event(event)
+            return
         self._act(self.machine.receive(event, time.monotonic()))
+
+    def _keep_media_alive(self, run: CallRun) -> None:
+        """A connected call gets a new peer connection when its media path dies."""
+        limit = self.config.media.media_recovery
+        if limit <= 0 or run.restart is not None:
+            return
+        from omnicli.phone.mediarestart import MediaRestart, RestartHooks
+
+        async def end_call(reason: EndReason) -> None:
+            await self._finish(run.call, reason, None)
+
+        hooks = RestartHooks(
+            request=self.signaling.request,
+            emit=self._emit,
+            spawn=lambda coro: self._spawn(coro, run),
+            signaling_up=lambda: self.signaling.connected and not self.reconnector.active,
+            local_address=self.signaling.local_address,
+            drop_signaling=self.signaling.drop,
+            ice_servers=lambda: self.ice_servers,
+            relay_only=self.config.media.ice_relay_only,
+            end_call=end_call,
+        )
+        run.restart = MediaRestart(run.call, run.media, hooks, limit=limit)
+        run.restart.start()
 
     async def _ensure_connected(self) -> None:
         """Connect if the socket is down; never beside a resume, which owns reconnecting."""

@@ -165,6 +165,26 @@ class Reconnecting(CallEvent):
 
 
 @dataclass(frozen=True)
+class MediaReconnecting(CallEvent):
+    """The call's media path died; a new peer connection is being negotiated."""
+
+    name: ClassVar[str] = "MEDIA_RECONNECTING"
+    call_id: str
+    reason: str
+    limit_s: float  # the call ends media_failed if media is not back by then
+
+
+@dataclass(frozen=True)
+class MediaReconnected(CallEvent):
+    """Media flows again on a new peer connection, same call."""
+
+    name: ClassVar[str] = "MEDIA_RECONNECTED"
+    call_id: str
+    gap_ms: float  # from the last packet received on the old path to media on the new
+    attempts: int
+
+
+@dataclass(frozen=True)
 class Reconnected(CallEvent):
     """The session (and the call, if any) was resumed on a new signaling connection."""
 

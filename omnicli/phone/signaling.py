@@ -151,6 +151,19 @@ class SignalingClient:
         except p.ProtocolError as exc:
             raise ServerUnreachable(f"the server's answer to '{op}' is malformed: {exc}") from None
 
+    def local_address(self) -> str | None:
+        """The local IP address the websocket uses, if connected."""
+        if self._ws is None:
+            return None
+        sockname = self._ws.transport.get_extra_info("sockname")
+        return str(sockname[0]) if sockname else None
+
+    def drop(self) -> None:
+        """Abort the socket without a close handshake, as a dead network would: `on_close`
+        follows with a lost connection (and the phone resumes its session)."""
+        if self._ws is not None and self._closed_reason is None:
+            self._ws.transport.abort()
+
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()

@@ -186,6 +186,28 @@ class Calls:
         msg = p.event(name, call_id=call.call_id, user_id=c.user_id, **fields)
         self.sessions.tell(call.service_id, call.other(c.user_id), msg, out)
 
+    def media_restart(self, c: Conn, req: p.MediaRestart, out: list[Send]) -> dict[str, Any]:
+        """Relay a media restart (a new peer connection, same call) to the other party.
+
+        Only the caller offers and only the callee answers or asks, so the two never offer
+        at once; the call record does not change."""
+        assert c.user_id is not None and c.service_id is not None
+        call = self.own_call(c, req.call_id, need_answered=True)
+        role = "caller" if c.user_id == call.caller else "callee"
+        allowed = "caller" if req.kind is p.RestartKind.OFFER else "callee"
+        if role != allowed:
+            raise Refusal(
+                ErrorCode.FORBIDDEN, f"only the {allowed} sends a media_restart {req.kind.value}"
+            )
+        peer = call.other(c.user_id)
+        fields: dict[str, Any] = {"kind": req.kind.value}
+        if req.sdp is not None:
+            fields["sdp"] = req.sdp
+        delivered = self.sessions.online(call.service_id, peer)  # away: it asks again later
+        msg = p.event(Event.MEDIA_RESTART, call_id=call.call_id, user_id=c.user_id, **fields)
+        self.sessions.tell(call.service_id, peer, msg, out)
+        return {"kind": req.kind.value, "delivered": delivered}
+
     # -- timers and endings ----------------------------------------------------------------
 
     def expire(self, call: CallRecord, out: list[Send]) -> None:

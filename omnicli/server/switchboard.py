@@ -224,6 +224,8 @@ class Switchboard:
             return self.machine.leave(c, body, out)
         if isinstance(body, p.MediaState):
             return self.machine.media_state(c, body, out, now)
+        if isinstance(body, p.MediaRestart):
+            return self.machine.media_restart(c, body, out)
         if isinstance(body, p.SetMute):
             name = Event.MUTE if body.muted else Event.UNMUTE
             self.machine.relay(c, body.call_id, name, out, track=body.track.value)

@@ -82,6 +82,19 @@ OPTIONS: dict[str, Any] = {
         "--relay-only",
         "Send media only through the TURN relay the server hands out (omni server --turn-url).",
     ),
+    "media_recovery": Annotated[
+        float | None,
+        typer.Option(
+            "--media-recovery",
+            min=0,
+            metavar="S",
+            help="Seconds to re-establish a call's media after its network path dies (a new "
+            "peer connection, same call) before it ends media_failed; 0: off"
+            + _env("media_recovery", "15")
+            + ".",
+            show_default=False,
+        ),
+    ],
     "video_size": _text(
         "--video-size",
         "Capture size of the camera or test pattern (config keys width, height; default 640x480).",
@@ -124,6 +137,7 @@ MEDIA = (
     "camera",
     "require_devices",
     "relay_only",
+    "media_recovery",
     "video_size",
     "fps",
 )

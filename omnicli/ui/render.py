@@ -78,6 +78,11 @@ def describe(event: ev.CallEvent) -> str:
             tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
             goes_on = "; the call goes on" if call_id else ""
             return f"reconnected after {ms / 1000:.1f} s ({tries}){goes_on}"
+        case ev.MediaReconnecting(reason=reason, limit_s=limit):
+            return f"media lost ({reason}); reconnecting media for up to {limit:.0f} s"
+        case ev.MediaReconnected(gap_ms=gap, attempts=attempts):
+            tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+            return f"media back after a {gap / 1000:.1f} s gap ({tries})"
         case ev.Stats(figures=figures):
             return stats_line(figures)
     return event.name

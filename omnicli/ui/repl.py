@@ -168,6 +168,7 @@ class Repl:
             ringing_from=tuple(phone.ringing_from),
             call_type=call.call_type if call else None,
             figures=self.figures if call else None,
+            media_reconnecting=phone.media_reconnecting,
         )
 
     def ringing_here(self) -> bool:

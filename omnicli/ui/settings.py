@@ -81,6 +81,25 @@ def whole(low: int, high: int) -> Check:
     return check
 
 
+def seconds(low: float, high: float) -> Check:
+    """A number of seconds from `low` to `high` (e.g. --media-recovery)."""
+
+    def check(value: Any) -> float:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
+        if not low <= number <= high:
+            raise ValueError(f"must be a number of seconds from {low:g} to {high:g}")
+        return float(number)
+
+    return check
+
+
 def choice(*allowed: str) -> Check:
     """One of `allowed` (e.g. a `--video-out auto|window|terminal|none` setting)."""
 
@@ -111,6 +130,8 @@ class Settings:
     record: bool = setting(False, boolean)
     record_file: str | None = setting(None, optional_text)
     relay_only: bool = setting(False, boolean)  # ICE through the server's TURN relay only
+    # s to re-establish a call's dead media (a new peer connection) before media_failed; 0: off
+    media_recovery: float = setting(15.0, seconds(0, 3600))
     width: int = setting(640, whole(16, 3840))
     height: int = setting(480, whole(16, 2160))
     fps: int = setting(30, whole(1, 60))
@@ -135,6 +156,7 @@ class Settings:
             record=self.record,
             record_file=self.record_file,
             ice_relay_only=self.relay_only,
+            media_recovery=self.media_recovery,
         )
         return PhoneConfig(
             server_url=self.server,

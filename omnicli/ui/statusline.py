@@ -92,6 +92,7 @@ class Status:
     ringing_from: tuple[str, ...] = ()
     call_type: CallType | None = None  # in a call: an audio call shows no video state
     figures: CallFigures | None = field(default=None, compare=False)
+    media_reconnecting: bool = False  # the call's media path died; a new one is negotiated
 
 
 PHRASES = {  # the call state as a phrase about the peer
@@ -117,6 +118,8 @@ def status_lines(s: Status) -> list[str]:
         )
     else:
         call = s.call_state.value
+    if s.media_reconnecting:
+        call += " · reconnecting media"
     parts = [who, call]
     if s.peer and s.call_state is not CallState.IDLE:
         parts.append(f"you: {_mutes(s.muted, s.call_type)}")

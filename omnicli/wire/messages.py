@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
-from omnicli.wire.protocol import CallType, EndReason, Event, ProtocolError, Role, Track
+from omnicli.wire.protocol import (
+    CallType,
+    EndReason,
+    Event,
+    ProtocolError,
+    RestartKind,
+    Role,
+    Track,
+)
 
 E = TypeVar("E", bound=Enum)
 
@@ -157,6 +165,16 @@ class RecordingEvent:
 
 
 @dataclass(frozen=True)
+class MediaRestartEvent:
+    """`MEDIA_RESTART` from the peer: a new offer, its answer, or a request for an offer."""
+
+    call_id: str
+    user_id: str
+    kind: RestartKind
+    sdp: str | None
+
+
+@dataclass(frozen=True)
 class KickoutEvent:
     user_id: str
     reason: str
@@ -170,6 +188,7 @@ ServerEvent = (
     | EndedEvent
     | MuteEvent
     | RecordingEvent
+    | MediaRestartEvent
     | KickoutEvent
 )
 
@@ -222,6 +241,10 @@ def parse_event(obj: Mapping[str, Any]) -> ServerEvent:
             )
         case Event.RECORDING:
             return RecordingEvent(call_id, _text(obj, "user_id"), _flag(obj, "on"))
+        case Event.MEDIA_RESTART:
+            kind = _member(obj, "kind", RestartKind)
+            sdp = None if kind is RestartKind.REQUEST else _text(obj, "sdp")
+            return MediaRestartEvent(call_id, _text(obj, "user_id"), kind, sdp)
     raise ProtocolError(f"event '{name.value}' is not handled")  # pragma: no cover
 
 

@@ -108,6 +108,7 @@ class Event(StrEnum):
     UNMUTE = "UNMUTE"
     RECORDING = "RECORDING"
     KICKOUT = "KICKOUT"  # this connection lost its session to a resume on another one
+    MEDIA_RESTART = "MEDIA_RESTART"  # the peer sent media_restart (relayed as is)
 
 
 class ProtocolError(Exception):
@@ -265,6 +266,21 @@ class MediaState:
     call_id: str | None = None
 
 
+class RestartKind(StrEnum):
+    OFFER = "offer"  # the caller's new SDP offer (a fresh peer connection)
+    ANSWER = "answer"  # the callee's SDP answer to it
+    REQUEST = "request"  # the callee asks the caller to send a new offer
+
+
+@dataclass(frozen=True)
+class MediaRestart:
+    """Re-establish a call's media on a new peer connection (the old path died)."""
+
+    kind: RestartKind
+    sdp: str | None = None
+    call_id: str | None = None
+
+
 @dataclass(frozen=True)
 class SetRecording:
     on: bool
@@ -307,6 +323,7 @@ Body = (
     | Leave
     | SetMute
     | MediaState
+    | MediaRestart
     | SetRecording
     | Dtmf
     | Ping
@@ -389,6 +406,16 @@ def _parse_media_state(f: dict[str, Any]) -> MediaState:
     return MediaState(state=state, call_id=_call_id(f))
 
 
+def _parse_media_restart(f: dict[str, Any]) -> MediaRestart:
+    kind = _enum(f, "kind", RestartKind)
+    sdp = _str(f, "sdp", limit=MAX_SDP, required=kind is not RestartKind.REQUEST)
+    if kind is not RestartKind.REQUEST and not (sdp or "").strip():
+        raise ProtocolError("field 'sdp' is empty")
+    return MediaRestart(
+        kind=kind, sdp=sdp if kind is not RestartKind.REQUEST else None, call_id=_call_id(f)
+    )
+
+
 def _parse_mute(f: dict[str, Any], muted: bool) -> SetMute:
     return SetMute(track=_enum(f, "track", Track), muted=muted, call_id=_call_id(f))
 
@@ -428,6 +455,7 @@ _PARSERS = {
     "mute": lambda f: _parse_mute(f, True),
     "unmute": lambda f: _parse_mute(f, False),
     "media_state": _parse_media_state,
+    "media_restart": _parse_media_restart,
     "recording": lambda f: SetRecording(on=_bool(f, "on", required=True), call_id=_call_id(f)),
     "dtmf": lambda f: _parse_dtmf(f),
     "ping": lambda f: Ping(),

@@ -40,6 +40,8 @@ SAMPLES: list[ev.CallEvent] = [
     ev.ServerLost("connection lost (1006)"),
     ev.Reconnecting("connection lost (1011)", 6.0),
     ev.Reconnected("alice", 812.4, 2, "c-1"),
+    ev.MediaReconnecting("c-1", "no media for 2.5 s", 15.0),
+    ev.MediaReconnected("c-1", 1794.2, 1),
 ]
 
 

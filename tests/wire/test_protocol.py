@@ -104,7 +104,17 @@ def test_every_op_is_covered() -> None:
     assert set(p.OPS) == {
         "hello", "create_session", "session_list", "offer_call", "answer_call", "leave",
         "mute", "unmute", "media_state", "recording", "ping", "resume", "dtmf",
+        "media_restart",
     }  # fmt: skip
+
+
+def test_media_restart() -> None:
+    """media_restart: an offer or answer carries sdp; a request carries none."""
+    body = req("media_restart", kind="offer", sdp="v=0", call_id="c-1").body
+    assert body == p.MediaRestart(p.RestartKind.OFFER, "v=0", "c-1")
+    assert req("media_restart", kind="request").body == p.MediaRestart(p.RestartKind.REQUEST)
+    with pytest.raises(ProtocolError, match="'sdp'"):
+        req("media_restart", kind="answer")
 
 
 # -- malformed frames ----------------------------------------------------------------------

@@ -1,0 +1,335 @@
+"""How fast we send video: a loss-based rate control on top of aiortc's REMB handling.
+
+What aiortc does by itself (1.x): the video receiver runs a delay-based estimator
+(`aiortc.rate.RemoteBitrateEstimator`, Google Congestion Control's receive side on the
+abs-send-time extension) and sends REMB; the sender sets the VP8/H.264 encoder's
+target bitrate to it, clamped to 250 kbit/s - 1.5 Mbit/s (VP8). That follows a link
+that *queues* (delay grows), but a link that *drops* what exceeds its rate (a policer,
+a token bucket, a full modem buffer) adds no delay: the estimate stays high, video
+keeps sending above the cap and the drops hit the audio as much as the video. The
+250 kbit/s floor alone is already most of a 300 kbit/s link, with Opus at 96 kbit/s.
+
+`SendRate` is the sender-side loss controller that GCC pairs with the delay-based one,
+pure (reports and times in, a target out):
+
+- every RTCP receiver report about our video or audio carries the fraction lost since
+  the previous one; the worst of the two drives the rate;
+- loss above 10 % (in the report and smoothed over reports, so one unlucky report of
+  random loss does not count): the target drops at once to what got through
+  (rate * (1 - loss)) times 0.85, then holds for one report interval (the next report
+  still counts packets sent before the cut);
+- loss below 2 %: the target grows by 10 % per report, at most once a second, and by
+  25 % after three clean reports in a row (a lifted cap is found again in seconds, a
+  cap still there costs one cut);
+- REMB is a ceiling, never a floor, but alone it goes no lower than aiortc's 250 kbit/s
+  (a busy receiver's delay spikes are not a thin link);
+- the loss controller's rate picks a level: full size and frame rate above 350 kbit/s; half the
+  frame rate below it; half the width and height too below 200 kbit/s (and back up
+  only 35 % above those). Lower bitrate first, then frame rate, then resolution.
+
+Retransmissions are budgeted too. aiortc's sender resends every packet a NACK names;
+with omnicli's receivers asking again for what is still missing, a link losing 80 %
+to a cap carried 2-3 Mbit/s of retransmissions for a 60 kbit/s target (measured in
+the network lab): congestion collapse. `RetransmitBudget` is a token bucket that lets
+retransmissions use at most a third of the target (at least 40 kbit/s), a quarter of
+a second of it at once; what does not fit is not resent.
+
+`install(sender, control, clock)` puts it into one aiortc `RTCRtpSender`: it wraps the
+sender's RTCP handler (after aiortc has applied REMB it overrides the encoder's target
+with the controller's) and its retransmission, and lowers VP8's bitrate floor so the
+target can go below 250 kbit/s. `FrameShaper` applies the level to the frames the
+video track sends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+START_BPS = 500_000  # aiortc's VP8 default
+MIN_BPS = 60_000
+MAX_BPS = 1_500_000
+HIGH_LOSS = 0.10
+LOW_LOSS = 0.02
+CUT_MARGIN = 0.85
+LOSS_SMOOTHING = 0.5  # a cut needs the smoothed loss above HIGH_LOSS too, not one bad report
+GROWTH = 1.10
+FAST_GROWTH = 1.25  # after CLEAN_STREAK clean reports in a row: the link is not the limit
+CLEAN_STREAK = 3
+HALF_FPS_BELOW = 350_000
+HALF_SIZE_BELOW = 200_000
+REMB_FLOOR_BPS = 250_000  # aiortc's VP8 floor: REMB alone goes no lower
+
+
+@dataclass(frozen=True)
+class Level:
+    """What the video sender does at a target: every `keep_every`-th frame, at `scale`."""
+
+    keep_every: int = 1
+    scale: int = 1  # 2: half the width and height
+
+
+FULL = Level()
+
+
+UP_MARGIN = 1.35  # a level comes back only when the target is this far above its threshold
+
+
+def level_for(target_bps: int, current: Level = FULL) -> Level:
+    """The level for a target; coming back up needs UP_MARGIN above the threshold, so a
+    target probing around a threshold does not switch sizes (a keyframe each time)."""
+    half_size = Level(keep_every=2, scale=2)
+    half_fps = Level(keep_every=2)
+    if target_bps < HALF_SIZE_BELOW:
+        return half_size
+    if current == half_size and target_bps < HALF_SIZE_BELOW * UP_MARGIN:
+        return half_size
+    if target_bps < HALF_FPS_BELOW:
+        return half_fps
+    if current != FULL and target_bps < HALF_FPS_BELOW * UP_MARGIN:
+        return half_fps
+    return FULL
+
+
+class SendRate:
+    """The video send target from receiver reports and REMB; pure.
+
+    Two estimates: `loss_bps`, the loss controller's (what the link carries), and
+    `remb_bps`, the peer's delay-based estimate. The encoder gets the lower of the two,
+    but REMB alone never takes it below aiortc's own floor (REMB_FLOOR_BPS), and only the
+    loss controller changes the level (frame rate, size) and the Opus bitrate: a CPU-busy
+    receiver's delay spikes lower the bitrate as in aiortc, they do not halve the video.
+    """
+
+    def __init__(self, start_bps: int = START_BPS) -> None:
+        self.loss_bps = start_bps
+        self.remb_bps: int | None = None
+        self.target_bps = start_bps
+        self.level = level_for(start_bps)
+        self.hold_until = 0.0
+        self.last_growth = float("-inf")
+        self.loss = 0.0  # reported loss, smoothed over reports
+        self.clean = 0  # clean reports in a row
+        self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
+
+    def on_remb(self, bitrate_bps: int, now: float) -> int:
+        self.remb_bps = bitrate_bps
+        return self._update(now)
+
+    def on_report(self, fraction_lost: float, now: float, interval: float = 1.0) -> int:
+        """One receiver report's loss (0..1); the new target."""
+        self.loss = LOSS_SMOOTHING * self.loss + (1 - LOSS_SMOOTHING) * fraction_lost
+        if now < self.hold_until:
+            return self.target_bps
+        if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
+            self.hold_until = now + interval
+            self.clean = 0
+            carried = min(self.loss_bps, self.target_bps) * (1 - fraction_lost)
+            self.loss_bps = self._bound(int(carried * CUT_MARGIN))
+        elif fraction_lost >= LOW_LOSS:
+            self.clean = 0
+        elif now - self.last_growth >= 0.8 * interval:
+            self.last_growth = now
+            self.clean += 1
+            factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
+            grown = int(self.loss_bps * factor)
+            if self.remb_bps is not None:  # no point growing far past what REMB allows
+                grown = min(grown, max(self.remb_bps, self.loss_bps))
+            self.loss_bps = self._bound(grown)
+        return self._update(now)
+
+    @staticmethod
+    def _bound(bps: int) -> int:
+        return max(MIN_BPS, min(MAX_BPS, bps))
+
+    def _update(self, now: float) -> int:
+        bps = self.loss_bps
+        if self.remb_bps is not None:
+            bps = min(bps, max(self.remb_bps, REMB_FLOOR_BPS))
+        self.level = level_for(self.loss_bps, self.level)
+        if bps != self.target_bps:
+            self.target_bps = bps
+            self.changes.append((now, bps))
+            del self.changes[:-200]
+        return bps
+
+
+# The encoder gets the highest step at or below the target: aiortc rebuilds its VP8
+# encoder (and so sends a keyframe) whenever the target moves by more than 10 %, so a
+# target that moves every second must not reach it every second.
+STEPS_BPS = (60, 80, 110, 150, 200, 270, 350, 470, 630, 850, 1150, 1500)
+# Opus gets 96 kbit/s from aiortc; on a thin link (video target below HALF_FPS_BELOW)
+# voice keeps 32 kbit/s and gives the rest to video, until the target passes THICK_BPS.
+AUDIO_FULL_BPS = 96_000
+AUDIO_THIN_BPS = 32_000
+THICK_BPS = 470_000
+
+
+def encoder_step(target_bps: int) -> int:
+    """The step (bps) the encoder is set to for `target_bps`."""
+    return 1000 * max([STEPS_BPS[0], *(s for s in STEPS_BPS if 1000 * s <= target_bps)])
+
+
+def audio_bitrate(target_bps: int, current_bps: int) -> int:
+    """Opus bitrate for a video target, with hysteresis between thin and full."""
+    if target_bps < HALF_FPS_BELOW:
+        return AUDIO_THIN_BPS
+    if target_bps >= THICK_BPS:
+        return AUDIO_FULL_BPS
+    return current_bps
+
+
+RTX_SHARE = 1 / 3
+RTX_FLOOR_BPS = 40_000
+RTX_BURST_S = 0.25
+
+
+class RetransmitBudget:
+    """A token bucket (bytes) for retransmissions, refilled at a share of the target."""
+
+    def __init__(self, control: SendRate) -> None:
+        self.control = control
+        self.tokens = 0.0
+        self.at: float | None = None
+        self.sent = self.refused = 0
+
+    def allow(self, size: int, now: float) -> bool:
+        rate = max(RTX_FLOOR_BPS, self.control.target_bps * RTX_SHARE) / 8  # bytes/s
+        if self.at is None:
+            self.tokens = rate * RTX_BURST_S
+        else:
+            self.tokens = min(rate * RTX_BURST_S, self.tokens + rate * (now - self.at))
+        self.at = now
+        if size > self.tokens:
+            self.refused += 1
+            return False
+        self.tokens -= size
+        self.sent += 1
+        return True
+
+
+class FrameShaper:
+    """Drops and scales video frames to the controller's level (called per frame)."""
+
+    def __init__(self, control: SendRate) -> None:
+        self.control = control
+        self.count = 0
+        self.dropped = 0
+        self.scaled = 0
+
+    def __call__(self, frame: Any) -> Any | None:
+        level = self.control.level
+        self.count += 1
+        if level.keep_every > 1 and self.count % level.keep_every:
+            self.dropped += 1
+            return None
+        if level.scale > 1:
+            self.scaled += 1
+            pts, time_base = frame.pts, frame.time_base
+            width = max(2, frame.width // level.scale // 2 * 2)
+            height = max(2, frame.height // level.scale // 2 * 2)
+            frame = frame.reformat(width=width, height=height)
+            frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+def lower_vp8_floor(bps: int = MIN_BPS) -> None:
+    """aiortc clamps VP8 targets to 250 kbit/s and up; let them go down to `bps`."""
+    from aiortc.codecs import vpx
+
+    vpx.MIN_BITRATE = min(vpx.MIN_BITRATE, bps)
+
+
+def install(
+    sender: Any, control: SendRate, clock: Callable[[], float], audio_sender: Any = None
+) -> bool:
+    """Let `control` set the video encoder's target of aiortc `sender` (and the Opus bitrate
+    of `audio_sender`, if given); False if it cannot."""
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RtcpPsfbPacket,
+        RtcpRrPacket,
+        RtcpSrPacket,
+        unpack_remb_fci,
+    )
+
+    if getattr(sender, "omnicli_sendrate", None) is not None:
+        return True
+    original = getattr(sender, "_handle_rtcp_packet", None)
+    if original is None or not hasattr(sender, "_RTCRtpSender__encoder"):
+        logger.warning("this aiortc version has no sender hooks: send-rate control is off")
+        return False
+    lower_vp8_floor()
+
+    async def handle(packet: Any) -> None:
+        await original(packet)
+        now = clock()
+        before = control.target_bps
+        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    control.on_report(report.fraction_lost / 256, now)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                bitrate, ssrcs = 0, []
+            if sender._ssrc in ssrcs:
+                control.on_remb(bitrate, now)
+        encoder = sender._RTCRtpSender__encoder
+        if encoder is not None and hasattr(encoder, "target_bitrate"):
+            encoder.target_bitrate = encoder_step(control.target_bps)
+        if audio_sender is not None:
+            set_opus_bitrate(audio_sender, control.loss_bps)
+        if control.target_bps != before:
+            logger.debug("video send target %d -> %d bps", before, control.target_bps)
+
+    sender._handle_rtcp_packet = handle
+    budget_retransmissions(sender, RetransmitBudget(control), clock)
+    sender.omnicli_sendrate = control
+    return True
+
+
+def set_opus_bitrate(sender: Any, target_bps: int) -> None:
+    """Give aiortc's Opus encoder in `sender` the bitrate `audio_bitrate()` picks."""
+    encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+    codec = getattr(encoder, "codec", None)
+    if codec is None or getattr(codec, "name", "") != "libopus":
+        return
+    want = audio_bitrate(target_bps, codec.bit_rate)
+    if want == codec.bit_rate:
+        return
+    from av import CodecContext
+
+    fresh = CodecContext.create("libopus", "w")
+    for name in ("format", "layout", "sample_rate", "time_base"):
+        setattr(fresh, name, getattr(codec, name))
+    fresh.options = {"application": "voip"}
+    fresh.bit_rate = want
+    assert encoder is not None
+    encoder.codec = fresh
+    logger.debug("audio send bitrate %d -> %d bps", codec.bit_rate, want)
+
+
+def budget_retransmissions(
+    sender: Any, budget: RetransmitBudget, clock: Callable[[], float]
+) -> None:
+    """Resend what a NACK names only while `budget` allows (aiortc `sender`)."""
+    from aiortc.rtp import RTP_HISTORY_SIZE
+
+    original = sender._retransmit
+    history = sender._RTCRtpSender__rtp_history
+
+    async def retransmit(sequence_number: int) -> None:
+        packet = history.get(sequence_number % RTP_HISTORY_SIZE)
+        if packet is None or packet.sequence_number != sequence_number:
+            return
+        if budget.allow(len(packet.payload) + 40, clock()):  # + RTP, UDP, IP, SRTP
+            await original(sequence_number)
+
+    sender._retransmit = retransmit
+    sender.omnicli_rtx_budget = budget

@@ -1,0 +1,103 @@
+"""A thin link keeps the voice: a 640x480 call between two network namespaces whose link is
+capped at 300 kbit/s each way (an nftables token bucket, scripts/netlab.py) keeps its audio
+while the video adapts down (lower bitrate, frame rate, size); when the cap is lifted the
+video climbs back (omnicli/media/sendrate.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from procs import omni_env
+from test_impairment import KEY, OMNI, Lines
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from netlab import NetLab, unavailable
+
+CAPPED = 20  # s of the call under the cap
+FREE = 12  # s after the cap is lifted
+
+
+def stats(side: Lines, since: int, until: int | None = None) -> list[dict[str, Any]]:
+    return [e["figures"] for e in side.events[since:until] if e.get("event") == "STATS"]
+
+
+@pytest.mark.e2e
+def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
+    """Under a 300 kbit/s cap each side's video target falls (median) below the cap and the video
+    goes to half size or half rate, while over the last 10 capped seconds at least 95 % of
+    the audio arrives and video still arrives; lifting the cap lets the target climb."""
+    if (why := unavailable()) is not None:
+        pytest.skip(f"cannot build the network lab: {why}")
+    env = omni_env()
+    common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "640x480"]
+    with NetLab(rate_kbit=300) as lab:  # no delay helper: the kernel alone shapes the link
+        server = lab.popen(
+            "a",
+            [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+        url = Lines(server).next(20).rsplit(" ", 1)[1]
+        answer = [*OMNI, "answer", "alice", "--user-id", "bob", "--wait", "60", *common]
+        bob = Lines(
+            lab.popen(
+                "b",
+                [*answer, "--server", url, "--audio-source", "tone:660"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+        bob.until("SESSION", 30)
+        call = [*OMNI, "call", "bob", "--user-id", "alice", "-d", str(CAPPED + FREE), *common]
+        alice = Lines(
+            lab.popen(
+                "a",
+                [*call, "--server", url],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+        for side in (alice, bob):
+            side.until("CONNECTED", 40)
+        start = {id(s): len(s.events) for s in (alice, bob)}
+        deadline = time.monotonic() + CAPPED
+        while time.monotonic() < deadline:  # read both sides as it goes
+            alice.until("STATS", 10)
+            bob.until("STATS", 10)
+        lab.set_rate(None)
+        lifted = {id(s): len(s.events) for s in (alice, bob)}
+        alice.until("LEAVE", FREE + 30)
+        bob.until("LEAVE", 20)
+        for side in (alice, bob):
+            capped = stats(side, start[id(side)], lifted[id(side)])
+            assert len(capped) >= CAPPED - 3, len(capped)
+            last = capped[-10:]
+            audio = (
+                last[-1]["audio_in"]["seconds_received"] - last[0]["audio_in"]["seconds_received"]
+            )
+            frames = (
+                last[-1]["video_in"]["frames_received"] - last[0]["video_in"]["frames_received"]
+            )
+            span = len(last) - 1  # STATS come once a second
+            assert audio >= 0.95 * span * 0.98, (audio, span)  # 2 % for the STATS clock
+            assert frames > 2 * span, frames  # video still arrives
+            targets = sorted(s["video_target_kbps"] for s in last)  # it probes up, then cuts
+            assert targets[len(targets) // 2] < 300, targets
+            adapted = [s for s in last if s["width_out"] == 320 or (s["fps_out"] or 30) <= 20]
+            assert len(adapted) >= len(last) // 2, [(s["width_out"], s["fps_out"]) for s in last]
+            free = stats(side, lifted[id(side)])
+            # once the cap is gone it climbs well above what it held under the cap (how far
+            # in 12 s depends on REMB too, which a loaded receiver keeps low)
+            lifted_max = max(s["video_target_kbps"] for s in free)
+            assert lifted_max > 1.3 * targets[len(targets) // 2], (lifted_max, targets)

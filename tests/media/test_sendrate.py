@@ -1,0 +1,171 @@
+"""The send-rate control (omnicli/media/sendrate.py): pure decisions with plain calls, the
+frame shaper on real frames, and the hooks on a real aiortc sender."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+
+import pytest
+from av import VideoFrame
+from phones import eventually
+from test_peer import call
+
+from omnicli.media import sendrate
+from omnicli.media.sendrate import (
+    FULL,
+    FrameShaper,
+    Level,
+    RetransmitBudget,
+    SendRate,
+    audio_bitrate,
+    encoder_step,
+    level_for,
+)
+
+
+def test_heavy_loss_cuts_to_what_got_through_then_holds() -> None:
+    """40 % loss at 500 kbit/s: the target falls at once to 500 * 0.6 * 0.85; the next report
+    within the interval changes nothing; one after it cuts again."""
+    control = SendRate(500_000)
+    assert control.on_report(0.4, now=10.0) == 255_000
+    assert control.on_report(0.4, now=10.5) == 255_000
+    assert control.on_report(0.4, now=11.1) == int(255_000 * 0.6 * 0.85)
+
+
+def test_low_loss_grows_ten_percent_a_second_up_to_remb() -> None:
+    """No loss: +10 % per report, not faster than once per interval, never above REMB."""
+    control = SendRate(200_000)
+    assert control.on_report(0.0, now=1.0) == 220_000
+    assert control.on_report(0.0, now=1.2) == 220_000  # a second report too soon
+    control.on_remb(230_000, now=1.5)
+    assert control.on_report(0.0, now=2.1) == 230_000
+    assert control.on_report(0.0, now=3.1) == 230_000
+
+
+def test_one_unlucky_report_does_not_cut() -> None:
+    """Random loss: a single report of 14 % after clean ones is not congestion; two are."""
+    control = SendRate(400_000)
+    control.on_report(0.03, now=1.0)
+    assert control.on_report(0.14, now=2.0) == 400_000
+    assert control.on_report(0.14, now=3.0) < 400_000
+
+
+def test_a_clean_streak_grows_faster_and_any_loss_ends_it() -> None:
+    """After three clean reports the target grows 25 % a report; a lossy one resets that."""
+    control = SendRate(100_000)
+    targets = [control.on_report(0.0, now=float(n)) for n in range(1, 6)]
+    assert targets == [110_000, 121_000, 133_100, 166_375, 207_968]
+    control.on_report(0.05, now=6.0)
+    assert control.on_report(0.0, now=7.0) == int(207_968 * 1.1)
+
+
+def test_moderate_loss_holds_and_remb_only_lowers() -> None:
+    """REMB lowers the target, to no less than aiortc's 250 kbit/s, and leaves the level
+    (frame rate, size) to the loss controller."""
+    control = SendRate(400_000)
+    assert control.on_report(0.05, now=1.0) == 400_000
+    assert control.on_remb(1_000_000, now=1.1) == 400_000
+    assert control.on_remb(300_000, now=1.2) == 300_000
+    assert control.on_remb(120_000, now=1.3) == 250_000
+    assert control.level == FULL
+
+
+def test_target_stays_within_bounds() -> None:
+    control = SendRate(70_000)
+    for n in range(5):
+        control.on_report(0.9, now=float(n * 2))
+    assert control.target_bps == sendrate.MIN_BPS
+    control = SendRate(1_400_000)
+    for n in range(5):
+        control.on_report(0.0, now=float(n * 2))
+    assert control.target_bps == sendrate.MAX_BPS
+
+
+def test_levels_go_down_in_order_and_come_back_with_a_margin() -> None:
+    half_fps, half_size = Level(keep_every=2), Level(keep_every=2, scale=2)
+    assert level_for(500_000) == FULL
+    assert level_for(300_000) == half_fps
+    assert level_for(150_000) == half_size
+    assert level_for(220_000, half_size) == half_size  # not yet 200k * 1.35
+    assert level_for(280_000, half_size) == half_fps
+    assert level_for(400_000, half_fps) == half_fps  # not yet 350k * 1.35
+    assert level_for(480_000, half_fps) == FULL
+    control = SendRate(500_000)
+    control.on_report(0.7, now=1.0)  # 500k * 0.3 * 0.85 = 127.5k
+    assert control.level == half_size
+
+
+def test_encoder_steps_and_audio_hysteresis() -> None:
+    assert encoder_step(1_000_000) == 850_000
+    assert encoder_step(64_000) == 60_000
+    assert encoder_step(10_000) == 60_000
+    assert audio_bitrate(300_000, 96_000) == 32_000
+    assert audio_bitrate(400_000, 32_000) == 32_000
+    assert audio_bitrate(400_000, 96_000) == 96_000
+    assert audio_bitrate(500_000, 32_000) == 96_000
+
+
+def test_retransmit_budget_is_a_share_of_the_target() -> None:
+    """At 600 kbit/s the budget refills 200 kbit/s = 25 kB/s, a quarter second at once."""
+    budget = RetransmitBudget(SendRate(600_000))
+    sent = sum(budget.allow(1000, now=0.0) for _ in range(20))
+    assert sent == 6  # 6.25 kB in the bucket
+    sent = sum(budget.allow(1000, now=1.0) for _ in range(40))
+    assert sent == 6  # refilled, but never above a quarter second
+    assert budget.refused == 20 - 6 + 40 - 6
+
+
+def frame(width: int = 640, height: int = 480, pts: int = 3000) -> VideoFrame:
+    out = VideoFrame(width, height, "yuv420p")
+    out.pts, out.time_base = pts, fractions.Fraction(1, 90_000)
+    return out
+
+
+def test_shaper_drops_every_other_frame_and_halves_the_size() -> None:
+    control = SendRate(500_000)
+    shaper = FrameShaper(control)
+    assert all(shaper(frame()) is not None for _ in range(4))
+    control.on_report(0.7, now=1.0)  # half size, half rate
+    out = [shaper(frame(pts=3000 * n)) for n in range(4)]
+    kept = [f for f in out if f is not None]
+    assert len(kept) == 2 and shaper.dropped == 2
+    assert all((f.width, f.height) == (320, 240) for f in kept)
+    assert [f.pts for f in kept] == [3000, 9000]
+
+
+@pytest.mark.parametrize("remb_first", [False, True])
+async def test_installed_on_a_real_call(remb_first: bool) -> None:
+    """In a real call, the control is on the video sender: a cut sets the VP8 encoder's
+    target below aiortc's 250 kbit/s floor, the video track then sends half-size frames at
+    half the rate, and the Opus encoder drops to 32 kbit/s."""
+    async with call() as (a, b):
+        await eventually(lambda: b.video_in.frames_received > 10, 5)
+        video = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.video_out)
+        audio = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.audio_out)
+        assert video.omnicli_sendrate is a.send_rate
+        if remb_first:
+            a.send_rate.on_remb(1_000_000, now=0.0)
+        a.send_rate.on_report(0.7, now=1e9)  # as if a report said 70 % lost
+        a.send_rate.hold_until = 0.0
+        from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
+
+        report = RtcpReceiverInfo(
+            ssrc=video._ssrc,
+            fraction_lost=0,
+            packets_lost=0,
+            highest_sequence=0,
+            jitter=0,
+            lsr=0,
+            dlsr=0,
+        )
+        await video._handle_rtcp_packet(RtcpRrPacket(ssrc=1, reports=[report]))
+        encoder = video._RTCRtpSender__encoder
+        assert encoder.target_bitrate < 250_000
+        await eventually(lambda: b.video_in.width == 320, 5)
+        assert audio._RTCRtpSender__encoder.codec.bit_rate == 32_000
+        shaper = a.video_out.shaper
+        sent0, dropped0 = a.video_out.frames_out, shaper.dropped
+        await asyncio.sleep(2)
+        sent, dropped = a.video_out.frames_out - sent0, shaper.dropped - dropped0
+        assert sent >= 10 and abs(sent - dropped) <= 2, (sent, dropped)  # every other frame
