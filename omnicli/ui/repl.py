@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omnicli.errors import OmniError, UsageError
 from omnicli.phone import events as ev
@@ -41,6 +41,9 @@ from omnicli.ui.render import Output, session_panel
 from omnicli.ui.settings import Settings
 from omnicli.ui.statusline import Status, status_lines
 from omnicli.wire.protocol import Track
+
+if TYPE_CHECKING:
+    from omnicli.phone.core import SessionPage
 
 log = logging.getLogger("omnicli.ui.repl")
 USERS_CACHE_S = 3.0  # completion reuses the online user ids for this long
@@ -318,12 +321,16 @@ class Repl:
 
     async def list_users(self) -> list[Any]:
         """session_list now; keeps the other users' ids for completion."""
+        return list((await self.list_page()).peers)
+
+    async def list_page(self) -> SessionPage:
+        """One session_list page (the server's maximum), and the ids kept for completion."""
         phone = self.need_phone()
-        peers = await phone.session_list()
+        page = await phone.session_page()
         me = phone.session.user_id if phone.session else None
-        self.users = tuple(p.user_id for p in peers if p.user_id != me)
+        self.users = tuple(p.user_id for p in page.peers if p.user_id != me)
         self.users_at = time.monotonic()
-        return list(peers)
+        return page
 
     async def prepare_completion(self, text: str) -> None:
         """Fetch what completing `text` needs and is not fresh: user ids, device ids."""

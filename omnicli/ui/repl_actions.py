@@ -141,7 +141,14 @@ async def record(repl: Repl, cmd: Command) -> None:
 
 
 async def sessions(repl: Repl, cmd: Command) -> None:
-    repl.out.show(sessions_table(await repl.list_users()))
+    page = await repl.list_page()
+    repl.out.show(sessions_table(page.peers))
+    if page.truncated:
+        repl.out.status(
+            f"showing the first {len(page.peers)} of {page.total} sessions "
+            "(`omni sessions --all` lists every one)",
+            style="yellow",
+        )
 
 
 async def dtmf(repl: Repl, cmd: Command) -> None:

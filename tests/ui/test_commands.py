@@ -290,6 +290,7 @@ class FakePhone:
         self.session = None
         self.info = SessionInfo("s1", "alice")
         self.peers = [Peer("alice", "idle", None), Peer("bob", "idle", None)]
+        self.page_size = 1000  # the server's cap on one session_list answer
         self.call_state = "idle"
         self.call = None
         self.muted = frozenset()
@@ -306,9 +307,12 @@ class FakePhone:
     async def next_event(self):
         return await self.events.get()
 
-    async def session_list(self):
+    async def session_page(self):
+        from omnicli.phone.core import SessionPage
+
         self.lists += 1
-        return self.peers
+        shown = self.peers[: self.page_size]
+        return SessionPage(shown, len(self.peers), len(shown) < len(self.peers))
 
     async def leave(self):
         self.leaves += 1
@@ -501,3 +505,31 @@ async def test_devices_are_probed_off_the_loop_and_cameras_not_during_a_call(mon
     assert any("cameras are not probed" in p for p in report.problems)
     phone.call_state = "idle"
     await repl._close_phone()
+
+
+async def test_sessions_says_when_the_list_is_cut():
+    """`sessions` shows the server's first page and, when more follow, how many there are."""
+    from omnicli.phone.core import Peer
+
+    async def sessions(page_size: int) -> str:
+        phone = FakePhone()
+        phone.peers += [Peer("carol", "busy", "videocall")]
+        phone.page_size = page_size
+        repl, screen = fake_repl(phone)
+        reader = FakeReader(["sessions"])
+        served = asyncio.ensure_future(repl.serve(reader))
+        await asyncio.wait_for(until(lambda: "└" in screen.getvalue()), 10)  # the table ended
+        reader.stop()
+        assert await asyncio.wait_for(served, 10) == 0
+        return screen.getvalue()
+
+    whole = await sessions(1000)
+    assert "carol" in whole and "showing the first" not in whole
+    cut = await sessions(2)
+    assert "carol" not in cut
+    assert "showing the first 2 of 3 sessions" in cut
+
+
+async def until(condition) -> None:
+    while not condition():
+        await asyncio.sleep(0.01)
