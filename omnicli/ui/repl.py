@@ -326,7 +326,7 @@ class Repl:
     async def list_page(self) -> SessionPage:
         """One session_list page (the server's maximum), and the ids kept for completion."""
         phone = self.need_phone()
-        page = await phone.session_page()
+        page: SessionPage = await phone.session_page()
         me = phone.session.user_id if phone.session else None
         self.users = tuple(p.user_id for p in page.peers if p.user_id != me)
         self.users_at = time.monotonic()
