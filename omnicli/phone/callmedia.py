@@ -53,6 +53,8 @@ class MediaSettings(Protocol):
     def require_devices(self) -> bool: ...
     @property
     def ice_relay_only(self) -> bool: ...
+    @property
+    def max_bitrate(self) -> int: ...
 
 
 class MediaHost(Protocol):
@@ -113,6 +115,7 @@ class CallMedia:
             audio=tracks.get("audio"),
             relay_only=host.media_options.ice_relay_only,
         )
+        media.link.set_max_bitrate(host.media_options.max_bitrate or None)
         for kind, out in (("video", media.link.video_out), ("audio", media.link.audio_out)):
             if out.source is not None:
                 media.sources[kind] = out.source
@@ -175,6 +178,15 @@ class CallMedia:
         source, _ = await _off_loop(
             self._open_local, kind, spec, loop=asyncio.get_running_loop(), strict=True
         )
+        return source
+
+    async def reopen_source(self, kind: str) -> Any:
+        """The call's `kind` source opened afresh from the options (a new size or frame
+        rate), falling back as at the start of a call; not yet sent."""
+        loop = asyncio.get_running_loop()
+        source, note = await _off_loop(self._open_local, kind, self._spec(kind), loop=loop)
+        if note:
+            self.host.emit(ev.Notice(note))
         return source
 
     def use_source(self, kind: str, source: Any) -> None:
