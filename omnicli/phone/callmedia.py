@@ -80,7 +80,7 @@ class CallMedia:
         self.host = host
         self.current = True  # the phone's current call; `retire()` when it ends
         self._preview_at = 0.0
-        self.link: PeerLink = None  # type: ignore[assignment]  # set by open()
+        self._link: PeerLink = None  # type: ignore[assignment]  # set by open()
         self.speaker: Any = None  # audio_io.SpeakerSink
         self.recorder: Any = None  # recorder.CallRecorder
         self.sources: dict[str, Any] = {}  # kind -> the local track it sends
@@ -115,11 +115,20 @@ class CallMedia:
             audio=tracks.get("audio"),
             relay_only=host.media_options.ice_relay_only,
         )
-        media.link.set_max_bitrate(host.media_options.max_bitrate or None)
         for kind, out in (("video", media.link.video_out), ("audio", media.link.audio_out)):
             if out.source is not None:
                 media.sources[kind] = out.source
         return media, notes
+
+    @property
+    def link(self) -> PeerLink:
+        """The call's peer connection; a new one (a media restart) gets the bitrate cap too."""
+        return self._link
+
+    @link.setter
+    def link(self, link: PeerLink) -> None:
+        self._link = link
+        link.set_max_bitrate(self.host.media_options.max_bitrate or None)
 
     @property
     def active(self) -> bool:

@@ -90,3 +90,16 @@ async def test_the_cap_has_the_last_word_over_remb_and_lifts_cleanly(
     assert encoder.target_bitrate == 280_000  # what REMB last asked for
     cap.set(400_000)
     assert encoder.target_bitrate == 280_000
+
+
+async def test_h264_floor_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """H.264's 500 kbit/s floor gives way to a ceiling below it as VP8's does."""
+    monkeypatch.setattr(vpx, "MIN_BITRATE", 250_000)
+    monkeypatch.setattr(h264, "MIN_BITRATE", 500_000)
+    sender = FakeSender()
+    sender._RTCRtpSender__encoder = encoder = h264.H264Encoder()  # starts at 1 Mbit/s
+    cap = BitrateCap(200_000)
+    cap.install(sender)
+    assert encoder.target_bitrate == 200_000
+    await sender._handle_rtcp_packet("rr")
+    assert encoder.target_bitrate == 200_000

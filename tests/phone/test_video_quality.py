@@ -126,3 +126,24 @@ async def test_quality_outside_a_call_is_kept_and_bad_values_are_refused() -> No
             await phone.set_video_quality(**bad)
     assert phone.config.media == media
     await phone.close()
+
+
+def test_every_link_of_a_call_gets_its_cap() -> None:
+    """A call's media gives its bitrate cap to each PeerLink it is given (the first one and
+    any that replaces it), reading the phone's options afresh."""
+    from types import SimpleNamespace
+
+    from omnicli.phone.callmedia import CallMedia
+
+    options = SimpleNamespace(max_bitrate=300_000)
+    host = SimpleNamespace(media_options=options)
+    caps: list[tuple[str, int | None]] = []
+
+    def link(name: str) -> Any:
+        return SimpleNamespace(set_max_bitrate=lambda bps: caps.append((name, bps)))
+
+    media = CallMedia(host)  # type: ignore[arg-type]  # the part of MediaHost it reads
+    media.link = link("first")
+    options.max_bitrate = 0
+    media.link = link("restarted")
+    assert caps == [("first", 300_000), ("restarted", None)]
