@@ -132,8 +132,10 @@ def lower_floor(bps: int) -> None:
     """Let aiortc's VP8 and H.264 encoders take targets down to `bps` (never raises a floor)."""
     from aiortc.codecs import h264, vpx
 
-    vpx.MIN_BITRATE = min(vpx.MIN_BITRATE, bps)
-    h264.MIN_BITRATE = min(h264.MIN_BITRATE, bps)
+    for codec in (vpx, h264):
+        floor = getattr(codec, "MIN_BITRATE", None)
+        if isinstance(floor, int) and floor > bps:
+            setattr(codec, "MIN_BITRATE", bps)  # noqa: B010  (a module of either codec)
 
 
 __all__ = ["PRIVATES", "BitrateCap", "capped", "describe", "lower_floor", "parse_bitrate"]
