@@ -111,10 +111,10 @@ class PeerLink:
         self.audio_in = AudioProbe()
         self._pc = RTCPeerConnection(ice_configuration(ice_servers, relay_only=relay_only))
         self._state_changed = asyncio.Event()
+        self.video_cap = BitrateCap()  # --max-bitrate: installed once connected
         self._closed = False
         self._meter = QualityMeter()
         self._sent_mark: tuple[float, int] | None = None  # (time, video frames sent)
-        self.video_cap = BitrateCap()  # --max-bitrate: installed once connected
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 

@@ -82,13 +82,13 @@ class MediaOptions:
     width: int = 640
     height: int = 480
     fps: int = 30
+    max_bitrate: int = 0  # ceiling of the video encoder's target, bit/s (0: none; bitcap.py)
     connect_timeout: float = 15.0
     speaker: str = "none"  # none, auto, default or an output device id (omnicli.media.devices)
     require_devices: bool = False  # a missing real device is DeviceMissing, not a fallback
     record: bool = False  # record every call (the caller's `record` flag records too)
     record_file: str | None = None  # default: omni-ME-PEER-TIME.mp4 in the current directory
     ice_relay_only: bool = False  # gather TURN relay candidates only (needs a TURN server)
-    max_bitrate: int = 0  # ceiling of the video encoder's target, bit/s (0: none; bitcap.py)
 
 
 @dataclass(frozen=True)
