@@ -33,6 +33,7 @@ from aiortc import (
 
 from omnicli.errors import MediaFailed
 from omnicli.media import recovery, sendrate
+from omnicli.media.bitcap import BitrateCap
 from omnicli.media.probes import AudioProbe, VideoProbe
 from omnicli.media.quality import Counters, QualityMeter, QualitySample
 from omnicli.media.tracks import SwitchableTrack
@@ -112,6 +113,7 @@ class PeerLink:
         self.audio_in = AudioProbe()
         self._pc = RTCPeerConnection(ice_configuration(ice_servers, relay_only=relay_only))
         self._state_changed = asyncio.Event()
+        self.video_cap = BitrateCap()  # --max-bitrate: installed once connected
         self._closed = False
         self._meter = QualityMeter()
         self._sent_mark: tuple[float, int] | None = None  # (time, video frames sent)
@@ -210,11 +212,30 @@ class PeerLink:
         state = self._pc.connectionState
         logger.debug("connection state %s", state)
         self._state_changed.set()
+        if state == "connected":
+            self._cap_video()
         if self.on_state is not None:
             try:
                 self.on_state(state)
             except Exception:
                 logger.exception("on_state callback failed")
+
+    def set_max_bitrate(self, bps: int | None) -> None:
+        """Cap the video encoder's target at `bps` (None: no cap), mid-call too."""
+        self.video_cap.set(bps)
+        if self._pc.connectionState == "connected":
+            self._cap_video()
+
+    def _cap_video(self) -> None:
+        """Put the cap on our video sender, once (after any other sender hook, so the
+        ceiling has the last word: see bitcap.py)."""
+        if self.video_cap.installed:
+            return
+        sender = next(
+            (t.sender for t in self._pc.getTransceivers() if t.sender.track is self.video_out), None
+        )
+        if sender is not None:
+            self.video_cap.install(sender)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         logger.debug("remote %s track", track.kind)

@@ -53,6 +53,8 @@ class MediaSettings(Protocol):
     def require_devices(self) -> bool: ...
     @property
     def ice_relay_only(self) -> bool: ...
+    @property
+    def max_bitrate(self) -> int: ...
 
 
 class MediaHost(Protocol):
@@ -78,7 +80,7 @@ class CallMedia:
         self.host = host
         self.current = True  # the phone's current call; `retire()` when it ends
         self._preview_at = 0.0
-        self.link: PeerLink = None  # type: ignore[assignment]  # set by open()
+        self._link: PeerLink = None  # type: ignore[assignment]  # set by open()
         self.speaker: Any = None  # audio_io.SpeakerSink
         self.recorder: Any = None  # recorder.CallRecorder
         self.sources: dict[str, Any] = {}  # kind -> the local track it sends
@@ -117,6 +119,16 @@ class CallMedia:
             if out.source is not None:
                 media.sources[kind] = out.source
         return media, notes
+
+    @property
+    def link(self) -> PeerLink:
+        """The call's peer connection; a new one (a media restart) gets the bitrate cap too."""
+        return self._link
+
+    @link.setter
+    def link(self, link: PeerLink) -> None:
+        self._link = link
+        link.set_max_bitrate(self.host.media_options.max_bitrate or None)
 
     @property
     def active(self) -> bool:
@@ -175,6 +187,15 @@ class CallMedia:
         source, _ = await _off_loop(
             self._open_local, kind, spec, loop=asyncio.get_running_loop(), strict=True
         )
+        return source
+
+    async def reopen_source(self, kind: str) -> Any:
+        """The call's `kind` source opened afresh from the options (a new size or frame
+        rate), falling back as at the start of a call; not yet sent."""
+        loop = asyncio.get_running_loop()
+        source, note = await _off_loop(self._open_local, kind, self._spec(kind), loop=loop)
+        if note:
+            self.host.emit(ev.Notice(note))
         return source
 
     def use_source(self, kind: str, source: Any) -> None:

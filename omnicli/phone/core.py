@@ -82,6 +82,7 @@ class MediaOptions:
     width: int = 640
     height: int = 480
     fps: int = 30
+    max_bitrate: int = 0  # ceiling of the video encoder's target, bit/s (0: none; bitcap.py)
     connect_timeout: float = 15.0
     speaker: str = "none"  # none, auto, default or an output device id (omnicli.media.devices)
     require_devices: bool = False  # a missing real device is DeviceMissing, not a fallback
@@ -115,6 +116,16 @@ class SessionPage:
     peers: list[Peer]
     total: int
     truncated: bool
+
+
+def check_quality(size: tuple[int, int] | None, fps: int | None, max_bitrate: int | None) -> None:
+    """UsageError unless each given value is in range (the settings' ranges)."""
+    if size is not None and not (16 <= size[0] <= 3840 and 16 <= size[1] <= 2160):
+        raise UsageError(f"video size {size[0]}x{size[1]}: must be 16x16 to 3840x2160")
+    if fps is not None and not 1 <= fps <= 60:
+        raise UsageError(f"frame rate {fps}: must be 1 to 60")
+    if max_bitrate is not None and max_bitrate != 0 and not 30_000 <= max_bitrate <= 20_000_000:
+        raise UsageError(f"bitrate {max_bitrate}: must be 30k to 20M bit/s, or 0 for none")
 
 
 class _MediaHost:
@@ -559,6 +570,33 @@ class Phone:
         """Media opened for a call that could not begin."""
         media.retire()
         await media.close()
+
+    async def set_video_quality(
+        self,
+        *,
+        size: tuple[int, int] | None = None,
+        fps: int | None = None,
+        max_bitrate: int | None = None,
+    ) -> None:
+        """Change what video is sent (None: keep): capture size, frame rate, and the video
+        bitrate ceiling in bit/s (0: no ceiling); now and for later calls, mid-call without
+        renegotiating. A new size or frame rate reopens the video source with them (through
+        the source switch); the ceiling applies to the encoder at once."""
+        check_quality(size, fps, max_bitrate)
+        m_ = self.config.media
+        width, height = size or (m_.width, m_.height)
+        rate = m_.fps if fps is None else fps
+        cap = m_.max_bitrate if max_bitrate is None else max_bitrate
+        new = replace(m_, width=width, height=height, fps=rate, max_bitrate=cap)
+        self.config = replace(self.config, media=new)
+        media = self.media
+        if media is None:
+            return
+        if max_bitrate is not None:
+            media.link.set_max_bitrate(max_bitrate or None)
+        reshaped = (width, height, rate) != (m_.width, m_.height, m_.fps)
+        if reshaped and media.link.sends("video"):
+            media.use_source("video", await media.reopen_source("video"))
 
     def _start_run(self, call: Call, media: CallMedia) -> CallRun:
         self._run = CallRun(call, media, self.signaling.request, self._emit)

@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from omnicli.errors import UsageError
+from omnicli.media.bitcap import parse_bitrate
 from omnicli.wire.protocol import Track
 
 
@@ -42,6 +43,11 @@ SPECS = (
         "use device ID (or a source: test, tone:880, silence, a file), now and later",
     ),
     Spec("dtmf", "dtmf DIGITS", "send touch tones (0-9 * # A-D) in a SIP call, e.g. dtmf 1234#"),
+    Spec(
+        "quality",
+        "quality [size WxH|fps N|bitrate BPS]",
+        "the video you send: size, frame rate, bitrate cap (300k, 1.5M, none), now and later",
+    ),
     Spec("stats", "stats", "the live quality figures of the call, both directions"),
     Spec("view", "view", "the call's video in this whole terminal; any key comes back"),
     Spec("record", "record start|stop", "start or stop recording the call"),
@@ -56,6 +62,13 @@ TRACKS = tuple(t.value for t in Track)
 DEVICE_KINDS = ("camera", "mic", "speaker")
 DEVICE_ALIASES = {"video": "camera", "microphone": "mic", "audio": "mic", "speakers": "speaker"}
 CALL_FLAGS = ("--video", "--audio", "--record")
+QUALITY_KNOBS = ("size", "fps", "bitrate")
+# offered by completion after `quality KNOB`
+QUALITY_VALUES = {
+    "size": ("320x240", "640x480", "1280x720"),
+    "fps": ("10", "15", "30"),
+    "bitrate": ("300k", "500k", "1M", "none"),
+}
 # sources that work without any device: offered by completion next to device ids
 SOURCE_SPECS = {
     "camera": ("test", "none"),
@@ -132,10 +145,41 @@ def _check(spec: Spec, args: tuple[str, ...], flags: frozenset[str]) -> None:
             raise usage("say camera, mic or speaker, then a device id or source")
     elif name == "dtmf" and len(args) != 1:
         raise usage("say the digits, e.g. dtmf 1234#")
+    elif name == "quality" and args:
+        if len(args) != 2 or args[0].lower() not in QUALITY_KNOBS:
+            raise usage("say size, fps or bitrate, then a value")
+        why = quality_problem(args[0].lower(), args[1])
+        if why:
+            raise usage(f"{args[0].lower()} {args[1]}: {why}")
     elif name == "record" and (len(args) != 1 or args[0].lower() not in ("start", "stop")):
         raise usage("say start or stop")
     elif name == "session" and (not args or args[0].lower() != "create" or len(args) > 2):
         raise usage("the only session command is create")
+
+
+def quality_value(knob: str, value: str) -> tuple[int, int] | int:
+    """`quality` values: size 320x240 -> (320, 240), fps 15 -> 15, bitrate 300k -> 300000
+    (none -> 0); ValueError with the reason otherwise."""
+    if knob == "size":
+        width, x, height = value.lower().partition("x")
+        if not (x and width.isdigit() and height.isdigit()):
+            raise ValueError("must look like 640x480")
+        if not (16 <= int(width) <= 3840 and 16 <= int(height) <= 2160):
+            raise ValueError("must be 16x16 to 3840x2160")
+        return int(width), int(height)
+    if knob == "fps":
+        if not value.isdigit() or not 1 <= int(value) <= 60:
+            raise ValueError("must be a whole number from 1 to 60")
+        return int(value)
+    return parse_bitrate(value) or 0
+
+
+def quality_problem(knob: str, value: str) -> str | None:
+    try:
+        quality_value(knob, value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _device_kind(word: str) -> str | None:
@@ -145,7 +189,7 @@ def _device_kind(word: str) -> str | None:
 
 
 def _normalise(name: str, args: tuple[str, ...]) -> tuple[str, ...]:
-    if name in ("mute", "unmute", "record", "help"):
+    if name in ("mute", "unmute", "record", "help", "quality"):
         return tuple(a.lower() for a in args)
     if name == "device":
         return (_device_kind(args[0]) or args[0], args[1])
@@ -224,6 +268,10 @@ def _candidates(before: list[str], ctx: CompletionContext) -> list[str]:
             return list(dict.fromkeys([*ctx.ringing, *ctx.users]))
         case "mute" | "unmute" if position == 1:
             return list(TRACKS)
+        case "quality" if position == 1:
+            return list(QUALITY_KNOBS)
+        case "quality" if position == 2:
+            return list(QUALITY_VALUES.get(before[1], ()))
         case "record" if position == 1:
             return ["start", "stop"]
         case "session" if position == 1:

@@ -111,6 +111,13 @@ OPTIONS: dict[str, Any] = {
             show_default=False,
         ),
     ],
+    "max_bitrate": _text(
+        "--max-bitrate",
+        "Ceiling of the video bitrate sent, e.g. 300k or 1.5M; 0 or none: no ceiling"
+        + _env("max_bitrate", "none")
+        + ".",
+        "BPS",
+    ),
     "record": _switch("--record", "Record the call here, as a file (a session: every call)."),
     "record_file": _text(
         "--record-file", "Where --record writes (default omni-ME-PEER-TIME.mp4).", "FILE"
@@ -140,6 +147,7 @@ MEDIA = (
     "media_recovery",
     "video_size",
     "fps",
+    "max_bitrate",
 )
 RECORDING = ("record", "record_file")
 OUTPUT = ("no_window", "video_out", "json", "verbose")

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from omnicli.errors import DeviceMissing, UsageError
 from omnicli.phone.callstate import CallState
-from omnicli.ui.commands import Command, help_lines
+from omnicli.ui.commands import Command, help_lines, quality_value
 from omnicli.ui.render import sessions_table, stats_table
 from omnicli.ui.statusline import status_lines
 from omnicli.wire.protocol import CallType
@@ -122,6 +122,27 @@ async def device(repl: Repl, cmd: Command) -> None:
     repl.say(f"{kind}: {spec} ({when})")
 
 
+async def quality(repl: Repl, cmd: Command) -> None:
+    from omnicli.media.bitcap import describe
+
+    phone = repl.need_phone()
+    if cmd.args:
+        knob, value = cmd.args
+        parsed = quality_value(knob, value)  # checked by the parser already
+        if isinstance(parsed, tuple):
+            await phone.set_video_quality(size=parsed)
+        elif knob == "fps":
+            await phone.set_video_quality(fps=parsed)
+        else:
+            await phone.set_video_quality(max_bitrate=parsed)
+    m = phone.config.media
+    when = "now and for the next calls" if phone.call is not None else "for the next calls"
+    repl.say(
+        f"video {m.width}x{m.height} at {m.fps} fps, bitrate cap: "
+        f"{describe(m.max_bitrate or None)} ({when})"
+    )
+
+
 async def stats(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
     figures = repl.figures if phone.call is not None else None
@@ -221,6 +242,7 @@ ACTIONS: dict[str, Action] = {
     "unmute": mute,
     "devices": devices,
     "device": device,
+    "quality": quality,
     "stats": stats,
     "dtmf": dtmf,
     "view": view,

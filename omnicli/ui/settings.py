@@ -15,6 +15,7 @@ keys are the field names of `Settings`, and every key also has an environment va
     width = 640
     height = 480
     fps = 30
+    max_bitrate = "500k"      # video bitrate ceiling (0 or "none": no ceiling)
 
 Every value is checked where it comes from, and a bad one is a `UsageError` (exit 2)
 naming the file and key, the variable, or the flag, and the value. To add a setting,
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from omnicli.errors import UsageError
+from omnicli.media.bitcap import parse_bitrate
 
 Check = Callable[[Any], Any]  # returns the value to store, or raises ValueError(why)
 TRUE_WORDS = ("1", "true", "yes", "on")
@@ -111,6 +113,15 @@ def choice(*allowed: str) -> Check:
     return check
 
 
+def bitrate(value: Any) -> int:
+    """A bitrate ceiling in bit/s: 300k, 1.5M, 250000; 0 or none for no ceiling."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("must be bits per second like 300k, 1.5M or 250000 (or none)")
+    return parse_bitrate(value) or 0
+
+
 def setting(default: Any, check: Check) -> Any:
     """A settings field: its default and the check every layer's value goes through."""
     return field(default=default, metadata={"check": check})
@@ -135,6 +146,7 @@ class Settings:
     width: int = setting(640, whole(16, 3840))
     height: int = setting(480, whole(16, 2160))
     fps: int = setting(30, whole(1, 60))
+    max_bitrate: int = setting(0, bitrate)  # the video encoder's ceiling, bit/s (0: none)
     window: bool = setting(True, boolean)
     # where remote video goes (omnicli.ui.videoout): auto, window, terminal or none
     video_out: str = setting("auto", choice("auto", "window", "terminal", "none"))
@@ -157,6 +169,7 @@ class Settings:
             record_file=self.record_file,
             ice_relay_only=self.relay_only,
             media_recovery=self.media_recovery,
+            max_bitrate=self.max_bitrate,
         )
         return PhoneConfig(
             server_url=self.server,

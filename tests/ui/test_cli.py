@@ -463,3 +463,33 @@ def test_shell_completion_completes_commands_and_options():
     assert "--video-size" in complete("omni call --vi", 2)
     script = run_omni("--show-completion", "bash")
     assert script.returncode == 0 and "_omni_completion" in script.stdout
+
+
+def test_repl_quality_sets_size_fps_and_bitrate_cap_for_the_next_calls():
+    """`quality size|fps|bitrate` changes what the next call sends; `quality` shows it;
+    a bad value is one line and the REPL goes on; --max-bitrate is the starting cap."""
+    proc, url = start_server()
+    try:
+        result = subprocess.run(
+            [*OMNI, "repl", "--server", url, "--no-window", "--max-bitrate", "1.5M"],
+            input="quality\nquality size 320x240\nquality fps 12\nquality bitrate 300k\n"
+            "quality fps 99\nquality bitrate none\nquit\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=omni_env(),
+        )
+    finally:
+        proc.stop()
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    lines = [line.strip() for line in out.splitlines() if line.startswith("video ")]
+    assert lines == [
+        "video 640x480 at 30 fps, bitrate cap: 1.5 Mbit/s (for the next calls)",
+        "video 320x240 at 30 fps, bitrate cap: 1.5 Mbit/s (for the next calls)",
+        "video 320x240 at 12 fps, bitrate cap: 1.5 Mbit/s (for the next calls)",
+        "video 320x240 at 12 fps, bitrate cap: 300 kbit/s (for the next calls)",
+        "video 320x240 at 12 fps, bitrate cap: no cap (for the next calls)",
+    ], out
+    assert "fps 99: must be a whole number from 1 to 60" in out
+    assert "Traceback" not in out

@@ -131,3 +131,18 @@ def test_a_broken_client_config_does_not_stop_the_server(tmp_path: Path) -> None
     result = run_omni("server", "--port", "-1", env=env)  # fails on its own option instead
     assert result.returncode == 2
     assert "fps" not in result.stderr and "--port" in result.stderr
+
+
+def test_max_bitrate_reads_units_from_every_layer(tmp_path: Path) -> None:
+    """--max-bitrate 300k, OMNI_MAX_BITRATE=1.5M, max_bitrate = 250000 and none all read;
+    a bad one names where it came from; the phone gets bit/s (0: no ceiling)."""
+    env = config(tmp_path, "max_bitrate = 250000\n")
+    assert load({}, env).max_bitrate == 250_000
+    assert load({}, env | {"OMNI_MAX_BITRATE": "1.5M"}).max_bitrate == 1_500_000
+    assert load({"max_bitrate": "300k"}, env).max_bitrate == 300_000
+    assert load({"max_bitrate": "none"}, env).max_bitrate == 0
+    assert Settings(max_bitrate=300_000).phone_config().media.max_bitrate == 300_000
+    with pytest.raises(UsageError, match=r"^--max-bitrate 'fast': must be bits per second"):
+        load({"max_bitrate": "fast"}, env)
+    with pytest.raises(UsageError, match=r"^OMNI_MAX_BITRATE='5k': must be from 30k to 20M"):
+        load({}, env | {"OMNI_MAX_BITRATE": "5k"})
