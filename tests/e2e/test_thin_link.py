@@ -92,8 +92,10 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
             span = len(last) - 1  # STATS come once a second
             assert audio >= 0.95 * span * 0.98, (audio, span)  # 2 % for the STATS clock
             assert frames > 2 * span, frames  # video still arrives
-            targets = sorted(s["video_target_kbps"] for s in last)  # it probes up, then cuts
-            assert targets[len(targets) // 2] < 300, targets
+            # It probes up, then cuts back to what got through: it keeps going below the
+            # 300 kbit/s link (audio needs room too), and a probe's overshoot stays small.
+            targets = sorted(s["video_target_kbps"] for s in last)
+            assert targets[0] < 300 and targets[len(targets) // 2] < 350, targets
             adapted = [s for s in last if s["width_out"] == 320 or (s["fps_out"] or 30) <= 20]
             assert len(adapted) >= len(last) // 2, [(s["width_out"], s["fps_out"]) for s in last]
             free = stats(side, lifted[id(side)])
