@@ -25,7 +25,7 @@ from typing import Any
 from omnicli.server import sip
 from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, ToConn
 from omnicli.server.sessions import Conn, Sessions
-from omnicli.server.store import Store
+from omnicli.server.store import Offered, Store
 from omnicli.wire import protocol as p
 from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
@@ -58,31 +58,32 @@ class Calls:
 
     def offer(self, c: Conn, req: p.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
         assert c.service_id is not None and c.user_id is not None
-        if self.store.call_of(c.service_id, c.user_id) is not None:
-            raise Refusal(ErrorCode.WRONG_STATE, "you are in a call already; leave it first")
         if why := p.check_user_id(req.callee):
             raise Refusal(ErrorCode.INVALID_USER_ID, f"callee: {why}")
         if req.callee == c.user_id:
             raise Refusal(ErrorCode.WRONG_STATE, "you cannot call yourself")
-        if self.store.call_of(c.service_id, req.callee) is not None:
-            raise Refusal(ErrorCode.BUSY, f"'{req.callee}' is busy")
         if not req.sdp.strip():
             raise Refusal(ErrorCode.BAD_REQUEST, "field 'sdp' is empty")
-        online = self.sessions.online(c.service_id, req.callee)
-        call = CallRecord(
-            call_id=self._new_id("c-"),
-            service_id=c.service_id,
-            caller=c.user_id,
-            callee=req.callee,
-            call_type=req.call_type,
-            record=req.record,
-            sdp_offer=req.sdp,
-            state=CallState.RINGING if online else CallState.CALLING,
-            deadline=now + self.ring_timeout,
-            started=now,
+        placed = self.store.place_call(  # one step: both free, callee online?, added
+            CallRecord(
+                call_id=self._new_id("c-"),
+                service_id=c.service_id,
+                caller=c.user_id,
+                callee=req.callee,
+                call_type=req.call_type,
+                record=req.record,
+                sdp_offer=req.sdp,
+                state=CallState.RINGING,
+                deadline=now + self.ring_timeout,
+                started=now,
+            )
         )
-        if not self.store.add_call(call):  # someone else's offer got there first
+        if placed.outcome is Offered.CALLER_BUSY:
+            raise Refusal(ErrorCode.WRONG_STATE, "you are in a call already; leave it first")
+        if placed.call is None:  # busy, or someone else's offer got there first
             raise Refusal(ErrorCode.BUSY, f"'{req.callee}' is busy")
+        call = placed.call
+        online = call.state is CallState.RINGING
         ringback = p.event(
             Event.RINGBACK,
             call_id=call.call_id,
@@ -93,14 +94,19 @@ class Calls:
         )
         out.append(Send(ToConn(c.conn), ringback))
         if online:
-            self.sessions.tell(call.service_id, call.callee, ringing(call), out)
+            self.sessions.tell(call.service_id, call.callee, ringing(call), out, placed.callee)
         return {"call_id": call.call_id, "callee_online": online}
 
     def answer(self, c: Conn, req: p.AnswerCall, now: float, out: list[Send]) -> dict[str, Any]:
+        return self.attempts(c, out, lambda read, sink: self._answer(c, req, now, read, sink))
+
+    def _answer(
+        self, c: Conn, req: p.AnswerCall, now: float, read: Read, out: list[Send]
+    ) -> dict[str, Any]:
         assert c.service_id is not None and c.user_id is not None
         if req.call_id is not None:
-            self.own_call(c, req.call_id)
-        call = self.store.call_of(c.service_id, c.user_id)
+            self.own_call(c, req.call_id, read=read)
+        call = read(c.service_id, c.user_id)
         if call is None or call.callee != c.user_id or (req.caller and req.caller != call.caller):
             who = f" from '{req.caller}'" if req.caller else ""
             raise Refusal(ErrorCode.NOT_FOUND, f"no call{who} is ringing for you")
@@ -130,24 +136,50 @@ class Calls:
     ) -> dict[str, Any]:
         """Both parties report at about the same time, on different nodes maybe: a report
         that loses the compare-and-set to the other one reads the call again."""
-        for _ in range(MEDIA_RETRIES):
-            try:
-                return self._media_state(c, req, out, now)
-            except Refusal as refusal:
-                if refusal.message != CHANGED:
-                    raise
-        return self._media_state(c, req, out, now)
+        return self.attempts(
+            c, out, lambda read, sink: self._media_state(c, req, sink, now, read), always=True
+        )
 
     def _media_state(
-        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None
+        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None, read: Read
     ) -> dict[str, Any]:
-        call = self.own_call(c, req.call_id, need_answered=True)
+        call = self.own_call(c, req.call_id, need_answered=True, read=read)
         assert c.user_id is not None
         if req.state == "failed":
-            self.end(call, EndReason.MEDIA_FAILED, None, out)
+            if not self.end(call, EndReason.MEDIA_FAILED, None, out) and read.used_recent:
+                raise Refusal(ErrorCode.WRONG_STATE, CHANGED)
             return {}
         self.mark_up(call, c.user_id, out, now)
         return {}
+
+    def attempts(
+        self,
+        c: Conn,
+        out: list[Send],
+        step: Callable[[Read, list[Send]], dict[str, Any]],
+        *,
+        always: bool = False,
+    ) -> dict[str, Any]:
+        """Run a request's change of the sender's call, retried when it was computed from
+        a stale record: a store's recent copy (`Store.recent_call`), or (`always`) a read
+        that another writer overtook before the compare-and-set."""
+        recent = self.store.caches_calls
+        if not (always or recent):
+            return step(Read(self.store, recent=False), out)
+        for _ in range(MEDIA_RETRIES):
+            read = Read(self.store, recent=recent)
+            sink: list[Send] = []
+            try:
+                result = step(read, sink)
+            except Refusal as refusal:
+                if refusal.message != CHANGED:  # (a lost compare-and-set left the current
+                    if not read.used_recent:  # record as the recent copy: use it)
+                        raise
+                    recent = False  # refused from a stale copy: read the call
+                continue
+            out.extend(sink)
+            return result
+        return step(Read(self.store, recent=False), out)
 
     def mark_up(
         self, call: CallRecord, user: str, out: list[Send], now: float | None = None
@@ -171,10 +203,14 @@ class Calls:
             self.change(call, media_up=up)
 
     def leave(self, c: Conn, req: p.Leave, out: list[Send]) -> dict[str, Any]:
+        return self.attempts(c, out, lambda read, sink: self._leave(c, req, read, sink))
+
+    def _leave(self, c: Conn, req: p.Leave, read: Read, out: list[Send]) -> dict[str, Any]:
         assert c.user_id is not None
-        call = self.own_call(c, req.call_id)
+        call = self.own_call(c, req.call_id, read=read)
         reason = leave_reason(call, c.user_id)
-        self.end(call, reason, c.user_id, out)
+        if not self.end(call, reason, c.user_id, out) and read.used_recent:
+            raise Refusal(ErrorCode.WRONG_STATE, CHANGED)  # a stale copy: read it again
         return {"call_id": call.call_id, "reason": reason.value}
 
     def relay(
@@ -222,10 +258,11 @@ class Calls:
             missing = call.other(next(iter(call.media_up))) if call.media_up else None
             self.end(call, EndReason.CONNECTION_LOST, missing, out)
 
-    def end(self, call: CallRecord, reason: EndReason, by: str | None, out: list[Send]) -> None:
-        """Close the call; every party but `by` (who gets a response) hears why."""
+    def end(self, call: CallRecord, reason: EndReason, by: str | None, out: list[Send]) -> bool:
+        """Close the call; every party but `by` (who gets a response) hears why. False if
+        it had ended or changed meanwhile (whoever did that told the parties)."""
         if self.store.swap_call(call, None) is None:
-            return  # ended or changed meanwhile: whoever did that told the parties
+            return False
         if call.sip and by != call.sip:  # the SIP side did not end it: the gateway must
             out.append(Send(sip.GATEWAY, sip.hangup(call.call_id, reason)))
         self.ended[reason.value] += 1
@@ -235,6 +272,7 @@ class Calls:
             name = Event.CANCEL if call.ringing and user == call.callee else Event.LEAVE
             msg = p.event(name, call_id=call.call_id, reason=reason.value, by=by)
             self.sessions.tell(call.service_id, user, msg, out)
+        return True
 
     def change(self, call: CallRecord, **changes: Any) -> CallRecord:
         """Write a change of the call as it was read, or refuse if it moved meanwhile."""
@@ -246,11 +284,16 @@ class Calls:
     # -- lookups -----------------------------------------------------------------------------
 
     def own_call(
-        self, c: Conn, call_id: str | None = None, *, need_answered: bool = False
+        self,
+        c: Conn,
+        call_id: str | None = None,
+        *,
+        need_answered: bool = False,
+        read: Read | None = None,
     ) -> CallRecord:
         """The sender's current call; `call_id`, when given, must name it."""
         assert c.service_id is not None and c.user_id is not None
-        call = self.store.call_of(c.service_id, c.user_id)
+        call = (read or self.store.call_of)(c.service_id, c.user_id)
         if call_id is not None and (call is None or call.call_id != call_id):
             other = self.store.call(call_id)
             if other is not None and c.user_id not in other.parties:
@@ -274,6 +317,24 @@ class Calls:
             return
         if pending is not None:
             out.append(Send(ToConn(c.conn), ringing(pending)))
+
+
+class Read:
+    """How a request reads the sender's call: the store's recent copy if `recent` and it
+    has one (noted in `used_recent`), else from the store."""
+
+    __slots__ = ("recent", "store", "used_recent")
+
+    def __init__(self, store: Store, *, recent: bool) -> None:
+        self.store = store
+        self.recent = recent
+        self.used_recent = False
+
+    def __call__(self, service_id: str, user_id: str) -> CallRecord | None:
+        if self.recent and (call := self.store.recent_call(service_id, user_id)) is not None:
+            self.used_recent = True
+            return call
+        return self.store.call_of(service_id, user_id)
 
 
 def leave_reason(call: CallRecord, user_id: str) -> EndReason:

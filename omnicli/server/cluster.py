@@ -218,24 +218,27 @@ class Cluster:
         """Publish the sends for users held by other nodes on those nodes' channels."""
         for send in self.board.remote(sends):
             assert isinstance(send.to, ToUser)
-            presence = self.store.presence(send.to.service_id, send.to.user_id)
-            if presence is None or presence.away or presence.node == self.node:
-                self.stats.undelivered += 1
-                continue
+            node = send.to.node  # where the switchboard saw the user just now
+            if not node or node == self.node:
+                presence = self.store.presence(send.to.service_id, send.to.user_id)
+                if presence is None or presence.away or presence.node == self.node:
+                    self.stats.undelivered += 1
+                    continue
+                node = presence.node
             payload = {
                 "service_id": send.to.service_id,
                 "user_id": send.to.user_id,
                 "message": send.message,
                 "close": send.close,
             }
-            got = self.store.r.publish(self.channel_of(presence.node), json.dumps(payload))
+            got = self.store.r.publish(self.channel_of(node), json.dumps(payload))
             if got:
                 self.stats.routed += 1
             else:
                 self.stats.undelivered += 1
                 log.warning(
                     "node %s did not receive %s for %s",
-                    presence.node,
+                    node,
                     send.message.get("event"),
                     send.to.user_id,
                 )

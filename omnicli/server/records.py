@@ -10,7 +10,7 @@ raising `Refusal` (the error code and message of the response).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -126,10 +126,13 @@ _CALL_FIELDS = frozenset(CallRecord.__dataclass_fields__)
 
 @dataclass(frozen=True, slots=True)
 class ToUser:
-    """A message for whichever connection holds this user's session."""
+    """A message for whichever connection holds this user's session. `node`, when known,
+    is where that session was when the message was made (a hint that spares the router a
+    presence read; not part of the address)."""
 
     service_id: str
     user_id: str
+    node: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,13 +112,25 @@ class Sessions:
             if not self.taken(service_id, candidate):
                 return candidate
 
-    def tell(self, service_id: str, user_id: str, message: dict[str, Any], out: list[Send]) -> None:
-        """Send to the user if online; an away user keeps how its call ended instead."""
-        presence = self.store.presence(service_id, user_id)
+    def tell(
+        self,
+        service_id: str,
+        user_id: str,
+        message: dict[str, Any],
+        out: list[Send],
+        known: Presence | None = None,
+    ) -> None:
+        """Send to the user if online; an away user keeps how its call ended instead.
+        A user connected to this node is online (no read); `known` is the presence when
+        the caller has just read it."""
+        if (service_id, user_id) in self.local:
+            out.append(Send(ToUser(service_id, user_id, self.node), message))
+            return
+        presence = known if known is not None else self.store.presence(service_id, user_id)
         if presence is None:
             return
         if not presence.away:
-            out.append(Send(ToUser(service_id, user_id), message))
+            out.append(Send(ToUser(service_id, user_id, presence.node), message))
         elif message.get("event") in (Event.LEAVE, Event.CANCEL):  # told on resume instead
             missed = {k: message[k] for k in ("call_id", "reason", "by")}
             self.store.swap_presence(presence, dataclasses.replace(presence, missed=missed))

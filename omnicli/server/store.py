@@ -10,6 +10,12 @@ refuse it without locks held across requests:
 - `swap_call(old, new)` only if the stored call is still at `old.rev`; `new=None` ends
   the call and frees both parties in the same step.
 
+`place_call` is an offer in one step: it checks both parties, reads whether the callee is
+online and adds the call (ringing, or calling when the callee is not online).
+`recent_call` is a store's own copy of a call it read or wrote lately, or None: a hint
+that spares a read, good only for a change that is then compare-and-set (a stale copy
+fails the set, and the caller reads again); `MemoryStore` keeps none.
+
 Timers are data: `next_deadline()` and `due(now)` read the deadlines kept in the
 records, so any process may fire them. `MemoryStore` is the embedded, single-process
 store; the `Switchboard` is written against `Store` only.
@@ -19,9 +25,23 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
-from typing import Protocol
+from enum import StrEnum
+from typing import NamedTuple, Protocol
 
-from omnicli.server.records import NEVER, CallRecord, Presence, UserKey
+from omnicli.server.records import NEVER, CallRecord, CallState, Presence, UserKey
+
+
+class Offered(StrEnum):
+    OK = "ok"
+    CALLER_BUSY = "caller_busy"
+    CALLEE_BUSY = "callee_busy"
+    TAKEN = "taken"  # the call id is in use
+
+
+class Placed(NamedTuple):
+    outcome: Offered
+    call: CallRecord | None = None  # as stored: ringing, or calling if the callee is not online
+    callee: Presence | None = None  # the callee's session when the call was placed
 
 
 class Store(Protocol):
@@ -37,6 +57,10 @@ class Store(Protocol):
     def call_of(self, service_id: str, user_id: str) -> CallRecord | None: ...
     def add_call(self, call: CallRecord) -> bool: ...
     def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None: ...
+    def place_call(self, call: CallRecord) -> Placed: ...
+    def recent_call(self, service_id: str, user_id: str) -> CallRecord | None: ...
+
+    caches_calls: bool  # whether recent_call ever answers
 
     # -- timers and inspection -----------------------------------------------------------
     def next_deadline(self) -> float | None: ...
@@ -47,6 +71,8 @@ class Store(Protocol):
 
 class MemoryStore:
     """Dicts in one process: every operation is atomic because nothing runs beside it."""
+
+    caches_calls = False
 
     def __init__(self) -> None:
         self._presence: dict[UserKey, Presence] = {}
@@ -116,6 +142,22 @@ class MemoryStore:
         for key in keys:
             self._user_call[key] = call.call_id
         return True
+
+    def place_call(self, call: CallRecord) -> Placed:
+        if (call.service_id, call.caller) in self._user_call:
+            return Placed(Offered.CALLER_BUSY)
+        if (call.service_id, call.callee) in self._user_call:
+            return Placed(Offered.CALLEE_BUSY)
+        if call.call_id in self._calls:
+            return Placed(Offered.TAKEN)
+        callee = self._presence.get((call.service_id, call.callee))
+        if callee is None or callee.away:
+            call = call.evolve(state=CallState.CALLING)
+        self.add_call(call)
+        return Placed(Offered.OK, call, callee)
+
+    def recent_call(self, service_id: str, user_id: str) -> CallRecord | None:
+        return None
 
     def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None:
         current = self._calls.get(old.call_id)

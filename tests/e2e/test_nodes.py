@@ -145,7 +145,7 @@ def test_sigterm_drains_a_node_its_call_finishes_then_it_exits(redis):
     two, two_url = start_server("--redis", redis.url)
     bob = callee("bob", two_url, 660)
     alice = Omni(
-        "call", "bob", "--user-id", "alice", "--duration", "4", "--server", one_url, *MEDIA
+        "call", "bob", "--user-id", "alice", "--duration", "8", "--server", one_url, *MEDIA
     )
     try:
         alice.event("CONNECTED", timeout=30)
