@@ -35,7 +35,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from omnicli.errors import UsageError
-from omnicli.server.records import Presence, Send, ToUser, UserKey
+from omnicli.server.records import Presence, Send, ToHolder, ToUser, UserKey
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
 from omnicli.wire import protocol as p
@@ -217,9 +217,9 @@ class Cluster:
     def forward(self, sends: list[Send]) -> None:
         """Publish the sends for users held by other nodes on those nodes' channels."""
         for send in self.board.remote(sends):
-            assert isinstance(send.to, ToUser)
+            assert isinstance(send.to, ToUser | ToHolder)
             node = send.to.node  # where the switchboard saw the user just now
-            if not node or node == self.node:
+            if isinstance(send.to, ToUser) and (not node or node == self.node):
                 presence = self.store.presence(send.to.service_id, send.to.user_id)
                 if presence is None or presence.away or presence.node == self.node:
                     self.stats.undelivered += 1
@@ -230,6 +230,7 @@ class Cluster:
                 "user_id": send.to.user_id,
                 "message": send.message,
                 "close": send.close,
+                "holder": isinstance(send.to, ToHolder),
             }
             got = self.store.r.publish(self.channel_of(node), json.dumps(payload))
             if got:
@@ -244,6 +245,14 @@ class Cluster:
                 )
 
     def receive(self, payload: dict[str, Any]) -> None:
+        if payload.get("holder"):  # our connection's session was resumed on another node
+            kicks = self.board.kick_holder(
+                payload["service_id"], payload["user_id"], payload["message"]
+            )
+            if not kicks:
+                self.stats.undelivered += 1  # gone already
+            self.deliver(kicks)
+            return
         send = Send(
             ToUser(payload["service_id"], payload["user_id"]),
             payload["message"],

@@ -91,6 +91,7 @@ class ServerConfig:
     max_per_address: int = DEFAULT_MAX_PER_ADDRESS  # from one source address
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED  # not past hello; oldest make room
     redis_url: str | None = None  # share sessions and calls with other nodes on this Redis
+    keepalive: float | None = None  # s between pings and to answer one (None: the defaults)
 
 
 def is_loopback(host: str) -> bool:
@@ -258,8 +259,8 @@ class SignalingServer:
             process_request=self._process_request,
             ssl=tls,
             max_size=p.MAX_MESSAGE_BYTES,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
+            ping_interval=self.config.keepalive or PING_INTERVAL,
+            ping_timeout=self.config.keepalive or PING_TIMEOUT,
             close_timeout=CLOSE_TIMEOUT,
             compression=None,
         )
@@ -533,7 +534,10 @@ class SignalingServer:
                 to = send.to
                 if isinstance(to, ToGateway):
                     continue
-                target = to.user_id if isinstance(to, ToUser) else self.board.user_of(to.conn)
+                if isinstance(to, ToConn):
+                    target = self.board.user_of(to.conn)
+                else:
+                    target = to.user_id
                 extra = send.message.get("reason") or send.message.get("caller") or ""
                 call_id = send.message.get("call_id")
                 log.info("%s -> %s %s %s", call_id, target, name, clean(extra))

@@ -143,13 +143,23 @@ class ToConn:
 
 
 @dataclass(frozen=True, slots=True)
+class ToHolder:
+    """A message for the connection node `node` still holds for this user, if any: the
+    KICKOUT of a half-open connection whose session was resumed on another node."""
+
+    service_id: str
+    user_id: str
+    node: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToGateway:
     """An order for the SIP gateway driver (`omnicli.server.sip`), not a client message."""
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    to: ToUser | ToConn | ToGateway
+    to: ToUser | ToConn | ToHolder | ToGateway
     message: dict[str, Any]
     close: bool = False  # close the connection after the message (KICKOUT)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from omnicli.server.auth import ResumeTokens
 from omnicli.server.calls import Calls, describe
-from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, ToConn
+from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, ToConn, ToHolder
 from omnicli.server.sessions import Conn, Sessions
 from omnicli.server.store import Store
 from omnicli.wire import protocol as p
@@ -64,9 +64,11 @@ class Resumer:
             and presence.node != self.sessions.node
         ):
             # held by another node that died or lost the connection before noticing: the
-            # token proves the session; that node finds it is no longer its own
+            # token proves the session; that node (if alive) kicks out its old connection
             if not self.sessions.end(presence):
                 raise Refusal(ErrorCode.USER_ID_TAKEN, f"user id '{user_id}' has another session")
+            kick = p.event(Event.KICKOUT, user_id=user_id, reason="resumed on another connection")
+            out.append(Send(ToHolder(c.service_id, user_id, presence.node), kick, close=True))
         elif presence is not None:
             raise Refusal(ErrorCode.USER_ID_TAKEN, f"user id '{user_id}' has another session")
         else:

@@ -39,6 +39,7 @@ from omnicli.server.records import (
     Send,
     ToConn,
     ToGateway,
+    ToHolder,
     ToUser,
     UserKey,
 )
@@ -174,13 +175,24 @@ class Switchboard:
         return self.sip.gateway_event(event, now)
 
     def remote(self, sends: list[Send]) -> list[Send]:
-        """The sends addressed to users whose connection is not on this node."""
+        """The sends addressed to users whose connection is not on this node, and to the
+        connections other nodes hold (`ToHolder`)."""
         local = self.sessions.local
         return [
             s
             for s in sends
-            if isinstance(s.to, ToUser) and (s.to.service_id, s.to.user_id) not in local
+            if (isinstance(s.to, ToUser) and (s.to.service_id, s.to.user_id) not in local)
+            or (isinstance(s.to, ToHolder) and s.to.node != self.boot)
         ]
+
+    def kick_holder(self, service_id: str, user_id: str, message: dict[str, Any]) -> list[Send]:
+        """Another node took over this user's session (a resume): forget the connection
+        this node held for it, and send it `message` (KICKOUT) before closing it."""
+        c = self.sessions.conn_of(service_id, user_id)
+        if c is None:
+            return []
+        self.sessions.detach(c)  # the presence is the other node's now: left alone
+        return [Send(ToConn(c.conn), message, close=True)]
 
     def allow_user(self, conn: int, user_id: str) -> None:
         """Pin the user id a connection may register as (set by a verified token)."""

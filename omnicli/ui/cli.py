@@ -297,6 +297,17 @@ def server(
             "(no new sessions meanwhile). SIGINT stops at once.",
         ),
     ] = 30.0,
+    keepalive: Annotated[
+        float | None,
+        typer.Option(
+            min=0.5,
+            help="Seconds between the server's websocket pings; a client that does not "
+            "answer one within as long is dropped (its session may resume). Larger: fewer "
+            "pings to a great many idle clients, slower to notice a vanished one. "
+            "Default: 4.",
+            show_default=False,
+        ),
+    ] = None,
     redis: Annotated[
         str | None,
         typer.Option(
@@ -361,6 +372,7 @@ def server(
         max_per_address=max_per_address,
         max_unauthenticated=max_unauthenticated,
         redis_url=redis or None,
+        keepalive=keepalive,
     )
 
     async def flow() -> int:

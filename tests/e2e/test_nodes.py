@@ -3,17 +3,24 @@ a node killed mid-call, Redis restarted mid-call."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import signal
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from procs import Omni, run_omni, start_server
 from redisd import RedisServer
 from test_e2e_call import MEDIA, assert_received
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from omnicli.wire import protocol as p
 
 pytestmark = pytest.mark.e2e
 
@@ -203,3 +210,61 @@ def test_redis_restarted_mid_call_media_goes_on_and_nobody_stays_busy(redis):
     finally:
         for proc in (alice, bob, one, two):
             proc.stop()
+
+
+class Raw:
+    """A bare protocol client on one websocket: requests in order, events kept."""
+
+    ws: Any
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, url: str) -> Raw:
+        raw = cls(await connect(url, ping_interval=None))
+        await raw.ok("hello", version=p.VERSION, service_id="dev")
+        return raw
+
+    async def ok(self, op: str, **fields: Any) -> dict[str, Any]:
+        rid = next(self.ids)
+        await self.ws.send(json.dumps({"op": op, "id": rid, **fields}))
+        while True:
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), 10))
+            if "event" in msg:
+                self.events.append(msg)
+            elif msg["id"] == rid:
+                assert msg["ok"], msg
+                return dict(msg["result"])
+
+    async def event(self, name: str) -> dict[str, Any]:
+        async with asyncio.timeout(10):
+            while not any(e["event"] == name for e in self.events):
+                self.events.append(json.loads(await self.ws.recv()))
+        return next(e for e in self.events if e["event"] == name)
+
+
+async def test_resume_on_another_node_kicks_out_the_old_connection(nodes):
+    """dave's session is on node 1 (its connection still open, e.g. half-open after a
+    network change); his client resumes it on node 2: node 1 sends the old connection
+    KICKOUT and closes it (4000), as one node does, and messages for dave reach node 2."""
+    one_url, two_url = nodes
+    old = await Raw.open(one_url)
+    token = (await old.ok("create_session", user_id="dave"))["resume_token"]
+    new = await Raw.open(two_url)
+    try:
+        await new.ok("resume", resume_token=token)
+        kick = json.loads(await asyncio.wait_for(old.ws.recv(), 10))
+        assert (kick["event"], kick["user_id"]) == ("KICKOUT", "dave")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(old.ws.recv(), 10)
+        assert old.ws.close_code == p.CLOSE_KICKED_OUT
+        carol = await Raw.open(one_url)  # a call from node 1 rings dave on node 2
+        await carol.ok("create_session", user_id="carol")
+        await carol.ok("offer_call", call_type="audiocall", callee="dave", sdp="v=0 offer")
+        assert (await new.event("RINGING"))["caller"] == "carol"
+        await carol.ws.close()
+    finally:
+        await new.ws.close()

@@ -430,13 +430,11 @@ async def test_client_killed_mid_call(server: SignalingServer, open_client: Open
     assert (await alice.error("leave"))["code"] == 404  # alice is in no call any more
 
 
-async def test_unresponsive_client_is_noticed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A peer that stops reading (no pongs) is dropped after the ping and close timeouts; after
-    the resume grace the other side gets LEAVE connection_lost."""
-    # start() reads these, so the server must be created after patching them
-    monkeypatch.setattr(srv, "PING_INTERVAL", 0.3)
-    monkeypatch.setattr(srv, "PING_TIMEOUT", 0.3)
-    async with SignalingServer(ServerConfig(port=0, resume_grace=0.5)) as fast:
+async def test_unresponsive_client_is_noticed() -> None:
+    """A peer that stops reading (no pongs) is dropped after the ping and close timeouts
+    (`--keepalive 0.3`: a ping every 0.3 s, 0.3 s to answer it); after the resume grace
+    the other side gets LEAVE connection_lost."""
+    async with SignalingServer(ServerConfig(port=0, resume_grace=0.5, keepalive=0.3)) as fast:
         alice = Client(await connect(fast.url))
         bob = Client(await connect(fast.url, ping_interval=None))
         try:

@@ -8,7 +8,16 @@ import itertools
 import json
 from typing import Any
 
-from omnicli.server.records import NEVER, CallRecord, CallState, Presence, ToConn, ToUser
+from omnicli.server.records import (
+    NEVER,
+    CallRecord,
+    CallState,
+    Presence,
+    Send,
+    ToConn,
+    ToHolder,
+    ToUser,
+)
 from omnicli.server.store import Store
 from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
@@ -205,3 +214,28 @@ def test_a_timer_set_on_one_node_fires_on_another(store: Store) -> None:
         Delivery(alice, {"event": "LEAVE", "call_id": call_id, "reason": "no_answer", "by": None})
     ]
     assert store.call(call_id) is None and a.sb.expire(31.0) == []
+
+
+def test_a_resume_on_another_node_kicks_out_the_connection_the_first_one_holds(
+    store: Store,
+) -> None:
+    """Dave resumes on node B while node A still holds his connection: B's KICKOUT is
+    addressed to A's holder (ToHolder), which A turns into a closing send to that
+    connection, forgetting it without ending the session B now holds."""
+    a, b = Node(store, "node-a"), Node(store, "node-b")
+    old = a.conn()
+    token = a.send(old, "create_session", user_id="dave")[0].message["result"]["resume_token"]
+    new = b.conn()
+    out = b.send(new, "resume", resume_token=token)
+    assert out[0].message["ok"]
+    kicks = [s for s in out if isinstance(s.to, ToHolder)]
+    assert [s.to for s in kicks] == [ToHolder("dev", "dave", "node-a")] and kicks[0].close
+    assert b.sb.route(kicks) == [] and b.sb.remote(kicks) == kicks
+    assert a.sb.remote(kicks) == []  # node A's own: not forwarded again
+    closing = a.sb.kick_holder("dev", "dave", kicks[0].message)
+    assert closing == [Send(ToConn(old), kicks[0].message, close=True)]
+    assert kicks[0].message["event"] == "KICKOUT" and a.sb.user_of(old) is None
+    assert a.sb.disconnect(old, 0.0) == []  # its close ends nothing
+    presence = store.presence("dev", "dave")
+    assert presence is not None and (presence.node, presence.away) == ("node-b", False)
+    assert a.sb.kick_holder("dev", "dave", kicks[0].message) == []  # once
