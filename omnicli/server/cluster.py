@@ -45,7 +45,7 @@ log = logging.getLogger("omnicli.server.cluster")
 
 LEASE_RENEW = 1.0  # s between lease renewals
 LEASE_TTL = 3.0  # s without renewal before a node counts as dead
-POLL = 1.0  # s: the timer loop looks at shared deadlines at least this often
+POLL = 1.0  # s: dead nodes are looked for at most this often
 LOST = EndReason.CONNECTION_LOST
 _CALL_STARTS = (Event.RINGBACK, Event.RINGING, Event.ANSWERED, Event.CONNECTED)
 

@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import itertools
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -45,7 +46,7 @@ from omnicli.server.limits import (
 )
 from omnicli.server.logsafe import clean
 from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
-from omnicli.server.records import Send, ToConn, ToGateway, ToUser
+from omnicli.server.records import Send, ToConn, ToGateway
 from omnicli.server.redisstore import RedisStoreError
 from omnicli.server.sip import GatewayEvent, SipPolicy
 from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
@@ -63,7 +64,8 @@ CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
 MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
 AUTH_REPORT = 10.0  # s between summaries of failed authentication per address
-POLL = 1.0  # s: on Redis, the timers look at deadlines other nodes set at least this often
+POLL = 1.0  # s: on Redis, the timers wait this long after Redis failed them
+TIMER_POLL = 0.25  # s: on Redis, the timers read the deadlines other nodes set this often
 DRAINING = "this server is shutting down; connect to another node"
 UNAVAILABLE = "the server cannot reach Redis; try again shortly (or another node)"
 
@@ -534,10 +536,7 @@ class SignalingServer:
                 to = send.to
                 if isinstance(to, ToGateway):
                     continue
-                if isinstance(to, ToConn):
-                    target = self.board.user_of(to.conn)
-                else:
-                    target = to.user_id
+                target = self.board.user_of(to.conn) if isinstance(to, ToConn) else to.user_id
                 extra = send.message.get("reason") or send.message.get("caller") or ""
                 call_id = send.message.get("call_id")
                 log.info("%s -> %s %s %s", call_id, target, name, clean(extra))
@@ -561,10 +560,7 @@ class SignalingServer:
         self._wake.clear()
         delay = None if deadline is None else max(0.0, deadline - self.clock())
         if self.cluster is not None:
-            # other nodes set deadlines too, and may die: look every POLL s, and not after
-            # each request (reading the deadlines costs Redis round trips); timers fire up
-            # to POLL s late
-            await asyncio.sleep(POLL if delay is None else min(delay, POLL))
+            await self._shared_timer_wait(delay)
         else:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -573,6 +569,22 @@ class SignalingServer:
         if self.cluster is not None:
             self.cluster.reap(now)
         self._deliver(self.board.expire(now))
+
+    async def _shared_timer_wait(self, delay: float | None) -> None:
+        """On Redis, until the next deadline: other nodes set deadlines too (and may die),
+        so they are read again every TIMER_POLL s, late by at most that; a deadline this
+        node writes meanwhile (the store notes the soonest) moves the wake-up without a
+        read, so this node's own timers fire on time."""
+        assert self.cluster is not None
+        store = self.cluster.store
+        store.written = math.inf  # noted from now on: after the read above
+        planned = self.clock() + (TIMER_POLL if delay is None else min(delay, TIMER_POLL))
+        while (left := planned - self.clock()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._wake.wait()
+            self._wake.clear()
+            planned = min(planned, store.written)
 
     async def _report_loop(self) -> None:
         """One line per address that failed authentication, every AUTH_REPORT seconds."""

@@ -165,6 +165,7 @@ class RedisStore:
         self._call_of = client.register_script(_CALL_OF)
         self._place_call = client.register_script(_PLACE_CALL)
         self._recent: dict[UserKey, CallRecord] = {}  # see `recent_call`
+        self.written = math.inf  # the soonest deadline this store wrote (the driver resets it)
         self._services: set[str] = set()  # known to be in Pservices already
         self._services_read = -math.inf
 
@@ -235,7 +236,11 @@ class RedisStore:
             user,
             "" if new is None else _score(new.away_until),
         ]
-        return bool(self._swap_presence(keys, args))
+        if not self._swap_presence(keys, args):
+            return False
+        if new is not None and new.away_until is not None:
+            self.written = min(self.written, new.away_until)
+        return True
 
     def count(self, service_id: str) -> int:
         return int(self.r.zcard(self._k(service_id, "users")))
@@ -305,6 +310,7 @@ class RedisStore:
         self._note_service(call.service_id)
         args = [_dump(call.to_dict()), call.call_id, _score(call.deadline)]
         if self._add_call(self._call_keys(call), args):
+            self.written = min(self.written, call.deadline)
             self._remember(call)
             return True
         return False
@@ -321,6 +327,7 @@ class RedisStore:
         if outcome is not Offered.OK:
             return Placed(outcome)
         callee = Presence.from_dict(json.loads(reply[2])) if len(reply) > 2 and reply[2] else None
+        self.written = min(self.written, call.deadline)
         return Placed(outcome, self._remember(call if reply[1] else calling), callee)
 
     def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None:
@@ -344,6 +351,7 @@ class RedisStore:
         if stored is None:
             self._forget(old)
             return CallRecord.from_dict(json.loads(reply[1]))
+        self.written = min(self.written, stored.deadline)
         return self._remember(stored)
 
     # -- timers and inspection -----------------------------------------------------------

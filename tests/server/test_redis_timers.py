@@ -1,0 +1,101 @@
+"""Ring timeouts on Redis fire on time: a node's own deadlines when due, another node's
+within the timer poll (`driver.TIMER_POLL`), not a second late."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redisd import RedisServer
+from websockets.asyncio.client import ClientConnection, connect
+
+from omnicli.server import driver
+from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.wire import protocol as p
+
+RING = 0.3
+
+
+class Client:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.rid = 0
+        self.events: list[dict[str, Any]] = []
+
+    @classmethod
+    async def user(cls, srv: SignalingServer, user_id: str) -> Client:
+        client = cls(await connect(srv.url))
+        await client.ok("hello", version=p.VERSION, service_id="dev")
+        await client.ok("create_session", user_id=user_id)
+        return client
+
+    async def ok(self, op: str, **fields: Any) -> dict[str, Any]:
+        self.rid += 1
+        await self.ws.send(json.dumps({"op": op, "id": self.rid, **fields}))
+        while True:
+            message = json.loads(await self.ws.recv())
+            if "event" in message:
+                self.events.append(message)
+            elif message.get("id") == self.rid:
+                assert message["ok"], message
+                return dict(message["result"])
+
+    async def event(self, name: str) -> dict[str, Any]:
+        async with asyncio.timeout(5):
+            while True:
+                for i, message in enumerate(self.events):
+                    if message["event"] == name:
+                        return self.events.pop(i)
+                self.events.append(json.loads(await self.ws.recv()))
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+async def ring_out(alice: Client) -> float:
+    """Seconds from alice's offer to bob (who does not answer) until she hears no_answer."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await alice.ok("offer_call", call_type="audiocall", callee="bob", sdp="v=0")
+    leave = await alice.event("LEAVE")
+    assert leave["reason"] == "no_answer"
+    return loop.time() - start
+
+
+async def test_a_nodes_own_ring_timeout_fires_when_due(redis: RedisServer) -> None:
+    """The node wrote the deadline itself: its timer moves to it without reading Redis,
+    so the call ends at the ring timeout, not at the next poll of the shared deadlines."""
+    config = ServerConfig(port=0, redis_url=redis.url, ring_timeout=RING)
+    async with SignalingServer(config) as one:
+        alice, bob = await Client.user(one, "alice"), await Client.user(one, "bob")
+        for _ in range(4):
+            took = await ring_out(alice)
+            assert RING <= took < RING + 0.2, took
+            await bob.event("CANCEL")
+        for c in (alice, bob):
+            await c.ws.close()
+
+
+async def test_a_ring_timeout_set_by_another_node_fires_within_the_poll(
+    redis: RedisServer,
+) -> None:
+    """Node one's timers are stopped (as if it hung): node two, which reads the shared
+    deadlines every TIMER_POLL s, ends node one's unanswered call at most that late."""
+    config = ServerConfig(port=0, redis_url=redis.url, ring_timeout=RING)
+    async with SignalingServer(config) as one, SignalingServer(config) as two:
+        assert one._timer is not None and driver.TIMER_POLL <= 0.25
+        one._timer.cancel()
+        alice, bob = await Client.user(one, "alice"), await Client.user(two, "bob")
+        for _ in range(3):
+            took = await ring_out(alice)
+            assert RING <= took < RING + 0.5, took  # TIMER_POLL (0.25 s) late at most
+            await bob.event("CANCEL")
+        for c in (alice, bob):
+            await c.ws.close()
