@@ -119,6 +119,7 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=3000)
+    parser.add_argument("--unix", action="store_true", help="reach Redis on its Unix socket")
     args = parser.parse_args()
     from redisd import RedisServer
 
@@ -126,7 +127,7 @@ def main() -> None:
 
     trips = Trips()
     server = RedisServer().start()
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"transport": "unix" if args.unix else "tcp"}
     try:
         assert server.proc is not None
         for name, nodes in (("memory", 1), ("redis_1_node", 1), ("redis_2_nodes", 2)):
@@ -134,7 +135,8 @@ def main() -> None:
                 store: Store = MemoryStore()
                 pid = 0
             else:
-                redis_store = RedisStore.from_url(server.url)
+                url = f"unix://{server.dir / 'redis.sock'}?db=0" if args.unix else server.url
+                redis_store = RedisStore.from_url(url)
                 redis_store.r.flushdb()
                 store, pid = redis_store, server.proc.pid
             result[name] = run(store, nodes, args.cycles, None if pid == 0 else trips, pid)
