@@ -9,10 +9,14 @@ The switchboard decides; this module carries what it decides between nodes.
   the rest with `connection_lost`. With the defaults a dead node's peers hear it within
   LEASE_TTL + 1 s + grace (about 8 s of its death, 10 s at worst).
 - **Routing:** a message for a user whose connection is on another node is published on
-  that node's channel `Pnode:NODE`. Pub/sub delivers at most once: `PUBLISH` answers how
-  many subscribers got it, so a message to a node that is not listening (dead, or between
-  reconnects) is counted as undelivered and logged; the call state it described is in
-  Redis all the same, and a client that resumes is told its call and how it ended.
+  that node's channel `Pnode:NODE`. One publisher task sends them in order, all that are
+  queued in one pipeline, so the event loop never waits for these round trips. Pub/sub
+  delivers at most once: `PUBLISH` answers how many subscribers got it, so a message to a
+  node that is not listening (dead, or between reconnects) is counted as undelivered and
+  logged; the call state it described is in Redis all the same, and a client that resumes
+  is told its call and how it ended. A routed message carries the sender's copy of the
+  recipient's call, which the receiving node keeps as its recent copy (a hint checked by
+  compare-and-set, see `RedisStore.recent_call`).
 - **Redis back after a restart (empty):** the node adds its connected users' presence
   again, so they are online and callable; the calls that were in Redis are gone, and each
   user of this node that was in one hears it end (`LEAVE`/`CANCEL`, `connection_lost`),
@@ -35,7 +39,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from omnicli.errors import UsageError
-from omnicli.server.records import Presence, Send, ToHolder, ToUser, UserKey
+from omnicli.server.records import CallRecord, Presence, Send, ToHolder, ToUser, UserKey
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
 from omnicli.wire import protocol as p
@@ -46,6 +50,8 @@ log = logging.getLogger("omnicli.server.cluster")
 LEASE_RENEW = 1.0  # s between lease renewals
 LEASE_TTL = 3.0  # s without renewal before a node counts as dead
 POLL = 1.0  # s: dead nodes are looked for at most this often
+PUBLISH_BATCH = 500  # messages to other nodes in one pipeline, at most
+FLUSH_TIMEOUT = 2.0  # s a closing node waits for its queued messages to go out
 LOST = EndReason.CONNECTION_LOST
 _CALL_STARTS = (Event.RINGBACK, Event.RINGING, Event.ANSWERED, Event.CONNECTED)
 
@@ -81,6 +87,7 @@ class Cluster:
         self._last_reap = 0.0
         self._subscribed = asyncio.Event()
         self._renewed = -math.inf  # monotonic time of the last lease renewal
+        self._outbox: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         # the call each user of this node was last told about, and whether it was ringing
         # for them: what to end for them if Redis comes back without it
         self.told: dict[UserKey, tuple[str, bool]] = {}
@@ -97,11 +104,15 @@ class Cluster:
         self._tasks = [
             asyncio.create_task(self._lease_loop(), name="omni-cluster-lease"),
             asyncio.create_task(self._listen_loop(), name="omni-cluster-listen"),
+            asyncio.create_task(self._publish_loop(), name="omni-cluster-publish"),
         ]
         async with asyncio.timeout(5):
             await self._subscribed.wait()  # messages published from now on reach this node
 
     async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):  # the endings of its calls, forwarded
+            async with asyncio.timeout(FLUSH_TIMEOUT):
+                await self._outbox.join()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -215,34 +226,59 @@ class Cluster:
     # -- routing -----------------------------------------------------------------------
 
     def forward(self, sends: list[Send]) -> None:
-        """Publish the sends for users held by other nodes on those nodes' channels."""
+        """Queue the sends for users held by other nodes for those nodes' channels."""
         for send in self.board.remote(sends):
             assert isinstance(send.to, ToUser | ToHolder)
+            service_id, user_id = send.to.service_id, send.to.user_id
             node = send.to.node  # where the switchboard saw the user just now
             if isinstance(send.to, ToUser) and (not node or node == self.node):
-                presence = self.store.presence(send.to.service_id, send.to.user_id)
+                presence = self.store.presence(service_id, user_id)
                 if presence is None or presence.away or presence.node == self.node:
                     self.stats.undelivered += 1
                     continue
                 node = presence.node
-            payload = {
-                "service_id": send.to.service_id,
-                "user_id": send.to.user_id,
+            payload: dict[str, Any] = {
+                "service_id": service_id,
+                "user_id": user_id,
                 "message": send.message,
                 "close": send.close,
                 "holder": isinstance(send.to, ToHolder),
             }
-            got = self.store.r.publish(self.channel_of(node), json.dumps(payload))
-            if got:
-                self.stats.routed += 1
-            else:
-                self.stats.undelivered += 1
-                log.warning(
-                    "node %s did not receive %s for %s",
-                    node,
-                    send.message.get("event"),
-                    send.to.user_id,
-                )
+            if (call := self.store.recent_call(service_id, user_id)) is not None:
+                payload["call"] = call.to_dict()
+            self._outbox.put_nowait((node, json.dumps(payload), send.message.get("event")))
+
+    async def _publish_loop(self) -> None:
+        """Publish the queued messages in order; those queued together in one pipeline."""
+        client = aredis.Redis.from_url(self.url, decode_responses=True)
+        try:
+            while True:
+                batch = [await self._outbox.get()]
+                while not self._outbox.empty() and len(batch) < PUBLISH_BATCH:
+                    batch.append(self._outbox.get_nowait())
+                counts: list[int] = []
+                for attempt in (1, 2):  # a connection Redis closed (a restart) fails once
+                    try:
+                        async with client.pipeline(transaction=False) as pipe:
+                            for node, data, _ in batch:
+                                pipe.publish(self.channel_of(node), data)
+                            counts = await pipe.execute()
+                        break
+                    except (RedisStoreError, OSError) as exc:
+                        self.stats.redis_errors += 1
+                        if attempt == 2:
+                            self.stats.undelivered += len(batch)
+                            log.warning("%d messages to other nodes lost: %s", len(batch), exc)
+                for (node, _, name), got in zip(batch, counts, strict=False):
+                    if got:
+                        self.stats.routed += 1
+                    else:
+                        self.stats.undelivered += 1
+                        log.warning("node %s did not receive %s", node, name)
+                for _ in batch:
+                    self._outbox.task_done()
+        finally:
+            await client.aclose()
 
     def receive(self, payload: dict[str, Any]) -> None:
         if payload.get("holder"):  # our connection's session was resumed on another node
@@ -253,6 +289,11 @@ class Cluster:
                 self.stats.undelivered += 1  # gone already
             self.deliver(kicks)
             return
+        message = payload["message"]
+        if isinstance(call := payload.get("call"), dict):
+            self.store.learn(CallRecord.from_dict(call))
+        elif message.get("event") in (Event.LEAVE, Event.CANCEL):
+            self.store.drop(payload["service_id"], payload["user_id"], message["call_id"])
         send = Send(
             ToUser(payload["service_id"], payload["user_id"]),
             payload["message"],
@@ -275,7 +316,7 @@ class Cluster:
                             continue
                         try:
                             self.receive(json.loads(item["data"]))
-                        except (ValueError, KeyError, TypeError):
+                        except (ValueError, KeyError, TypeError, AttributeError):
                             log.warning("bad message on %s", self.channel)
             except (RedisStoreError, OSError) as exc:
                 self.stats.redis_errors += 1

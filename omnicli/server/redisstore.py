@@ -284,6 +284,21 @@ class RedisStore:
         """The copy of the user's call this node read or wrote last (maybe stale), or None."""
         return self._recent.get((service_id, user_id))
 
+    def learn(self, call: CallRecord) -> None:
+        """Keep a copy of a call another node wrote (sent along with a routed message),
+        unless the copy here is of the same call and newer."""
+        for user in call.parties:
+            mine = self._recent.get((call.service_id, user))
+            if mine is not None and mine.call_id == call.call_id and mine.rev > call.rev:
+                return
+        self._remember(call)
+
+    def drop(self, service_id: str, user_id: str, call_id: str) -> None:
+        """Forget the user's copy of a call another node says has ended."""
+        mine = self._recent.get((service_id, user_id))
+        if mine is not None and mine.call_id == call_id:
+            self._forget(mine)
+
     def _remember(self, call: CallRecord) -> CallRecord:
         if len(self._recent) >= RECENT:
             self._recent.clear()  # cheap and rare; the copies are hints
