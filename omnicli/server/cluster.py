@@ -130,7 +130,7 @@ class Cluster:
     def renew(self) -> None:
         start = time.perf_counter()
         try:
-            self.store.renew_lease(self.node, self.wall())
+            lost = self.store.renew_lease(self.node, self.wall()) and self._renewed > -math.inf
         except RedisStoreError as exc:
             self.stats.redis_errors += 1
             if self.healthy:
@@ -141,7 +141,26 @@ class Cluster:
         self._renewed = time.monotonic()
         if not self.healthy:
             self._reregister()
+        elif lost:  # this node stalled past LEASE_TTL and was reaped: it is alive after all
+            self._reclaim()
         self.healthy = True
+
+    def _reclaim(self) -> None:
+        """Take back the sessions of this node's connected users that another node turned
+        away while this one stalled (they would otherwise end when the grace runs out)."""
+        back = 0
+        for key, conn in list(self.board.sessions.local.items()):
+            c = self.board.conns.get(conn)
+            presence = self.store.presence(*key)
+            if (
+                c is not None
+                and presence is not None
+                and presence.away
+                and presence.session == c.session
+                and self.store.swap_presence(presence, replace(presence, away_until=None))
+            ):
+                back += 1
+        log.warning("this node's lease had run out (a stall): %d sessions taken back", back)
 
     def _reregister(self) -> None:
         """Add this node's connected users again where Redis has lost them (a restart), and
@@ -206,7 +225,7 @@ class Cluster:
             if node == self.node or now - renewed <= LEASE_TTL:
                 continue
             online = 0
-            for service_id in self.store.services():
+            for service_id in self.store.services(fresh=True):  # all, or some stay held
                 for presence in self.store.held_by(service_id, node):
                     if presence.node != node or presence.away:
                         continue

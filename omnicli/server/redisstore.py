@@ -194,10 +194,11 @@ class RedisStore:
         self._services.clear()
         self._services_read = -math.inf
 
-    def services(self) -> list[str]:
-        """The services with records, read again at most every SERVICES_TTL s."""
+    def services(self, *, fresh: bool = False) -> list[str]:
+        """The services with records, read again at most every SERVICES_TTL s (`fresh`:
+        now)."""
         now = time.monotonic()
-        if now - self._services_read > SERVICES_TTL:
+        if fresh or now - self._services_read > SERVICES_TTL:
             self._services |= set(self.r.smembers(f"{self.prefix}services"))
             self._services_read = now
         return sorted(self._services)
@@ -406,8 +407,9 @@ class RedisStore:
 
     # -- nodes -------------------------------------------------------------------------
 
-    def renew_lease(self, node: str, now: float) -> None:
-        self.r.hset(f"{self.prefix}nodes", node, repr(now))
+    def renew_lease(self, node: str, now: float) -> bool:
+        """Write the node's lease; True if it had none (first, or dropped as dead)."""
+        return bool(self.r.hset(f"{self.prefix}nodes", node, repr(now)))
 
     def leases(self) -> dict[str, float]:
         return {n: float(t) for n, t in self.r.hgetall(f"{self.prefix}nodes").items()}

@@ -1,10 +1,12 @@
-"""Ring timeouts on Redis fire on time: a node's own deadlines when due, another node's
-within the timer poll (`driver.TIMER_POLL`), not a second late."""
+"""A node on Redis: ring timeouts fire on time (a node's own deadlines when due, another
+node's within the timer poll, `driver.TIMER_POLL`); a node whose lease ran out during a
+stall takes its users' sessions back."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from redisd import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
-from omnicli.server import driver
+from omnicli.server import cluster, driver
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.wire import protocol as p
 
@@ -99,3 +101,30 @@ async def test_a_ring_timeout_set_by_another_node_fires_within_the_poll(
             await bob.event("CANCEL")
         for c in (alice, bob):
             await c.ws.close()
+
+
+async def test_a_node_reaped_during_a_stall_takes_its_sessions_back(redis: RedisServer) -> None:
+    """Node one stops renewing its lease (a stall) long enough for node two to reap it:
+    alice's session turns away. When node one renews again it finds its lease dropped and
+    takes alice's session back, so the grace timer does not end it."""
+    config = ServerConfig(port=0, redis_url=redis.url, resume_grace=5.0)
+    async with SignalingServer(config) as one, SignalingServer(config) as two:
+        assert one.cluster is not None and two.cluster is not None
+        assert cluster.LEASE_TTL == 3.0  # the lease below is just past it: away for 1.8 s
+        alice = await Client.user(one, "alice")
+        one.cluster._tasks[0].cancel()  # the lease loop: renewals stop
+        store = two.cluster.store
+        store.r.hset("omni:nodes", one.cluster.node, repr(time.time() - 3.2))
+        async with asyncio.timeout(10):
+            while store.r.hget("omni:nodes", one.cluster.node) is not None:
+                await asyncio.sleep(0.1)  # node two reaped it: alice is away
+        presence = store.presence("dev", "alice")
+        assert presence is not None and presence.away
+        one.cluster.renew()  # the stall is over
+        presence = store.presence("dev", "alice")
+        assert presence is not None and not presence.away
+        await asyncio.sleep(2.5)  # past the grace it was given: still online
+        presence = store.presence("dev", "alice")
+        assert presence is not None and not presence.away and presence.node == one.cluster.node
+        assert (await alice.ok("session_list"))["sessions"][0]["user_id"] == "alice"
+        await alice.ws.close()
