@@ -164,7 +164,8 @@ async def _one_call(
     offline_wait: float | None = None,
 ) -> int:
     """Register, start a call with `start`, follow it to its end; the exit code."""
-    from omnicli.ui.flows import Stopper, Window, follow_call, until_stopped
+    from omnicli.ui.callwindow import Window
+    from omnicli.ui.flows import Stopper, follow_call, until_stopped
 
     out = output(settings)
     stopper = Stopper.install()
@@ -213,7 +214,8 @@ def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
         from dataclasses import replace
 
         from omnicli.server.driver import ServerConfig, SignalingServer
-        from omnicli.ui.flows import Stopper, Window, answer_forever, follow_call
+        from omnicli.ui.callwindow import Window
+        from omnicli.ui.flows import Stopper, answer_forever, follow_call
 
         out = output(settings)
         stopper = Stopper.install()

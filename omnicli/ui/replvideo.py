@@ -35,7 +35,7 @@ class ReplVideo:
         """Open the window if video may go there and there is a display; say if not."""
         if self.where() not in ("auto", "window"):
             return
-        from omnicli.ui.flows import Window
+        from omnicli.ui.callwindow import Window
         from omnicli.ui.videoout import this_machine
 
         if this_machine(self.settings.json).display:

@@ -44,7 +44,8 @@ def session_create(
         return
 
     async def flow() -> int:
-        from omnicli.ui.flows import Stopper, Window, answer_forever
+        from omnicli.ui.callwindow import Window
+        from omnicli.ui.flows import Stopper, answer_forever
         from omnicli.ui.render import session_panel
 
         out = output(settings)
