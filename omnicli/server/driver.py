@@ -51,6 +51,7 @@ from omnicli.server.sip import GatewayEvent, SipPolicy
 from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
 from omnicli.server.turn import TurnConfig
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 if TYPE_CHECKING:
     from omnicli.server.cluster import Cluster
@@ -407,7 +408,7 @@ class SignalingServer:
         try:
             obj = p.decode(text)
             rid = p.request_id(obj)
-            request = p.parse_request(obj)
+            request = rq.parse_request(obj)
         except p.ProtocolError as exc:
             self._deliver([Send(ToConn(client.conn), p.error(rid, exc.code, str(exc)))])
             return
@@ -519,7 +520,7 @@ class SignalingServer:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    def _log(self, conn: int, request: p.Request, sends: list[Send], before: str | None) -> None:
+    def _log(self, conn: int, request: rq.Request, sends: list[Send], before: str | None) -> None:
         response = sends[0].message
         user = self.board.user_of(conn) or before or f"conn {conn}"
         if not response["ok"]:
