@@ -20,7 +20,7 @@ from omnicli.errors import OmniError
 from omnicli.ui.commands import CompletionContext, wants_devices, wants_users
 
 if TYPE_CHECKING:
-    from omnicli.phone.core import SessionPage
+    from omnicli.phone.config import SessionPage
 
 log = logging.getLogger("omnicli.ui.repl")
 USERS_CACHE_S = 3.0  # completion reuses the online user ids for this long
