@@ -213,7 +213,8 @@ def demo(duration: Duration = 10.0, *, settings: Settings) -> None:
     async def flow() -> int:
         from dataclasses import replace
 
-        from omnicli.server.driver import ServerConfig, SignalingServer
+        from omnicli.server.config import ServerConfig
+        from omnicli.server.driver import SignalingServer
         from omnicli.ui.callwindow import Window
         from omnicli.ui.flows import Stopper, answer_forever, follow_call
 

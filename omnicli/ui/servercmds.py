@@ -206,7 +206,8 @@ def server(
     from urllib.parse import urlsplit
 
     from omnicli.server import logsafe
-    from omnicli.server.driver import ServerConfig, SignalingServer
+    from omnicli.server.config import ServerConfig
+    from omnicli.server.driver import SignalingServer
     from omnicli.server.sip import SipPolicy
     from omnicli.server.switchboard import Service
 
