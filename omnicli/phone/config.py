@@ -15,7 +15,7 @@ from omnicli.wire.protocol import CallType
 
 @dataclass(frozen=True)
 class MediaOptions:
-    """Where outgoing media comes from (see `omnicli.media.sources.open_source`)."""
+    """Where outgoing media comes from (see `omnicli.media.sourcespec.open_source`)."""
 
     video_source: str = "test"
     audio_source: str = "tone"
