@@ -5,15 +5,14 @@ video climbs back (omnicli/media/sendrate.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labcall import KEY, Lines, lab_omni, lab_server
 from procs import omni_env
-from test_impairment import KEY, OMNI, Lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from netlab import NetLab, unavailable
@@ -36,38 +35,12 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
     env = omni_env()
     common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "640x480"]
     with NetLab(rate_kbit=300) as lab:  # no delay helper: the kernel alone shapes the link
-        server = lab.popen(
-            "a",
-            [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        url = Lines(server).next(20).rsplit(" ", 1)[1]
-        answer = [*OMNI, "answer", "alice", "--user-id", "bob", "--wait", "60", *common]
-        bob = Lines(
-            lab.popen(
-                "b",
-                [*answer, "--server", url, "--audio-source", "tone:660"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
+        url = lab_server(lab, env)
+        answer = ["answer", "alice", "--user-id", "bob", "--wait", "60", *common]
+        bob = lab_omni(lab, "b", [*answer, "--server", url, "--audio-source", "tone:660"], env)
         bob.until("SESSION", 30)
-        call = [*OMNI, "call", "bob", "--user-id", "alice", "-d", str(CAPPED + FREE), *common]
-        alice = Lines(
-            lab.popen(
-                "a",
-                [*call, "--server", url],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
+        call = ["call", "bob", "--user-id", "alice", "-d", str(CAPPED + FREE), *common]
+        alice = lab_omni(lab, "a", [*call, "--server", url], env)
         for side in (alice, bob):
             side.until("CONNECTED", 40)
         start = {id(s): len(s.events) for s in (alice, bob)}
