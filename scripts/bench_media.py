@@ -197,12 +197,11 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
     # isort: split
     import fractions
-    import math
 
     import av
     import numpy as np
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+    from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
     from omnicli.media import framecode
 
@@ -245,29 +244,9 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
             frame.pts, frame.time_base = pts, time_base
             return frame
 
-    class Tone(AudioStreamTrack):
-        sent = 0
-        t0: float | None = None
-
-        async def recv(self) -> av.AudioFrame:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self.t0 is None:
-                self.t0 = time.time()
-            wait = self.t0 + self.sent / 48_000 - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            n = np.arange(self.sent, self.sent + 960)
-            pcm = (np.sin(2 * math.pi * 440 * n / 48_000) * 9830).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 48_000, self.sent
-            frame.time_base = fractions.Fraction(1, 48_000)
-            self.sent += 960
-            return frame
-
     window = Window()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tone = click_tone()  # the Tone above, with a click every second (audio latency)
+    tone = click_tone()  # a tone with a click every second (audio latency)
     pc.addTrack(tone)
     pc.addTrack(Pattern())
 
