@@ -23,6 +23,11 @@ pure (reports and times in, a target out):
   cap still there costs one cut);
 - REMB is a ceiling, never a floor, but alone it goes no lower than aiortc's 250 kbit/s
   (a busy receiver's delay spikes are not a thin link);
+- the user's `--max-bitrate` (`set_ceiling`) bounds the loss controller's rate itself:
+  it never grows past the ceiling, so the level (frame rate, size) follows a low
+  ceiling as it follows a thin link, and a lifted ceiling is probed up from where it
+  was, like a lifted cap; Opus keeps its full rate under a ceiling alone (the ceiling
+  is about video, not a sign of a thin link);
 - the loss controller's rate picks a level: full size and frame rate above 350 kbit/s; half the
   frame rate below it; half the width and height too below 200 kbit/s (and back up
   only 35 % above those). Lower bitrate first, then frame rate, then resolution.
@@ -114,6 +119,7 @@ class SendRate:
         self.last_growth = float("-inf")
         self.loss = 0.0  # reported loss, smoothed over reports
         self.clean = 0  # clean reports in a row
+        self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
@@ -142,9 +148,23 @@ class SendRate:
             self.loss_bps = self._bound(grown)
         return self._update(now)
 
-    @staticmethod
-    def _bound(bps: int) -> int:
-        return max(MIN_BPS, min(MAX_BPS, bps))
+    def set_ceiling(self, ceiling_bps: int | None, now: float) -> int:
+        """The user's ceiling (None: none) bounds the rate from now on; the new target."""
+        self.ceiling_bps = ceiling_bps
+        self.loss_bps = self._bound(self.loss_bps)
+        return self._update(now)
+
+    @property
+    def audio_basis_bps(self) -> int:
+        """The rate the Opus bitrate follows: the loss controller's, unless the user's
+        ceiling is what holds it down (then the link is not known to be thin)."""
+        if self.ceiling_bps is not None and self.loss_bps >= self._bound(self.ceiling_bps):
+            return MAX_BPS
+        return self.loss_bps
+
+    def _bound(self, bps: int) -> int:
+        top = MAX_BPS if self.ceiling_bps is None else min(MAX_BPS, self.ceiling_bps)
+        return max(min(MIN_BPS, top), min(top, bps))
 
     def _update(self, now: float) -> int:
         bps = self.loss_bps
@@ -284,7 +304,7 @@ def install(
         if encoder is not None and hasattr(encoder, "target_bitrate"):
             encoder.target_bitrate = encoder_step(control.target_bps)
         if audio_sender is not None:
-            set_opus_bitrate(audio_sender, control.loss_bps)
+            set_opus_bitrate(audio_sender, control.audio_basis_bps)
         if control.target_bps != before:
             logger.debug("video send target %d -> %d bps", before, control.target_bps)
 

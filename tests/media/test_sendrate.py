@@ -82,6 +82,30 @@ def test_target_stays_within_bounds() -> None:
     assert control.target_bps == sendrate.MAX_BPS
 
 
+def test_the_users_ceiling_bounds_the_controller_and_its_level() -> None:
+    """--max-bitrate is the controller's ceiling: clean reports never grow the rate past it,
+    the frame-rate level follows it, Opus keeps its full rate under the ceiling alone, and
+    a lifted ceiling is probed up from where it was (not a jump to the old estimate)."""
+    control = SendRate(1_000_000)
+    assert control.set_ceiling(300_000, now=0.0) == 300_000
+    for n in range(1, 8):
+        control.on_report(0.0, now=float(n))
+    assert control.target_bps == control.loss_bps == 300_000
+    assert control.level == Level(keep_every=2)  # 640x480 VP8 needs fewer frames at 300k
+    assert control.audio_basis_bps == sendrate.MAX_BPS  # not a thin link: full Opus
+    control.on_report(0.5, now=8.0)  # a thin link under the ceiling too: voice gets thin
+    assert control.target_bps < 300_000
+    assert audio_bitrate(control.audio_basis_bps, 96_000) == sendrate.AUDIO_THIN_BPS
+    control.set_ceiling(None, now=9.0)
+    before = control.target_bps
+    control.on_report(0.0, now=10.0)
+    assert before < control.target_bps <= before * sendrate.FAST_GROWTH
+    control.set_ceiling(40_000, now=11.0)  # below the controller's own floor: obeyed
+    assert control.target_bps == 40_000
+    control.on_report(0.9, now=12.0)
+    assert control.target_bps == 40_000
+
+
 def test_levels_go_down_in_order_and_come_back_with_a_margin() -> None:
     half_fps, half_size = Level(keep_every=2), Level(keep_every=2, scale=2)
     assert level_for(500_000) == FULL
@@ -169,3 +193,21 @@ async def test_installed_on_a_real_call(remb_first: bool) -> None:
         await asyncio.sleep(2)
         sent, dropped = a.video_out.frames_out - sent0, shaper.dropped - dropped0
         assert sent >= 10 and abs(sent - dropped) <= 2, (sent, dropped)  # every other frame
+
+
+async def test_max_bitrate_is_the_controllers_ceiling_on_a_real_call() -> None:
+    """`PeerLink.set_max_bitrate` mid-call: the controller's target and the encoder's stay
+    under it, the video goes to half size (the level follows the ceiling), Opus keeps its
+    full rate; lifting it leaves the controller without a ceiling."""
+    async with call() as (a, b):
+        await eventually(lambda: b.video_in.frames_received > 10, 5)
+        video = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.video_out)
+        audio = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.audio_out)
+        a.set_max_bitrate(150_000)
+        assert a.send_rate.ceiling_bps == 150_000
+        assert a.send_rate.target_bps <= 150_000
+        await eventually(lambda: b.video_in.width == 320, 5)
+        assert video._RTCRtpSender__encoder.target_bitrate <= 150_000
+        assert audio._RTCRtpSender__encoder.codec.bit_rate == 96_000
+        a.set_max_bitrate(None)
+        assert a.send_rate.ceiling_bps is None
