@@ -23,14 +23,17 @@ pure (reports and times in, a target out):
   cap still there costs one cut);
 - REMB is a ceiling, never a floor, but alone it goes no lower than aiortc's 250 kbit/s
   (a busy receiver's delay spikes are not a thin link);
-- the user's `--max-bitrate` (`set_ceiling`) bounds the loss controller's rate itself:
-  it never grows past the ceiling, so the level (frame rate, size) follows a low
-  ceiling as it follows a thin link, and a lifted ceiling is probed up from where it
-  was, like a lifted cap; Opus keeps its full rate under a ceiling alone (the ceiling
-  is about video, not a sign of a thin link);
+- the user's `--max-bitrate` (`set_ceiling`) is the ceiling of the target and of the
+  rate the level is picked from, so the frame rate and size follow a low ceiling as they
+  follow a thin link; the loss controller's own estimate of the link (`loss_bps`) goes
+  on under it (a cut counts from what was sent), so a lifted ceiling gives back the rate
+  the link was known to carry, and Opus follows the link, not the ceiling;
 - the loss controller's rate picks a level: full size and frame rate above 350 kbit/s; half the
   frame rate below it; half the width and height too below 200 kbit/s (and back up
-  only 35 % above those). Lower bitrate first, then frame rate, then resolution.
+  only 35 % above those). Lower bitrate first, then frame rate, then resolution. Those
+  thresholds are for 640x480 at 30 fps (where VP8 at aiortc's coarsest quantizer needs
+  about 280 kbit/s); for other sources they scale with the pixel rate to the power
+  0.75 (`FrameShaper` measures it): 320x240 at 15 fps halves below 74 kbit/s.
 
 Retransmissions are budgeted too. aiortc's sender resends every packet a NACK names;
 with omnicli's receivers asking again for what is still missing, a link losing 80 %
@@ -84,18 +87,28 @@ FULL = Level()
 UP_MARGIN = 1.35  # a level comes back only when the target is this far above its threshold
 
 
-def level_for(target_bps: int, current: Level = FULL) -> Level:
+REF_PIXEL_RATE = 640 * 480 * 30  # the source the thresholds are for (pixels/s)
+
+
+def threshold_scale(pixel_rate: float) -> float:
+    """How the level thresholds scale for a source of `pixel_rate` pixels/s."""
+    return float((max(pixel_rate, 1.0) / REF_PIXEL_RATE) ** 0.75)
+
+
+def level_for(target_bps: int, current: Level = FULL, pixel_rate: float = REF_PIXEL_RATE) -> Level:
     """The level for a target; coming back up needs UP_MARGIN above the threshold, so a
     target probing around a threshold does not switch sizes (a keyframe each time)."""
     half_size = Level(keep_every=2, scale=2)
     half_fps = Level(keep_every=2)
-    if target_bps < HALF_SIZE_BELOW:
+    scale = threshold_scale(pixel_rate)
+    size_below, fps_below = HALF_SIZE_BELOW * scale, HALF_FPS_BELOW * scale
+    if target_bps < size_below:
         return half_size
-    if current == half_size and target_bps < HALF_SIZE_BELOW * UP_MARGIN:
+    if current == half_size and target_bps < size_below * UP_MARGIN:
         return half_size
-    if target_bps < HALF_FPS_BELOW:
+    if target_bps < fps_below:
         return half_fps
-    if current != FULL and target_bps < HALF_FPS_BELOW * UP_MARGIN:
+    if current != FULL and target_bps < fps_below * UP_MARGIN:
         return half_fps
     return FULL
 
@@ -120,6 +133,7 @@ class SendRate:
         self.loss = 0.0  # reported loss, smoothed over reports
         self.clean = 0  # clean reports in a row
         self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
+        self.pixel_rate: float = REF_PIXEL_RATE  # of the video source (FrameShaper measures)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
@@ -149,28 +163,33 @@ class SendRate:
         return self._update(now)
 
     def set_ceiling(self, ceiling_bps: int | None, now: float) -> int:
-        """The user's ceiling (None: none) bounds the rate from now on; the new target."""
+        """The user's ceiling (None: none) on the target from now on; the new target."""
         self.ceiling_bps = ceiling_bps
-        self.loss_bps = self._bound(self.loss_bps)
         return self._update(now)
 
-    @property
-    def audio_basis_bps(self) -> int:
-        """The rate the Opus bitrate follows: the loss controller's, unless the user's
-        ceiling is what holds it down (then the link is not known to be thin)."""
-        if self.ceiling_bps is not None and self.loss_bps >= self._bound(self.ceiling_bps):
-            return MAX_BPS
-        return self.loss_bps
+    def encoder_bps(self) -> int:
+        """What the video encoder is given: the step at or below the target (see
+        `encoder_step`), or the user's ceiling itself when that is what holds it."""
+        if self.ceiling_bps is not None and self.target_bps >= self.ceiling_bps:
+            return self.ceiling_bps
+        return encoder_step(self.target_bps)
 
-    def _bound(self, bps: int) -> int:
-        top = MAX_BPS if self.ceiling_bps is None else min(MAX_BPS, self.ceiling_bps)
-        return max(min(MIN_BPS, top), min(top, bps))
+    @property
+    def video_bps(self) -> int:
+        """The loss controller's rate under the user's ceiling: what the level follows."""
+        if self.ceiling_bps is None:
+            return self.loss_bps
+        return min(self.loss_bps, self.ceiling_bps)
+
+    @staticmethod
+    def _bound(bps: int) -> int:
+        return max(MIN_BPS, min(MAX_BPS, bps))
 
     def _update(self, now: float) -> int:
-        bps = self.loss_bps
+        bps = self.video_bps
         if self.remb_bps is not None:
             bps = min(bps, max(self.remb_bps, REMB_FLOOR_BPS))
-        self.level = level_for(self.loss_bps, self.level)
+        self.level = level_for(self.video_bps, self.level, self.pixel_rate)
         if bps != self.target_bps:
             self.target_bps = bps
             self.changes.append((now, bps))
@@ -240,8 +259,11 @@ class FrameShaper:
         self.count = 0
         self.dropped = 0
         self.scaled = 0
+        self._last_pts: float | None = None
+        self._interval = 1 / 30  # s between source frames, smoothed
 
     def __call__(self, frame: Any) -> Any | None:
+        self._measure(frame)
         level = self.control.level
         self.count += 1
         if level.keep_every > 1 and self.count % level.keep_every:
@@ -255,6 +277,18 @@ class FrameShaper:
             frame = frame.reformat(width=width, height=height)
             frame.pts, frame.time_base = pts, time_base
         return frame
+
+    def _measure(self, frame: Any) -> None:
+        """The source's pixel rate (size times frame rate, from the pts) for the levels."""
+        if frame.pts is None or frame.time_base is None:
+            return
+        at = float(frame.pts * frame.time_base)
+        if self._last_pts is not None and 0 < at - self._last_pts < 1:
+            self._interval = 0.7 * self._interval + 0.3 * (at - self._last_pts)
+        self._last_pts = at
+        control = self.control
+        control.pixel_rate = frame.width * frame.height / self._interval
+        control.level = level_for(control.video_bps, control.level, control.pixel_rate)
 
 
 def lower_vp8_floor(bps: int = MIN_BPS) -> None:
@@ -302,9 +336,9 @@ def install(
                 control.on_remb(bitrate, now)
         encoder = sender._RTCRtpSender__encoder
         if encoder is not None and hasattr(encoder, "target_bitrate"):
-            encoder.target_bitrate = encoder_step(control.target_bps)
+            encoder.target_bitrate = control.encoder_bps()
         if audio_sender is not None:
-            set_opus_bitrate(audio_sender, control.audio_basis_bps)
+            set_opus_bitrate(audio_sender, control.loss_bps)
         if control.target_bps != before:
             logger.debug("video send target %d -> %d bps", before, control.target_bps)
 
