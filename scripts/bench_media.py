@@ -408,6 +408,7 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             "target_kbps": round(control.target_bps / 1000),
             "changes": [(round(t - window.started, 2), b // 1000) for t, b in control.changes],
             "changes_at": [(round(t, 3), b // 1000) for t, b in control.changes],  # monotonic
+            "counts": dict(getattr(control, "counts", {})),
         }
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})

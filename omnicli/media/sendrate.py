@@ -51,6 +51,7 @@ video track sends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,6 +136,10 @@ class SendRate:
         self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
         self.pixel_rate: float = REF_PIXEL_RATE  # of the video source (FrameShaper measures)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
+        # what the peer asked of the sender, for figures: keyframe requests (PLI/FIR) and
+        # the keyframes they got, packets named in NACKs, encoder retargets (each one
+        # rebuilds aiortc's VP8 encoder: a keyframe too)
+        self.counts = {"keyframe_requests": 0, "keyframes": 0, "nacked": 0, "retargets": 0}
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
         self.remb_bps = bitrate_bps
@@ -206,6 +211,32 @@ STEPS_BPS = (60, 80, 110, 150, 200, 270, 350, 470, 630, 850, 1150, 1500)
 AUDIO_FULL_BPS = 96_000
 AUDIO_THIN_BPS = 32_000
 THICK_BPS = 470_000
+
+
+RAISE_EVERY_S = 2.0  # the encoder's target goes up at most this often
+
+
+class EncoderTarget:
+    """When the encoder's target changes: down at once (by more than 10 %), up at most once
+    every RAISE_EVERY_S. aiortc rebuilds its VP8 encoder, and so sends a keyframe, on
+    every change over 10 %; REMB from a busy receiver moves every few packets (measured:
+    42 rebuilds in a 14 s call on a 5 % lossy link at load 20, each a 640x480 keyframe
+    on a link that had just lost packets)."""
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+        self.changed_at = float("-inf")
+
+    def next(self, want: int, now: float) -> int:
+        """The target to give the encoder now, for the one `want`ed."""
+        value = self.value
+        if value is not None:
+            down = want < 0.9 * value  # within 10 % aiortc would not rebuild: keep it
+            up = want > value and now - self.changed_at >= RAISE_EVERY_S
+            if not (down or up):
+                return value
+        self.value, self.changed_at = want, now
+        return want
 
 
 def encoder_step(target_bps: int) -> int:
@@ -291,6 +322,46 @@ class FrameShaper:
         control.level = level_for(control.video_bps, control.level, control.pixel_rate)
 
 
+KEYFRAME_BITS = 160_000  # about a 320x240 or 640x480 keyframe at thin-link rates (20 kB)
+KEYFRAME_GAP_S = (0.3, 1.0)  # the shortest time between keyframes, at most and at least
+
+
+class KeyframeGate:
+    """At most one keyframe per the time one takes to send at the target (0.3-1 s).
+
+    A receiver asks for a keyframe (PLI) whenever a picture stalls; on a thin link the
+    keyframe itself takes a good part of a second of the link, so requests arriving
+    while one is on its way would each start another, a storm that keeps the link full
+    of keyframes the receiver already waits for. A request inside the gap is served
+    once, when the gap ends.
+    """
+
+    def __init__(self, control: SendRate, send: Callable[[], None], clock: Callable[[], float]):
+        self.control = control
+        self._send = send
+        self._clock = clock
+        self.last = float("-inf")
+        self.deferred: asyncio.TimerHandle | None = None
+
+    def gap(self) -> float:
+        low, high = KEYFRAME_GAP_S
+        return max(low, min(high, KEYFRAME_BITS / max(1, self.control.target_bps)))
+
+    def request(self) -> None:
+        now = self._clock()
+        wait = self.last + self.gap() - now
+        if wait <= 0:
+            self._fire()
+        elif self.deferred is None:
+            self.deferred = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.deferred = None
+        self.last = self._clock()
+        self.control.counts["keyframes"] += 1
+        self._send()
+
+
 def lower_vp8_floor(bps: int = MIN_BPS) -> None:
     """aiortc clamps VP8 targets to 250 kbit/s and up; let them go down to `bps`."""
     from aiortc.codecs import vpx
@@ -305,8 +376,12 @@ def install(
     of `audio_sender`, if given); False if it cannot."""
     from aiortc.rtp import (
         RTCP_PSFB_APP,
+        RTCP_PSFB_FIR,
+        RTCP_PSFB_PLI,
+        RTCP_RTPFB_NACK,
         RtcpPsfbPacket,
         RtcpRrPacket,
+        RtcpRtpfbPacket,
         RtcpSrPacket,
         unpack_remb_fci,
     )
@@ -319,10 +394,17 @@ def install(
         return False
     lower_vp8_floor()
 
+    counts = control.counts
+    target = EncoderTarget()
+
     async def handle(packet: Any) -> None:
         await original(packet)
         now = clock()
         before = control.target_bps
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            counts["nacked"] += len(packet.lost)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            counts["keyframe_requests"] += 1
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
@@ -336,13 +418,17 @@ def install(
                 control.on_remb(bitrate, now)
         encoder = sender._RTCRtpSender__encoder
         if encoder is not None and hasattr(encoder, "target_bitrate"):
-            encoder.target_bitrate = control.encoder_bps()
+            was = encoder.target_bitrate
+            encoder.target_bitrate = target.next(control.encoder_bps(), now)
+            if abs(encoder.target_bitrate - was) > 0.1 * was:
+                counts["retargets"] += 1
         if audio_sender is not None:
             set_opus_bitrate(audio_sender, control.loss_bps)
         if control.target_bps != before:
             logger.debug("video send target %d -> %d bps", before, control.target_bps)
 
     sender._handle_rtcp_packet = handle
+    sender._send_keyframe = KeyframeGate(control, sender._send_keyframe, clock).request
     budget_retransmissions(sender, RetransmitBudget(control), clock)
     sender.omnicli_sendrate = control
     return True

@@ -211,3 +211,36 @@ async def test_max_bitrate_is_the_controllers_ceiling_on_a_real_call() -> None:
         assert audio._RTCRtpSender__encoder.codec.bit_rate == 96_000
         a.set_max_bitrate(None)
         assert a.send_rate.ceiling_bps is None
+
+
+async def test_keyframe_requests_inside_the_gap_are_served_once_when_it_ends() -> None:
+    """At 200 kbit/s a keyframe takes 0.8 s of the link: a burst of requests right after
+    one keyframe gives one more, when that gap ends; at 1 Mbit/s the gap is 0.3 s."""
+    now = [100.0]
+    sent: list[float] = []
+    control = SendRate(200_000)
+    gate = sendrate.KeyframeGate(control, lambda: sent.append(now[0]), lambda: now[0])
+    assert gate.gap() == pytest.approx(0.8)
+    gate.request()
+    assert sent == [100.0]
+    for _ in range(5):
+        now[0] += 0.1
+        gate.request()
+    assert sent == [100.0] and gate.deferred is not None
+    await asyncio.sleep(0.35)  # the timer runs on the loop's clock: 0.8 - 0.5 s later
+    now[0] = 100.8
+    await eventually(lambda: len(sent) == 2, 2)
+    assert control.counts["keyframes"] == 2
+    fast = sendrate.KeyframeGate(SendRate(1_000_000), lambda: None, lambda: 0.0)
+    assert fast.gap() == pytest.approx(0.3)
+
+
+def test_encoder_target_goes_down_at_once_and_up_once_every_two_seconds() -> None:
+    target = sendrate.EncoderTarget()
+    assert target.next(470_000, now=0.0) == 470_000
+    assert target.next(350_000, now=0.1) == 350_000  # down: at once
+    assert target.next(330_000, now=0.2) == 350_000  # within 10 %: no rebuild for that
+    assert target.next(470_000, now=0.5) == 350_000  # up: not yet
+    assert target.next(630_000, now=2.1) == 630_000
+    assert target.next(850_000, now=3.0) == 630_000
+    assert target.next(200_000, now=3.1) == 200_000
