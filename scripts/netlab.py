@@ -190,6 +190,17 @@ class NetLab:
         else:
             self.addr_b = new_addr
 
+    def cap_drops(self) -> dict[str, int]:
+        """Packets each side's rate cap dropped on its way in (since the rule was loaded)."""
+        import re
+
+        drops = {}
+        for side in ("a", "b"):
+            listed = self.run(side, ["nft", "list", "chain", "inet", "omnilab", "ingress"])
+            found = re.search(r"limit rate over .*? counter packets (\d+)", listed.stdout)
+            drops[side] = int(found.group(1)) if found else 0
+        return drops
+
     def harness_report(self) -> list[str]:
         """Each delay helper's lateness since the previous report (or its start): how
         much of what a call saw was the lab's own doing."""
@@ -258,7 +269,7 @@ class NetLab:
             # would be added to the rate), so: no burst clause; the first second of a
             # flow may pass up to twice the rate, the rate holds from then on.
             rate = round(self.rate_kbit * 1000 / 8)  # bytes per second
-            rules += f"{match} limit rate over {rate} bytes/second drop\n"
+            rules += f"{match} limit rate over {rate} bytes/second counter drop\n"
         return rules
 
     def _nft(self, side: str, script: str) -> None:

@@ -131,13 +131,22 @@ def test_encoder_steps_and_audio_hysteresis() -> None:
 
 
 def test_retransmit_budget_is_a_share_of_the_target() -> None:
-    """At 600 kbit/s the budget refills 200 kbit/s = 25 kB/s, a quarter second at once."""
-    budget = RetransmitBudget(SendRate(600_000))
+    """At 1.2 Mbit/s the budget refills 400 kbit/s = 50 kB/s, a quarter second (12.5 kB) at
+    once; at 60 kbit/s it refills 40 kbit/s (the floor) but still holds eight packets at
+    once (a keyframe's losses); a packet just resent is not resent again for 0.2 s."""
+    budget = RetransmitBudget(SendRate(1_200_000))
     sent = sum(budget.allow(1000, now=0.0) for _ in range(20))
-    assert sent == 6  # 6.25 kB in the bucket
+    assert sent == 12  # 12.5 kB in the bucket
     sent = sum(budget.allow(1000, now=1.0) for _ in range(40))
-    assert sent == 6  # refilled, but never above a quarter second
-    assert budget.refused == 20 - 6 + 40 - 6
+    assert sent == 12  # refilled, but never above a quarter second
+    assert budget.refused == 20 - 12 + 40 - 12
+    thin = RetransmitBudget(SendRate(60_000))
+    assert sum(thin.allow(1200, now=0.0, seq=n) for n in range(20)) == 8
+    assert not thin.allow(100, now=0.1, seq=3) and thin.repeats == 1  # still on its way
+    assert thin.allow(1200, now=0.5, seq=3)  # 0.5 s refilled 2.5 kB; 3 may go again
+    assert thin.allow(1200, now=0.5, seq=30)
+    assert not thin.allow(1200, now=0.5, seq=31)
+    assert not thin.allow(100, now=5.0, seq=3) and thin.repeats == 2  # twice is enough
 
 
 def frame(width: int = 640, height: int = 480, pts: int = 3000) -> VideoFrame:
@@ -214,25 +223,26 @@ async def test_max_bitrate_is_the_controllers_ceiling_on_a_real_call() -> None:
 
 
 async def test_keyframe_requests_inside_the_gap_are_served_once_when_it_ends() -> None:
-    """At 200 kbit/s a keyframe takes 0.8 s of the link: a burst of requests right after
-    one keyframe gives one more, when that gap ends; at 1 Mbit/s the gap is 0.3 s."""
+    """At 160 kbit/s a keyframe takes 0.5 s of the link: a burst of requests right after
+    one keyframe gives one more, when that gap ends; at 1 Mbit/s the gap is 0.25 s, at
+    60 kbit/s 0.6 s (longer would freeze the picture for longer)."""
     now = [100.0]
     sent: list[float] = []
-    control = SendRate(200_000)
+    control = SendRate(160_000)
     gate = sendrate.KeyframeGate(control, lambda: sent.append(now[0]), lambda: now[0])
-    assert gate.gap() == pytest.approx(0.8)
+    assert gate.gap() == pytest.approx(0.5)
     gate.request()
     assert sent == [100.0]
-    for _ in range(5):
+    for _ in range(3):
         now[0] += 0.1
         gate.request()
     assert sent == [100.0] and gate.deferred is not None
-    await asyncio.sleep(0.35)  # the timer runs on the loop's clock: 0.8 - 0.5 s later
-    now[0] = 100.8
+    await asyncio.sleep(0.25)  # the timer runs on the loop's clock: 0.5 - 0.3 s later
+    now[0] = 100.5
     await eventually(lambda: len(sent) == 2, 2)
     assert control.counts["keyframes"] == 2
-    fast = sendrate.KeyframeGate(SendRate(1_000_000), lambda: None, lambda: 0.0)
-    assert fast.gap() == pytest.approx(0.3)
+    for bps, gap in ((1_000_000, 0.25), (60_000, 0.6)):
+        assert sendrate.KeyframeGate(SendRate(bps), lambda: None, lambda: 0.0).gap() == gap
 
 
 def test_encoder_target_goes_down_at_once_and_up_once_every_two_seconds() -> None:
