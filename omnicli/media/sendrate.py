@@ -46,9 +46,15 @@ a packet just resent is not resent again for 0.2 s (the receiver asks again ever
 picture up for a keyframe and asks on regardless: measured, 4,000 requests for 130
 packets the 300 kbit/s cap dropped).
 
+Keyframes are kept rare, because on a thin link each one is a burst the link cannot
+carry at once: aiortc rebuilds its VP8 encoder (a keyframe) whenever the target moves
+by more than 10 %, so `EncoderTarget` lowers the encoder's target at once but raises it
+at most every 2 s; and `KeyframeGate` serves the receivers' keyframe requests (PLI) at
+most once per the time a keyframe takes on the link (0.25-0.6 s).
+
 `install(sender, control, clock)` puts it into one aiortc `RTCRtpSender`: it wraps the
 sender's RTCP handler (after aiortc has applied REMB it overrides the encoder's target
-with the controller's) and its retransmission, and lowers VP8's bitrate floor so the
+with the controller's), its keyframe requests and its retransmission, and lowers VP8's bitrate floor so the
 target can go below 250 kbit/s. `FrameShaper` applies the level to the frames the
 video track sends.
 """
