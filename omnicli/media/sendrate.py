@@ -20,7 +20,9 @@ pure (reports and times in, a target out):
   still counts packets sent before the cut);
 - loss below 2 %: the target grows by 10 % per report, at most once a second, and by
   25 % after three clean reports in a row (a lifted cap is found again in seconds, a
-  cap still there costs one cut);
+  cap still there costs one cut); but only 3 % within 10 % of what got through at the
+  last cut (GCC's additive increase near the known maximum), so a steady cap is
+  approached, not overshot again and again;
 - REMB is a ceiling, never a floor, but alone it goes no lower than aiortc's 250 kbit/s
   (a busy receiver's delay spikes are not a thin link);
 - the user's `--max-bitrate` (`set_ceiling`) is the ceiling of the target and of the
@@ -54,9 +56,9 @@ most once per the time a keyframe takes on the link (0.25-0.6 s).
 
 `install(sender, control, clock)` puts it into one aiortc `RTCRtpSender`: it wraps the
 sender's RTCP handler (after aiortc has applied REMB it overrides the encoder's target
-with the controller's), its keyframe requests and its retransmission, and lowers VP8's bitrate floor so the
-target can go below 250 kbit/s. `FrameShaper` applies the level to the frames the
-video track sends.
+with the controller's), its keyframe requests and its retransmission, and lowers
+VP8's bitrate floor so the target can go below 250 kbit/s. `FrameShaper` applies the
+level to the frames the video track sends.
 """
 
 from __future__ import annotations
@@ -79,6 +81,11 @@ LOSS_SMOOTHING = 0.5  # a cut needs the smoothed loss above HIGH_LOSS too, not o
 GROWTH = 1.10
 FAST_GROWTH = 1.25  # after CLEAN_STREAK clean reports in a row: the link is not the limit
 CLEAN_STREAK = 3
+# Within 0.9-1.1 times what got through at the last cut the target grows 3 % a report,
+# not 10-25 %: a policer then drops a few % (inside the hold band, recovered by NACK)
+# instead of the 10 %+ that cut the rate again and froze the picture every few seconds.
+NEAR_MAX = (0.9, 1.1)
+NEAR_GROWTH = 1.03
 HALF_FPS_BELOW = 350_000
 HALF_SIZE_BELOW = 200_000
 REMB_FLOOR_BPS = 250_000  # aiortc's VP8 floor: REMB alone goes no lower
@@ -143,6 +150,7 @@ class SendRate:
         self.last_growth = float("-inf")
         self.loss = 0.0  # reported loss, smoothed over reports
         self.clean = 0  # clean reports in a row
+        self.known_max: int | None = None  # what got through at the last cut
         self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
         self.pixel_rate: float = REF_PIXEL_RATE  # of the video source (FrameShaper measures)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
@@ -164,6 +172,7 @@ class SendRate:
             self.hold_until = now + interval
             self.clean = 0
             carried = min(self.loss_bps, self.target_bps) * (1 - fraction_lost)
+            self.known_max = int(carried)
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
         elif fraction_lost >= LOW_LOSS:
             self.clean = 0
@@ -171,6 +180,11 @@ class SendRate:
             self.last_growth = now
             self.clean += 1
             factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
+            known = self.known_max
+            if known is not None and self.loss_bps > NEAR_MAX[1] * known:
+                self.known_max = known = None  # well past it without loss: the link grew
+            if known is not None and self.loss_bps >= NEAR_MAX[0] * known:
+                factor = NEAR_GROWTH  # close to where loss came: creep, so loss stays low
             grown = int(self.loss_bps * factor)
             if self.remb_bps is not None:  # no point growing far past what REMB allows
                 grown = min(grown, max(self.remb_bps, self.loss_bps))

@@ -254,3 +254,21 @@ def test_encoder_target_goes_down_at_once_and_up_once_every_two_seconds() -> Non
     assert target.next(630_000, now=2.1) == 630_000
     assert target.next(850_000, now=3.0) == 630_000
     assert target.next(200_000, now=3.1) == 200_000
+
+
+def test_near_the_last_cut_the_target_creeps_and_far_past_it_grows_again() -> None:
+    """After a cut (300k sent, 30 % lost: 210k got through), growth is 3 % a report between
+    189k and 231k, then 10 % again once past 231k without loss (the link grew)."""
+    control = SendRate(300_000)
+    control.on_report(0.3, now=0.0)  # smoothed: 15 %, above 10 % too: the cut
+    assert control.known_max == 210_000
+    cut = control.loss_bps
+    assert cut == int(210_000 * sendrate.CUT_MARGIN)
+    control.on_report(0.0, now=2.0)
+    assert control.loss_bps == int(cut * sendrate.GROWTH)  # 196k: below 0.9 * 210k
+    rates = []
+    for n in range(3, 12):
+        control.on_report(0.0, now=float(n))
+        rates.append(control.loss_bps)
+    assert all(b <= a * 1.031 for a, b in zip(rates, rates[1:]) if a <= 231_000), rates
+    assert control.known_max is None and rates[-1] > rates[-2] * 1.09, rates
