@@ -186,8 +186,11 @@ class SendRate:
             if known is not None and self.loss_bps >= NEAR_MAX[0] * known:
                 factor = NEAR_GROWTH  # close to where loss came: creep, so loss stays low
             grown = int(self.loss_bps * factor)
-            if self.remb_bps is not None:  # no point growing far past what REMB allows
-                grown = min(grown, max(self.remb_bps, self.loss_bps))
+            if self.remb_bps is not None:  # no point growing far past what REMB allows,
+                # but REMB alone holds nothing below its floor (REMB_FLOOR_BPS): a receiver
+                # getting 60 kbit/s estimates about that, and once kept a lifted cap's
+                # target there for 12 s (measured)
+                grown = min(grown, max(self.remb_bps, REMB_FLOOR_BPS, self.loss_bps))
             self.loss_bps = self._bound(grown)
         return self._update(now)
 
