@@ -362,7 +362,12 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         video._handle = handle
         link.audio_in.on_audio = window.clicks.frame  # audio latency
 
+    async def sent_bytes(link: Any) -> dict[str, int]:  # RTP bytes sent so far, per kind
+        report = await link.pc.getStats()
+        return {e.kind: e.bytesSent for e in report.values() if e.type == "outbound-rtp"}
+
     follow(phone.media.link)
+    sent0 = await sent_bytes(phone.media.link)
     window.start()
     end = time.monotonic() + args.seconds
     while (left := end - time.monotonic()) > 0:
@@ -390,6 +395,12 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             recovery[r.track.kind] = (
                 hook.stats if hasattr(hook, "stats") else {"stalls": hook.stalls}
             )
+    if len(links) == 1:  # what went out in the window (RTP, retransmissions included)
+        sent1 = await sent_bytes(links[0])
+        result["sent_kbps"] = {
+            kind: round(8 * (sent1[kind] - sent0.get(kind, 0)) / result["seconds"] / 1000, 1)
+            for kind in sent1
+        }
     result.update(
         latencies_ms=latencies,
         frames=frames,

@@ -46,7 +46,8 @@ a second of it at once (at least eight packets); what does not fit is not resent
 a packet just resent is not resent again for 0.2 s (the receiver asks again every
 60 ms while it waits), nor more than twice (a receiver that still asks has given that
 picture up for a keyframe and asks on regardless: measured, 4,000 requests for 130
-packets the 300 kbit/s cap dropped).
+packets the 300 kbit/s cap dropped), nor once it is older than 0.6 s (see
+MAX_RESEND_AGE_S: a late resend resets aiortc's jitter buffer).
 
 Keyframes are kept rare, because on a thin link each one is a burst the link cannot
 carry at once: aiortc rebuilds its VP8 encoder (a keyframe) whenever the target moves
@@ -290,6 +291,13 @@ RTX_BURST_S = 0.25
 RTX_BURST_MIN_BYTES = 8 * 1240
 RESEND_AGAIN_S = 0.2  # a packet is resent at most once in this time (receivers ask again)
 MAX_RESENDS = 2  # ...and twice in all: a receiver still asking has given the picture up
+# Nothing sent longer ago than this is resent. A receiver's picture has been given up for
+# a keyframe by then (StallWatch: 0.25 s), and aiortc's jitter buffer throws away all it
+# holds, and asks for a keyframe, when a packet 100 or more behind its origin arrives:
+# old packets the budget could not afford during a cap's first burst of loss, resent
+# seconds later when it had refilled, froze the picture again and again while the link
+# dropped nothing (measured: 15-17 stalls in 15 s at 300 kbit/s, no drop at the cap).
+MAX_RESEND_AGE_S = 0.6
 
 
 class RetransmitBudget:
@@ -506,6 +514,19 @@ def set_opus_bitrate(sender: Any, target_bps: int) -> None:
     logger.debug("audio send bitrate %d -> %d bps", codec.bit_rate, want)
 
 
+class TimedHistory(dict[int, Any]):
+    """aiortc's RTP history (slot -> packet) that also notes when each slot was written."""
+
+    def __init__(self, clock: Callable[[], float], *args: Any) -> None:
+        super().__init__(*args)
+        self._clock = clock
+        self.sent_at: dict[int, float] = {}
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        self.sent_at[key] = self._clock()
+        super().__setitem__(key, value)
+
+
 def budget_retransmissions(
     sender: Any, budget: RetransmitBudget, clock: Callable[[], float]
 ) -> None:
@@ -513,11 +534,17 @@ def budget_retransmissions(
     from aiortc.rtp import RTP_HISTORY_SIZE
 
     original = sender._retransmit
-    history = sender._RTCRtpSender__rtp_history
+    history = TimedHistory(clock, sender._RTCRtpSender__rtp_history)
+    sender._RTCRtpSender__rtp_history = history
+    counts = budget.control.counts
 
     async def retransmit(sequence_number: int) -> None:
-        packet = history.get(sequence_number % RTP_HISTORY_SIZE)
+        key = sequence_number % RTP_HISTORY_SIZE
+        packet = history.get(key)
         if packet is None or packet.sequence_number != sequence_number:
+            return
+        if clock() - history.sent_at.get(key, float("inf")) > MAX_RESEND_AGE_S:
+            counts["rtx_stale"] = counts.get("rtx_stale", 0) + 1
             return
         if budget.allow(len(packet.payload) + 40, clock(), sequence_number):  # + RTP, UDP..
             await original(sequence_number)

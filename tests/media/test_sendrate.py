@@ -283,3 +283,29 @@ def test_near_the_last_cut_the_target_creeps_and_far_past_it_grows_again() -> No
         rates.append(control.loss_bps)
     assert all(b <= a * 1.031 for a, b in itertools.pairwise(rates) if a <= 231_000), rates
     assert control.known_max is None and rates[-1] > rates[-2] * 1.09, rates
+
+
+async def test_a_packet_sent_long_ago_is_not_resent() -> None:
+    """A NACK for a packet sent within 0.6 s gets it again; one sent earlier does not (a late
+    resend makes aiortc's receiver throw its jitter buffer away and ask for a keyframe)."""
+    from aiortc.rtp import RtpPacket
+
+    now = [0.0]
+    resent: list[int] = []
+
+    class Sender:
+        _RTCRtpSender__rtp_history: dict[int, RtpPacket] = {}
+
+        async def _retransmit(self, seq: int) -> None:
+            resent.append(seq)
+
+    sender = Sender()
+    control = SendRate(500_000)
+    sendrate.budget_retransmissions(sender, RetransmitBudget(control), lambda: now[0])
+    history = sender._RTCRtpSender__rtp_history
+    for seq in (10, 11):
+        history[seq] = RtpPacket(sequence_number=seq, payload=b"x" * 1000)
+        now[0] += 0.5
+    await sender._retransmit(11)  # sent 0.5 s ago
+    await sender._retransmit(10)  # sent 1.0 s ago
+    assert resent == [11] and control.counts["rtx_stale"] == 1
