@@ -17,6 +17,8 @@ from procs import omni_env
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from netlab import NetLab, unavailable
 
+from omnicli.media.sendrate import REMB_FLOOR_BPS
+
 CAPPED = 20  # s of the call under the cap
 FREE = 12  # s after the cap is lifted
 
@@ -76,7 +78,10 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
             adapted = [s for s in last if s["width_out"] == 320 or (s["fps_out"] or 30) <= 20]
             assert len(adapted) >= len(last) // 2, [(s["width_out"], s["fps_out"]) for s in last]
             free = stats(side, lifted[id(side)])
-            # once the cap is gone it climbs well above what it held under the cap (how far
-            # in 12 s depends on REMB too, which a loaded receiver keeps low)
+            # once the cap is gone it climbs well above what it held under the cap, or at
+            # least to the 250 kbit/s that REMB alone cannot hold it under: above that, how
+            # far it gets in 12 s is REMB's (the peer's delay estimate), which a loaded
+            # receiver keeps low, and a target held close under the cap is already near it
             lifted_max = max(s["video_target_kbps"] for s in free)
-            assert lifted_max > 1.3 * targets[len(targets) // 2], (lifted_max, targets)
+            climbed = min(1.3 * targets[len(targets) // 2], REMB_FLOOR_BPS / 1000)
+            assert lifted_max >= climbed, (lifted_max, targets)
