@@ -248,8 +248,7 @@ class EncoderTarget:
     """When the encoder's target changes: down at once (by more than 10 %), up at most once
     every RAISE_EVERY_S. aiortc rebuilds its VP8 encoder, and so sends a keyframe, on
     every change over 10 %; REMB from a busy receiver moves every few packets (measured:
-    42 rebuilds in a 14 s call on a 5 % lossy link at load 20, each a 640x480 keyframe
-    on a link that had just lost packets)."""
+    250 -> 358 -> 250 kbit/s within a second at load 18, across three encoder steps)."""
 
     def __init__(self) -> None:
         self.value: int | None = None
