@@ -603,11 +603,12 @@ def chromium_rows(key: str, fig: dict[str, Any]) -> list[list[Any]]:
     to_omni, to_page = fig["to_omni"], fig["to_chromium"]
     return [
         [key, f"chromium->omni {codec}", to_omni["latency_ms"]["median"],
-         to_omni["latency_ms"]["p99"], None, to_omni["fps_in"], to_omni["lost_frames"],
+         to_omni["latency_ms"]["p99"], None, None, to_omni["fps_in"], to_omni["lost_frames"],
          to_omni["cpu_pct"], off],
         [key, f"omni->chromium {codec}", to_page["latency_ms"]["median"],
          to_page["latency_ms"]["p99"], to_page["at_read_ms"]["median"],
-         to_page["fps_in"], to_page["not_shown"], to_page["cpu_pct"], off],
+         to_page["jitter_buffer_ms_per_frame"], to_page["fps_in"], to_page["not_shown"],
+         to_page["cpu_pct"], off],
     ]  # fmt: skip
 
 
@@ -700,10 +701,11 @@ def orchestrate(args: argparse.Namespace) -> None:
         print("Chromium <-> omnicli, one call per codec, both directions at once; latency")
         print("corrected by the page-clock offset; in Chromium: decoded frame handed to")
         print("the compositor ('read': the page's script has its pixels); cpu: the receiving")
-        print("side (Chromium: all its processes); lost: counter gaps (Chromium: not shown)")
+        print("side (Chromium: all its processes); lost: counter gaps (Chromium: not shown);")
+        print("jbuf: Chromium's jitter-buffer delay per frame (getStats), ms")
         bl.table(
-            ["size@fps", "direction", "lat med ms", "lat p99 ms", "read med", "fps in",
-             "lost", "cpu %", "clock off ms"],
+            ["size@fps", "direction", "lat med ms", "lat p99 ms", "read med", "jbuf",
+             "fps in", "lost", "cpu %", "clock off ms"],
             browser_rows,
         )  # fmt: skip
     targets = {}

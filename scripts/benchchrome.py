@@ -14,7 +14,8 @@ omnicli sends it (`requestVideoFrameCallback`). One call measures both direction
 
 The page's clock (`performance.timeOrigin + performance.now()`) and Python's
 `time.time()` are compared over the DevTools protocol (the round trip with the
-smallest delay); every latency is corrected by that offset.
+smallest delay), before the call and again after the window; every latency is
+corrected by the first offset.
 """
 
 from __future__ import annotations
@@ -187,6 +188,8 @@ def run(
         cpu1, t1 = tree_cpu(browser.proc.pid), time.monotonic()
         if page.get("error"):
             raise RuntimeError(f"browser page: {page['error']}")
+        after = clock_offset(browser)  # the same again: do the two clocks drift apart?
+        clock["offset_after_ms"] = after["offset_ms"]
         omni = callee.read()["result"]
         browser.evaluate("hangUp()")
         browser.wait_for(lambda r: r.get("ended"), timeout=10)
