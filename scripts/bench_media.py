@@ -15,7 +15,8 @@ time of its whole process, all threads, over the window, in % of one core).
   through one `omni server`, exactly the path `omni call` takes.
 - chromium: headless Chromium (the browser client, a canvas carrying the same frame
   code) calls one omnicli process, in VP8 and in H.264: Chromium -> omni and
-  omni -> Chromium each on a row of their own (see benchchrome.py).
+  omni -> Chromium each on a row of their own; and two Chromiums call each other
+  (both directions pooled), the browser's own cost (see benchchrome.py).
 
     .venv/bin/python scripts/bench_media.py [--sizes 320x240,640x480,1280x720] [--seconds 8]
         [--systems bare,omni,chromium] [--codecs VP8,H264]
@@ -612,6 +613,14 @@ def chromium_rows(key: str, fig: dict[str, Any]) -> list[list[Any]]:
     ]  # fmt: skip
 
 
+def chromium_pair_row(key: str, fig: dict[str, Any]) -> list[Any]:
+    """The table row of one Chromium <-> Chromium call (benchchrome.run_browsers)."""
+    return [key, f"chromium<->chromium {fig['codec']}", fig["latency_ms"]["median"],
+            fig["latency_ms"]["p99"], fig["at_read_ms"]["median"],
+            fig["jitter_buffer_ms_per_frame"], fig["fps_in"], fig["not_shown"],
+            fig["cpu_pct_per_browser"], None]  # fmt: skip
+
+
 def orchestrate(args: argparse.Namespace) -> None:
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     rates = [float(f) for f in args.fps.split(",")]
@@ -624,7 +633,8 @@ def orchestrate(args: argparse.Namespace) -> None:
             print("chromium is not installed: no Chromium rows (scripts/env.sh installs it)")
             chrome = None
     runs = [s for s in ("bare", "omni") if s in systems]
-    runs += [f"chromium-{c}" for c in args.codecs.split(",") if chrome is not None]
+    for codec in args.codecs.split(",") if chrome is not None else []:
+        runs += [f"chromium-{codec}", f"browsers-{codec}"]
     rows: list[list[Any]] = []
     browser_rows: list[list[Any]] = []
     out: dict[str, Any] = {}
@@ -642,7 +652,14 @@ def orchestrate(args: argparse.Namespace) -> None:
                     figs[run] = combine(run_pair(run, opts, server.url))
                     continue
                 assert chrome is not None
-                codec = run.split("-", 1)[1]
+                kind, codec = run.split("-", 1)
+                if kind == "browsers":  # Chromium <-> Chromium: the browser's own cost
+                    pair = chrome.run_browsers(
+                        server.url, codec, (width, height), fps, args.seconds, args.warmup
+                    )
+                    browsers[f"chromium-pair-{codec}"] = pair
+                    browser_rows.append(chromium_pair_row(key, pair))
+                    continue
                 callee = lambda tag, o=opts: Endpoint(  # noqa: E731
                     "omni-callee", omni_opts(o, server.url, tag, None)
                 )

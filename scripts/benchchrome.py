@@ -206,3 +206,90 @@ def run(
         "to_chromium": to_chromium,
         "load": os.getloadavg()[0],
     }
+
+
+def _page_url(server: str, user: str, size: tuple[int, int], fps: float, **more: str) -> str:
+    query = {
+        "server": server,
+        "user": user,
+        "framecode": "1",
+        "width": str(size[0]),
+        "height": str(size[1]),
+        "fps": f"{fps:g}",
+        **more,
+    }
+    return f"{PAGE.as_uri()}?{urlencode(query)}"
+
+
+def run_browsers(
+    server: str, codec: str, size: tuple[int, int], fps: float, seconds: float, warmup: float
+) -> dict[str, Any]:
+    """One call between two headless Chromiums (the same page, frame-code canvases):
+    what Chromium costs without omnicli, both directions pooled."""
+    tag = f"t{time.monotonic_ns() % 10**9}"
+    pages: list[Chromium] = []
+    try:
+        callee = Chromium(_page_url(server, f"bob-{tag}", size, fps))
+        pages.append(callee)
+        callee.wait_for(lambda r: r.get("userId") or r.get("error"), timeout=30)
+        caller = Chromium(_page_url(server, f"alice-{tag}", size, fps, callee=f"bob-{tag}",
+                                    codec=codec))  # fmt: skip
+        pages.append(caller)
+        clocks = [clock_offset(p) for p in pages]
+        for p in pages:
+            state = p.wait_for(lambda r: r.get("connected") or r.get("error"), timeout=60)
+            if state.get("error"):
+                raise RuntimeError(f"browser page: {state['error']}")
+        time.sleep(warmup)
+        cpu0, t0 = [tree_cpu(p.proc.pid) for p in pages], time.monotonic()
+        for p in pages:
+            p.evaluate(f"omniBench.window({seconds})")
+        results = [
+            p.wait_for(lambda r: r.get("bench") or r.get("error"), timeout=seconds + 30)
+            for p in pages
+        ]
+        cpu1, t1 = [tree_cpu(p.proc.pid) for p in pages], time.monotonic()
+        caller.evaluate("hangUp()")
+    finally:
+        for p in pages:
+            p.close()
+    sides = []
+    for me, (result, clock) in enumerate(zip(results, clocks, strict=True)):
+        if result.get("error"):
+            raise RuntimeError(f"browser page: {result['error']}")
+        other = clocks[1 - me]
+        # the page read the other page's stamps: correct by the two offsets' difference
+        side = page_figures(result["bench"], clock["offset_ms"] - other["offset_ms"])
+        used = sum(cpu1[me][pid] - cpu0[me].get(pid, 0.0) for pid in cpu1[me])
+        side["cpu_pct"] = round(100 * used / (t1 - t0), 1)
+        side["raw"] = result["bench"]
+        sides.append(side)
+    pooled = {
+        key: bl.summary(
+            [round(v - off, 1) for side, off in zip(sides, _diffs(clocks), strict=True)
+             for v in side["raw"][field]]
+        )
+        for key, field in (("latency_ms", "presented"), ("at_read_ms", "read"))
+    }  # fmt: skip
+    for side in sides:
+        side.pop("raw")
+    mean = lambda key: round(sum(s[key] or 0 for s in sides) / 2, 2)  # noqa: E731
+    return {
+        "codec": codec,
+        "clocks": clocks,
+        **pooled,
+        "jitter_buffer_ms_per_frame": mean("jitter_buffer_ms_per_frame"),
+        "fps_in": mean("fps_in"),
+        "not_shown": sum(s["not_shown"] for s in sides),
+        "cpu_pct_per_browser": mean("cpu_pct"),
+        "sides": sides,
+        "load": os.getloadavg()[0],
+    }
+
+
+def _diffs(clocks: list[dict[str, float]]) -> list[float]:
+    """Per page: its clock's offset minus the other page's (what its latencies read high)."""
+    return [
+        clocks[0]["offset_ms"] - clocks[1]["offset_ms"],
+        clocks[1]["offset_ms"] - clocks[0]["offset_ms"],
+    ]
