@@ -99,6 +99,17 @@ def _per_frame(stats: dict[str, Any], key: str, total: str, count: str) -> float
     return round(1000 * (b[total] - (a.get(total) or 0)) / frames, 2)
 
 
+def _spread(values: list[float]) -> dict[str, Any]:
+    """p5, median, p95 of `values` and the p5-p95 width."""
+    p5, p95 = bl.quantile(values, 0.05), bl.quantile(values, 0.95)
+    return {
+        "p5": p5,
+        "median": bl.quantile(values, 0.5),
+        "p95": p95,
+        "width": None if p5 is None or p95 is None else round(p95 - p5, 1),
+    }
+
+
 def page_figures(bench: dict[str, Any], offset: float) -> dict[str, Any]:
     """omni -> Chromium, from the page's window (latencies corrected by `offset`)."""
     seconds = bench["seconds"]
@@ -119,6 +130,9 @@ def page_figures(bench: dict[str, Any], offset: float) -> dict[str, Any]:
         # rVFC receiveTime ("last packet received"): not trusted, it goes below zero
         "at_receive_time_ms": bl.summary(fix(bench["received"])),
         "fps_in": round(decoded / seconds, 2),
+        # the sender's frame stamps against its RTP timestamps (ms, less the first):
+        # their spread is timing jitter the sender puts into its own media clock
+        "stamp_vs_rtp_ms": _spread(bench.get("stampOffRtp", [])),
         "fps_shown": round(bench["shown"] / seconds, 2),
         "not_shown": bench["skipped"],  # decoded frames the page never saw painted
         "chromium_sent_fps": round(encoded / seconds, 2),
