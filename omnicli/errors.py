@@ -13,7 +13,7 @@ The tree::
     └── DeviceMissing          7   a real device was demanded and is not there
 
 Exceptions become exit codes and one-line messages in exactly one place: the
-`run()` wrapper in `omnicli.ui.cli`. Core code raises, never prints. Which call end
+`run()` wrapper in `omnicli.ui.cliapp`. Core code raises, never prints. Which call end
 reason (`wire.protocol.EndReason`) becomes which of these is `omnicli.phone.endings`.
 """
 

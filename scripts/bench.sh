@@ -9,7 +9,7 @@ if [ "${1:-}" = "--quick" ]; then
     "bench_startup.py --runs 3"
     "bench_setup.py --calls 5"
     "bench_server.py --sessions 200,1000 --step-seconds 1 --max-pairs 16 --redis-sessions 1000 --idle-hold 10"
-    "bench_media.py --sizes 640x480 --fps 10,30 --seconds 3 --warmup 1"
+    "bench_media.py --sizes 640x480 --fps 10,30 --seconds 3 --warmup 1 --codecs VP8"
     "bench_audio.py --seconds 4 --rounds 1"
     "bench_terminal.py --frames 60 --seconds 3"
     "bench_hostile.py --quick"

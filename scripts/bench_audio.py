@@ -105,6 +105,23 @@ def per_minute(pairs: list[tuple[float, float]]) -> list[float | None]:
 # -- bare aiortc endpoint (a child process) ---------------------------------------------
 
 
+def play_pending(
+    out: np.ndarray, frames: int, pending: list[np.ndarray], lock: threading.Lock
+) -> None:
+    """A speaker callback's body: fill `out` from the blocks waiting in `pending`, then silence."""
+    out[:] = 0
+    filled = 0
+    with lock:
+        while pending and filled < frames:
+            head = pending[0]
+            n = min(frames - filled, len(head))
+            out[filled : filled + n, 0] = head[:n]
+            pending[0] = head[n:]
+            if not len(pending[0]):
+                pending.pop(0)
+            filled += n
+
+
 async def bare_endpoint(role: str) -> None:
     import fractions
 
@@ -147,17 +164,7 @@ async def bare_endpoint(role: str) -> None:
     lock = threading.Lock()
 
     def play(out: np.ndarray, frames: int, *_: Any) -> None:
-        out[:] = 0
-        filled = 0
-        with lock:
-            while pending and filled < frames:
-                head = pending[0]
-                n = min(frames - filled, len(head))
-                out[filled : filled + n, 0] = head[:n]
-                pending[0] = head[n:]
-                if not len(pending[0]):
-                    pending.pop(0)
-                filled += n
+        play_pending(out, frames, pending, lock)
 
     speaker = sd.OutputStream(
         samplerate=RATE, channels=1, dtype="int16", blocksize=480, latency="low", callback=play
@@ -219,17 +226,7 @@ def direct_endpoint() -> None:
                 pending.pop(0)
 
     def play(out: np.ndarray, frames: int, *_: Any) -> None:
-        out[:] = 0
-        filled = 0
-        with lock:
-            while pending and filled < frames:
-                head = pending[0]
-                n = min(frames - filled, len(head))
-                out[filled : filled + n, 0] = head[:n]
-                pending[0] = head[n:]
-                if not len(pending[0]):
-                    pending.pop(0)
-                filled += n
+        play_pending(out, frames, pending, lock)
 
     latency: Any = float(os.environ["LAT"]) if os.environ.get("LAT") else "low"
     common = {"samplerate": RATE, "channels": 1, "dtype": "int16", "latency": latency}

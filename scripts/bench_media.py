@@ -13,8 +13,13 @@ time of its whole process, all threads, over the window, in % of one core).
   code except `framecode` (a pixel code, not omnicli's call path).
 - omnicli: two processes each driving `omnicli.phone.core.Phone` (test pattern + tone)
   through one `omni server`, exactly the path `omni call` takes.
+- chromium: headless Chromium (the browser client, a canvas carrying the same frame
+  code) calls one omnicli process, in VP8 and in H.264: Chromium -> omni and
+  omni -> Chromium each on a row of their own; and two Chromiums call each other
+  (both directions pooled), the browser's own cost (see benchchrome.py).
 
     .venv/bin/python scripts/bench_media.py [--sizes 320x240,640x480,1280x720] [--seconds 8]
+        [--systems bare,omni,chromium] [--codecs VP8,H264]
 
 The same file is also the endpoint (`--endpoint ROLE`), started by the orchestrator;
 the bad-network benchmark (bench_network.py) reuses the endpoints.
@@ -197,12 +202,11 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
 
     # isort: split
     import fractions
-    import math
 
     import av
     import numpy as np
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+    from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 
     from omnicli.media import framecode
 
@@ -245,29 +249,9 @@ async def bare_endpoint(args: argparse.Namespace) -> None:
             frame.pts, frame.time_base = pts, time_base
             return frame
 
-    class Tone(AudioStreamTrack):
-        sent = 0
-        t0: float | None = None
-
-        async def recv(self) -> av.AudioFrame:
-            if self.readyState != "live":
-                raise MediaStreamError
-            if self.t0 is None:
-                self.t0 = time.time()
-            wait = self.t0 + self.sent / 48_000 - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            n = np.arange(self.sent, self.sent + 960)
-            pcm = (np.sin(2 * math.pi * 440 * n / 48_000) * 9830).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-            frame.sample_rate, frame.pts = 48_000, self.sent
-            frame.time_base = fractions.Fraction(1, 48_000)
-            self.sent += 960
-            return frame
-
     window = Window()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tone = click_tone()  # the Tone above, with a click every second (audio latency)
+    tone = click_tone()  # a tone with a click every second (audio latency)
     pc.addTrack(tone)
     pc.addTrack(Pattern())
 
@@ -383,7 +367,12 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
         video._handle = handle
         link.audio_in.on_audio = window.clicks.frame  # audio latency
 
+    async def sent_bytes(link: Any) -> dict[str, int]:  # RTP bytes sent so far, per kind
+        report = await link.pc.getStats()
+        return {e.kind: e.bytesSent for e in report.values() if e.type == "outbound-rtp"}
+
     follow(phone.media.link)
+    sent0 = await sent_bytes(phone.media.link)
     window.start()
     end = time.monotonic() + args.seconds
     while (left := end - time.monotonic()) > 0:
@@ -411,6 +400,12 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             recovery[r.track.kind] = (
                 hook.stats if hasattr(hook, "stats") else {"stalls": hook.stalls}
             )
+    if len(links) == 1:  # what went out in the window (RTP, retransmissions included)
+        sent1 = await sent_bytes(links[0])
+        result["sent_kbps"] = {
+            kind: round(8 * (sent1[kind] - sent0.get(kind, 0)) / result["seconds"] / 1000, 1)
+            for kind in sent1
+        }
     result.update(
         latencies_ms=latencies,
         frames=frames,
@@ -429,6 +424,7 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             "target_kbps": round(control.target_bps / 1000),
             "changes": [(round(t - window.started, 2), b // 1000) for t, b in control.changes],
             "changes_at": [(round(t, 3), b // 1000) for t, b in control.changes],  # monotonic
+            "counts": dict(getattr(control, "counts", {})),
         }
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})
@@ -500,16 +496,7 @@ def run_pair(
         b.send(a.read())
         a.send(b.read())
     else:
-        tag = f"t{time.monotonic_ns() % 10**9}"
-        extra = [
-            *opts,
-            "--server",
-            server or "",
-            "--tag",
-            tag,
-            *(["--key", key] if key else []),
-            *(["--no-recovery"] if NO_RECOVERY else []),
-        ]
+        extra = omni_opts(opts, server, f"t{time.monotonic_ns() % 10**9}", key)
         b = Endpoint("omni-callee", extra, pb)
         b.read()  # ready
         a = Endpoint("omni-caller", extra, pa)
@@ -517,6 +504,19 @@ def run_pair(
     a.finish()
     b.finish()
     return results
+
+
+def omni_opts(opts: list[str], server: str | None, tag: str, key: str | None) -> list[str]:
+    """An omni endpoint's options: `bob-TAG` answers `alice-TAG` (and the reverse)."""
+    return [
+        *opts,
+        "--server",
+        server or "",
+        "--tag",
+        tag,
+        *(["--key", key] if key else []),
+        *(["--no-recovery"] if NO_RECOVERY else []),
+    ]
 
 
 def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -589,23 +589,82 @@ TARGETS = {
 }
 
 
+def chromium_rows(key: str, fig: dict[str, Any]) -> list[list[Any]]:
+    """The two table rows of one Chromium call (benchchrome.run)."""
+    codec, off = fig["codec"], fig["clock"]["offset_ms"]
+    to_omni, to_page = fig["to_omni"], fig["to_chromium"]
+    return [
+        [key, f"chromium->omni {codec}", to_omni["latency_ms"]["median"],
+         to_omni["latency_ms"]["p99"], None, None, to_omni["fps_in"], to_omni["lost_frames"],
+         to_omni["cpu_pct"], off],
+        [key, f"omni->chromium {codec}", to_page["latency_ms"]["median"],
+         to_page["latency_ms"]["p99"], to_page["at_read_ms"]["median"],
+         to_page["jitter_buffer_ms_per_frame"], to_page["fps_in"], to_page["not_shown"],
+         to_page["cpu_pct"], off],
+    ]  # fmt: skip
+
+
+def chromium_pair_row(key: str, fig: dict[str, Any]) -> list[Any]:
+    """The table row of one Chromium <-> Chromium call (benchchrome.run_browsers)."""
+    return [key, f"chromium<->chromium {fig['codec']}", fig["latency_ms"]["median"],
+            fig["latency_ms"]["p99"], fig["at_read_ms"]["median"],
+            fig["jitter_buffer_ms_per_frame"], fig["fps_in"], fig["not_shown"],
+            fig["cpu_pct_per_browser"], None]  # fmt: skip
+
+
 def orchestrate(args: argparse.Namespace) -> None:
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
     rates = [float(f) for f in args.fps.split(",")]
     systems = args.systems.split(",")
-    rows, out = [], {}
+    chrome = None
+    if "chromium" in systems:
+        import benchchrome as chrome
+
+        if not chrome.available():
+            print("chromium is not installed: no Chromium rows (scripts/env.sh installs it)")
+            chrome = None
+    runs = [s for s in ("bare", "omni") if s in systems]
+    for codec in args.codecs.split(",") if chrome is not None else []:
+        runs += [f"chromium-{codec}", f"browsers-{codec}"]
+    rows: list[list[Any]] = []
+    browser_rows: list[list[Any]] = []
+    out: dict[str, Any] = {}
     with bl.Server() as server:
         for index, ((width, height), fps) in enumerate(
             (size, fps) for size in sizes for fps in rates
         ):
             key = f"{width}x{height}@{fps:g}"
             opts = endpoint_opts(width, height, args.seconds, args.warmup, fps)
-            # alternate which system goes first, so a load change hits both alike
-            order = ("bare", "omni") if index % 2 == 0 else ("omni", "bare")
-            figs = {k: combine(run_pair(k, opts, server.url)) for k in order if k in systems}
+            # alternate which system goes first, so a load change hits all alike
+            figs: dict[str, Any] = {}
+            browsers: dict[str, Any] = {}
+            for run in runs if index % 2 == 0 else runs[::-1]:
+                if run in ("bare", "omni"):
+                    figs[run] = combine(run_pair(run, opts, server.url))
+                    continue
+                assert chrome is not None
+                kind, codec = run.split("-", 1)
+                if kind == "browsers":  # Chromium <-> Chromium: the browser's own cost
+                    pair = chrome.run_browsers(
+                        server.url, codec, (width, height), fps, args.seconds, args.warmup
+                    )
+                    browsers[f"chromium-pair-{codec}"] = pair
+                    browser_rows.append(chromium_pair_row(key, pair))
+                    continue
+                callee = lambda tag, o=opts: Endpoint(  # noqa: E731
+                    "omni-callee", omni_opts(o, server.url, tag, None)
+                )
+                browsers[codec] = chrome.run(
+                    callee, server.url, codec, (width, height), fps, args.seconds, args.warmup
+                )
+                browser_rows += chromium_rows(key, browsers[codec])
+            if browsers:
+                out.setdefault(key, {})["chromium"] = browsers
+            if not figs:
+                continue
             if len(figs) == 1:  # one system alone (the drift run): no ratio
                 fig = next(iter(figs.values()))
-                out[key] = {**figs, "load": os.getloadavg()[0]}
+                out.setdefault(key, {}).update(figs, load=os.getloadavg()[0])
                 rows.append([key, next(iter(figs)), fig["latency_ms"]["median"],
                              fig["latency_ms"]["p99"], fig["fps_in"], fig["lost_frames"],
                              fig["cpu_pct_per_endpoint"]])  # fmt: skip
@@ -614,7 +673,9 @@ def orchestrate(args: argparse.Namespace) -> None:
                 continue
             bare, omni = figs["bare"], figs["omni"]
             ratios = compare(omni, bare)
-            out[key] = {"bare": bare, "omni": omni, "ratio": ratios, "load": os.getloadavg()[0]}
+            out.setdefault(key, {}).update(
+                bare=bare, omni=omni, ratio=ratios, load=os.getloadavg()[0]
+            )
             for name, fig in (("bare aiortc", bare), ("omnicli", omni)):
                 rows.append(
                     [
@@ -643,6 +704,18 @@ def orchestrate(args: argparse.Namespace) -> None:
         ["size@fps", "system", "lat med ms", "lat p99 ms", "fps in", "lost", "cpu %/endpoint"],
         rows,
     )
+    if browser_rows:
+        print()
+        print("Chromium <-> omnicli, one call per codec, both directions at once; latency")
+        print("corrected by the page-clock offset; in Chromium: decoded frame handed to")
+        print("the compositor ('read': the page's script has its pixels); cpu: the receiving")
+        print("side (Chromium: all its processes); lost: counter gaps (Chromium: not shown);")
+        print("jbuf: Chromium's jitter-buffer delay per frame (getStats), ms")
+        bl.table(
+            ["size@fps", "direction", "lat med ms", "lat p99 ms", "read med", "jbuf",
+             "fps in", "lost", "cpu %", "clock off ms"],
+            browser_rows,
+        )  # fmt: skip
     targets = {}
     for key, (most_ms, most_ratio) in TARGETS.items():
         fig = out.get(key)
@@ -673,7 +746,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="640x480,1280x720")
     parser.add_argument("--fps", default="10,15,30", help="frame rates, comma-separated")
-    parser.add_argument("--systems", default="bare,omni", help="bare,omni (or one of them)")
+    parser.add_argument(
+        "--systems", default="bare,omni,chromium", help="bare,omni,chromium (or some of them)"
+    )
+    parser.add_argument("--codecs", default="VP8,H264", help="the Chromium calls' video codecs")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)

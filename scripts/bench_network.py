@@ -21,6 +21,7 @@ Needs root, iproute2, nftables, iptables and NetfilterQueue (see netlab.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -94,9 +95,11 @@ def measure(
 
     with NetLab(delay_ms=delay_ms, prefix="ob", **lab_args) as lab:
         prefixes = (lab.cmd("a", []), lab.cmd("b", []))
+        lab.harness_report()  # from here on: the calls' share of the lab's lateness
         bare_results, bare_fired = run_with(
             actions(name, lab), lambda: media.run_pair("bare", opts, prefixes=prefixes)
         )
+        bare_harness = lab.harness_report()
         if lab.addr_b != ADDR_B:
             lab.move("b", ADDR_B)
         lab.set_rate(lab_args.get("rate_kbit"))
@@ -108,7 +111,10 @@ def measure(
             )
         finally:
             server.stop()
+        omni_harness = lab.harness_report()
     bare, omni = media.combine(bare_results), media.combine(omni_results)
+    bare["harness"], omni["harness"] = bare_harness, omni_harness
+    bare["load"] = omni["load"] = os.getloadavg()[0]
     bare["events"] = rel(bare_fired, bare_results)
     omni["events"] = rel(omni_fired, omni_results)
     omni["links"] = [r.get("links", 1) for r in omni_results]
@@ -219,6 +225,9 @@ def main() -> None:
         rows,
     )
     for name, fig in out.items():
+        for system in ("bare", "omni"):
+            for line in fig[system].get("harness", []):
+                print(f"{name} {system}: lab delay helper {line}")
         if fig["omni"].get("events"):
             print(f"{name}: actions at (s into the window) {fig['omni']['events']}", end="")
             print(f"; omnicli links per endpoint {fig['omni']['links']}")

@@ -5,10 +5,11 @@ receiver's delay-based estimate), clamped to the codec's range (VP8 250 kbit/s t
 1.5 Mbit/s, H.264 500 kbit/s to 3 Mbit/s), and starts at 500 kbit/s (VP8) or 1 Mbit/s
 (H.264). Nothing else bounds it. `BitrateCap` is a ceiling over whatever sets that
 target, aiortc's REMB handling or a send-rate controller wrapped around it
-(`sendrate.py` on the network branch): after each RTCP packet the sender handles, the
-encoder's target becomes the lower of what was set and the ceiling, and a new ceiling
-applies at once. The encoder rebuilds itself (one keyframe) when its target moves by
-more than 10 %, so the received bitrate follows within about a second.
+(`sendrate.py`, which takes the same ceiling as its own: `SendRate.set_ceiling`):
+after each RTCP packet the sender handles, the encoder's target becomes the lower of
+what was set and the ceiling, and a new ceiling applies at once. The encoder rebuilds
+itself (one keyframe) when its target moves by more than 10 %, so the received bitrate
+follows within about a second.
 
 A ceiling below the codec's floor lowers that floor (module-wide, never raises it):
 aiortc's VP8 floor alone is 250 kbit/s. Audio (Opus) is not capped; it adds up to

@@ -221,7 +221,9 @@ class PeerLink:
                 logger.exception("on_state callback failed")
 
     def set_max_bitrate(self, bps: int | None) -> None:
-        """Cap the video encoder's target at `bps` (None: no cap), mid-call too."""
+        """Cap the video send rate at `bps` (None: no cap), mid-call too: the ceiling of the
+        send-rate controller (its frame rate and size levels follow) and of the encoder."""
+        self.send_rate.set_ceiling(bps, time.monotonic())
         self.video_cap.set(bps)
         if self._pc.connectionState == "connected":
             self._cap_video()

@@ -20,29 +20,51 @@ pure (reports and times in, a target out):
   still counts packets sent before the cut);
 - loss below 2 %: the target grows by 10 % per report, at most once a second, and by
   25 % after three clean reports in a row (a lifted cap is found again in seconds, a
-  cap still there costs one cut);
+  cap still there costs one cut); but only 3 % within 10 % of what got through at the
+  last cut (GCC's additive increase near the known maximum), so a steady cap is
+  approached, not overshot again and again;
 - REMB is a ceiling, never a floor, but alone it goes no lower than aiortc's 250 kbit/s
   (a busy receiver's delay spikes are not a thin link);
+- the user's `--max-bitrate` (`set_ceiling`) is the ceiling of the target and of the
+  rate the level is picked from, so the frame rate and size follow a low ceiling as they
+  follow a thin link; the loss controller's own estimate of the link (`loss_bps`) goes
+  on under it (a cut counts from what was sent), so a lifted ceiling gives back the rate
+  the link was known to carry, and Opus follows the link, not the ceiling;
 - the loss controller's rate picks a level: full size and frame rate above 350 kbit/s; half the
   frame rate below it; half the width and height too below 200 kbit/s (and back up
-  only 35 % above those). Lower bitrate first, then frame rate, then resolution.
+  only 35 % above those). Lower bitrate first, then frame rate, then resolution. Those
+  thresholds are for 640x480 at 30 fps (where VP8 at aiortc's coarsest quantizer needs
+  about 280 kbit/s); for other sources they scale with the pixel rate to the power
+  0.75 (`FrameShaper` measures it): 320x240 at 15 fps halves below 74 kbit/s.
 
 Retransmissions are budgeted too. aiortc's sender resends every packet a NACK names;
 with omnicli's receivers asking again for what is still missing, a link losing 80 %
 to a cap carried 2-3 Mbit/s of retransmissions for a 60 kbit/s target (measured in
 the network lab): congestion collapse. `RetransmitBudget` is a token bucket that lets
 retransmissions use at most a third of the target (at least 40 kbit/s), a quarter of
-a second of it at once; what does not fit is not resent.
+a second of it at once (at least eight packets); what does not fit is not resent, and
+a packet just resent is not resent again for 0.2 s (the receiver asks again every
+60 ms while it waits), nor more than twice (a receiver that still asks has given that
+picture up for a keyframe and asks on regardless: measured, 4,000 requests for 130
+packets the 300 kbit/s cap dropped), nor once it is older than 0.6 s (see
+MAX_RESEND_AGE_S: a late resend resets aiortc's jitter buffer).
+
+Keyframes are kept rare, because on a thin link each one is a burst the link cannot
+carry at once: aiortc rebuilds its VP8 encoder (a keyframe) whenever the target moves
+by more than 10 %, so `EncoderTarget` lowers the encoder's target at once but raises it
+at most every 2 s; and `KeyframeGate` serves the receivers' keyframe requests (PLI) at
+most once per the time a keyframe takes on the link (0.25-0.6 s).
 
 `install(sender, control, clock)` puts it into one aiortc `RTCRtpSender`: it wraps the
 sender's RTCP handler (after aiortc has applied REMB it overrides the encoder's target
-with the controller's) and its retransmission, and lowers VP8's bitrate floor so the
-target can go below 250 kbit/s. `FrameShaper` applies the level to the frames the
-video track sends.
+with the controller's), its keyframe requests and its retransmission, and lowers
+VP8's bitrate floor so the target can go below 250 kbit/s. `FrameShaper` applies the
+level to the frames the video track sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +82,11 @@ LOSS_SMOOTHING = 0.5  # a cut needs the smoothed loss above HIGH_LOSS too, not o
 GROWTH = 1.10
 FAST_GROWTH = 1.25  # after CLEAN_STREAK clean reports in a row: the link is not the limit
 CLEAN_STREAK = 3
+# Within 0.9-1.1 times what got through at the last cut the target grows 3 % a report,
+# not 10-25 %: a policer then drops a few % (inside the hold band, recovered by NACK)
+# instead of the 10 %+ that cut the rate again and froze the picture every few seconds.
+NEAR_MAX = (0.9, 1.1)
+NEAR_GROWTH = 1.03
 HALF_FPS_BELOW = 350_000
 HALF_SIZE_BELOW = 200_000
 REMB_FLOOR_BPS = 250_000  # aiortc's VP8 floor: REMB alone goes no lower
@@ -79,18 +106,28 @@ FULL = Level()
 UP_MARGIN = 1.35  # a level comes back only when the target is this far above its threshold
 
 
-def level_for(target_bps: int, current: Level = FULL) -> Level:
+REF_PIXEL_RATE = 640 * 480 * 30  # the source the thresholds are for (pixels/s)
+
+
+def threshold_scale(pixel_rate: float) -> float:
+    """How the level thresholds scale for a source of `pixel_rate` pixels/s."""
+    return float((max(pixel_rate, 1.0) / REF_PIXEL_RATE) ** 0.75)
+
+
+def level_for(target_bps: int, current: Level = FULL, pixel_rate: float = REF_PIXEL_RATE) -> Level:
     """The level for a target; coming back up needs UP_MARGIN above the threshold, so a
     target probing around a threshold does not switch sizes (a keyframe each time)."""
     half_size = Level(keep_every=2, scale=2)
     half_fps = Level(keep_every=2)
-    if target_bps < HALF_SIZE_BELOW:
+    scale = threshold_scale(pixel_rate)
+    size_below, fps_below = HALF_SIZE_BELOW * scale, HALF_FPS_BELOW * scale
+    if target_bps < size_below:
         return half_size
-    if current == half_size and target_bps < HALF_SIZE_BELOW * UP_MARGIN:
+    if current == half_size and target_bps < size_below * UP_MARGIN:
         return half_size
-    if target_bps < HALF_FPS_BELOW:
+    if target_bps < fps_below:
         return half_fps
-    if current != FULL and target_bps < HALF_FPS_BELOW * UP_MARGIN:
+    if current != FULL and target_bps < fps_below * UP_MARGIN:
         return half_fps
     return FULL
 
@@ -114,7 +151,14 @@ class SendRate:
         self.last_growth = float("-inf")
         self.loss = 0.0  # reported loss, smoothed over reports
         self.clean = 0  # clean reports in a row
+        self.known_max: int | None = None  # what got through at the last cut
+        self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
+        self.pixel_rate: float = REF_PIXEL_RATE  # of the video source (FrameShaper measures)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
+        # what the peer asked of the sender, for figures: keyframe requests (PLI/FIR) and
+        # the keyframes they got, packets named in NACKs, encoder retargets (each one
+        # rebuilds aiortc's VP8 encoder: a keyframe too)
+        self.counts = {"keyframe_requests": 0, "keyframes": 0, "nacked": 0, "retargets": 0}
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
         self.remb_bps = bitrate_bps
@@ -129,6 +173,7 @@ class SendRate:
             self.hold_until = now + interval
             self.clean = 0
             carried = min(self.loss_bps, self.target_bps) * (1 - fraction_lost)
+            self.known_max = int(carried)
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
         elif fraction_lost >= LOW_LOSS:
             self.clean = 0
@@ -136,21 +181,48 @@ class SendRate:
             self.last_growth = now
             self.clean += 1
             factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
+            known = self.known_max
+            if known is not None and self.loss_bps > NEAR_MAX[1] * known:
+                self.known_max = known = None  # well past it without loss: the link grew
+            if known is not None and self.loss_bps >= NEAR_MAX[0] * known:
+                factor = NEAR_GROWTH  # close to where loss came: creep, so loss stays low
             grown = int(self.loss_bps * factor)
-            if self.remb_bps is not None:  # no point growing far past what REMB allows
-                grown = min(grown, max(self.remb_bps, self.loss_bps))
+            if self.remb_bps is not None:  # no point growing far past what REMB allows,
+                # but REMB alone holds nothing below its floor (REMB_FLOOR_BPS): a receiver
+                # getting 60 kbit/s estimates about that, and once kept a lifted cap's
+                # target there for 12 s (measured)
+                grown = min(grown, max(self.remb_bps, REMB_FLOOR_BPS, self.loss_bps))
             self.loss_bps = self._bound(grown)
         return self._update(now)
+
+    def set_ceiling(self, ceiling_bps: int | None, now: float) -> int:
+        """The user's ceiling (None: none) on the target from now on; the new target."""
+        self.ceiling_bps = ceiling_bps
+        return self._update(now)
+
+    def encoder_bps(self) -> int:
+        """What the video encoder is given: the step at or below the target (see
+        `encoder_step`), or the user's ceiling itself when that is what holds it."""
+        if self.ceiling_bps is not None and self.target_bps >= self.ceiling_bps:
+            return self.ceiling_bps
+        return encoder_step(self.target_bps)
+
+    @property
+    def video_bps(self) -> int:
+        """The loss controller's rate under the user's ceiling: what the level follows."""
+        if self.ceiling_bps is None:
+            return self.loss_bps
+        return min(self.loss_bps, self.ceiling_bps)
 
     @staticmethod
     def _bound(bps: int) -> int:
         return max(MIN_BPS, min(MAX_BPS, bps))
 
     def _update(self, now: float) -> int:
-        bps = self.loss_bps
+        bps = self.video_bps
         if self.remb_bps is not None:
             bps = min(bps, max(self.remb_bps, REMB_FLOOR_BPS))
-        self.level = level_for(self.loss_bps, self.level)
+        self.level = level_for(self.video_bps, self.level, self.pixel_rate)
         if bps != self.target_bps:
             self.target_bps = bps
             self.changes.append((now, bps))
@@ -167,6 +239,31 @@ STEPS_BPS = (60, 80, 110, 150, 200, 270, 350, 470, 630, 850, 1150, 1500)
 AUDIO_FULL_BPS = 96_000
 AUDIO_THIN_BPS = 32_000
 THICK_BPS = 470_000
+
+
+RAISE_EVERY_S = 2.0  # the encoder's target goes up at most this often
+
+
+class EncoderTarget:
+    """When the encoder's target changes: down at once (by more than 10 %), up at most once
+    every RAISE_EVERY_S. aiortc rebuilds its VP8 encoder, and so sends a keyframe, on
+    every change over 10 %; REMB from a busy receiver moves every few packets (measured:
+    250 -> 358 -> 250 kbit/s within a second at load 18, across three encoder steps)."""
+
+    def __init__(self) -> None:
+        self.value: int | None = None
+        self.changed_at = float("-inf")
+
+    def next(self, want: int, now: float) -> int:
+        """The target to give the encoder now, for the one `want`ed."""
+        value = self.value
+        if value is not None:
+            down = want < 0.9 * value  # within 10 % aiortc would not rebuild: keep it
+            up = want > value and now - self.changed_at >= RAISE_EVERY_S
+            if not (down or up):
+                return value
+        self.value, self.changed_at = want, now
+        return want
 
 
 def encoder_step(target_bps: int) -> int:
@@ -186,6 +283,20 @@ def audio_bitrate(target_bps: int, current_bps: int) -> int:
 RTX_SHARE = 1 / 3
 RTX_FLOOR_BPS = 40_000
 RTX_BURST_S = 0.25
+# ...but never less than a keyframe's worth of lost packets at once: at 40 kbit/s a
+# quarter second is 1.25 kB, one video packet, so a keyframe that lost five packets
+# got one back per quarter second and the picture stalled (measured at 300 kbit/s:
+# 4,800 of 4,900 requests refused, 12-21 stalls in 15 s)
+RTX_BURST_MIN_BYTES = 8 * 1240
+RESEND_AGAIN_S = 0.2  # a packet is resent at most once in this time (receivers ask again)
+MAX_RESENDS = 2  # ...and twice in all: a receiver still asking has given the picture up
+# Nothing sent longer ago than this is resent. A receiver's picture has been given up for
+# a keyframe by then (StallWatch: 0.25 s), and aiortc's jitter buffer throws away all it
+# holds, and asks for a keyframe, when a packet 100 or more behind its origin arrives:
+# old packets the budget could not afford during a cap's first burst of loss, resent
+# seconds later when it had refilled, froze the picture again and again while the link
+# dropped nothing (measured: 15-17 stalls in 15 s at 300 kbit/s, no drop at the cap).
+MAX_RESEND_AGE_S = 0.6
 
 
 class RetransmitBudget:
@@ -195,20 +306,34 @@ class RetransmitBudget:
         self.control = control
         self.tokens = 0.0
         self.at: float | None = None
-        self.sent = self.refused = 0
+        self.sent = self.refused = self.repeats = 0
+        # sequence number -> (when it was last resent, how often)
+        self._resent: dict[int, tuple[float, int]] = {}
 
-    def allow(self, size: int, now: float) -> bool:
+    def allow(self, size: int, now: float, seq: int | None = None) -> bool:
+        last, times = self._resent.get(-1 if seq is None else seq, (float("-inf"), 0))
+        if now - last < RESEND_AGAIN_S or times >= MAX_RESENDS:
+            self.repeats += 1  # still on its way, or hopeless
+            return False
         rate = max(RTX_FLOOR_BPS, self.control.target_bps * RTX_SHARE) / 8  # bytes/s
+        burst = max(rate * RTX_BURST_S, RTX_BURST_MIN_BYTES)
         if self.at is None:
-            self.tokens = rate * RTX_BURST_S
+            self.tokens = burst
         else:
-            self.tokens = min(rate * RTX_BURST_S, self.tokens + rate * (now - self.at))
+            self.tokens = min(burst, self.tokens + rate * (now - self.at))
         self.at = now
+        counts = self.control.counts
         if size > self.tokens:
             self.refused += 1
+            counts["rtx_refused"] = counts.get("rtx_refused", 0) + 1
             return False
         self.tokens -= size
         self.sent += 1
+        if seq is not None:
+            self._resent[seq] = (now, times + 1)
+            if len(self._resent) > 1024:
+                self._resent = {k: v for k, v in self._resent.items() if now - v[0] < 2.0}
+        counts["rtx_bytes"] = counts.get("rtx_bytes", 0) + size
         return True
 
 
@@ -220,8 +345,11 @@ class FrameShaper:
         self.count = 0
         self.dropped = 0
         self.scaled = 0
+        self._last_pts: float | None = None
+        self._interval = 1 / 30  # s between source frames, smoothed
 
     def __call__(self, frame: Any) -> Any | None:
+        self._measure(frame)
         level = self.control.level
         self.count += 1
         if level.keep_every > 1 and self.count % level.keep_every:
@@ -235,6 +363,61 @@ class FrameShaper:
             frame = frame.reformat(width=width, height=height)
             frame.pts, frame.time_base = pts, time_base
         return frame
+
+    def _measure(self, frame: Any) -> None:
+        """The source's pixel rate (size times frame rate, from the pts) for the levels."""
+        if frame.pts is None or frame.time_base is None:
+            return
+        at = float(frame.pts * frame.time_base)
+        if self._last_pts is not None and 0 < at - self._last_pts < 1:
+            self._interval = 0.7 * self._interval + 0.3 * (at - self._last_pts)
+        self._last_pts = at
+        control = self.control
+        control.pixel_rate = frame.width * frame.height / self._interval
+        control.level = level_for(control.video_bps, control.level, control.pixel_rate)
+
+
+KEYFRAME_BITS = 80_000  # about a 320x240 keyframe at thin-link rates (10 kB)
+# the shortest time between keyframes, at least and at most: a picture that stalls
+# right after a keyframe waits this long for the next one (1 s at most made freezes of
+# over a second at 130 kbit/s)
+KEYFRAME_GAP_S = (0.25, 0.6)
+
+
+class KeyframeGate:
+    """At most one keyframe per the time one takes to send at the target (0.25-0.6 s).
+
+    A receiver asks for a keyframe (PLI) whenever a picture stalls; on a thin link the
+    keyframe itself takes a good part of a second of the link, so requests arriving
+    while one is on its way would each start another, a storm that keeps the link full
+    of keyframes the receiver already waits for. A request inside the gap is served
+    once, when the gap ends.
+    """
+
+    def __init__(self, control: SendRate, send: Callable[[], None], clock: Callable[[], float]):
+        self.control = control
+        self._send = send
+        self._clock = clock
+        self.last = float("-inf")
+        self.deferred: asyncio.TimerHandle | None = None
+
+    def gap(self) -> float:
+        low, high = KEYFRAME_GAP_S
+        return max(low, min(high, KEYFRAME_BITS / max(1, self.control.target_bps)))
+
+    def request(self) -> None:
+        now = self._clock()
+        wait = self.last + self.gap() - now
+        if wait <= 0:
+            self._fire()
+        elif self.deferred is None:
+            self.deferred = asyncio.get_running_loop().call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self.deferred = None
+        self.last = self._clock()
+        self.control.counts["keyframes"] += 1
+        self._send()
 
 
 def lower_vp8_floor(bps: int = MIN_BPS) -> None:
@@ -251,8 +434,12 @@ def install(
     of `audio_sender`, if given); False if it cannot."""
     from aiortc.rtp import (
         RTCP_PSFB_APP,
+        RTCP_PSFB_FIR,
+        RTCP_PSFB_PLI,
+        RTCP_RTPFB_NACK,
         RtcpPsfbPacket,
         RtcpRrPacket,
+        RtcpRtpfbPacket,
         RtcpSrPacket,
         unpack_remb_fci,
     )
@@ -265,10 +452,17 @@ def install(
         return False
     lower_vp8_floor()
 
+    counts = control.counts
+    target = EncoderTarget()
+
     async def handle(packet: Any) -> None:
         await original(packet)
         now = clock()
         before = control.target_bps
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            counts["nacked"] += len(packet.lost)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            counts["keyframe_requests"] += 1
         if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
@@ -282,13 +476,17 @@ def install(
                 control.on_remb(bitrate, now)
         encoder = sender._RTCRtpSender__encoder
         if encoder is not None and hasattr(encoder, "target_bitrate"):
-            encoder.target_bitrate = encoder_step(control.target_bps)
+            was = target.value
+            encoder.target_bitrate = target.next(control.encoder_bps(), now)
+            if was is not None and target.value != was:
+                counts["retargets"] += 1
         if audio_sender is not None:
             set_opus_bitrate(audio_sender, control.loss_bps)
         if control.target_bps != before:
             logger.debug("video send target %d -> %d bps", before, control.target_bps)
 
     sender._handle_rtcp_packet = handle
+    sender._send_keyframe = KeyframeGate(control, sender._send_keyframe, clock).request
     budget_retransmissions(sender, RetransmitBudget(control), clock)
     sender.omnicli_sendrate = control
     return True
@@ -315,6 +513,19 @@ def set_opus_bitrate(sender: Any, target_bps: int) -> None:
     logger.debug("audio send bitrate %d -> %d bps", codec.bit_rate, want)
 
 
+class TimedHistory(dict[int, Any]):
+    """aiortc's RTP history (slot -> packet) that also notes when each slot was written."""
+
+    def __init__(self, clock: Callable[[], float], *args: Any) -> None:
+        super().__init__(*args)
+        self._clock = clock
+        self.sent_at: dict[int, float] = {}
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        self.sent_at[key] = self._clock()
+        super().__setitem__(key, value)
+
+
 def budget_retransmissions(
     sender: Any, budget: RetransmitBudget, clock: Callable[[], float]
 ) -> None:
@@ -322,13 +533,19 @@ def budget_retransmissions(
     from aiortc.rtp import RTP_HISTORY_SIZE
 
     original = sender._retransmit
-    history = sender._RTCRtpSender__rtp_history
+    history = TimedHistory(clock, sender._RTCRtpSender__rtp_history)
+    sender._RTCRtpSender__rtp_history = history
+    counts = budget.control.counts
 
     async def retransmit(sequence_number: int) -> None:
-        packet = history.get(sequence_number % RTP_HISTORY_SIZE)
+        key = sequence_number % RTP_HISTORY_SIZE
+        packet = history.get(key)
         if packet is None or packet.sequence_number != sequence_number:
             return
-        if budget.allow(len(packet.payload) + 40, clock()):  # + RTP, UDP, IP, SRTP
+        if clock() - history.sent_at.get(key, float("inf")) > MAX_RESEND_AGE_S:
+            counts["rtx_stale"] = counts.get("rtx_stale", 0) + 1
+            return
+        if budget.allow(len(packet.payload) + 40, clock(), sequence_number):  # + RTP, UDP..
             await original(sequence_number)
 
     sender._retransmit = retransmit

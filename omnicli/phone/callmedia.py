@@ -152,7 +152,7 @@ class CallMedia:
         from a source the call no longer uses is ignored.
         """
         from omnicli.media.handoff import TapTrack
-        from omnicli.media.sources import open_source, open_with_fallback
+        from omnicli.media.sourcespec import open_source, open_with_fallback
 
         m = self.host.media_options
         opened_track: list[Any] = []
@@ -306,7 +306,7 @@ class CallMedia:
         `device` is the speaker sink or tapped source that reported; a report from one the
         call does not use (a previous call's, a replaced one) is ignored.
         """
-        from omnicli.media.sources import SYNTHETIC, fallback_text
+        from omnicli.media.sourcespec import SYNTHETIC, fallback_text
 
         host = self.host
         if kind == "speaker":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from omnicli.server.records import Refusal
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire import tokens
 from omnicli.wire.protocol import ErrorCode
 
@@ -26,7 +27,7 @@ class Service:
     max_sessions: int = 100_000
 
 
-def admit(service: Service, hello: p.Hello, *, require_tokens: bool, now: float) -> str | None:
+def admit(service: Service, hello: rq.Hello, *, require_tokens: bool, now: float) -> str | None:
     """Check a hello's key or token; the user id a token pins, if any."""
     if hello.token is not None and service.key is not None:
         # a token alone authenticates: it was minted from the service key

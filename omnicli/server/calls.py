@@ -27,6 +27,7 @@ from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, 
 from omnicli.server.sessions import Conn, Sessions
 from omnicli.server.store import Offered, Store
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
 _UP = (CallState.ANSWERED, CallState.CONNECTED, CallState.RESUMING)
@@ -56,7 +57,7 @@ class Calls:
 
     # -- requests ------------------------------------------------------------------------
 
-    def offer(self, c: Conn, req: p.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
+    def offer(self, c: Conn, req: rq.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
         assert c.service_id is not None and c.user_id is not None
         if why := p.check_user_id(req.callee):
             raise Refusal(ErrorCode.INVALID_USER_ID, f"callee: {why}")
@@ -97,11 +98,11 @@ class Calls:
             self.sessions.tell(call.service_id, call.callee, ringing(call), out, placed.callee)
         return {"call_id": call.call_id, "callee_online": online}
 
-    def answer(self, c: Conn, req: p.AnswerCall, now: float, out: list[Send]) -> dict[str, Any]:
+    def answer(self, c: Conn, req: rq.AnswerCall, now: float, out: list[Send]) -> dict[str, Any]:
         return self.attempts(c, out, lambda read, sink: self._answer(c, req, now, read, sink))
 
     def _answer(
-        self, c: Conn, req: p.AnswerCall, now: float, read: Read, out: list[Send]
+        self, c: Conn, req: rq.AnswerCall, now: float, read: Read, out: list[Send]
     ) -> dict[str, Any]:
         assert c.service_id is not None and c.user_id is not None
         if req.call_id is not None:
@@ -132,7 +133,7 @@ class Calls:
         return {"call_id": call.call_id, "caller": call.caller, "call_type": call.call_type.value}
 
     def media_state(
-        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None = None
+        self, c: Conn, req: rq.MediaState, out: list[Send], now: float | None = None
     ) -> dict[str, Any]:
         """Both parties report at about the same time, on different nodes maybe: a report
         that loses the compare-and-set to the other one reads the call again."""
@@ -141,7 +142,7 @@ class Calls:
         )
 
     def _media_state(
-        self, c: Conn, req: p.MediaState, out: list[Send], now: float | None, read: Read
+        self, c: Conn, req: rq.MediaState, out: list[Send], now: float | None, read: Read
     ) -> dict[str, Any]:
         call = self.own_call(c, req.call_id, need_answered=True, read=read)
         assert c.user_id is not None
@@ -202,10 +203,10 @@ class Calls:
         elif up != call.media_up:
             self.change(call, media_up=up)
 
-    def leave(self, c: Conn, req: p.Leave, out: list[Send]) -> dict[str, Any]:
+    def leave(self, c: Conn, req: rq.Leave, out: list[Send]) -> dict[str, Any]:
         return self.attempts(c, out, lambda read, sink: self._leave(c, req, read, sink))
 
-    def _leave(self, c: Conn, req: p.Leave, read: Read, out: list[Send]) -> dict[str, Any]:
+    def _leave(self, c: Conn, req: rq.Leave, read: Read, out: list[Send]) -> dict[str, Any]:
         assert c.user_id is not None
         call = self.own_call(c, req.call_id, read=read)
         reason = leave_reason(call, c.user_id)
@@ -222,7 +223,7 @@ class Calls:
         msg = p.event(name, call_id=call.call_id, user_id=c.user_id, **fields)
         self.sessions.tell(call.service_id, call.other(c.user_id), msg, out)
 
-    def media_restart(self, c: Conn, req: p.MediaRestart, out: list[Send]) -> dict[str, Any]:
+    def media_restart(self, c: Conn, req: rq.MediaRestart, out: list[Send]) -> dict[str, Any]:
         """Relay a media restart (a new peer connection, same call) to the other party.
 
         Only the caller offers and only the callee answers or asks, so the two never offer

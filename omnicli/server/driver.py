@@ -5,53 +5,42 @@ the connection caps and the failed-authentication throttle (`limits`), and the t
 task; every decision about sessions and calls is the switchboard's. Media never passes
 through here. What any one client can make it hold is bounded (`connection`): bytes
 queued, bytes buffered in the transport, time to close.
+
+Its parts: `config` (ServerConfig and its check), `clients` (one connection's outbox
+and closing it on purpose), `admission` (the caps, the failed-hello throttle and the
+session_list budget, applied), `logsafe.log_outcome` (what a request leaves in the log).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import logging
 import math
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
 
 from omnicli.errors import UsageError
-from omnicli.server import connection as bounded
-from omnicli.server.connection import BoundedConnection, Outbox, close_or_abort
+from omnicli.server.admission import Admission
+from omnicli.server.clients import CLOSE_TIMEOUT, Client
+from omnicli.server.config import MAX_FAILED_HELLOS, ServerConfig, check_config
+from omnicli.server.connection import BoundedConnection, close_or_abort
 from omnicli.server.gateway import SipGateway
 from omnicli.server.health import Health
-from omnicli.server.limits import (
-    DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_PER_ADDRESS,
-    DEFAULT_MAX_UNAUTHENTICATED,
-    AddressBudget,
-    AuthThrottle,
-    Caps,
-    ConnectionGate,
-    fd_soft_limit,
-    list_cost,
-    raise_fd_limit,
-)
-from omnicli.server.logsafe import clean
-from omnicli.server.ratelimit import DEFAULT_BURST, DEFAULT_RATE, TokenBucket
-from omnicli.server.records import Send, ToConn, ToGateway
+from omnicli.server.logsafe import log_outcome
+from omnicli.server.ratelimit import TokenBucket
+from omnicli.server.records import Send, ToConn
 from omnicli.server.redisstore import RedisStoreError
-from omnicli.server.sip import GatewayEvent, SipPolicy
-from omnicli.server.switchboard import RESUME_GRACE, Service, Switchboard
-from omnicli.server.turn import TurnConfig
+from omnicli.server.sip import GatewayEvent
+from omnicli.server.switchboard import Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 if TYPE_CHECKING:
     from omnicli.server.cluster import Cluster
@@ -60,9 +49,7 @@ log = logging.getLogger("omnicli.server.driver")
 
 PING_INTERVAL = 4.0  # a vanished client is noticed within PING_INTERVAL + PING_TIMEOUT
 PING_TIMEOUT = 4.0  # (+ CLOSE_TIMEOUT: after a ping timeout websockets still waits that long)
-CLOSE_TIMEOUT = 1.0
 HELLO_TIMEOUT = 10.0
-MAX_FAILED_HELLOS = 5  # refused hellos on one connection before it is closed (1008)
 AUTH_REPORT = 10.0  # s between summaries of failed authentication per address
 POLL = 1.0  # s: on Redis, the timers wait this long after Redis failed them
 TIMER_POLL = 0.25  # s: on Redis, the timers read the deadlines other nodes set this often
@@ -70,89 +57,8 @@ DRAINING = "this server is shutting down; connect to another node"
 UNAVAILABLE = "the server cannot reach Redis; try again shortly (or another node)"
 
 
-@dataclass(frozen=True)
-class ServerConfig:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    services: tuple[Service, ...] = (Service("dev", None),)
-    ring_timeout: float = 60.0
-    connect_timeout: float = 20.0
-    ice_servers: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    require_tokens: bool = False  # hello must carry a valid per-user token
-    turn: TurnConfig | None = None  # hand out short-lived TURN credentials
-    resume_secret: bytes | None = None  # signs resume tokens; None: random per run
-    resume_grace: float = RESUME_GRACE  # s a dropped session may be resumed (0: never)
-    rate_limit: float = DEFAULT_RATE  # requests/s per connection (0: no limit)
-    rate_burst: int = DEFAULT_BURST
-    max_failed_hellos: int = MAX_FAILED_HELLOS  # then close with 1008 (0: no limit)
-    sip_gateway: str | None = None  # ws:// URL of a Janus gateway with its SIP plugin
-    sip_policy: SipPolicy = field(default_factory=SipPolicy)  # who may call which domains
-    max_connections: int = DEFAULT_MAX_CONNECTIONS  # TCP connections at once (all sources)
-    max_per_address: int = DEFAULT_MAX_PER_ADDRESS  # from one source address
-    max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED  # not past hello; oldest make room
-    redis_url: str | None = None  # share sessions and calls with other nodes on this Redis
-    keepalive: float | None = None  # s between pings and to answer one (None: the defaults)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_config(config: ServerConfig) -> None:
-    """Refuse configurations that would expose an open service to a network."""
-    open_services = [s.service_id for s in config.services if s.key is None]
-    if open_services and not is_loopback(config.host):
-        raise UsageError(
-            f"service '{open_services[0]}' has no key: an open service may only listen on "
-            "loopback; give every service a key (--service ID:KEY) or use --host 127.0.0.1"
-        )
-    if bool(config.tls_cert) != bool(config.tls_key):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if config.require_tokens and open_services:
-        raise UsageError(
-            f"--require-tokens: service '{open_services[0]}' has no key to sign tokens with; "
-            "give every service a key (--service ID:KEY)"
-        )
-    if config.turn is not None and (not config.turn.urls or not config.turn.secret):
-        raise UsageError("--turn-url and --turn-secret go together")
-    if config.sip_gateway is not None and not config.sip_gateway.startswith(("ws://", "wss://")):
-        raise UsageError("--sip-gateway takes the gateway's websocket URL (ws://HOST:8188)")
-    registrar = config.sip_policy.registrar
-    if registrar is not None:
-        if config.sip_gateway is None:
-            raise UsageError("--sip-registrar needs --sip-gateway")
-        if p.check_sip_uri(registrar) is not None:
-            raise UsageError(
-                f"--sip-registrar takes a SIP address (sip:HOST:5060), not {registrar!r}"
-            )
-
-
 class Draining(Exception):
     """A new session asked of a node that is shutting down."""
-
-
-class _Client:
-    """One websocket connection and its outbox (bounded in bytes)."""
-
-    def __init__(self, conn: int, ws: ServerConnection, bucket: TokenBucket | None) -> None:
-        self.conn = conn
-        self.ws = ws
-        self.outbox = Outbox(bounded.SEND_QUEUE_BYTES, bounded.READ_PAUSE_BYTES)
-        self.bucket = bucket
-        self.kicked = False  # closed by the server on purpose: no resume grace
-        self.closing = False
-        self.failed_hellos = 0
-        self.address = getattr(ws, "address", None) or str(ws.remote_address)
-
-    def push(self, message: dict[str, Any]) -> bool:
-        return self.closing or self.outbox.put(p.encode(message))
 
 
 class SignalingServer:
@@ -196,21 +102,17 @@ class SignalingServer:
 
             assert config.redis_url is not None
             self.cluster = Cluster(self.board, store, config.redis_url, self._deliver_local)
-        self._clients: dict[int, _Client] = {}
+        self._clients: dict[int, Client] = {}
         self.draining = False  # SIGTERM: no new sessions; calls may finish
         self.rate_limited = 0
         self.redis_errors = 0
         self.metrics_store_errors = 0
         self.health = Health(self)
+        self.admission = Admission(config, self.health, lambda: self.clock())
         self._ids = itertools.count(1)
         self._server: Server | None = None
         self._timer: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._closing: set[asyncio.Future[None]] = set()
-        self.fd_limit = 0
-        self.gate = ConnectionGate(Caps())
-        self.throttle = AuthThrottle()
-        self.list_budget = AddressBudget()
         self._reporter: asyncio.Task[None] | None = None
 
     @property
@@ -241,24 +143,18 @@ class SignalingServer:
                 tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
             except (OSError, ssl.SSLError) as exc:
                 raise UsageError(f"cannot load the TLS certificate and key: {exc}") from None
-        self.fd_limit = raise_fd_limit()
-        caps = Caps(
-            self.config.max_connections,
-            self.config.max_per_address,
-            self.config.max_unauthenticated,
-        )
-        self.gate = ConnectionGate(caps.within(fd_soft_limit()))
-        server = self
+        caps = self.admission.listen()
+        admission = self.admission
 
         class Connection(BoundedConnection):
-            gatekeeper = server
+            gatekeeper = admission
 
         self._server = await serve(
             self._handler,
             self.config.host,
             self.config.port,
             create_connection=Connection,
-            process_request=self._process_request,
+            process_request=self.admission.process_request,
             ssl=tls,
             max_size=p.MAX_MESSAGE_BYTES,
             ping_interval=self.config.keepalive or PING_INTERVAL,
@@ -271,14 +167,13 @@ class SignalingServer:
         if self.cluster is not None:
             await self.cluster.start()
             log.info("node %s on Redis %s", self.cluster.node, self.config.redis_url)
-        caps = self.gate.caps
         log.debug("listening on %s", self.url)  # the command says it, once
         log.debug(  # --verbose
             "connections: at most %d, %d per address, %d before hello (descriptor limit %d)",
             caps.total,
             caps.per_address,
             caps.unauthenticated,
-            self.fd_limit,
+            self.admission.fd_limit,
         )
 
     async def close(self) -> None:
@@ -319,45 +214,13 @@ class SignalingServer:
         assert self._server is not None
         await self._server.serve_forever()
 
-    # -- connections: admission (BoundedConnection calls these) -----------------------
-
-    def opened(self, conn: BoundedConnection) -> bool:
-        """A TCP connection was accepted: count it, or refuse it at once."""
-        admission = self.gate.admit(conn, conn.address)
-        if not admission.admitted:
-            log.warning("connection from %s refused: %s", conn.address, admission.reason)
-            return False
-        if isinstance(admission.evict, BoundedConnection):
-            log.info("closed a waiting connection from %s to make room", admission.evict.address)
-            admission.evict.abort()
-        return True
-
-    def closed(self, conn: BoundedConnection) -> None:
-        self.gate.release(conn)
-
-    def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
-        """Answer /healthz, /readyz and /metrics; turn away an address that failed
-        authentication too often (HTTP 429)."""
-        if (health := self.health.respond(ws, request)) is not None:
-            return health
-        address = getattr(ws, "address", "")
-        wait = self.throttle.blocked_for(address, self.clock())
-        if wait <= 0:
-            return None
-        response = ws.respond(
-            HTTPStatus.TOO_MANY_REQUESTS, "too many failed authentications; try again later\n"
-        )
-        response.headers = Headers(response.headers)
-        response.headers["Retry-After"] = str(max(1, round(wait)))
-        return response
-
     # -- per connection ------------------------------------------------------------
 
     async def _handler(self, ws: ServerConnection) -> None:
         bucket = None
         if self.config.rate_limit > 0:
             bucket = TokenBucket(self.config.rate_limit, self.config.rate_burst)
-        client = _Client(next(self._ids), ws, bucket)
+        client = Client(next(self._ids), ws, bucket)
         self._clients[client.conn] = client
         self.board.connect(client.conn)
         writer = asyncio.create_task(client.outbox.write_to(ws))
@@ -395,7 +258,7 @@ class SignalingServer:
                 log.info("%s %s", user, "lost (may resume)" if lost else "offline")
             self._wake.set()
 
-    def _receive(self, client: _Client, text: str | bytes) -> None:
+    def _receive(self, client: Client, text: str | bytes) -> None:
         rid: int | None = None
         if client.bucket is not None and not client.bucket.take(self.clock()):
             self.rate_limited += 1
@@ -410,18 +273,13 @@ class SignalingServer:
         try:
             obj = p.decode(text)
             rid = p.request_id(obj)
-            request = p.parse_request(obj)
+            request = rq.parse_request(obj)
         except p.ProtocolError as exc:
             self._deliver([Send(ToConn(client.conn), p.error(rid, exc.code, str(exc)))])
             return
         before = self.board.user_of(client.conn)
         now = self.clock()
-        message = ""
-        if request.op == "hello" and (wait := self.throttle.blocked_for(client.address, now)):
-            message = f"too many failed hellos from your address; retry in {wait:.0f} s"
-        elif request.op == "session_list" and (wait := self.list_budget.take(client.address, now)):
-            message = f"too many session lists from your address; retry in {wait:.2f} s"
-        if message:
+        if message := self.admission.over_budget(request.op, client.address, now):
             sends = [
                 Send(ToConn(client.conn), p.error(request.id, p.ErrorCode.RATE_LIMITED, message))
             ]
@@ -446,32 +304,15 @@ class SignalingServer:
             self.cluster.left(client.conn)
         self._deliver(sends)
         if request.op == "session_list" and sends[0].message["ok"]:
-            cost = list_cost(len(sends[0].message["result"]["sessions"]))
-            self.list_budget.charge(client.address, cost)
-            if client.bucket is not None:
-                client.bucket.charge(cost)
+            self.admission.listed(client, sends[0].message["result"])
         if request.op == "hello":
-            self._hello_done(client, sends[0].message, now)
+            self.admission.hello_done(client, sends[0].message, now)
         else:
             if request.op in ("create_session", "resume") and sends[0].message["ok"]:
-                self.gate.registered(client.ws)  # a session keeps its place at the cap
-            self._log(client.conn, request, sends, before)
+                self.admission.gate.registered(client.ws)  # a session keeps its place at the cap
+            user = self.board.user_of(client.conn) or before or f"conn {client.conn}"
+            log_outcome(log, user, request.op, sends, self.board.user_of)
         self._wake.set()
-
-    def _hello_done(self, client: _Client, response: dict[str, Any], now: float) -> None:
-        if response["ok"]:
-            self.gate.authenticated(client.ws)
-            return
-        code = response["error"]["code"]
-        if code == p.ErrorCode.UNAUTHORIZED:
-            self.throttle.failed(client.address, now)  # logged as a summary, not each one
-        elif code != p.ErrorCode.RATE_LIMITED:  # (turned away: counted in the summary too)
-            log.info("conn %d hello refused: %s", client.conn, clean(response["error"]["message"]))
-        client.failed_hellos += 1
-        limit = self.config.max_failed_hellos
-        if limit and client.failed_hellos >= limit:
-            log.debug("conn %d closed: %d failed hellos", client.conn, client.failed_hellos)
-            self._close(client, p.CLOSE_POLICY, "too many failed hellos", after=True)
 
     def _deliver(self, sends: list[Send]) -> None:
         """Hand sends to the SIP gateway, this node's connections, and other nodes."""
@@ -489,57 +330,7 @@ class SignalingServer:
                 continue
             if self.cluster is not None:
                 self.cluster.note(send.conn, send.message)
-            if not client.push(send.message):
-                log.warning("conn %d is not reading its messages: closing it", send.conn)
-                client.outbox.clear()  # what it would not read is dropped now
-                self._close(client, p.CLOSE_POLICY, "send queue full")
-            elif send.close:
-                self._close(
-                    client, p.CLOSE_KICKED_OUT, "session resumed on another connection", after=True
-                )
-
-    def _close(self, client: _Client, code: int, reason: str, *, after: bool = False) -> None:
-        """Close a client on purpose (no resume grace); `after`: once its queue is sent.
-
-        The close completes within about 2 x CLOSE_TIMEOUT: the transport is aborted
-        when the client does not take its messages or the close handshake in time.
-        """
-        client.kicked = True
-        if client.closing:
-            return
-        client.closing = True
-
-        async def close() -> None:
-            if after:
-                client.outbox.finish()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(CLOSE_TIMEOUT):
-                        while len(client.outbox):
-                            await asyncio.sleep(0.01)
-            await close_or_abort(client.ws, code, reason, CLOSE_TIMEOUT)
-
-        task = asyncio.ensure_future(close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    def _log(self, conn: int, request: p.Request, sends: list[Send], before: str | None) -> None:
-        response = sends[0].message
-        user = self.board.user_of(conn) or before or f"conn {conn}"
-        if not response["ok"]:
-            err = response["error"]
-            log.info("%s %s refused: %s %s", user, request.op, err["code"], clean(err["message"]))
-        elif request.op == "create_session":
-            log.info("%s online (session %s)", user, response["result"]["session"])
-        for send in sends[1:]:
-            name = send.message.get("event")
-            if name in ("RINGING", "CONNECTED", "LEAVE", "CANCEL"):
-                to = send.to
-                if isinstance(to, ToGateway):
-                    continue
-                target = self.board.user_of(to.conn) if isinstance(to, ToConn) else to.user_id
-                extra = send.message.get("reason") or send.message.get("caller") or ""
-                call_id = send.message.get("call_id")
-                log.info("%s -> %s %s %s", call_id, target, name, clean(extra))
+            client.deliver(send.message, close=send.close)
 
     def _gateway_event(self, event: GatewayEvent) -> None:
         self._deliver(self.board.gateway_event(event, self.clock()))
@@ -554,21 +345,6 @@ class SignalingServer:
             except RedisStoreError as exc:  # the timers are data: they fire once it is back
                 log.debug("timers: Redis unreachable: %s", exc)
                 await asyncio.sleep(POLL)
-
-    async def _timer_step(self) -> None:
-        deadline = self.board.next_deadline()
-        self._wake.clear()
-        delay = None if deadline is None else max(0.0, deadline - self.clock())
-        if self.cluster is not None:
-            await self._shared_timer_wait(delay)
-        else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-        now = self.clock()
-        if self.cluster is not None:
-            self.cluster.reap(now)
-        self._deliver(self.board.expire(now))
 
     async def _shared_timer_wait(self, delay: float | None) -> None:
         """On Redis, until the next deadline: other nodes set deadlines too (and may die),
@@ -586,11 +362,27 @@ class SignalingServer:
             self._wake.clear()
             planned = min(planned, store.written)
 
+    async def _timer_step(self) -> None:
+        deadline = self.board.next_deadline()
+        self._wake.clear()
+        delay = None if deadline is None else max(0.0, deadline - self.clock())
+        if self.cluster is not None:
+            await self._shared_timer_wait(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+        now = self.clock()
+        if self.cluster is not None:
+            self.cluster.reap(now)
+        self._deliver(self.board.expire(now))
+
     async def _report_loop(self) -> None:
         """One line per address that failed authentication, every AUTH_REPORT seconds."""
         while True:
             await asyncio.sleep(AUTH_REPORT)
-            for address, failures, refused, left in self.throttle.summary(self.clock()):
+            summary = self.admission.throttle.summary(self.clock())
+            for address, failures, refused, left in summary:
                 log.warning(
                     "%s: %d failed hellos, %d turned away in the last %g s%s",
                     address,
@@ -599,3 +391,12 @@ class SignalingServer:
                     AUTH_REPORT,
                     f" (blocked {left:.0f} s more)" if left else "",
                 )
+
+
+__all__ = [  # ServerConfig and check_config are config's: here too, beside the server
+    "CLOSE_TIMEOUT",
+    "MAX_FAILED_HELLOS",
+    "ServerConfig",
+    "SignalingServer",
+    "check_config",
+]

@@ -4,6 +4,8 @@
   characters (newline, carriage return, NUL, escape...) and other unprintable code
   points become backslash escapes, and the text is cut to a length, so a client
   cannot forge a log line or write terminal escapes into an operator's console.
+- `log_outcome()` is what a request leaves in the log: a refusal, a new session, and the
+  call events it caused, one line each, client text escaped.
 - `ServerLogFilter`, on the log handlers of `omni server`, applies the same escaping to
   every finished message (whatever logged it) and lets one kind of message (same
   logger, same format string) through at most `per_second` times a second; what it
@@ -15,6 +17,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+
+from omnicli.server.records import Send, ToConn, ToGateway
 
 MAX_LOGGED = 80  # characters of one client-supplied string in a log line
 
@@ -39,6 +43,32 @@ def _escape(ch: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def log_outcome(
+    logger: logging.Logger,
+    user: str,
+    op: str,
+    sends: list[Send],
+    user_of: Callable[[int], str | None],
+) -> None:
+    """Log what `user`'s request `op` did: refused, a session, RINGING/CONNECTED/LEAVE/CANCEL."""
+    response = sends[0].message
+    if not response["ok"]:
+        err = response["error"]
+        logger.info("%s %s refused: %s %s", user, op, err["code"], clean(err["message"]))
+    elif op == "create_session":
+        logger.info("%s online (session %s)", user, response["result"]["session"])
+    for send in sends[1:]:
+        name = send.message.get("event")
+        if name in ("RINGING", "CONNECTED", "LEAVE", "CANCEL"):
+            to = send.to
+            if isinstance(to, ToGateway):
+                continue
+            target = user_of(to.conn) if isinstance(to, ToConn) else to.user_id
+            extra = send.message.get("reason") or send.message.get("caller") or ""
+            call_id = send.message.get("call_id")
+            logger.info("%s -> %s %s %s", call_id, target, name, clean(extra))
 
 
 class ServerLogFilter(logging.Filter):

@@ -19,6 +19,7 @@ from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, 
 from omnicli.server.sessions import Conn, Sessions
 from omnicli.server.store import Store
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire.protocol import ErrorCode, Event
 
 
@@ -33,7 +34,7 @@ class Resumer:
         self.grace = grace
 
     def resume(
-        self, c: Conn, req: p.Resume, now: float, wall: float, out: list[Send]
+        self, c: Conn, req: rq.Resume, now: float, wall: float, out: list[Send]
     ) -> dict[str, Any]:
         """Attach the token's session to `c`; the call it is in and how one ended."""
         assert c.service_id is not None
@@ -101,7 +102,7 @@ class Resumer:
             "ended": missed,
         }
 
-    def _redeclare(self, c: Conn, req: p.Resume, now: float) -> CallRecord | None:
+    def _redeclare(self, c: Conn, req: rq.Resume, now: float) -> CallRecord | None:
         """After a restart: rebuild the connected call the client describes, or None."""
         assert c.service_id is not None and c.user_id is not None
         assert req.call_id and req.peer and req.role and req.call_type

@@ -21,6 +21,7 @@ from omnicli.server.sessions import Conn, Sessions
 from omnicli.server.sip import GATEWAY, GatewayEvent, GatewayEventKind, SipPolicy
 from omnicli.server.store import Store
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
 K = GatewayEventKind
@@ -45,7 +46,7 @@ class SipCalls:
 
     # -- requests ----------------------------------------------------------------------
 
-    def offer(self, c: Conn, req: p.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
+    def offer(self, c: Conn, req: rq.OfferCall, now: float, out: list[Send]) -> dict[str, Any]:
         assert c.service_id is not None and c.user_id is not None
         if self.store.call_of(c.service_id, c.user_id) is not None:
             raise Refusal(ErrorCode.WRONG_STATE, "you are in a call already; leave it first")
@@ -79,7 +80,7 @@ class SipCalls:
         out.append(Send(GATEWAY, sip.dial(call.call_id, call.caller, call.callee, req.sdp)))
         return {"call_id": call.call_id, "callee_online": False}
 
-    def dtmf(self, c: Conn, req: p.Dtmf, out: list[Send]) -> dict[str, Any]:
+    def dtmf(self, c: Conn, req: rq.Dtmf, out: list[Send]) -> dict[str, Any]:
         call = self.machine.own_call(c, req.call_id, need_answered=True)
         if not call.sip:
             raise Refusal(ErrorCode.WRONG_STATE, "touch tones go to SIP calls only")

@@ -50,6 +50,7 @@ from omnicli.server.sipcalls import SipCalls
 from omnicli.server.store import MemoryStore, Store
 from omnicli.server.turn import TurnConfig, ice_server
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire.protocol import EndReason, ErrorCode, Event
 
 __all__ = ["RESUME_GRACE", "CallState", "Delivery", "Send", "Service", "Switchboard"]
@@ -107,7 +108,7 @@ class Switchboard:
     def connect(self, conn: int) -> None:
         self.sessions.connect(conn)
 
-    def handle(self, conn: int, request: p.Request, now: float) -> list[Send]:
+    def handle(self, conn: int, request: rq.Request, now: float) -> list[Send]:
         """The response (always exactly one, first) and any events a request causes."""
         out: list[Send] = []
         try:
@@ -208,46 +209,46 @@ class Switchboard:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _dispatch(self, c: Conn, body: p.Body, now: float, out: list[Send]) -> dict[str, Any]:
-        if isinstance(body, p.Ping):
+    def _dispatch(self, c: Conn, body: rq.Body, now: float, out: list[Send]) -> dict[str, Any]:
+        if isinstance(body, rq.Ping):
             return {}
-        if isinstance(body, p.Hello):
+        if isinstance(body, rq.Hello):
             return self._hello(c, body)
         if c.service_id is None:
             raise Refusal(ErrorCode.UNAUTHORIZED, "say hello first")
-        if isinstance(body, p.SessionList):
+        if isinstance(body, rq.SessionList):
             return self._session_list(c.service_id, body.limit, body.after)
-        if isinstance(body, p.CreateSession):
+        if isinstance(body, rq.CreateSession):
             return self._create_session(c, body, now, out)
-        if isinstance(body, p.Resume):
+        if isinstance(body, rq.Resume):
             result = self.resumer.resume(c, body, now, self.wall_clock(), out)
             return {**self._session_result(c, now), **result}
         if c.user_id is None:
             raise Refusal(ErrorCode.SESSION_REQUIRED, "create a session first")
-        if isinstance(body, p.OfferCall):
+        if isinstance(body, rq.OfferCall):
             if body.call_type is p.CallType.SIP or p.is_sip_uri(body.callee):
                 return self.sip.offer(c, body, now, out)
             return self.machine.offer(c, body, now, out)
-        if isinstance(body, p.Dtmf):
+        if isinstance(body, rq.Dtmf):
             return self.sip.dtmf(c, body, out)
-        if isinstance(body, p.AnswerCall):
+        if isinstance(body, rq.AnswerCall):
             return self.machine.answer(c, body, now, out)
-        if isinstance(body, p.Leave):
+        if isinstance(body, rq.Leave):
             return self.machine.leave(c, body, out)
-        if isinstance(body, p.MediaState):
+        if isinstance(body, rq.MediaState):
             return self.machine.media_state(c, body, out, now)
-        if isinstance(body, p.MediaRestart):
+        if isinstance(body, rq.MediaRestart):
             return self.machine.media_restart(c, body, out)
-        if isinstance(body, p.SetMute):
+        if isinstance(body, rq.SetMute):
             name = Event.MUTE if body.muted else Event.UNMUTE
             self.machine.relay(c, body.call_id, name, out, track=body.track.value)
             return {"track": body.track.value, "muted": body.muted}
-        if isinstance(body, p.SetRecording):
+        if isinstance(body, rq.SetRecording):
             self.machine.relay(c, body.call_id, Event.RECORDING, out, on=body.on)
             return {"on": body.on}
         raise Refusal(ErrorCode.UNKNOWN_OP, "unknown op")  # pragma: no cover
 
-    def _hello(self, c: Conn, hello: p.Hello) -> dict[str, Any]:
+    def _hello(self, c: Conn, hello: rq.Hello) -> dict[str, Any]:
         if c.service_id is not None:
             raise Refusal(ErrorCode.WRONG_STATE, "hello was already said on this connection")
         service = self.services.get(hello.service_id)
@@ -260,7 +261,7 @@ class Switchboard:
         return {"version": p.VERSION, "service_id": service.service_id}
 
     def _create_session(
-        self, c: Conn, req: p.CreateSession, now: float, out: list[Send]
+        self, c: Conn, req: rq.CreateSession, now: float, out: list[Send]
     ) -> dict[str, Any]:
         assert c.service_id is not None
         if c.user_id is not None:

@@ -13,8 +13,8 @@ key binding or a SIGINT (no prompt up while a command runs) sees it, goes to
 final shutdown is still running leaves at once with exit code 130. Ctrl-D or `quit`
 leaves: hang up, close the session. While a call rings here, `y` (or Enter) answers and
 `n` rejects. Without a terminal on stdin, lines are read plainly from it (for scripts).
-Completion fetches user ids only when completing one (cached a few seconds, never while
-reconnecting); devices are probed off the event loop, cameras never during a call.
+Completion's user and device ids are `replcompletion`'s; where the video goes (window,
+`view`, nowhere) is `replvideo`'s.
 """
 
 from __future__ import annotations
@@ -26,28 +26,23 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omnicli.errors import OmniError, UsageError
 from omnicli.phone import events as ev
 from omnicli.phone.callstate import CallState
-from omnicli.phone.figures import CallFigures
-from omnicli.ui.commands import Command, CompletionContext, parse, wants_devices, wants_users
+from omnicli.ui.callseen import SeenCall
+from omnicli.ui.commands import Command, CompletionContext, parse
 from omnicli.ui.prompt import PlainReader, PromptReader, crash_logger, crash_path, log_to
 from omnicli.ui.render import Output, session_panel
+from omnicli.ui.replcompletion import CompletionData
+from omnicli.ui.replvideo import ReplVideo
 from omnicli.ui.settings import Settings
 from omnicli.ui.statusline import Status, status_lines
-from omnicli.wire.protocol import Track
-
-if TYPE_CHECKING:
-    from omnicli.phone.core import SessionPage
 
 log = logging.getLogger("omnicli.ui.repl")
-USERS_CACHE_S = 3.0  # completion reuses the online user ids for this long
-USERS_FETCH_TIMEOUT_S = 1.0  # completion does not wait longer than this for them
 HARD_EXIT_S = 3.0  # after a hard exit, the process ends by force if still alive then
 INTERRUPTED = 130
 
@@ -72,18 +67,10 @@ class Repl:
         self.options = options
         self.phone: Any = None
         self.out = Output(json_mode=options.settings.json)
-        self.figures: CallFigures | None = None
-        # The Phone has no accessor for the peer's mutes or whether the call records: the
-        # REPL keeps them from the events it sees (MUTE/UNMUTE/RECORDING/CONNECTED/LEAVE).
-        self.peer_muted: set[Track] = set()
-        self.recording = False
-        self.users: tuple[str, ...] = ()
-        self.users_at = -1e9  # monotonic time of the last session_list
+        self.seen = SeenCall()  # the peer's mutes, the recording, the figures
         self.online = False  # the session is up and not reconnecting
-        self.device_report: Any = None  # the last devices.DeviceReport, for completion
-        self._users_fetch: asyncio.Task[Any] | None = None
-        self._window: Any = None
-        self.view: Any = None  # the full-terminal picture of `view`, while it shows
+        self.completion = CompletionData(self.need_phone, self._probe_devices)
+        self.video = ReplVideo(options.settings, self._hangup_soon)
         self._phone_tasks: list[asyncio.Task[Any]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._command: asyncio.Task[Any] | None = None
@@ -119,7 +106,7 @@ class Repl:
                 if interactive
                 else PlainReader()
             )
-            self._open_window()
+            self.video.open_window(self.out)
             return await self.serve(reader, hint=interactive and not self.options.settings.json)
 
     async def serve(self, reader: Any, hint: bool = False) -> int:
@@ -157,22 +144,7 @@ class Repl:
         return "\n".join(status_lines(self.status()))
 
     def status(self) -> Status:
-        phone = self.phone
-        if phone is None:
-            return Status(None, CallState.OFFLINE)
-        call = phone.call
-        return Status(
-            user_id=phone.session.user_id if phone.session else None,
-            call_state=phone.call_state,
-            peer=call.peer if call else None,
-            muted=phone.muted,
-            peer_muted=frozenset(self.peer_muted),
-            recording=self.recording,
-            ringing_from=tuple(phone.ringing_from),
-            call_type=call.call_type if call else None,
-            figures=self.figures if call else None,
-            media_reconnecting=phone.media_reconnecting,
-        )
+        return self.seen.status(self.phone)
 
     def ringing_here(self) -> bool:
         return bool(self.phone and self.phone.ringing_from and self.phone.call is None)
@@ -223,9 +195,9 @@ class Repl:
 
     async def new_session(self, user_id: str | None) -> None:
         await self._close_phone()
-        window = self._window is not None  # (`view` routes the video only while it shows)
-        self.phone = phone = self.make_phone(self._video if window else None)
-        phone.preview_sink = self._preview if window else None
+        video, preview = self.video.sinks()  # (`view` routes the video only while it shows)
+        self.phone = phone = self.make_phone(video)
+        phone.preview_sink = preview
         self._phone_tasks = [asyncio.ensure_future(self._pump(phone))]
         sip = {"sip_inbound": True} if self.options.sip_inbound else {}
         info = await phone.create_session(user_id, **sip)
@@ -241,9 +213,8 @@ class Repl:
         self.online = True
 
     async def _close_phone(self) -> None:
-        if self._users_fetch is not None:
-            self._phone_tasks.append(self._users_fetch)
-            self._users_fetch = None
+        if (fetch := self.completion.forget_users()) is not None:
+            self._phone_tasks.append(fetch)
         for task in self._phone_tasks:
             task.cancel()
         for task in self._phone_tasks:
@@ -255,8 +226,8 @@ class Repl:
             await phone.close()
             while not phone.events.empty():  # the last call's LEAVE and summary
                 self._show_event(phone.events.get_nowait())
-        self.figures, self.recording, self.users = None, False, ()
-        self.online, self.users_at = False, -1e9
+        self.seen.forget()
+        self.online = False
 
     async def _pump(self, phone: Any) -> None:
         while True:
@@ -271,14 +242,13 @@ class Repl:
 
     def _show_event(self, event: ev.CallEvent) -> None:
         if isinstance(event, ev.Stats):
-            self.figures = event.figures
             if self.options.settings.json:
                 self.out.event(event)
             return
         self.out.event(event)
 
     def _react(self, phone: Any, event: ev.CallEvent) -> None:
-        me = phone.session.user_id if phone.session else None
+        self.seen.see(event, phone.session.user_id if phone.session else None)
         match event:
             case ev.Ringing(caller=caller):
                 self.bell()
@@ -288,25 +258,16 @@ class Repl:
                     if self._reader is not None and (aside := self._reader.set_aside()):
                         self.say(f"'{aside}' put aside until the call is answered or ends", "dim")
                     self.say(f"press y to answer {caller}, n to reject", "bold yellow")
-            case ev.Connected(record=record):
-                self.recording, self.figures = record, None
-                self.peer_muted.clear()
-                if self.video_out() == "terminal" and self.view is None and self._can_view():
+            case ev.Connected():
+                video = self.video
+                if video.where() == "terminal" and video.view is None and video.can_view():
                     from omnicli.ui import repl_actions
                     from omnicli.ui.commands import Command
 
                     self.spawn(self.guarded(repl_actions.view(self, Command("view"))))
                 self._restore_line()
             case ev.Leave() | ev.Cancel():
-                self.figures, self.recording = None, False
-                self.peer_muted.clear()
                 self._restore_line()
-            case ev.Mute(user_id=user, track=track) if user != me:
-                self.peer_muted.add(track)
-            case ev.Unmute(user_id=user, track=track) if user != me:
-                self.peer_muted.discard(track)
-            case ev.Recording(on=on):
-                self.recording = on
             case ev.SessionCreated() | ev.Reconnected():
                 self.online = True
             case ev.Reconnecting() | ev.ServerLost():
@@ -319,62 +280,18 @@ class Repl:
 
     # -- completion --------------------------------------------------------------------
 
-    async def list_users(self) -> list[Any]:
-        """session_list now; keeps the other users' ids for completion."""
-        return list((await self.list_page()).peers)
+    async def _probe_devices(self) -> None:
+        from omnicli.ui.repl_actions import probe_devices
 
-    async def list_page(self) -> SessionPage:
-        """One session_list page (the server's maximum), and the ids kept for completion."""
-        phone = self.need_phone()
-        page: SessionPage = await phone.session_page()
-        me = phone.session.user_id if phone.session else None
-        self.users = tuple(p.user_id for p in page.peers if p.user_id != me)
-        self.users_at = time.monotonic()
-        return page
+        await probe_devices(self)
 
     async def prepare_completion(self, text: str) -> None:
         """Fetch what completing `text` needs and is not fresh: user ids, device ids."""
-        if (
-            wants_users(text)
-            and self.online
-            and self.phone is not None
-            and (time.monotonic() - self.users_at > USERS_CACHE_S)
-        ):
-            if self._users_fetch is None or self._users_fetch.done():
-                self._users_fetch = asyncio.ensure_future(self.list_users())
-                self._users_fetch.add_done_callback(
-                    lambda t: t.cancelled() or t.exception()
-                )  # seen, even if nobody waits
-            try:  # shielded: a slow answer still lands in the cache for the next Tab
-                await asyncio.wait_for(asyncio.shield(self._users_fetch), USERS_FETCH_TIMEOUT_S)
-            except (OmniError, TimeoutError) as exc:
-                log.debug("no user ids for completion: %r", exc)
-        if wants_devices(text) and self.device_report is None:
-            from omnicli.ui.repl_actions import probe_devices
-
-            with contextlib.suppress(Exception):
-                await probe_devices(self)
-
-    def device_ids(self) -> dict[str, tuple[str, ...]]:
-        """Device ids by kind from the last probe; empty before any."""
-        report = self.device_report
-        if report is None:
-            return {}
-        return {
-            kind: tuple(str(d.get("id")) for d in getattr(report, key))
-            for kind, key in (
-                ("camera", "video_inputs"),
-                ("mic", "audio_inputs"),
-                ("speaker", "audio_outputs"),
-            )
-        }
+        await self.completion.prepare(text, online=self.online and self.phone is not None)
 
     def completion_context(self, text: str) -> CompletionContext:
-        return CompletionContext(
-            users=self.users,
-            ringing=tuple(self.phone.ringing_from) if self.phone else (),
-            devices=self.device_ids() if wants_devices(text) else None,
-        )
+        ringing = tuple(self.phone.ringing_from) if self.phone else ()
+        return self.completion.context(text, ringing)
 
     # -- interrupts, leaving -----------------------------------------------------------
 
@@ -419,8 +336,7 @@ class Repl:
         if self.exit_code is not None:
             return
         self.exit_code = INTERRUPTED
-        if self.view is not None:  # give the terminal back before anything else
-            self.view.restore()
+        self.video.restore_terminal()  # give the terminal back before anything else
         self.say("interrupted: leaving without waiting", "red")
         if self.hard_exit_after is not None:  # in case the loop's own teardown hangs
             timer = threading.Timer(self.hard_exit_after, os._exit, (INTERRUPTED,))
@@ -443,64 +359,13 @@ class Repl:
         if self._hangup is not None:  # a hang-up already sent: let it finish first
             await asyncio.gather(self._hangup, return_exceptions=True)
         await self._close_phone()
-        if self._window is not None:
-            self._window.close()
+        self.video.close()
         self.say("left; bye", "dim")
 
-    def video_out(self) -> str:
-        """Where this REPL shows video: the setting, or none for --no-window."""
-        settings = self.options.settings
-        return settings.video_out if settings.window else "none"
-
-    def _open_window(self) -> None:
-        if self.video_out() not in ("auto", "window"):
-            return
-        from omnicli.ui.flows import Window
-        from omnicli.ui.videoout import this_machine
-
-        if this_machine(self.options.settings.json).display:
-            self._window = Window("omni", self._hangup_soon)
-        elif self._can_view():
-            self.out.status("no display: during a call, view shows its video in this terminal")
-        else:
-            self.out.status("no display: running headless, remote video is not shown")
-
-    def _can_view(self) -> bool:
-        """Remote video is wanted: a window is open, or `view` can draw in the terminal."""
-        if self._window is not None:
-            return True
-        if self.video_out() == "none" or self.options.settings.json:
-            return False
-        try:
-            return sys.stdout.isatty() and sys.stdin.isatty()
-        except (AttributeError, ValueError):
-            return False
-
     def route_video(self, to_view: bool) -> None:
-        """Send the call's video to `view` too (True) or only to the window, if any.
-
-        Frames are converted for a sink only while one wants them, so a call in the REPL
-        costs nothing extra when nobody looks at it.
-        """
-        phone = self.phone
-        if phone is None:
-            return
-        wanted = to_view or self._window is not None
-        phone.set_video_sinks(self._video if wanted else None, self._preview if wanted else None)
-
-    def _video(self, frame: Any) -> None:  # the call's thread: remote frames
-        if self._window is not None:
-            self._window.show(frame)
-        view = self.view
-        if view is not None:
-            view.show(frame)
-
-    def _preview(self, frame: Any) -> None:
-        if self._window is not None:
-            self._window.preview(frame)
-        view = self.view
-        if view is not None:
-            view.set_preview(frame)
+        """Send the call's video to `view` too (True) or only to the window, if any."""
+        if self.phone is not None:
+            self.phone.set_video_sinks(*self.video.sinks(to_view))
 
     def _hangup_soon(self) -> None:
         if self.phone is not None:

@@ -82,7 +82,7 @@ async def probe_devices(repl: Repl) -> Any:
     if repl.phone is None or repl.phone.call_state in idle:
         report = await asyncio.to_thread(probe)
     else:
-        old = repl.device_report
+        old = repl.completion.device_report
         report = DeviceReport(video_inputs=list(old.video_inputs) if old else [])
         report.problems.append(
             "in a call: cameras are not probed now "
@@ -92,7 +92,7 @@ async def probe_devices(repl: Repl) -> Any:
             report.audio_inputs, report.audio_outputs = await asyncio.to_thread(audio_devices)
         except DeviceMissing as exc:
             report.problems.append(str(exc))
-    repl.device_report = report
+    repl.completion.device_report = report
     return report
 
 
@@ -145,7 +145,7 @@ async def quality(repl: Repl, cmd: Command) -> None:
 
 async def stats(repl: Repl, cmd: Command) -> None:
     phone = repl.need_phone()
-    figures = repl.figures if phone.call is not None else None
+    figures = repl.seen.figures if phone.call is not None else None
     if figures is None:
         figures = await phone.stats()
     if figures is None:
@@ -162,7 +162,7 @@ async def record(repl: Repl, cmd: Command) -> None:
 
 
 async def sessions(repl: Repl, cmd: Command) -> None:
-    page = await repl.list_page()
+    page = await repl.completion.list_page()
     repl.out.show(sessions_table(page.peers))
     if page.truncated:
         repl.out.status(
@@ -185,7 +185,7 @@ async def view(repl: Repl, cmd: Command) -> None:
         raise UsageError("no call to view")
     if repl.options.settings.json:
         raise UsageError("view draws on stdout: not with --json")
-    if repl.video_out() == "none":
+    if repl.video.where() == "none":
         raise UsageError("video is off here (--no-window or --video-out none)")
     from omnicli.ui.termsink import TerminalVideo
 
@@ -204,14 +204,14 @@ async def view(repl: Repl, cmd: Command) -> None:
         repl.out.hold()  # lines printed now would land in the picture: they wait
         try:
             await asyncio.to_thread(picture.start)
-            repl.view = picture
+            repl.video.view = picture
             repl.route_video(True)
             while phone.call is not None and not done.is_set():
                 picture.set_status(" · ".join(status_lines(repl.status())) + " · any key: prompt")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), 0.5)
         finally:
-            repl.view = None
+            repl.video.view = None
             repl.route_video(False)
             await asyncio.to_thread(picture.close)
             repl.out.release()

@@ -155,7 +155,7 @@ class Settings:
 
     def phone_config(self) -> Any:
         """The call-core's configuration (imported here: `omni --help` loads no phone)."""
-        from omnicli.phone.core import MediaOptions, PhoneConfig
+        from omnicli.phone.config import MediaOptions, PhoneConfig
 
         media = MediaOptions(
             video_source=self.video_source,

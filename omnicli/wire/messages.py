@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum, StrEnum
-from typing import Any, TypeVar
+from enum import StrEnum
+from typing import Any
 
+from omnicli.wire.fields import as_object, flag, member, need, number, opt_member, opt_text, text
 from omnicli.wire.protocol import (
     CallType,
     EndReason,
@@ -27,8 +28,6 @@ from omnicli.wire.protocol import (
     Role,
     Track,
 )
-
-E = TypeVar("E", bound=Enum)
 
 
 class ServerCallState(StrEnum):
@@ -46,59 +45,6 @@ class Presence(StrEnum):
 
     IDLE = "idle"
     BUSY = "busy"
-
-
-# -- field readers ----------------------------------------------------------------------
-
-
-def _need(obj: Mapping[str, Any], name: str) -> Any:
-    if name not in obj:
-        raise ProtocolError(f"missing field '{name}'")
-    return obj[name]
-
-
-def _text(obj: Mapping[str, Any], name: str) -> str:
-    value = _need(obj, name)
-    if not isinstance(value, str):
-        raise ProtocolError(f"field '{name}' must be a string")
-    return value
-
-
-def _opt_text(obj: Mapping[str, Any], name: str) -> str | None:
-    value = obj.get(name)
-    if value is not None and not isinstance(value, str):
-        raise ProtocolError(f"field '{name}' must be a string or null")
-    return value
-
-
-def _flag(obj: Mapping[str, Any], name: str) -> bool:
-    value = obj.get(name, False)
-    if not isinstance(value, bool):
-        raise ProtocolError(f"field '{name}' must be true or false")
-    return value
-
-
-def _number(obj: Mapping[str, Any], name: str, default: float = 0.0) -> float:
-    value = obj.get(name, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ProtocolError(f"field '{name}' must be a number")
-    return float(value)
-
-
-def _member(obj: Mapping[str, Any], name: str, enum: type[E]) -> E:
-    raw = _text(obj, name)
-    try:
-        return enum(raw)
-    except ValueError:
-        raise ProtocolError(f"field '{name}' has an unknown value '{raw[:32]}'") from None
-
-
-def _object(value: Any, what: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ProtocolError(f"{what} must be a JSON object")
-    return value
 
 
 # -- events -----------------------------------------------------------------------------
@@ -195,56 +141,56 @@ ServerEvent = (
 
 def parse_event(obj: Mapping[str, Any]) -> ServerEvent:
     """A typed event from a decoded event frame, or ProtocolError."""
-    name = _member(obj, "event", Event)
+    name = member(obj, "event", Event)
     if name is Event.KICKOUT:
-        return KickoutEvent(_text(obj, "user_id"), str(obj.get("reason") or ""))
-    call_id = _text(obj, "call_id")
+        return KickoutEvent(text(obj, "user_id"), str(obj.get("reason") or ""))
+    call_id = text(obj, "call_id")
     match name:
         case Event.RINGBACK:
             return RingbackEvent(
                 call_id,
-                _text(obj, "callee"),
-                _member(obj, "call_type", CallType),
-                _flag(obj, "record"),
-                _flag(obj, "callee_online"),
+                text(obj, "callee"),
+                member(obj, "call_type", CallType),
+                flag(obj, "record"),
+                flag(obj, "callee_online"),
             )
         case Event.RINGING:
             return RingingEvent(
                 call_id,
-                _text(obj, "caller"),
-                _member(obj, "call_type", CallType),
-                _flag(obj, "record"),
-                _text(obj, "sdp"),
+                text(obj, "caller"),
+                member(obj, "call_type", CallType),
+                flag(obj, "record"),
+                text(obj, "sdp"),
             )
         case Event.ANSWERED:
-            return AnsweredEvent(call_id, _text(obj, "callee"), _text(obj, "sdp"))
+            return AnsweredEvent(call_id, text(obj, "callee"), text(obj, "sdp"))
         case Event.CONNECTED:
             return ConnectedEvent(
                 call_id,
-                _text(obj, "peer"),
-                _member(obj, "call_type", CallType),
-                _flag(obj, "record"),
+                text(obj, "peer"),
+                member(obj, "call_type", CallType),
+                flag(obj, "record"),
             )
         case Event.LEAVE | Event.CANCEL:
             return EndedEvent(
                 call_id,
-                _member(obj, "reason", EndReason),
-                _opt_text(obj, "by"),
+                member(obj, "reason", EndReason),
+                opt_text(obj, "by"),
                 cancel=name is Event.CANCEL,
             )
         case Event.MUTE | Event.UNMUTE:
             return MuteEvent(
                 call_id,
-                _text(obj, "user_id"),
-                _member(obj, "track", Track),
+                text(obj, "user_id"),
+                member(obj, "track", Track),
                 muted=name is Event.MUTE,
             )
         case Event.RECORDING:
-            return RecordingEvent(call_id, _text(obj, "user_id"), _flag(obj, "on"))
+            return RecordingEvent(call_id, text(obj, "user_id"), flag(obj, "on"))
         case Event.MEDIA_RESTART:
-            kind = _member(obj, "kind", RestartKind)
-            sdp = None if kind is RestartKind.REQUEST else _text(obj, "sdp")
-            return MediaRestartEvent(call_id, _text(obj, "user_id"), kind, sdp)
+            kind = member(obj, "kind", RestartKind)
+            sdp = None if kind is RestartKind.REQUEST else text(obj, "sdp")
+            return MediaRestartEvent(call_id, text(obj, "user_id"), kind, sdp)
     raise ProtocolError(f"event '{name.value}' is not handled")  # pragma: no cover
 
 
@@ -273,9 +219,9 @@ def parse_response(obj: Mapping[str, Any]) -> Response:
     rid = obj.get("id")
     if rid is not None and (not isinstance(rid, int) or isinstance(rid, bool)):
         raise ProtocolError("field 'id' must be an integer or null")
-    if _flag(obj, "ok"):
-        return Response(rid, _object(obj.get("result") or {}, "'result'"), None)
-    err = _object(obj.get("error") or {}, "'error'")
+    if flag(obj, "ok"):
+        return Response(rid, as_object(obj.get("result") or {}, "'result'"), None)
+    err = as_object(obj.get("error") or {}, "'error'")
     code = err.get("code", 0)
     refused = Refused(
         code if isinstance(code, int) and not isinstance(code, bool) else 0,
@@ -302,12 +248,12 @@ class SessionResult:
         if not isinstance(ice, list) or not all(isinstance(s, dict) for s in ice):
             raise ProtocolError("field 'ice_servers' must be a list of objects")
         return cls(
-            _text(obj, "session"),
-            _text(obj, "user_id"),
+            text(obj, "session"),
+            text(obj, "user_id"),
             tuple(ice),
-            _opt_text(obj, "resume_token"),
-            _number(obj, "resume_grace"),
-            _opt_text(obj, "sip_address"),
+            opt_text(obj, "resume_token"),
+            number(obj, "resume_grace"),
+            opt_text(obj, "sip_address"),
         )
 
 
@@ -326,18 +272,18 @@ class SessionListResult:
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> SessionListResult:
-        rows = _need(obj, "sessions")
+        rows = need(obj, "sessions")
         if not isinstance(rows, list):
             raise ProtocolError("field 'sessions' must be a list")
         sessions = tuple(
             SessionRow(
-                _text(row, "user_id"),
-                _member(row, "state", Presence),
-                None if row.get("call_type") is None else _member(row, "call_type", CallType),
+                text(row, "user_id"),
+                member(row, "state", Presence),
+                opt_member(row, "call_type", CallType),
             )
-            for row in (_object(r, "a session row") for r in rows)
+            for row in (as_object(r, "a session row") for r in rows)
         )
-        return cls(sessions, int(_number(obj, "total", len(sessions))), _flag(obj, "truncated"))
+        return cls(sessions, int(number(obj, "total", len(sessions))), flag(obj, "truncated"))
 
 
 @dataclass(frozen=True)
@@ -347,7 +293,7 @@ class OfferResult:
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> OfferResult:
-        return cls(_text(obj, "call_id"), _flag(obj, "callee_online"))
+        return cls(text(obj, "call_id"), flag(obj, "callee_online"))
 
 
 @dataclass(frozen=True)
@@ -359,8 +305,8 @@ class LeaveResult:
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> LeaveResult:
-        reason = None if obj.get("reason") is None else _member(obj, "reason", EndReason)
-        return cls(_opt_text(obj, "call_id"), reason)
+        reason = opt_member(obj, "reason", EndReason)
+        return cls(opt_text(obj, "call_id"), reason)
 
 
 @dataclass(frozen=True)
@@ -377,12 +323,12 @@ class ServerCall:
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> ServerCall:
         return cls(
-            _text(obj, "call_id"),
-            _member(obj, "state", ServerCallState),
-            _text(obj, "peer"),
-            _member(obj, "role", Role),
-            _member(obj, "call_type", CallType),
-            _flag(obj, "record"),
+            text(obj, "call_id"),
+            member(obj, "state", ServerCallState),
+            text(obj, "peer"),
+            member(obj, "role", Role),
+            member(obj, "call_type", CallType),
+            flag(obj, "record"),
         )
 
 
@@ -396,7 +342,7 @@ class EndedCall:
 
     @classmethod
     def parse(cls, obj: Mapping[str, Any]) -> EndedCall:
-        return cls(_text(obj, "call_id"), _member(obj, "reason", EndReason), _opt_text(obj, "by"))
+        return cls(text(obj, "call_id"), member(obj, "reason", EndReason), opt_text(obj, "by"))
 
 
 @dataclass(frozen=True)
@@ -410,8 +356,8 @@ class ResumeResult:
         call, ended = obj.get("call"), obj.get("ended")
         return cls(
             SessionResult.parse(obj),
-            None if not call else ServerCall.parse(_object(call, "field 'call'")),
-            None if not ended else EndedCall.parse(_object(ended, "field 'ended'")),
+            None if not call else ServerCall.parse(as_object(call, "field 'call'")),
+            None if not ended else EndedCall.parse(as_object(ended, "field 'ended'")),
         )
 
 

@@ -5,14 +5,13 @@ back within 3 s of the new address being usable (scripts/netlab.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from labcall import KEY, lab_omni, lab_server, received
 from procs import omni_env
-from test_impairment import KEY, OMNI, Lines, received
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from netlab import NetLab, unavailable
@@ -33,36 +32,12 @@ def test_call_survives_an_address_change() -> None:
     common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "320x240"]
     common += ["--server"]  # the URL follows
     with NetLab() as lab:
-        server = lab.popen(
-            "a",
-            [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        url = Lines(server).next(20).rsplit(" ", 1)[1]
-        bob = Lines(
-            lab.popen(
-                "b",
-                [*OMNI, "answer", "alice", "--user-id", "bob", "--wait", "60", *common, url],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
+        url = lab_server(lab, env)
+        answer = ["answer", "alice", "--user-id", "bob", "--wait", "60", *common, url]
+        bob = lab_omni(lab, "b", answer, env)
         bob.until("SESSION", 30)
-        alice = Lines(
-            lab.popen(
-                "a",
-                [*OMNI, "call", "bob", "--user-id", "alice", "-d", str(CALL_SECONDS), *common, url],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
+        call = ["call", "bob", "--user-id", "alice", "-d", str(CALL_SECONDS), *common, url]
+        alice = lab_omni(lab, "a", call, env)
         call_id = alice.until("CONNECTED", 40)["call_id"]
         bob.until("CONNECTED", 10)
         time.sleep(MOVE_AFTER)

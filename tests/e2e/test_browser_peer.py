@@ -86,3 +86,31 @@ def test_omni_calls_a_browser(server):
         assert page["audioSamplesReceived"] > 48000
     finally:
         browser.close()
+
+
+def test_frame_codes_cross_between_browser_and_omni(server):
+    """The latency benchmark's mechanism (scripts/benchchrome.py): the page's canvas
+    carries omnicli's frame code drawn in JS, omni reads it, and the page reads the code
+    of omni's frames; both stamps are wall-clock ms that the other side's clock agrees with."""
+    bob = answering_peer("bob", server, *MEDIA)
+    browser = None
+    try:
+        browser = Chromium(
+            page_url(server=server, user="web", callee="bob", seconds="4", framecode="1",
+                     width="320", height="240", fps="15")
+        )  # fmt: skip
+        page = browser.wait_for(lambda r: (r.get("frameCodes") or {}).get("read", 0) > 20)
+        codes = page["frameCodes"]
+        assert page["error"] is None
+        assert codes["backwards"] == 0, codes  # omni's counter, read in order
+        assert -5 < codes["lastLatencyMs"] < 1000, codes  # omni's clock, read by the page
+        leave = bob.event("LEAVE", timeout=30)
+        video = leave["summary"]["received"]["video"]
+        sent = browser.evaluate("bench.source.state.sent")  # frames the canvas has drawn
+        assert video["frames_coded"] > 20, video  # the JS-drawn code, read by omni
+        assert 0 <= video["first_counter"] < video["last_counter"] < sent, (video, sent)
+        assert 0 <= video["latency_ms_median"] < 1000, video  # the page's clock, in omni
+    finally:
+        if browser is not None:
+            browser.close()
+        bob.stop()

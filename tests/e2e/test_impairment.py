@@ -3,59 +3,17 @@
 
 from __future__ import annotations
 
-import json
-import queue
-import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
+from labcall import KEY, lab_omni, lab_server, received
 from procs import omni_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from netlab import NetLab, unavailable
 
 CALL_SECONDS = 30
-OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
-KEY = "netlab-key"
-
-
-class Lines:
-    """Collects a process's stdout lines on a thread (JSON objects where they parse)."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.queue: queue.Queue[str] = queue.Queue()
-        self.events: list[dict[str, Any]] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.queue.put(line.rstrip("\n"))
-
-    def next(self, timeout: float) -> str:
-        try:
-            return self.queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"no output in {timeout} s; seen {self.events[-5:]}") from None
-
-    def until(self, name: str, timeout: float) -> dict[str, Any]:
-        while True:
-            line = self.next(timeout)
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            self.events.append(event)
-            if event.get("event") == name:
-                return event
-
-
-def received(stats: dict[str, Any]) -> tuple[int, float]:
-    return stats["video_in"]["frames_received"], stats["audio_in"]["seconds_received"]
 
 
 @pytest.mark.e2e
@@ -76,60 +34,42 @@ def test_call_survives_loss_and_delay() -> None:
         "15",
     ]
     with NetLab(loss=0.05, delay_ms=50) as lab:
-        server = lab.popen(
-            "a",
-            [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        url = Lines(server).next(20).rsplit(" ", 1)[1]
+        url = lab_server(lab, env)
         assert url.startswith(f"ws://{lab.addr_a}:")
-        bob = Lines(
-            lab.popen(
-                "b",
-                [
-                    *OMNI,
-                    "answer",
-                    "alice",
-                    "--user-id",
-                    "bob",
-                    "--wait",
-                    "60",
-                    "--server",
-                    url,
-                    *common,
-                    "--audio-source",
-                    "tone:660",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
+        bob = lab_omni(
+            lab,
+            "b",
+            [
+                "answer",
+                "alice",
+                "--user-id",
+                "bob",
+                "--wait",
+                "60",
+                "--server",
+                url,
+                *common,
+                "--audio-source",
+                "tone:660",
+            ],
+            env,
         )
         bob.until("SESSION", 30)
-        alice = Lines(
-            lab.popen(
-                "a",
-                [
-                    *OMNI,
-                    "call",
-                    "bob",
-                    "--user-id",
-                    "alice",
-                    "--duration",
-                    str(CALL_SECONDS),
-                    "--server",
-                    url,
-                    *common,
-                ],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
+        alice = lab_omni(
+            lab,
+            "a",
+            [
+                "call",
+                "bob",
+                "--user-id",
+                "alice",
+                "--duration",
+                str(CALL_SECONDS),
+                "--server",
+                url,
+                *common,
+            ],
+            env,
         )
         for side in (alice, bob):
             side.until("CONNECTED", 40)

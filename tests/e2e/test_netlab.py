@@ -5,6 +5,7 @@ bursts of the asked length, a moved address is the only one that works afterward
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,33 @@ def test_rate_cap_holds_and_lifts() -> None:
         lab.set_rate(None)
         sent, seen, _ = blast(lab, 1000, 1000, 2.0)
         assert len(seen) >= 0.98 * sent, (len(seen), sent)
+
+
+def test_rate_cap_counts_its_drops() -> None:
+    """What the cap drops is counted per side: about what was offered above the rate."""
+    with NetLab(rate_kbit=300) as lab:
+        sent, seen, _ = blast(lab, 1000, 1000, 3.0)
+        drops = lab.cap_drops()
+    # (another packet of the namespace, IPv6 neighbour discovery say, may be one of them)
+    assert drops["a"] <= 3  # nothing else went from b to a
+    assert abs(drops["b"] - (sent - len(seen))) <= 3, (drops, sent, len(seen))
+    assert drops["b"] > sent / 3
+
+
+def test_delay_helpers_run_first_and_report_their_lateness() -> None:
+    """The delay helpers run at real-time priority, so the lab's own delay holds on a busy
+    machine: each report counts what it released, and almost nothing late (> 20 ms)."""
+    with NetLab(delay_ms=20) as lab:
+        lab.harness_report()
+        sent, seen, _ = blast(lab, 400, 200, 3.0)
+        lines = lab.harness_report()
+    assert len(seen) >= 0.98 * sent
+    assert len(lines) == 2, lines
+    counts = [tuple(int(x) for x in re.findall(r"(\d+) of (\d+)", line)[0]) for line in lines]
+    assert max(released for _, released in counts) >= 0.98 * sent, (counts, sent)
+    assert all(late <= 0.01 * released for late, released in counts), lines
+    assert all(line.endswith("kernel queue drops 0") for line in lines), lines
+    assert lab.bursty_counts and all(c.endswith("priority fifo") for c in lab.bursty_counts)
 
 
 def test_bursty_loss_comes_in_bursts() -> None:

@@ -53,8 +53,23 @@ class Server:
 def call(lab: SipLab, *args: str, timeout: float = 40) -> tuple[int, list[dict[str, Any]], str]:
     """Run `omni call ...` in the lab: exit code, JSON events, stderr."""
     done = lab.run([*OMNI, "call", *args, *CLIENT], timeout=timeout)
-    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    events = json_lines(done.stdout)
     return done.returncode, [e for e in events if e.get("event") != "STATS"], done.stderr
+
+
+def start_call(lab: SipLab, callee: str, *extra: str) -> subprocess.Popen[str]:
+    """`omni call CALLEE` in the lab, left running: its stdout and stderr are piped."""
+    return subprocess.Popen(
+        lab.cmd([*OMNI, "call", callee, *CLIENT, *extra]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=omni_env(),
+    )
+
+
+def json_lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 def names(events: list[dict[str, Any]]) -> list[str]:
@@ -89,13 +104,7 @@ def test_the_sip_phone_hangs_up_and_omni_hears_why(lab: SipLab, janus: Janus) ->
     """A BYE from the phone ends the omni call with LEAVE hangup, by the SIP address."""
     carol = BareSip(lab, "carol", answer="auto")
     Server(lab, janus.url)
-    proc = subprocess.Popen(
-        lab.cmd([*OMNI, "call", carol.uri, *CLIENT, "--duration", "30"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=omni_env(),
-    )
+    proc = start_call(lab, carol.uri, "--duration", "30")
     try:
         carol.wait_event("CALL_ESTABLISHED")
         time.sleep(1.0)
@@ -103,7 +112,7 @@ def test_the_sip_phone_hangs_up_and_omni_hears_why(lab: SipLab, janus: Janus) ->
         out, err = proc.communicate(timeout=15)
     finally:
         lab.stop(proc)
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    events = json_lines(out)
     leave = events[-1]
     assert leave["event"] == "LEAVE", events[-3:]
     assert (leave["reason"], leave["by"]) == ("hangup", carol.uri), leave
@@ -114,20 +123,14 @@ def test_a_busy_phone_ends_the_call_busy(lab: SipLab, janus: Janus) -> None:
     """The phone rejects the ringing call (486): RINGBACK, then LEAVE busy, exit 5."""
     carol = BareSip(lab, "carol", answer="manual")
     Server(lab, janus.url)
-    proc = subprocess.Popen(
-        lab.cmd([*OMNI, "call", carol.uri, *CLIENT]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=omni_env(),
-    )
+    proc = start_call(lab, carol.uri)
     try:
         carol.wait_event("CALL_INCOMING")
         carol.hangup()
         out, err = proc.communicate(timeout=15)
     finally:
         lab.stop(proc)
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    events = json_lines(out)
     assert "RINGBACK" in names(events), events
     assert events[-1]["reason"] == "busy", events[-1]
     assert proc.returncode == 5 and "busy" in err, err
@@ -170,13 +173,7 @@ def test_a_gateway_that_dies_mid_call_ends_it_and_a_restarted_one_serves_again(
     """Janus killed mid-call: LEAVE connection_lost at once; after a restart calls work."""
     carol = BareSip(lab, "carol", answer="auto")
     Server(lab, janus.url)
-    proc = subprocess.Popen(
-        lab.cmd([*OMNI, "call", carol.uri, *CLIENT, "--duration", "30"]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=omni_env(),
-    )
+    proc = start_call(lab, carol.uri, "--duration", "30")
     try:
         carol.wait_event("CALL_ESTABLISHED")
         time.sleep(0.5)
@@ -186,7 +183,7 @@ def test_a_gateway_that_dies_mid_call_ends_it_and_a_restarted_one_serves_again(
         ended_after = time.monotonic() - killed
     finally:
         lab.stop(proc)
-    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    events = json_lines(out)
     assert events[-1]["event"] == "LEAVE", events[-3:]
     assert events[-1]["reason"] == "connection_lost", events[-1]
     assert ended_after < 5, ended_after
@@ -266,16 +263,7 @@ def test_several_sip_calls_at_once(lab: SipLab, janus: Janus) -> None:
         BareSip(lab, "dave", sip_port=5072, ctrl_port=4445, tone_hz=660),
     ]
     Server(lab, janus.url)
-    callers = [
-        subprocess.Popen(
-            lab.cmd([*OMNI, "call", phone.uri, *CLIENT, "--duration", "4"]),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=omni_env(),
-        )
-        for phone in phones
-    ]
+    callers = [start_call(lab, phone.uri, "--duration", "4") for phone in phones]
     try:
         outputs = [proc.communicate(timeout=40) for proc in callers]
     finally:

@@ -5,18 +5,19 @@ video climbs back (omnicli/media/sendrate.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from labcall import KEY, Lines, lab_omni, lab_server
 from procs import omni_env
-from test_impairment import KEY, OMNI, Lines
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 from netlab import NetLab, unavailable
+
+from omnicli.media.sendrate import REMB_FLOOR_BPS
 
 CAPPED = 20  # s of the call under the cap
 FREE = 12  # s after the cap is lifted
@@ -30,44 +31,18 @@ def stats(side: Lines, since: int, until: int | None = None) -> list[dict[str, A
 def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
     """Under a 300 kbit/s cap each side's video target falls (median) below the cap and the video
     goes to half size or half rate, while over the last 10 capped seconds at least 95 % of
-    the audio arrives and video still arrives; lifting the cap lets the target climb."""
+    the audio arrives and video keeps arriving; lifting the cap lets the target climb."""
     if (why := unavailable()) is not None:
         pytest.skip(f"cannot build the network lab: {why}")
     env = omni_env()
     common = ["--json", "--no-window", "--service-key", KEY, "--video-size", "640x480"]
     with NetLab(rate_kbit=300) as lab:  # no delay helper: the kernel alone shapes the link
-        server = lab.popen(
-            "a",
-            [*OMNI, "server", "--host", lab.addr_a, "--port", "0", "--service", f"dev:{KEY}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            env=env,
-        )
-        url = Lines(server).next(20).rsplit(" ", 1)[1]
-        answer = [*OMNI, "answer", "alice", "--user-id", "bob", "--wait", "60", *common]
-        bob = Lines(
-            lab.popen(
-                "b",
-                [*answer, "--server", url, "--audio-source", "tone:660"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
+        url = lab_server(lab, env)
+        answer = ["answer", "alice", "--user-id", "bob", "--wait", "60", *common]
+        bob = lab_omni(lab, "b", [*answer, "--server", url, "--audio-source", "tone:660"], env)
         bob.until("SESSION", 30)
-        call = [*OMNI, "call", "bob", "--user-id", "alice", "-d", str(CAPPED + FREE), *common]
-        alice = Lines(
-            lab.popen(
-                "a",
-                [*call, "--server", url],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-            )
-        )
+        call = ["call", "bob", "--user-id", "alice", "-d", str(CAPPED + FREE), *common]
+        alice = lab_omni(lab, "a", [*call, "--server", url], env)
         for side in (alice, bob):
             side.until("CONNECTED", 40)
         start = {id(s): len(s.events) for s in (alice, bob)}
@@ -92,6 +67,10 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
             span = len(last) - 1  # STATS come once a second
             assert audio >= 0.95 * span * 0.98, (audio, span)  # 2 % for the STATS clock
             assert frames > 2 * span, frames  # video still arrives
+            # ...and keeps arriving: no three STATS seconds in a row without a new frame
+            # (the send side once froze for 3.4 s at this cap; see docs/performance.md)
+            got = [s["video_in"]["frames_received"] for s in last]
+            assert all(got[i + 3] > got[i] for i in range(len(got) - 3)), got
             # It probes up, then cuts back to what got through: it keeps going below the
             # 300 kbit/s link (audio needs room too), and a probe's overshoot stays small.
             targets = sorted(s["video_target_kbps"] for s in last)
@@ -99,7 +78,10 @@ def test_capped_call_keeps_its_audio_and_adapts_its_video() -> None:
             adapted = [s for s in last if s["width_out"] == 320 or (s["fps_out"] or 30) <= 20]
             assert len(adapted) >= len(last) // 2, [(s["width_out"], s["fps_out"]) for s in last]
             free = stats(side, lifted[id(side)])
-            # once the cap is gone it climbs well above what it held under the cap (how far
-            # in 12 s depends on REMB too, which a loaded receiver keeps low)
+            # once the cap is gone it climbs well above what it held under the cap, or at
+            # least to the 250 kbit/s that REMB alone cannot hold it under: above that, how
+            # far it gets in 12 s is REMB's (the peer's delay estimate), which a loaded
+            # receiver keeps low, and a target held close under the cap is already near it
             lifted_max = max(s["video_target_kbps"] for s in free)
-            assert lifted_max > 1.3 * targets[len(targets) // 2], (lifted_max, targets)
+            climbed = min(1.3 * targets[len(targets) // 2], REMB_FLOOR_BPS / 1000)
+            assert lifted_max >= climbed, (lifted_max, targets)

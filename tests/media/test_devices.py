@@ -17,7 +17,7 @@ from procs import answering_peer, omni_env, run_omni, start_server
 from omnicli.errors import DeviceMissing, SourceError
 from omnicli.media import devices
 from omnicli.media.camera import CameraTrack
-from omnicli.media.sources import device_id, open_with_fallback
+from omnicli.media.sourcespec import device_id, open_with_fallback
 
 # PortAudio reaches PulseAudio through ALSA; a socket nobody serves means "no sound devices".
 NO_SOUND = {"PULSE_SERVER": "unix:/nonexistent/omni-no-pulse"}

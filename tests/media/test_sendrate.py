@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import itertools
 
 import pytest
 from av import VideoFrame
@@ -34,13 +35,23 @@ def test_heavy_loss_cuts_to_what_got_through_then_holds() -> None:
 
 
 def test_low_loss_grows_ten_percent_a_second_up_to_remb() -> None:
-    """No loss: +10 % per report, not faster than once per interval, never above REMB."""
+    """No loss: +10 % per report, not faster than once per interval, never above REMB; but
+    a REMB below aiortc's 250 kbit/s floor does not hold it there (a receiver estimates
+    about what it gets, so a low REMB would keep a lifted cap's low rate)."""
     control = SendRate(200_000)
     assert control.on_report(0.0, now=1.0) == 220_000
     assert control.on_report(0.0, now=1.2) == 220_000  # a second report too soon
-    control.on_remb(230_000, now=1.5)
-    assert control.on_report(0.0, now=2.1) == 230_000
-    assert control.on_report(0.0, now=3.1) == 230_000
+    control.on_remb(300_000, now=1.5)
+    assert [control.on_report(0.0, now=n + 0.1) for n in range(2, 7)] == [
+        242_000,
+        266_200,
+        300_000,  # the fourth clean report in a row: +25 %, but REMB caps it
+        300_000,
+        300_000,
+    ]
+    low = SendRate(60_000)
+    low.on_remb(65_000, now=0.0)
+    assert [low.on_report(0.0, now=float(n)) for n in range(1, 4)] == [66_000, 72_600, 79_860]
 
 
 def test_one_unlucky_report_does_not_cut() -> None:
@@ -82,18 +93,42 @@ def test_target_stays_within_bounds() -> None:
     assert control.target_bps == sendrate.MAX_BPS
 
 
-def test_levels_go_down_in_order_and_come_back_with_a_margin() -> None:
-    half_fps, half_size = Level(keep_every=2), Level(keep_every=2, scale=2)
-    assert level_for(500_000) == FULL
-    assert level_for(300_000) == half_fps
-    assert level_for(150_000) == half_size
-    assert level_for(220_000, half_size) == half_size  # not yet 200k * 1.35
-    assert level_for(280_000, half_size) == half_fps
-    assert level_for(400_000, half_fps) == half_fps  # not yet 350k * 1.35
-    assert level_for(480_000, half_fps) == FULL
+def test_the_users_ceiling_bounds_the_target_and_the_level() -> None:
+    """--max-bitrate is the controller's ceiling: the target never goes past it and the
+    frame-rate level follows it; the link estimate goes on under it (Opus keeps its full
+    rate, a cut counts from what was sent), and a lifted ceiling gives that estimate back."""
+    control = SendRate(1_000_000)
+    assert control.set_ceiling(300_000, now=0.0) == 300_000
+    for n in range(1, 8):
+        control.on_report(0.0, now=float(n))
+    assert control.target_bps == control.video_bps == 300_000
+    assert control.loss_bps >= 1_000_000
+    assert control.level == Level(keep_every=2)  # 640x480 VP8 needs fewer frames at 300k
+    assert audio_bitrate(control.loss_bps, 96_000) == sendrate.AUDIO_FULL_BPS
+    assert control.set_ceiling(None, now=8.0) == control.loss_bps
+    assert control.level == FULL
+    control.set_ceiling(300_000, now=9.0)
+    control.on_report(0.5, now=10.0)  # a thin link under the ceiling: cut from 300k sent
+    assert control.target_bps == int(300_000 * 0.5 * sendrate.CUT_MARGIN)
+    assert audio_bitrate(control.loss_bps, 96_000) == sendrate.AUDIO_THIN_BPS
+    control.set_ceiling(40_000, now=11.0)  # below the controller's own floor: obeyed
+    assert control.target_bps == 40_000
+
+
+def test_level_thresholds_scale_with_the_sources_pixel_rate() -> None:
+    """150 kbit/s halves a 640x480 30 fps source twice, but is plenty for 320x240 at 15 fps
+    (threshold 350k * (1/8) ** 0.75 = 74k); a 1280x720 source halves its rate sooner; the
+    shaper measures the pixel rate from the frames' size and pts."""
+    small = 320 * 240 * 15
+    assert level_for(150_000) == Level(keep_every=2, scale=2)
+    assert level_for(150_000, pixel_rate=small) == FULL
+    assert level_for(70_000, pixel_rate=small) == Level(keep_every=2)
+    assert level_for(500_000, pixel_rate=1280 * 720 * 30) == Level(keep_every=2)
     control = SendRate(500_000)
-    control.on_report(0.7, now=1.0)  # 500k * 0.3 * 0.85 = 127.5k
-    assert control.level == half_size
+    shaper = FrameShaper(control)
+    for n in range(60):
+        shaper(frame(320, 240, pts=6000 * n))  # 15 fps
+    assert control.pixel_rate == pytest.approx(small, rel=0.05)
 
 
 def test_encoder_steps_and_audio_hysteresis() -> None:
@@ -107,13 +142,22 @@ def test_encoder_steps_and_audio_hysteresis() -> None:
 
 
 def test_retransmit_budget_is_a_share_of_the_target() -> None:
-    """At 600 kbit/s the budget refills 200 kbit/s = 25 kB/s, a quarter second at once."""
-    budget = RetransmitBudget(SendRate(600_000))
+    """At 1.2 Mbit/s the budget refills 400 kbit/s = 50 kB/s, a quarter second (12.5 kB) at
+    once; at 60 kbit/s it refills 40 kbit/s (the floor) but still holds eight packets at
+    once (a keyframe's losses); a packet just resent is not resent again for 0.2 s."""
+    budget = RetransmitBudget(SendRate(1_200_000))
     sent = sum(budget.allow(1000, now=0.0) for _ in range(20))
-    assert sent == 6  # 6.25 kB in the bucket
+    assert sent == 12  # 12.5 kB in the bucket
     sent = sum(budget.allow(1000, now=1.0) for _ in range(40))
-    assert sent == 6  # refilled, but never above a quarter second
-    assert budget.refused == 20 - 6 + 40 - 6
+    assert sent == 12  # refilled, but never above a quarter second
+    assert budget.refused == 20 - 12 + 40 - 12
+    thin = RetransmitBudget(SendRate(60_000))
+    assert sum(thin.allow(1200, now=0.0, seq=n) for n in range(20)) == 8
+    assert not thin.allow(100, now=0.1, seq=3) and thin.repeats == 1  # still on its way
+    assert thin.allow(1200, now=0.5, seq=3)  # 0.5 s refilled 2.5 kB; 3 may go again
+    assert thin.allow(1200, now=0.5, seq=30)
+    assert not thin.allow(1200, now=0.5, seq=31)
+    assert not thin.allow(100, now=5.0, seq=3) and thin.repeats == 2  # twice is enough
 
 
 def frame(width: int = 640, height: int = 480, pts: int = 3000) -> VideoFrame:
@@ -169,3 +213,99 @@ async def test_installed_on_a_real_call(remb_first: bool) -> None:
         await asyncio.sleep(2)
         sent, dropped = a.video_out.frames_out - sent0, shaper.dropped - dropped0
         assert sent >= 10 and abs(sent - dropped) <= 2, (sent, dropped)  # every other frame
+
+
+async def test_max_bitrate_is_the_controllers_ceiling_on_a_real_call() -> None:
+    """`PeerLink.set_max_bitrate` mid-call: the controller's target and the encoder's stay
+    under it, the video goes to half size (the level follows the ceiling), Opus keeps its
+    full rate; lifting it leaves the controller without a ceiling."""
+    async with call() as (a, b):
+        await eventually(lambda: b.video_in.frames_received > 10, 5)
+        video = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.video_out)
+        audio = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.audio_out)
+        a.set_max_bitrate(150_000)
+        assert a.send_rate.ceiling_bps == 150_000
+        assert a.send_rate.target_bps <= 150_000
+        await eventually(lambda: b.video_in.width == 320, 5)
+        assert video._RTCRtpSender__encoder.target_bitrate <= 150_000
+        assert audio._RTCRtpSender__encoder.codec.bit_rate == 96_000
+        a.set_max_bitrate(None)
+        assert a.send_rate.ceiling_bps is None
+
+
+async def test_keyframe_requests_inside_the_gap_are_served_once_when_it_ends() -> None:
+    """At 160 kbit/s a keyframe takes 0.5 s of the link: a burst of requests right after
+    one keyframe gives one more, when that gap ends; at 1 Mbit/s the gap is 0.25 s, at
+    60 kbit/s 0.6 s (longer would freeze the picture for longer)."""
+    now = [100.0]
+    sent: list[float] = []
+    control = SendRate(160_000)
+    gate = sendrate.KeyframeGate(control, lambda: sent.append(now[0]), lambda: now[0])
+    assert gate.gap() == pytest.approx(0.5)
+    gate.request()
+    assert sent == [100.0]
+    for _ in range(3):
+        now[0] += 0.1
+        gate.request()
+    assert sent == [100.0] and gate.deferred is not None
+    await asyncio.sleep(0.25)  # the timer runs on the loop's clock: 0.5 - 0.3 s later
+    now[0] = 100.5
+    await eventually(lambda: len(sent) == 2, 2)
+    assert control.counts["keyframes"] == 2
+    for bps, gap in ((1_000_000, 0.25), (60_000, 0.6)):
+        assert sendrate.KeyframeGate(SendRate(bps), lambda: None, lambda: 0.0).gap() == gap
+
+
+def test_encoder_target_goes_down_at_once_and_up_once_every_two_seconds() -> None:
+    target = sendrate.EncoderTarget()
+    assert target.next(470_000, now=0.0) == 470_000
+    assert target.next(350_000, now=0.1) == 350_000  # down: at once
+    assert target.next(330_000, now=0.2) == 350_000  # within 10 %: no rebuild for that
+    assert target.next(470_000, now=0.5) == 350_000  # up: not yet
+    assert target.next(630_000, now=2.1) == 630_000
+    assert target.next(850_000, now=3.0) == 630_000
+    assert target.next(200_000, now=3.1) == 200_000
+
+
+def test_near_the_last_cut_the_target_creeps_and_far_past_it_grows_again() -> None:
+    """After a cut (300k sent, 30 % lost: 210k got through), growth is 3 % a report between
+    189k and 231k, then 10 % again once past 231k without loss (the link grew)."""
+    control = SendRate(300_000)
+    control.on_report(0.3, now=0.0)  # smoothed: 15 %, above 10 % too: the cut
+    assert control.known_max == 210_000
+    cut = control.loss_bps
+    assert cut == int(210_000 * sendrate.CUT_MARGIN)
+    control.on_report(0.0, now=2.0)
+    assert control.loss_bps == int(cut * sendrate.GROWTH)  # 196k: below 0.9 * 210k
+    rates = []
+    for n in range(3, 12):
+        control.on_report(0.0, now=float(n))
+        rates.append(control.loss_bps)
+    assert all(b <= a * 1.031 for a, b in itertools.pairwise(rates) if a <= 231_000), rates
+    assert control.known_max is None and rates[-1] > rates[-2] * 1.09, rates
+
+
+async def test_a_packet_sent_long_ago_is_not_resent() -> None:
+    """A NACK for a packet sent within 0.6 s gets it again; one sent earlier does not (a late
+    resend makes aiortc's receiver throw its jitter buffer away and ask for a keyframe)."""
+    from aiortc.rtp import RtpPacket
+
+    now = [0.0]
+    resent: list[int] = []
+
+    class Sender:
+        _RTCRtpSender__rtp_history: dict[int, RtpPacket] = {}
+
+        async def _retransmit(self, seq: int) -> None:
+            resent.append(seq)
+
+    sender = Sender()
+    control = SendRate(500_000)
+    sendrate.budget_retransmissions(sender, RetransmitBudget(control), lambda: now[0])
+    history = sender._RTCRtpSender__rtp_history
+    for seq in (10, 11):
+        history[seq] = RtpPacket(sequence_number=seq, payload=b"x" * 1000)
+        now[0] += 0.5
+    await sender._retransmit(11)  # sent 0.5 s ago
+    await sender._retransmit(10)  # sent 1.0 s ago
+    assert resent == [11] and control.counts["rtx_stale"] == 1

@@ -13,7 +13,8 @@ import pytest
 from omnicli.errors import SourceError
 from omnicli.media import framecode
 from omnicli.media.probes import AudioProbe, luma
-from omnicli.media.sources import FileTrack, SilenceTrack, TestPatternTrack, ToneTrack, open_source
+from omnicli.media.sources import FileTrack, SilenceTrack, TestPatternTrack, ToneTrack
+from omnicli.media.sourcespec import open_source
 
 
 async def test_pattern_paces_and_stamps_counters() -> None:

@@ -22,6 +22,7 @@ from omnicli.phone.core import Phone, SessionInfo
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.server.switchboard import Delivery, Service
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire import tokens
 from omnicli.wire.messages import ResumeResult
 from omnicli.wire.protocol import CallType, Role
@@ -283,12 +284,12 @@ def test_a_resume_token_naming_a_bad_user_id_is_refused() -> None:
 
 def test_resume_parsing() -> None:
     """resume needs a token; describing a call needs all of its fields."""
-    body = p.parse_request({"op": "resume", "id": 1, "resume_token": "t"}).body
-    assert body == p.Resume("t")
+    body = rq.parse_request({"op": "resume", "id": 1, "resume_token": "t"}).body
+    assert body == rq.Resume("t")
     with pytest.raises(p.ProtocolError, match="peer"):
-        p.parse_request({"op": "resume", "id": 1, "resume_token": "t", "call_id": "c-1"})
+        rq.parse_request({"op": "resume", "id": 1, "resume_token": "t", "call_id": "c-1"})
     with pytest.raises(p.ProtocolError, match="resume_token"):
-        p.parse_request({"op": "resume", "id": 1})
+        rq.parse_request({"op": "resume", "id": 1})
 
 
 # -- the client's plan after a resume ----------------------------------------------------------

@@ -21,7 +21,7 @@ from omnicli.phone.core import Phone
 from omnicli.phone.signaling import SignalingClient
 from omnicli.phone.summary import RunningStats, summarize
 from omnicli.server.driver import ServerConfig, SignalingServer
-from omnicli.ui import cli
+from omnicli.ui import cliapp
 from omnicli.ui import flows as runner
 from omnicli.ui.flows import Stopper, answer_forever, follow_call, until_stopped
 from omnicli.wire import messages as m
@@ -345,13 +345,13 @@ async def test_the_window_q_key_never_kills_the_process():
 
 
 def test_run_turns_an_unexpected_exception_into_one_line(capsys):
-    """cli.run: an exception that is no OmniError is `omni: unexpected error: ...`, exit 1."""
+    """cliapp.run: an exception that is no OmniError is `omni: unexpected error: ...`, exit 1."""
 
     async def flow() -> int:
         raise RuntimeError("boom\nsecond line")
 
     with pytest.raises(typer.Exit) as info:
-        cli.run(flow)
+        cliapp.run(flow)
     assert info.value.exit_code == 1
     err = capsys.readouterr().err
     assert err == "omni: unexpected error: RuntimeError: boom second line\n"

@@ -135,7 +135,7 @@ async def test_a_client_that_reads_nothing_is_aborted(monkeypatch: pytest.Monkey
         assert await asyncio.to_thread(gone, sock, 2.0)
         sock.close()
         async with asyncio.timeout(2):
-            while server.gate.total or server._clients:
+            while server.admission.gate.total or server._clients:
                 await asyncio.sleep(0.02)
 
 
@@ -151,7 +151,7 @@ async def test_a_close_the_server_decides_completes(monkeypatch: pytest.MonkeyPa
         assert time.monotonic() - started < 0.5 + srv.CLOSE_TIMEOUT + 1.5
         sock.close()
         async with asyncio.timeout(2):
-            while server.gate.total or server._clients:
+            while server.admission.gate.total or server._clients:
                 await asyncio.sleep(0.02)
 
 

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.server.switchboard import Service, Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 USERS = ["alice", "bob", "carol", "dave"]
 
@@ -239,7 +240,7 @@ def random_traffic(store: str, actions: list[str], pick: random.Random, lost_at_
                 conn, raw = guided(sb, kind, pick, rid, live, pools) or (conn, raw)
             text = raw if isinstance(raw, str) else json.dumps(raw)
             try:
-                request = p.parse_request(p.decode(text))
+                request = rq.parse_request(p.decode(text))
             except p.ProtocolError as exc:
                 assert isinstance(exc.code, p.ErrorCode)
                 continue

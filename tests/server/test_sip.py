@@ -11,6 +11,7 @@ from omnicli.server import sip
 from omnicli.server.sip import GATEWAY, GatewayEvent, GatewayEventKind, SipPolicy
 from omnicli.server.switchboard import Send, Service, Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 URI = "sip:carol@pbx.example"
 K = GatewayEventKind
@@ -42,7 +43,7 @@ class Board:
         return conn
 
     def request(self, conn: int, op: str, **fields: Any) -> list[Send]:
-        return self.sb.handle(conn, p.parse_request({"op": op, "id": 1, **fields}), self.now)
+        return self.sb.handle(conn, rq.parse_request({"op": op, "id": 1, **fields}), self.now)
 
     def offer(self, conn: int, uri: str = URI, call_type: str = "sipcall") -> list[Send]:
         return self.request(conn, "offer_call", call_type=call_type, callee=uri, sdp="v=0 offer")
@@ -306,7 +307,7 @@ def test_touch_tones_go_to_the_gateway_for_answered_sip_calls_only() -> None:
 @pytest.mark.parametrize("digits", ["", "12x", "1 2", "1" * 33])
 def test_bad_touch_tones_are_refused(digits: str) -> None:
     with pytest.raises(p.ProtocolError):
-        p.parse_request({"op": "dtmf", "id": 1, "digits": digits})
+        rq.parse_request({"op": "dtmf", "id": 1, "digits": digits})
 
 
 def test_a_sip_caller_whose_connection_blips_resumes_its_call() -> None:

@@ -21,6 +21,7 @@ from omnicli.server.records import (
 from omnicli.server.store import Store
 from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 
 def alice_calls_bob(**changes: Any) -> CallRecord:
@@ -158,7 +159,7 @@ class Node:
         self.rid = itertools.count(1)
 
     def send(self, conn: int, op: str, **fields: Any) -> list[Any]:
-        request = p.parse_request({"op": op, "id": next(self.rid), **fields})
+        request = rq.parse_request({"op": op, "id": next(self.rid), **fields})
         return self.sb.handle(conn, request, 0.0)
 
     def conn(self) -> int:

@@ -12,6 +12,7 @@ from omnicli.server.records import Presence
 from omnicli.server.store import Store
 from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 OFFER_SDP = "v=0 offer"
 ANSWER_SDP = "v=0 answer"
@@ -210,13 +211,13 @@ def test_create_session_random_id_skips_away_sessions(store: Store) -> None:
     names = iter(["s-1", "user-x", "user-y", "s-2"])
     sb = Switchboard([Service("dev", None)], new_id=lambda prefix: next(names), store=store)
     sb.connect(1)
-    sb.handle(1, p.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
-    sb.handle(1, p.parse_request({"op": "create_session", "id": 2, "user_id": "user-x"}), 0)
+    sb.handle(1, rq.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
+    sb.handle(1, rq.parse_request({"op": "create_session", "id": 2, "user_id": "user-x"}), 0)
     sb.disconnect(1, 0, lost=True)
     assert ("dev", "user-x") in sb.away
     sb.connect(2)
-    sb.handle(2, p.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
-    out = sb.handle(2, p.parse_request({"op": "create_session", "id": 2}), 0)
+    sb.handle(2, rq.parse_request({"op": "hello", "id": 1, "version": 1, "service_id": "dev"}), 0)
+    out = sb.handle(2, rq.parse_request({"op": "create_session", "id": 2}), 0)
     assert out[0].message["result"]["user_id"] == "user-y"
 
 
@@ -227,8 +228,8 @@ def test_create_session_random_id_skips_taken(store: Store) -> None:
     for conn in (1, 2):
         sb.connect(conn)
         hello = {"op": "hello", "id": 1, "version": 1, "service_id": "dev"}
-        sb.handle(conn, p.parse_request(hello), 0)
-        out = sb.handle(conn, p.parse_request({"op": "create_session", "id": 2}), 0)
+        sb.handle(conn, rq.parse_request(hello), 0)
+        out = sb.handle(conn, rq.parse_request({"op": "create_session", "id": 2}), 0)
         assert out[0].message["ok"]
     assert sb.user_of(1) == "user-x" and sb.user_of(2) == "user-y"
 
@@ -333,7 +334,7 @@ def test_session_list_is_capped_with_total_and_truncated(b: Board) -> None:
     assert [r["user_id"] for r in result["sessions"]] == ["alice", "u0000"]
     for bad in (0, 1001, "5", True):
         with pytest.raises(p.ProtocolError, match="limit"):
-            p.parse_request({"op": "session_list", "id": 1, "limit": bad})
+            rq.parse_request({"op": "session_list", "id": 1, "limit": bad})
 
 
 def test_service_session_count_follows_sessions(b: Board) -> None:

@@ -12,6 +12,7 @@ from omnicli.server.records import CallState
 from omnicli.server.store import Store
 from omnicli.server.switchboard import Delivery
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_not_before_the_answer_nor_outside_a_call(b: Board) -> None:
 )
 def test_bad_fields_are_400(fields: dict[str, Any]) -> None:
     with pytest.raises(p.ProtocolError) as err:
-        p.parse_request({"op": "media_restart", "id": 1, **fields})
+        rq.parse_request({"op": "media_restart", "id": 1, **fields})
     assert err.value.code is p.ErrorCode.BAD_REQUEST
 
 

@@ -18,7 +18,7 @@ from omnicli.phone import events as ev
 from omnicli.phone.core import MediaOptions, Phone, PhoneConfig
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.server.turn import TurnConfig
-from omnicli.ui.cli import _phone
+from omnicli.ui.cliapp import make_phone
 from omnicli.ui.settings import from_flags
 
 SECRET = "omni-turn-test-secret"
@@ -185,5 +185,5 @@ def test_relay_only_flag_reaches_the_media_options(tmp_path, monkeypatch):
     """--relay-only (relay_only) sets MediaOptions.ice_relay_only; it is off by default."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.delenv("OMNI_CONFIG", raising=False)
-    assert _phone(from_flags({"relay_only": True})).config.media.ice_relay_only is True
-    assert _phone(from_flags({"relay_only": False})).config.media.ice_relay_only is False
+    assert make_phone(from_flags({"relay_only": True})).config.media.ice_relay_only is True
+    assert make_phone(from_flags({"relay_only": False})).config.media.ice_relay_only is False

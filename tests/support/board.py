@@ -13,6 +13,7 @@ from typing import Any
 
 from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 
 class Board:
@@ -35,7 +36,7 @@ class Board:
         its id."""
         rid = next(self._rids)
         out = self.sb.route(
-            self.sb.handle(conn, p.parse_request({"op": op, "id": rid, **fields}), self.now)
+            self.sb.handle(conn, rq.parse_request({"op": op, "id": rid, **fields}), self.now)
         )
         assert out[0].conn == conn and out[0].message["id"] == rid
         return out

@@ -478,7 +478,7 @@ async def test_user_ids_are_fetched_only_to_complete_one_and_not_while_reconnect
     assert phone.lists == 1 and repl.completion_context("call b").users == ("bob",)
     await repl.prepare_completion("answer ")
     assert phone.lists == 1  # cached
-    repl.users_at = -1e9
+    repl.completion.users_at = -1e9
     repl._react(phone, ev.Reconnecting("gone", 10.0))
     await repl.prepare_completion("call ")
     assert phone.lists == 1  # not while reconnecting
@@ -513,7 +513,7 @@ async def test_devices_are_probed_off_the_loop_and_cameras_not_during_a_call(mon
     await repl.new_session(None)
     await repl.prepare_completion("device camera ")
     assert len(opened) == 1 and opened[0] != threading.current_thread().name
-    assert repl.device_ids() == {"camera": ("0",), "mic": ("1",), "speaker": ("2",)}
+    assert repl.completion.device_ids() == {"camera": ("0",), "mic": ("1",), "speaker": ("2",)}
     phone.call_state = "connected"
     report = await probe_devices(repl)
     assert len(opened) == 1  # the camera in use was not opened again

@@ -15,7 +15,8 @@ from procs import Omni, answering_peer, start_server
 from omnicli.phone import events as ev
 from omnicli.phone.callstate import CallState
 from omnicli.phone.figures import CallFigures
-from omnicli.ui.flows import media_gap, window_texts
+from omnicli.ui.callwindow import window_texts
+from omnicli.ui.flows import media_gap
 from omnicli.ui.render import Output
 from omnicli.ui.statusline import Status, status_lines
 from omnicli.wire.protocol import CallType

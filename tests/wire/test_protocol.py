@@ -10,16 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 from omnicli.wire.protocol import CallType, ErrorCode, ProtocolError, Track
 
 
-def req(op: str, rid: int = 1, **fields: Any) -> p.Request:
-    return p.parse_request({"op": op, "id": rid, **fields})
+def req(op: str, rid: int = 1, **fields: Any) -> rq.Request:
+    return rq.parse_request({"op": op, "id": rid, **fields})
 
 
 def refused(obj: Any) -> ProtocolError:
     with pytest.raises(ProtocolError) as info:
-        p.parse_request(p.decode(json.dumps(obj)))
+        rq.parse_request(p.decode(json.dumps(obj)))
     return info.value
 
 
@@ -32,59 +33,59 @@ OFFER = {"op": "offer_call", "id": 2, "call_type": "videocall", "callee": "bob",
 
 def test_hello_minimal() -> None:
     """hello with version and service id only leaves the optional fields None."""
-    r = p.parse_request(HELLO)
-    assert r == p.Request(1, "hello", p.Hello(p.VERSION, "dev", None, None, None))
+    r = rq.parse_request(HELLO)
+    assert r == rq.Request(1, "hello", rq.Hello(p.VERSION, "dev", None, None, None))
 
 
 def test_hello_full() -> None:
     """hello carries key, token and client name through."""
     r = req("hello", version=1, service_id="svc", service_key="k", token="t", client="omni/1")
-    assert r.body == p.Hello(1, "svc", "k", "t", "omni/1")
+    assert r.body == rq.Hello(1, "svc", "k", "t", "omni/1")
 
 
 def test_create_session_with_and_without_user_id() -> None:
     """create_session takes an optional user id."""
-    assert req("create_session").body == p.CreateSession(None)
-    assert req("create_session", user_id="alice").body == p.CreateSession("alice")
+    assert req("create_session").body == rq.CreateSession(None)
+    assert req("create_session", user_id="alice").body == rq.CreateSession("alice")
 
 
 def test_session_list_leave_ping() -> None:
     """The field-less ops parse to their empty bodies and keep the request id."""
-    assert req("session_list", rid=5) == p.Request(5, "session_list", p.SessionList())
-    assert req("leave").body == p.Leave()
-    assert req("ping").body == p.Ping()
+    assert req("session_list", rid=5) == rq.Request(5, "session_list", rq.SessionList())
+    assert req("leave").body == rq.Leave()
+    assert req("ping").body == rq.Ping()
 
 
 def test_offer_call() -> None:
     """offer_call parses call type, callee, sdp; record defaults to false."""
-    assert p.parse_request(OFFER).body == p.OfferCall(CallType.VIDEO, "bob", False, "v=0")
+    assert rq.parse_request(OFFER).body == rq.OfferCall(CallType.VIDEO, "bob", False, "v=0")
     body = req("offer_call", call_type="audiocall", callee="b", sdp="x", record=True).body
-    assert body == p.OfferCall(CallType.AUDIO, "b", True, "x")
+    assert body == rq.OfferCall(CallType.AUDIO, "b", True, "x")
 
 
 def test_answer_call_seed_style_and_plain() -> None:
     """answer_call needs only sdp; call type and caller are optional (seed style)."""
-    assert req("answer_call", sdp="v=0").body == p.AnswerCall("v=0", None, None)
+    assert req("answer_call", sdp="v=0").body == rq.AnswerCall("v=0", None, None)
     body = req("answer_call", sdp="v=0", call_type="videocall", caller="alice").body
-    assert body == p.AnswerCall("v=0", CallType.VIDEO, "alice")
+    assert body == rq.AnswerCall("v=0", CallType.VIDEO, "alice")
 
 
 def test_mute_unmute() -> None:
     """mute and unmute parse the track and set `muted` accordingly."""
-    assert req("mute", track="audio").body == p.SetMute(Track.AUDIO, True)
-    assert req("unmute", track="video").body == p.SetMute(Track.VIDEO, False)
+    assert req("mute", track="audio").body == rq.SetMute(Track.AUDIO, True)
+    assert req("unmute", track="video").body == rq.SetMute(Track.VIDEO, False)
 
 
 def test_media_state() -> None:
     """media_state accepts exactly 'connected' and 'failed'."""
-    assert req("media_state", state="connected").body == p.MediaState("connected")
-    assert req("media_state", state="failed").body == p.MediaState("failed")
+    assert req("media_state", state="connected").body == rq.MediaState("connected")
+    assert req("media_state", state="failed").body == rq.MediaState("failed")
 
 
 def test_recording() -> None:
     """recording parses `on`, which is required."""
-    assert req("recording", on=True).body == p.SetRecording(True)
-    assert req("recording", on=False).body == p.SetRecording(False)
+    assert req("recording", on=True).body == rq.SetRecording(True)
+    assert req("recording", on=False).body == rq.SetRecording(False)
     with pytest.raises(ProtocolError, match="'on'") as info:
         req("recording")
     assert info.value.code is ErrorCode.BAD_REQUEST
@@ -92,16 +93,16 @@ def test_recording() -> None:
 
 def test_dtmf_and_sip_sessions() -> None:
     """dtmf takes touch tones (upper-cased); create_session may ask for SIP calls."""
-    assert req("dtmf", digits="12#*a").body == p.Dtmf("12#*A")
-    assert req("create_session", user_id="bob", sip_inbound=True).body == p.CreateSession(
+    assert req("dtmf", digits="12#*a").body == rq.Dtmf("12#*A")
+    assert req("create_session", user_id="bob", sip_inbound=True).body == rq.CreateSession(
         "bob", True
     )
-    assert req("create_session").body == p.CreateSession(None, False)
+    assert req("create_session").body == rq.CreateSession(None, False)
 
 
 def test_every_op_is_covered() -> None:
     """The ops this file tests are exactly the ops the protocol knows."""
-    assert set(p.OPS) == {
+    assert set(rq.OPS) == {
         "hello", "create_session", "session_list", "offer_call", "answer_call", "leave",
         "mute", "unmute", "media_state", "recording", "ping", "resume", "dtmf",
         "media_restart",
@@ -111,8 +112,8 @@ def test_every_op_is_covered() -> None:
 def test_media_restart() -> None:
     """media_restart: an offer or answer carries sdp; a request carries none."""
     body = req("media_restart", kind="offer", sdp="v=0", call_id="c-1").body
-    assert body == p.MediaRestart(p.RestartKind.OFFER, "v=0", "c-1")
-    assert req("media_restart", kind="request").body == p.MediaRestart(p.RestartKind.REQUEST)
+    assert body == rq.MediaRestart(p.RestartKind.OFFER, "v=0", "c-1")
+    assert req("media_restart", kind="request").body == rq.MediaRestart(p.RestartKind.REQUEST)
     with pytest.raises(ProtocolError, match="'sdp'"):
         req("media_restart", kind="answer")
 
@@ -239,7 +240,7 @@ def test_missing_or_mistyped_field(obj: dict[str, Any], field: str) -> None:
 def test_limits_are_inclusive() -> None:
     """Exactly MAX_PEER_ID characters of callee and caller are accepted."""
     long_peer = "b" * p.MAX_PEER_ID
-    assert p.parse_request({**OFFER, "callee": long_peer}).body.callee == long_peer  # type: ignore[union-attr]
+    assert rq.parse_request({**OFFER, "callee": long_peer}).body.callee == long_peer  # type: ignore[union-attr]
     assert req("answer_call", sdp="x", caller=long_peer).body.caller == long_peer  # type: ignore[union-attr]
 
 
@@ -258,7 +259,7 @@ def test_create_session_invalid_user_id(user_id: str) -> None:
 
 def test_create_session_user_id_at_limit() -> None:
     """A 64-character user id is accepted."""
-    assert req("create_session", user_id="a" * 64).body == p.CreateSession("a" * 64)
+    assert req("create_session", user_id="a" * 64).body == rq.CreateSession("a" * 64)
 
 
 # -- check_user_id ------------------------------------------------------------------------
@@ -313,9 +314,9 @@ def test_error_code_reasons() -> None:
 # -- property: parsing never fails in an unexpected way -------------------------------------
 
 
-def _parse_text(text: str) -> p.Request | None:
+def _parse_text(text: str) -> rq.Request | None:
     try:
-        return p.parse_request(p.decode(text))
+        return rq.parse_request(p.decode(text))
     except ProtocolError as exc:
         assert isinstance(exc.code, ErrorCode)
         return None
@@ -333,7 +334,7 @@ field_names = st.sampled_from(
      "call_type", "callee", "caller", "record", "sdp", "track", "state", "on"]
 )  # fmt: skip
 field_values = json_values | st.sampled_from(
-    [*p.OPS, 1, p.VERSION, "videocall", "audiocall", "audio", "video", "connected", "bob"]
+    [*rq.OPS, 1, p.VERSION, "videocall", "audiocall", "audio", "video", "connected", "bob"]
 )
 
 
@@ -342,7 +343,7 @@ field_values = json_values | st.sampled_from(
 def test_arbitrary_text_parses_or_raises_protocol_error(text: str) -> None:
     """Any text frame yields a Request or a ProtocolError, never another exception."""
     result = _parse_text(text)
-    assert result is None or isinstance(result, p.Request)
+    assert result is None or isinstance(result, rq.Request)
 
 
 @settings(max_examples=500, deadline=None)
@@ -351,5 +352,5 @@ def test_arbitrary_objects_parse_or_raise_protocol_error(obj: dict[str, Any]) ->
     """Any JSON object yields a well-typed Request or a ProtocolError, never another exception."""
     result = _parse_text(json.dumps(obj))
     if result is not None:
-        assert result.op in p.OPS
+        assert result.op in rq.OPS
         assert result.id == obj["id"]
