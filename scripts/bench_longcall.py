@@ -43,6 +43,9 @@ import bench_server as srvbench
 import benchlib as bl
 import memprobe as mp
 
+# the synthetic microphone drops audio when it falls this far behind the wall clock, as
+# omnicli's microphone queue does (media/audio_io.py: QUEUE_BLOCKS, 100 ms)
+MIC_QUEUE_S = 0.1
 FIELDS = ("rss_mib", "fds", "threads", "tasks", "latency_ms", "audio_ms")
 
 
@@ -112,7 +115,7 @@ async def endpoint(args: argparse.Namespace) -> None:
 
     def hook(link: Any) -> None:  # again after a media restart (a new PeerLink)
         if link is not hooked[0]:
-            link.audio_out.set_source(click_tone())
+            link.audio_out.set_source(click_tone(max_lag=MIC_QUEUE_S))
             link.audio_in.on_audio = clicks.frame
             hooked[0] = link
 
