@@ -70,7 +70,7 @@ class ClickDetector:
         # before the click's whole second: measure from then (else a click late in a
         # frame reads up to 20 ms short, or wraps to ~1 s).
         sent_ago = now % CLICK_EVERY + loud[0] / rate
-        self.latencies.append(round(1000 * (sent_ago % CLICK_EVERY), 1))
+        self.latencies.append(round(1000 * float(sent_ago % CLICK_EVERY), 1))
 
     def frame(self, frame: Any) -> None:
         self.feed(frame.to_ndarray(), len(frame.layout.channels), time.time(), frame.sample_rate)
