@@ -26,6 +26,7 @@ sample; --arena-max N starts the endpoints with MALLOC_ARENA_MAX=N.
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import json
 import os
@@ -272,17 +273,71 @@ def drift(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def slope(samples: list[dict[str, Any]], field: str = "rss_mib") -> float | None:
-    """Least-squares growth of `field` in MiB per minute after the first minute."""
-    pts = [(s["t"] / 60, s[field]) for s in samples if s["t"] >= 60 and s.get(field) is not None]
+def slope(samples: list[dict[str, Any]], value: Any = "rss_mib") -> float | None:
+    """Least-squares growth of `value` (a field, or a function of a sample) in MiB per
+    minute after the first minute."""
+    get = value if callable(value) else (lambda s: s.get(value))
+    pts = [(s["t"] / 60, get(s)) for s in samples if s["t"] >= 60 and get(s) is not None]
     if len(pts) < 3:
         return None
     return round(statistics.linear_regression(*zip(*pts, strict=True)).slope, 3)
 
 
-def minute_table(procs: dict[str, Child]) -> dict[str, Any]:
+def _heap(field: str) -> Any:
+    return lambda s: (s.get("heap") or {}).get(field)
+
+
+def _used(s: dict[str, Any]) -> float | None:
+    """RSS less the heap memory the allocator keeps free (what trimming would give back)."""
+    free = (s.get("heap") or {}).get("free")
+    return None if free is None else s["rss_mib"] - free
+
+
+def memory(samples: dict[str, list[dict[str, Any]]], window: float = 5.0) -> dict[str, Any]:
+    """Slopes after minute 1, and per `window` minutes: RSS lowest and highest, the heap."""
+    out: dict[str, Any] = {}
+    rows = []
+    for role, ss in samples.items():
+        out[role] = {
+            "slope_mib_per_min": {
+                "rss": slope(ss),
+                "rss_less_heap_free": slope(ss, _used),
+                "heap_in_use": slope(ss, _heap("in_use")),
+                "rss_trimmed": slope(ss, "rss_trimmed_mib"),
+            },
+            "windows": [],
+        }
+        later = [s for s in ss if s["t"] >= 60]
+        start = 1.0
+        while later and start * 60 < later[-1]["t"]:
+            part = [s for s in later if start * 60 <= s["t"] < (start + window) * 60]
+            if part:
+                rss = [s["rss_mib"] for s in part]
+                in_use = [v for s in part if (v := _heap("in_use")(s)) is not None]
+                free = [v for s in part if (v := _heap("free")(s)) is not None]
+                w = {
+                    "minutes": f"{start:g}-{min(start + window, later[-1]['t'] / 60):.0f}",
+                    "rss_min": min(rss),
+                    "rss_max": max(rss),
+                    "heap_in_use_median": statistics.median(in_use) if in_use else None,
+                    "heap_free_max": max(free) if free else None,
+                    "fds_max": max(s["fds"] for s in part),
+                    "threads_max": max(s["threads"] for s in part),
+                    "tasks_max": max(s["tasks"] for s in part),
+                }
+                out[role]["windows"].append(w)
+                rows.append([role, *w.values()])
+            start += window
+    heads = ["endpoint", "minutes", "RSS min", "RSS max", "heap in use", "heap free max"]
+    bl.table([*heads, "fds", "threads", "tasks"], rows)
+    for role, o in out.items():
+        print(f"{role}: growth after minute 1, MiB/min: {o['slope_mib_per_min']}")
+    return out
+
+
+def minute_table(per_role: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Per-minute medians of both endpoints, each against its first minute."""
-    per = {role: {m["minute"]: m for m in child.of("minute")} for role, child in procs.items()}
+    per = {role: {m["minute"]: m for m in ms} for role, ms in per_role.items()}
     first = {role: m.get(1, {}) for role, m in per.items()}
     worst: dict[str, float] = {}
     rows = []
@@ -302,6 +357,41 @@ def minute_table(procs: dict[str, Child]) -> dict[str, Any]:
         heads += [f"{role[:6]} video", "vs min 1", f"{role[:6]} audio", "vs min 1"]
     bl.table(heads, rows)
     return {"per_minute": per, "worst_drift_ms": worst}
+
+
+def analyse(
+    samples: dict[str, list[dict[str, Any]]], minutes: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Print the tables; the figures."""
+    figures = {role: drift(s) for role, s in samples.items()}
+    rows = []
+    for role, fig in figures.items():
+        for f in FIELDS:
+            d = fig[f]
+            rows.append([role, f, d["at_1min"], d["end"], d["max_after_1min"]])
+    bl.table(["endpoint", "figure", "at 1 min", "at the end", "max after 1 min"], rows)
+    print("\nmemory and resources, per 5 minutes after the first")
+    mem = memory(samples)
+    print("\nper-minute medians (ms), each against the same endpoint's first minute")
+    table = minute_table(minutes)
+    print(f"largest drift after minute 1 (ms): {table['worst_drift_ms']}")
+    return {"drift": figures, "memory": mem, "minutes_table": table}
+
+
+def load_report(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Samples and minutes from an earlier run: its JSON, or its stderr log."""
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        per = data["minutes_table"]["per_minute"]
+        return data["samples"], {r: list(m.values()) for r, m in per.items()}
+    samples: dict[str, list[Any]] = {"caller": [], "callee": []}
+    minutes: dict[str, list[Any]] = {"caller": [], "callee": []}
+    for line in path.read_text().splitlines():  # "  caller sample {...}" (Python literals)
+        parts = line.strip().split(" ", 2)
+        if len(parts) == 3 and parts[0] in samples and parts[1] in ("sample", "minute"):
+            into = samples if parts[1] == "sample" else minutes
+            into[parts[0]].append(ast.literal_eval(parts[2]))
+    return samples, minutes
 
 
 def print_leaks(procs: dict[str, Child]) -> dict[str, Any]:
@@ -369,6 +459,9 @@ def main() -> None:
         action="store_true",
         help="endpoints without omnicli's allocator tuning (no arena limit, no periodic trim)",
     )
+    parser.add_argument(
+        "--report", metavar="FILE", help="print the tables of an earlier run (its JSON or stderr)"
+    )
     parser.add_argument("--name", default="longcall", help="out/bench/NAME.json")
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
@@ -377,28 +470,18 @@ def main() -> None:
     if args.endpoint:
         asyncio.run(endpoint(args))
         return
+    if args.report:
+        analyse(*load_report(Path(args.report)))
+        return
     load0 = os.getloadavg()
     with bl.Server("--rate-limit", "0") as server:
         print(f"long call: {args.minutes:g} min, a sample every {args.every:g} s", file=sys.stderr)
         procs = long_call(server, args)
         calls = asyncio.run(short_calls(server.url, server.pid, args.calls)) if args.calls else {}
     samples = {role: child.of("sample") for role, child in procs.items()}
-    figures = {role: drift(s) for role, s in samples.items()}
-    rows = []
-    for role, fig in figures.items():
-        for f in FIELDS:
-            d = fig[f]
-            rows.append([role, f, d["at_1min"], d["end"], d["max_after_1min"]])
+    minutes = {role: child.of("minute") for role, child in procs.items()}
     print(f"long call, {args.minutes:g} min (load {load0[0]:.1f} at the start)")
-    bl.table(["endpoint", "figure", "at 1 min", "at the end", "max after 1 min"], rows)
-    slopes = {
-        role: {"rss": slope(s), "rss_trimmed": slope(s, "rss_trimmed_mib")}
-        for role, s in samples.items()
-    }
-    print(f"RSS growth after the first minute, MiB/min: {slopes}")
-    print("per-minute medians (ms), each against the same endpoint's first minute")
-    minutes = minute_table(procs)
-    print(f"largest drift after minute 1 (ms): {minutes['worst_drift_ms']}")
+    figures = analyse(samples, minutes)
     leaks = print_leaks(procs)
     if calls:
         print(f"server over {args.calls} short calls by the same two users: {calls['rss_mib']} MiB")
@@ -411,9 +494,7 @@ def main() -> None:
                 for k in ("tracemalloc", "leakcheck", "trim", "arena_max", "no_allocator")
             },
             "samples": samples,
-            "drift": figures,
-            "rss_slope_mib_per_min": slopes,
-            "minutes_table": minutes,
+            **figures,
             "leaks": leaks,
             "short_calls": calls,
         },
