@@ -94,7 +94,28 @@ class Minute:
         }
 
 
+ENCODER_BUILDS = [0]
+
+
+def _count_encoder_builds() -> None:
+    """Count aiortc's VP8 encoder (re)builds: one whenever the target bitrate moves by
+    more than 10 % (about 16 MiB of libvpx state each at 640x480)."""
+    from aiortc.codecs import vpx
+
+    encode = vpx.Vp8Encoder.encode
+
+    def counted(self: Any, frame: Any, force_keyframe: bool = False) -> Any:
+        before = self.codec
+        out = encode(self, frame, force_keyframe)
+        if self.codec is not before:
+            ENCODER_BUILDS[0] += 1
+        return out
+
+    vpx.Vp8Encoder.encode = counted  # type: ignore[method-assign]
+
+
 async def endpoint(args: argparse.Namespace) -> None:
+    _count_encoder_builds()
     if args.no_allocator:  # the call as before media/allocator.py: glibc's defaults
         from omnicli.media import allocator
 
@@ -158,6 +179,7 @@ async def endpoint(args: argparse.Namespace) -> None:
             "t": round(t, 1),
             "latency_ms": round(statistics.median(latencies), 1) if latencies else None,
             "audio_ms": round(statistics.median(audio), 1) if audio else None,
+            "encoder_builds": ENCODER_BUILDS[0],
         }
         sample["heap"] = mp.heap_mib()
         if args.leakcheck:
