@@ -4,7 +4,7 @@
 call's `CallMedia`, the tasks that belong to the call (cancelled when it ends), the
 running stats for its summary, and the small jobs those tasks do: take the callee's
 answer, report our media state to the server, sample the figures every second (and hand
-the allocator's free memory back once a minute: `media/allocator.py`), send mutes made
+the allocator's free memory back every 10 s: `media/allocator.py`), send mutes made
 before the answer. It talks to the server through a `Requester` (the
 signaling client's `request`) and to the user through `emit`.
 """
