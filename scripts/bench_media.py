@@ -56,24 +56,31 @@ class ClickDetector:
         self.latencies: list[float] = []
         self.last: float | None = None
 
-    def feed(self, pcm: Any, channels: int, now: float) -> None:
+    def feed(self, pcm: Any, channels: int, now: float, rate: int = 48_000) -> None:
         import numpy as np
 
         mono = np.asarray(pcm).reshape(-1)[::channels]
-        if not len(mono) or np.abs(mono).max() < CLICK_LEVEL * 32767:
+        loud = np.flatnonzero(np.abs(mono) >= CLICK_LEVEL * 32767)
+        if not len(loud):
             return
         if self.last is not None and now - self.last < CLICK_EVERY / 2:
             return  # the same click, continued in the next frame
         self.last = now
-        self.latencies.append(round(1000 * (now % CLICK_EVERY), 1))
+        # The frame left the sender when its first sample was due, `loud[0]` samples
+        # before the click's whole second: measure from then (else a click late in a
+        # frame reads up to 20 ms short, or wraps to ~1 s).
+        sent_ago = now % CLICK_EVERY + loud[0] / rate
+        self.latencies.append(round(1000 * float(sent_ago % CLICK_EVERY), 1))
 
     def frame(self, frame: Any) -> None:
-        self.feed(frame.to_ndarray(), len(frame.layout.channels), time.time())
+        self.feed(frame.to_ndarray(), len(frame.layout.channels), time.time(), frame.sample_rate)
 
 
-def click_tone() -> Any:
+def click_tone(max_lag: float | None = None) -> Any:
     """A 440 Hz tone at 0.1 of full scale, paced by the wall clock, with a 10 ms 1 kHz click
-    at 0.9 of full scale at every whole second of the wall clock."""
+    at 0.9 of full scale at every whole second of the wall clock. `max_lag`: a source that
+    fell further behind the wall clock (a starved process) skips ahead, whole 20 ms frames,
+    as a microphone's bounded queue drops its oldest audio; None: it catches up instead."""
     import fractions
     import math
 
@@ -93,6 +100,8 @@ def click_tone() -> Any:
             wait = self.t0 + self.sent / 48_000 - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)
+            elif max_lag is not None and -wait > max_lag:
+                self.sent += int(-wait * 48_000) // 960 * 960
             n = np.arange(self.sent, self.sent + 960)
             wall = self.t0 + n / 48_000
             wave = 0.1 * np.sin(2 * math.pi * 440 * n / 48_000)

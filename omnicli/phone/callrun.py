@@ -3,8 +3,9 @@
 `CallRun` is what `Phone` holds beside the pure call state (`callstate.Call`): the
 call's `CallMedia`, the tasks that belong to the call (cancelled when it ends), the
 running stats for its summary, and the small jobs those tasks do: take the callee's
-answer, report our media state to the server, sample the figures every second, send
-mutes made before the answer. It talks to the server through a `Requester` (the
+answer, report our media state to the server, sample the figures every second (and hand
+the allocator's free memory back every 10 s: `media/allocator.py`), send mutes made
+before the answer. It talks to the server through a `Requester` (the
 signaling client's `request`) and to the user through `emit`.
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omnicli.errors import MediaFailed, OmniError
+from omnicli.media import allocator
 from omnicli.phone import events as ev
 from omnicli.phone.callstate import Call
 from omnicli.phone.figures import CallFigures
@@ -52,6 +54,7 @@ class CallRun:
 
     def __post_init__(self) -> None:
         self.media.muted = self.call.muted  # one set: the call state's
+        allocator.limit_arenas()  # before the media's decoder and encoder threads start
 
     @property
     def link(self) -> PeerLink:
@@ -98,12 +101,18 @@ class CallRun:
         return CallFigures.of(await self.link.stats())
 
     async def sample_stats(self, interval: float = STATS_INTERVAL) -> None:
-        """Every `interval` s: the figures, into the summary and out as STATS."""
+        """Every `interval` s: the figures, into the summary and out as STATS; every
+        `allocator.TRIM_EVERY` s, the allocator's free memory back to the kernel."""
+        loop = asyncio.get_running_loop()
+        trimmed = loop.time()
         while True:
             await asyncio.sleep(interval)
             figures = await self.figures()
             self.stats.add(figures)
             self.emit(ev.Stats(figures, self.call.call_id or ""))
+            if loop.time() - trimmed >= allocator.TRIM_EVERY:
+                trimmed = loop.time()
+                await asyncio.to_thread(allocator.trim)
 
     def summary(self, reason: EndReason, ended: float, received: dict[str, Any]) -> dict[str, Any]:
         connected = self.call.connected_at
