@@ -1,7 +1,7 @@
 """The speaker's playout buffer: as little audio waiting as the arrivals allow.
 
 Decoded audio arrives in 20 ms frames whenever the network and the event loop hand
-it on; the sound card takes 10 ms blocks on its own clock. What waits in between is
+it on; the sound card takes 5 ms blocks on its own clock. What waits in between is
 latency. A fixed buffer is either too small under jitter (gaps) or too large on a
 quiet network (delay for nothing), and a sender whose clock runs a little fast
 makes it fill up slowly over a long call.
