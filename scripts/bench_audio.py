@@ -291,13 +291,14 @@ def traced_omni(argv: list[str], trace: Path) -> None:
         return frame
 
     def traced_feed(self: Any, frame: Any) -> None:
-        note("fed", frame.to_ndarray())
+        note("fed", frame.to_ndarray(), buffered=self.buffer.buffered)
         feed(self, frame)
 
     def traced_speaker(self: Any, outdata: Any, frames: int, when: Any, status: Any) -> None:
         speaker_callback(self, outdata, frames, when, status)
         pa_ms = 1000 * (when.outputBufferDacTime - when.currentTime)
-        note("out", outdata[:, 0], pa_ms=pa_ms, margin=self.buffer.level.margin)
+        b = self.buffer
+        note("out", outdata[:, 0], pa_ms=pa_ms, margin=b.level.margin, buffered=b.buffered)
 
     audio_io.MicrophoneTrack._callback = traced_mic  # type: ignore[method-assign]
     audio_io.MicrophoneTrack.recv = traced_recv  # type: ignore[method-assign]
@@ -453,7 +454,7 @@ def run_system(
     try:
         a.wait_for("event", "CONNECTED")
         time.sleep(3.0)  # PortAudio through PulseAudio takes about 2 s to start
-        trace.unlink(missing_ok=True)  # the clicks measured, not the start
+        trace.write_text("")  # the clicks measured, not the start (the writers append)
         return measure(pa, seconds, wav)
     finally:
         a.stop()

@@ -24,6 +24,7 @@ import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs
 # isort: split
 import fractions
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -189,6 +190,8 @@ class SpeakerSink:
         self.buffer = PlayoutBuffer(int(max_buffer_s * RATE), int(prime_s * RATE))
         self.on_lost = on_lost
         self._closing = False
+        self._last_callback: float | None = None
+        self._ride_out = 0.0  # s the device's own buffer plays without a callback
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         channels = min(2, int(sd.query_devices(self.device)["max_output_channels"]) or 1)
         self.channels = channels
@@ -203,6 +206,7 @@ class SpeakerSink:
                 callback=self._callback,
                 finished_callback=self._finished,
             )
+            self._ride_out = float(self._stream.latency) + DEVICE_BLOCK / RATE
             self._stream.start()
         except sd.PortAudioError as exc:
             raise DeviceMissing(f"cannot open speaker '{self.name}': {exc}") from None
@@ -216,6 +220,14 @@ class SpeakerSink:
             self.buffer.push(out.to_ndarray().reshape(-1))
 
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        now = time.monotonic()
+        if self._last_callback is not None:
+            # no callback for longer than the device's buffer lasts: it ran dry and
+            # played silence; the audio due meanwhile is stale (see playout.py)
+            stalled = now - self._last_callback - self._ride_out
+            if stalled > 0:
+                self.buffer.device_stalled(int(stalled * RATE), frames)
+        self._last_callback = now
         outdata[:] = self.buffer.take(frames).reshape(-1, 1)  # to every channel
 
     def _finished(self) -> None:
@@ -227,6 +239,8 @@ class SpeakerSink:
         return {
             "device": self.name,
             "underflows": b.underflows,
+            "device_stalls": b.stalls,
+            "stalled_ms": round(1000 * b.stalled_samples / RATE, 1),
             "dropped_samples": b.dropped_samples,
             "played_samples": b.played_samples,
             "max_buffered_ms": round(1000 * b.max_buffered / RATE, 1),

@@ -93,3 +93,35 @@ def test_the_microphone_gathers_5_ms_device_blocks_into_20_ms_frames_in_order():
     block = np.ones(240, np.int16)
     fresh = FrameGatherer(BLOCK)
     assert [len(fresh.add(block)) for _ in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
+
+
+def test_a_stalled_device_costs_a_gap_not_lasting_delay():
+    """The sound card's thread sleeps 100 ms while 20 ms packets keep arriving: dropping the
+    audio due meanwhile brings the delay back to what it was; without it, 100 ms more stay."""
+
+    def run(skip: bool) -> tuple[float, PlayoutBuffer]:
+        buf = PlayoutBuffer(max_samples=RATE // 4, prime_samples=PACKET)
+        pushes = [n * 0.02 + 0.001 for n in range(300)]
+        levels, p, k, stalled = [], 0, 0, False
+        while (now := k * BLOCK / RATE) < 5.0:
+            while p < len(pushes) and pushes[p] <= now:
+                buf.push(np.ones(PACKET, np.int16))
+                p += 1
+            if 2.0 <= now < 2.1:  # no callback: the device plays silence
+                stalled, k = True, k + 1
+                continue
+            if stalled and skip:
+                buf.device_stalled(int(0.1 * RATE), BLOCK)
+            stalled = False
+            buf.take(BLOCK)
+            levels.append((now, buf.buffered))
+            k += 1
+        return late_ms(levels, 2.2, 2.6), buf
+
+    before = late_ms(
+        simulate(PlayoutBuffer(RATE // 4, PACKET), 2, lambda n: n * 0.02 + 0.001), 1, 2
+    )
+    skipped, buf = run(skip=True)
+    kept, _ = run(skip=False)
+    assert skipped <= before + 5 and kept >= before + 90
+    assert buf.stalls == 1 and buf.stalled_samples >= 0.09 * RATE and buf.underflows == 0
