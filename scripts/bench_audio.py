@@ -345,7 +345,8 @@ def stages(trace: Path, pairs: list[tuple[float, float]]) -> dict[str, Any]:
 STAGES_LEGEND = (
     "gather: mic callback to its 20 ms frame handed to aiortc; call: encode, RTP, receive,"
     " decode; playout: the playout buffer; devices: the rest (PortAudio, ALSA, PulseAudio,"
-    " both ends); pa_in/pa_out: PortAudio's own latency figures; margin: the playout margin"
+    " both ends: the whole median less the stages' medians, rough with few clicks);"
+    " pa_in/pa_out: PortAudio's own latency figures; margin: the playout margin"
 )
 
 # -- orchestrator -----------------------------------------------------------------------
