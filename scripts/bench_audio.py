@@ -10,13 +10,19 @@ over loopback, jitter buffer, decoder, playout buffer, PortAudio playback.
 
 - omnicli: `omni session create --auto-answer` and `omni call --audio` processes
   through an `omni server`, with `--mic default --speaker default`.
-- bare aiortc: two processes with an RTCPeerConnection each and the plainest
+- bare: bare aiortc, two processes with an RTCPeerConnection each and the plainest
   sounddevice glue (an input stream feeding a track, decoded frames appended to what
-  an output stream plays, same block sizes as omnicli), SDP through pipes.
+  an output stream plays), SDP through pipes. Its device blocks are what a plain
+  program picks: one Opus frame (20 ms) in, 10 ms out.
+- bare5: the same bare aiortc glue with omnicli's 5 ms device blocks: what is left
+  of bare aiortc's delay once the devices are driven as omnicli drives them.
+- direct: no call at all, the microphone straight into the speaker in one process
+  with omnicli's 5 ms blocks: what the devices cost on their own (the floor).
 
 They run one after the other in the same run (alternating when repeated).
 
     .venv/bin/python scripts/bench_audio.py [--seconds 12] [--rounds 2]
+        [--systems direct,bare,bare5,omni]
 
 `--seconds 600 --systems omni` is the drift run: per-minute medians of the delay.
 """
@@ -47,6 +53,8 @@ RATE = 48_000
 PERIOD = 0.5  # one click every half second
 CLICK_S = 0.010
 CAP = 2880  # bare glue: at most 60 ms waits for the speaker
+PLAIN_BLOCKS = (960, 480)  # bare: 20 ms in (one Opus frame), 10 ms out
+OMNI_BLOCKS = (240, 240)  # omnicli's (omnicli.media.audio_io.DEVICE_BLOCK): bare5, direct
 THRESHOLD = 0.08
 PAREC = ["parec", "--device=meter.monitor", "--format=s16le", f"--rate={RATE}", "--channels=2"]
 PAREC += ["--raw", "--latency-msec=10"]  # of full scale: the click is 0.5, silence is below 0.001
@@ -123,6 +131,7 @@ def play_pending(
 
 
 async def bare_endpoint(role: str) -> None:
+    """`bare-offer`/`bare-answer` (PLAIN_BLOCKS), `bare5-offer`/`bare5-answer` (OMNI_BLOCKS)."""
     import fractions
 
     import av
@@ -131,6 +140,7 @@ async def bare_endpoint(role: str) -> None:
     from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
     loop = asyncio.get_running_loop()
+    in_block, out_block = OMNI_BLOCKS if role.startswith("bare5") else PLAIN_BLOCKS
 
     class Mic(MediaStreamTrack):
         kind = "audio"
@@ -143,7 +153,7 @@ async def bare_endpoint(role: str) -> None:
                 samplerate=RATE,
                 channels=1,
                 dtype="int16",
-                blocksize=960,
+                blocksize=in_block,
                 latency="low",
                 callback=lambda data, *_: loop.call_soon_threadsafe(
                     self.q.put_nowait, data[:, 0].copy()
@@ -167,7 +177,12 @@ async def bare_endpoint(role: str) -> None:
         play_pending(out, frames, pending, lock)
 
     speaker = sd.OutputStream(
-        samplerate=RATE, channels=1, dtype="int16", blocksize=480, latency="low", callback=play
+        samplerate=RATE,
+        channels=1,
+        dtype="int16",
+        blocksize=out_block,
+        latency="low",
+        callback=play,
     )
     speaker.start()
     resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
@@ -193,7 +208,7 @@ async def bare_endpoint(role: str) -> None:
     tasks: list[asyncio.Task[None]] = []
     pc.on("track", lambda track: tasks.append(asyncio.ensure_future(consume(track))))
     read = lambda: json.loads(sys.stdin.readline())  # noqa: E731
-    if role == "bare-offer":
+    if role.endswith("-offer"):
         await pc.setLocalDescription(await pc.createOffer())
         print(json.dumps({"sdp": pc.localDescription.sdp}), flush=True)
         answer = await loop.run_in_executor(None, read)
@@ -231,12 +246,108 @@ def direct_endpoint() -> None:
     latency: Any = float(os.environ["LAT"]) if os.environ.get("LAT") else "low"
     common = {"samplerate": RATE, "channels": 1, "dtype": "int16", "latency": latency}
     with (
-        sd.InputStream(blocksize=960, callback=capture, **common),
-        sd.OutputStream(blocksize=480, callback=play, **common),
+        sd.InputStream(blocksize=OMNI_BLOCKS[0], callback=capture, **common),
+        sd.OutputStream(blocksize=OMNI_BLOCKS[1], callback=play, **common),
     ):
         print(json.dumps({"event": "CONNECTED"}), flush=True)
         sys.stdin.readline()
 
+
+# -- omnicli, traced (a child process) --------------------------------------------------
+
+
+def traced_omni(argv: list[str], trace: Path) -> None:
+    """Run the `omni` CLI with `argv`, writing to `trace` (JSON lines) when a click passes
+    each stage of omnicli's audio path, on the monotonic clock every process shares:
+    `mic` (the microphone's PortAudio callback got it), `sent` (its 20 ms frame went to
+    aiortc's encoder), `fed` (decoded, handed to the speaker), `out` (the speaker's
+    PortAudio callback wrote it). The wrappers only look at the samples."""
+    from omnicli.media import audio_io
+    from omnicli.ui import cli
+
+    out = open(trace, "a", buffering=1)  # noqa: SIM115  (lives as long as the process)
+    last: dict[str, float] = {}
+    level = THRESHOLD * 32768
+
+    def note(stage: str, samples: Any, **extra: Any) -> None:
+        loud = np.flatnonzero(np.abs(np.asarray(samples).reshape(-1)) > level)
+        now = time.monotonic()
+        if len(loud) and now - last.get(stage, 0.0) > 0.2:
+            last[stage] = now
+            out.write(json.dumps({"stage": stage, "t": now, "at": int(loud[0]), **extra}) + "\n")
+
+    mic_callback = audio_io.MicrophoneTrack._callback
+    mic_recv = audio_io.MicrophoneTrack.recv
+    feed = audio_io.SpeakerSink.feed
+    speaker_callback = audio_io.SpeakerSink._callback
+
+    def traced_mic(self: Any, indata: Any, frames: int, when: Any, status: Any) -> None:
+        note("mic", indata, pa_ms=1000 * (when.currentTime - when.inputBufferAdcTime))
+        mic_callback(self, indata, frames, when, status)
+
+    async def traced_recv(self: Any) -> Any:
+        frame = await mic_recv(self)
+        note("sent", frame.to_ndarray())
+        return frame
+
+    def traced_feed(self: Any, frame: Any) -> None:
+        note("fed", frame.to_ndarray(), buffered=self.buffer.buffered)
+        feed(self, frame)
+
+    def traced_speaker(self: Any, outdata: Any, frames: int, when: Any, status: Any) -> None:
+        speaker_callback(self, outdata, frames, when, status)
+        pa_ms = 1000 * (when.outputBufferDacTime - when.currentTime)
+        b = self.buffer
+        note("out", outdata[:, 0], pa_ms=pa_ms, margin=b.level.margin, buffered=b.buffered)
+
+    audio_io.MicrophoneTrack._callback = traced_mic  # type: ignore[method-assign]
+    audio_io.MicrophoneTrack.recv = traced_recv  # type: ignore[method-assign]
+    audio_io.SpeakerSink.feed = traced_feed  # type: ignore[method-assign]
+    audio_io.SpeakerSink._callback = traced_speaker  # type: ignore[method-assign]
+    sys.argv = ["omni", *argv]
+    cli.main()
+
+
+def stages(trace: Path, pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """Milliseconds per stage, per click, from a trace: mic→sent (waiting for the 20 ms
+    frame to fill), sent→fed (encode, RTP over loopback, receive, decode), fed→out (the
+    playout buffer), and what the devices took (the whole delay minus mic→out)."""
+    events: dict[str, list[dict[str, Any]]] = {}
+    for line in trace.read_text().splitlines() if trace.exists() else []:
+        event = json.loads(line)
+        events.setdefault(event["stage"], []).append(event)
+    rows: dict[str, list[float]] = {k: [] for k in ("gather", "call", "playout", "devices")}
+    rows |= {"pa_in": [], "pa_out": [], "margin": []}
+    for mic in events.get("mic", []):
+
+        def after(stage: str, t: float) -> dict[str, Any] | None:
+            return next((e for e in events.get(stage, []) if t <= e["t"] < t + 0.4), None)
+
+        sent = after("sent", mic["t"])
+        fed = sent and after("fed", sent["t"])
+        played = fed and after("out", fed["t"])
+        if not (sent and fed and played):
+            continue
+        rows["gather"].append(1000 * (sent["t"] - mic["t"]))
+        rows["call"].append(1000 * (fed["t"] - sent["t"]))
+        rows["playout"].append(1000 * (played["t"] - fed["t"]))
+        rows["pa_in"].append(mic["pa_ms"])
+        rows["pa_out"].append(played["pa_ms"])
+        rows["margin"].append(1000 * played["margin"] / RATE)
+    total = bl.quantile([d for _, d in pairs], 0.5)
+    out = {k: bl.quantile(v, 0.5) for k, v in rows.items()}
+    inside = sum(out[k] or 0.0 for k in ("gather", "call", "playout"))
+    out["devices"] = round(total - inside, 1) if total is not None and rows["call"] else None
+    out["clicks_traced"] = len(rows["call"])
+    return out
+
+
+STAGES_LEGEND = (
+    "gather: mic callback to its 20 ms frame handed to aiortc; call: encode, RTP, receive,"
+    " decode; playout: the playout buffer; devices: the rest (PortAudio, ALSA, PulseAudio,"
+    " both ends: the whole median less the stages' medians, rough with few clicks);"
+    " pa_in/pa_out: PortAudio's own latency figures; margin: the playout margin"
+)
 
 # -- orchestrator -----------------------------------------------------------------------
 
@@ -316,7 +427,9 @@ def measure(pa: Any, seconds: float, wav: Path) -> list[tuple[float, float]]:
     return delays_ms(stereo)
 
 
-def run_system(system: str, pa: Any, server: bl.Server, seconds: float, wav: Path) -> Any:
+def run_system(
+    system: str, pa: Any, server: bl.Server, seconds: float, wav: Path, trace: Path
+) -> Any:
     base = {**bl.env(), **pa.env}
     a_env = {**base, "PULSE_SOURCE": "a_mic.monitor", "PULSE_SINK": "a_spk"}
     b_env = {**base, "PULSE_SOURCE": "b_mic.monitor", "PULSE_SINK": "b_spk"}
@@ -324,10 +437,11 @@ def run_system(system: str, pa: Any, server: bl.Server, seconds: float, wav: Pat
     flags = ["--json", "--no-window", "--server", server.url, *devices]
     if system == "omni":
         tag = f"{time.monotonic_ns() % 10**9}"
-        b = Proc([*bl.OMNI, "session", "create", "--user-id", f"b{tag}", "--auto-answer", *flags],
+        omni = [bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", "omni-traced", str(trace)]
+        b = Proc([*omni, "session", "create", "--user-id", f"b{tag}", "--auto-answer", *flags],
                  b_env)  # fmt: skip
         b.wait_for("event", "SESSION")
-        a = Proc([*bl.OMNI, "call", f"b{tag}", "--audio", "--user-id", f"a{tag}", *flags],
+        a = Proc([*omni, "call", f"b{tag}", "--audio", "--user-id", f"a{tag}", *flags],
                  a_env)  # fmt: skip
     elif system == "direct":
         me = [bl.PYTHON, str(Path(__file__).resolve()), "--endpoint", "direct"]
@@ -335,12 +449,13 @@ def run_system(system: str, pa: Any, server: bl.Server, seconds: float, wav: Pat
         b = Proc([bl.PYTHON, "-c", "import sys; sys.stdin.readline()"], base)
     else:
         me = [bl.PYTHON, str(Path(__file__).resolve()), "--endpoint"]
-        a, b = Proc([*me, "bare-offer"], a_env), Proc([*me, "bare-answer"], b_env)
+        a, b = Proc([*me, f"{system}-offer"], a_env), Proc([*me, f"{system}-answer"], b_env)
         b.send(a.wait_for("sdp"))
         a.send(b.wait_for("sdp"))
     try:
         a.wait_for("event", "CONNECTED")
         time.sleep(3.0)  # PortAudio through PulseAudio takes about 2 s to start
+        trace.write_text("")  # the clicks measured, not the start (the writers append)
         return measure(pa, seconds, wav)
     finally:
         a.stop()
@@ -366,6 +481,7 @@ def orchestrate(args: argparse.Namespace) -> None:
     clicks = click_wav(wav, args.seconds)
     pa = Pulse(("meter", "a_spk", "b_mic"))
     results: dict[str, list[tuple[float, float]]] = {s: [] for s in systems}
+    traced: list[dict[str, Any]] = []
     try:
         for side, channel in (("a_mic", "front-left"), ("b_spk", "front-right")):
             pa.pactl("load-module", "module-remap-sink", f"sink_name={side}", "master=meter",
@@ -374,7 +490,11 @@ def orchestrate(args: argparse.Namespace) -> None:
         with bl.Server() as server:
             for round_ in range(args.rounds):
                 for system in systems if round_ % 2 == 0 else systems[::-1]:
-                    results[system] += run_system(system, pa, server, args.seconds, wav)
+                    trace = bl.OUT / f"audio-trace-{system}.jsonl"
+                    pairs = run_system(system, pa, server, args.seconds, wav, trace)
+                    results[system] += pairs
+                    if system == "omni":
+                        traced.append(stages(trace, pairs))
     finally:
         pa.stop()
     out = {s: summary(results[s], clicks * args.rounds) for s in systems}
@@ -391,15 +511,25 @@ def orchestrate(args: argparse.Namespace) -> None:
         minutes = out[s]["per_minute_median_ms"]
         if len(minutes) > 1:
             print(f"{s} per-minute medians (ms): {minutes}")
-    bl.write("audio", {"seconds": args.seconds, "rounds": args.rounds, "systems": out})
+    if traced:
+        keys = [k for k in traced[0] if k != "clicks_traced"]
+        bl.table(["omni round", *(f"{k} ms" for k in keys), "clicks"],
+                 [[i + 1, *(r[k] for k in keys), r["clicks_traced"]]
+                  for i, r in enumerate(traced)])  # fmt: skip
+        print(STAGES_LEGEND)
+    bl.write("audio", {"seconds": args.seconds, "rounds": args.rounds, "systems": out,
+                       "omni_stages_ms": traced})  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12.0, help="clicks per round, in s")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--systems", default="bare,omni")
+    parser.add_argument("--systems", default="direct,bare,bare5,omni")
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    if sys.argv[1:3] == ["--endpoint", "omni-traced"]:
+        traced_omni(sys.argv[4:], Path(sys.argv[3]))
+        return
     args = parser.parse_args()
     if args.endpoint == "direct":
         direct_endpoint()

@@ -1,9 +1,14 @@
 """The microphone as an aiortc track and the speaker as a sink, through PortAudio.
 
 PortAudio calls its callbacks on a thread of its own; nothing here blocks the event
-loop. The microphone's callback hands 20 ms blocks to `MicrophoneTrack.recv` through
-a `DropQueue` that keeps at most `QUEUE_BLOCKS` of them (older audio is dropped, so
-latency cannot grow). `SpeakerSink.feed` takes the remote track's decoded frames into
+loop. Both streams run in 5 ms device blocks (`DEVICE_BLOCK`): through PortAudio's
+ALSA host API and PulseAudio's ALSA plugin, the block size sets the period and so
+what the device path holds; 20 ms in and 10 ms out held ~45 ms more from mouth to
+ear than 5 ms both ways (scripts/bench_audio.py, docs/performance.md). The
+microphone's callback gathers its 5 ms blocks into the 20 ms frames aiortc's Opus
+encoder takes and hands them to `MicrophoneTrack.recv` through a `DropQueue` that
+keeps at most `QUEUE_BLOCKS` of them (older audio is dropped, so latency cannot
+grow). `SpeakerSink.feed` takes the remote track's decoded frames into
 a `playout.PlayoutBuffer` (at most `max_buffer_s`), which keeps as little audio waiting
 as the arrivals allow and adapts to jitter and loss; when it runs dry the callback
 plays silence until it is primed again.
@@ -19,6 +24,7 @@ import cv2  # noqa: F401  (must precede av and aiortc: see "Known traps" in docs
 # isort: split
 import fractions
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,10 +42,32 @@ log = logging.getLogger(__name__)
 
 RATE = 48_000
 BLOCK = 960  # 20 ms at 48 kHz: what aiortc's Opus encoder takes per frame
+DEVICE_BLOCK = 240  # 5 ms: what each PortAudio callback takes or gives (see above)
 QUEUE_BLOCKS = 5  # 100 ms of microphone audio at most waits for the sender
 FIRST_BLOCK_TIMEOUT = 6.0  # PortAudio through PulseAudio takes up to ~2 s to start
 STALL_TIMEOUT = 2.0  # no audio for this long after it flowed: the device is gone
-OUT_BLOCK = 480  # the output callback plays 10 ms at a time
+
+
+class FrameGatherer:
+    """Gathers device blocks of any size into frames of exactly `size` samples (one thread)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._parts: list[np.ndarray] = []
+        self._count = 0
+
+    def add(self, samples: np.ndarray) -> list[np.ndarray]:
+        """Take `samples` (copied); the frames they complete, oldest first."""
+        self._parts.append(samples.copy())
+        self._count += len(samples)
+        if self._count < self.size:
+            return []
+        joined = np.concatenate(self._parts)
+        whole = len(joined) // self.size * self.size
+        frames = [joined[i : i + self.size] for i in range(0, whole, self.size)]
+        rest = joined[whole:]
+        self._parts, self._count = ([rest] if len(rest) else []), len(rest)
+        return frames
 
 
 def _device_name(sd: Any, device: int | str) -> str:
@@ -64,6 +92,7 @@ class MicrophoneTrack(MediaStreamTrack):
         self.on_lost = on_lost
         self.overflows = 0
         self._queue: DropQueue[np.ndarray] = DropQueue(QUEUE_BLOCKS)
+        self._gather = FrameGatherer(BLOCK)  # (re)made for the rate the device opens at
         self._captured = 0  # samples captured so far (including dropped ones)
         self._sent = 0
         self._lost = False
@@ -83,13 +112,13 @@ class MicrophoneTrack(MediaStreamTrack):
         log.info("microphone %s (%s) open at %d Hz", self.device, self.name, self._rate)
 
     def _open(self, sd: Any, rate: int) -> Any:
-        block = rate * BLOCK // RATE
+        self._gather = FrameGatherer(rate * BLOCK // RATE)
         return sd.InputStream(
             device=self.device,
             channels=1,
             samplerate=rate,
             dtype="int16",
-            blocksize=block,
+            blocksize=rate * DEVICE_BLOCK // RATE,
             latency="low",
             callback=self._callback,
         )
@@ -101,7 +130,8 @@ class MicrophoneTrack(MediaStreamTrack):
     def _callback(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         if status and status.input_overflow:
             self.overflows += 1
-        self._queue.put(indata[:, 0].copy())
+        for block in self._gather.add(indata[:, 0]):
+            self._queue.put(block)
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -160,6 +190,8 @@ class SpeakerSink:
         self.buffer = PlayoutBuffer(int(max_buffer_s * RATE), int(prime_s * RATE))
         self.on_lost = on_lost
         self._closing = False
+        self._last_callback: float | None = None
+        self._ride_out = 0.0  # s the device's own buffer plays without a callback
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         channels = min(2, int(sd.query_devices(self.device)["max_output_channels"]) or 1)
         self.channels = channels
@@ -169,11 +201,12 @@ class SpeakerSink:
                 channels=channels,
                 samplerate=RATE,
                 dtype="int16",
-                blocksize=OUT_BLOCK,
+                blocksize=DEVICE_BLOCK,
                 latency="low",
                 callback=self._callback,
                 finished_callback=self._finished,
             )
+            self._ride_out = float(self._stream.latency) + DEVICE_BLOCK / RATE
             self._stream.start()
         except sd.PortAudioError as exc:
             raise DeviceMissing(f"cannot open speaker '{self.name}': {exc}") from None
@@ -187,6 +220,14 @@ class SpeakerSink:
             self.buffer.push(out.to_ndarray().reshape(-1))
 
     def _callback(self, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        now = time.monotonic()
+        if self._last_callback is not None:
+            # no callback for longer than the device's buffer lasts: it ran dry and
+            # played silence; the audio due meanwhile is stale (see playout.py)
+            stalled = now - self._last_callback - self._ride_out
+            if stalled > 0:
+                self.buffer.device_stalled(int(stalled * RATE), frames)
+        self._last_callback = now
         outdata[:] = self.buffer.take(frames).reshape(-1, 1)  # to every channel
 
     def _finished(self) -> None:
@@ -198,6 +239,8 @@ class SpeakerSink:
         return {
             "device": self.name,
             "underflows": b.underflows,
+            "device_stalls": b.stalls,
+            "stalled_ms": round(1000 * b.stalled_samples / RATE, 1),
             "dropped_samples": b.dropped_samples,
             "played_samples": b.played_samples,
             "max_buffered_ms": round(1000 * b.max_buffered / RATE, 1),

@@ -32,7 +32,7 @@ from aiortc import (
 )
 
 from omnicli.errors import MediaFailed
-from omnicli.media import recovery, sendrate
+from omnicli.media import recovery, sendrate, x264
 from omnicli.media.bitcap import BitrateCap
 from omnicli.media.probes import AudioProbe, VideoProbe
 from omnicli.media.quality import Counters, QualityMeter, QualitySample
@@ -104,6 +104,7 @@ class PeerLink:
         relay_only: bool = False,
     ) -> None:
         ensure_host_candidates()
+        x264.install()  # H.264 at x264's superfast preset (see x264.py)
         self.on_state = on_state
         self.video_out = SwitchableTrack("video", video)
         self.audio_out = SwitchableTrack("audio", audio)

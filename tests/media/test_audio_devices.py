@@ -64,8 +64,8 @@ def test_tone_into_one_microphone_comes_out_of_the_other_speaker_both_ways() -> 
             wait_until(lambda: heard(pa, "alice_spk")[0], 15, "the tone on alice's speaker")
             on_bob, bob_rms = heard(pa, "bob_spk", 1.0)
             on_alice, alice_rms = heard(pa, "alice_spk", 1.0)
-            assert on_bob == pytest.approx(440, abs=5) and bob_rms > 0.05
-            assert on_alice == pytest.approx(660, abs=5) and alice_rms > 0.05
+            assert on_bob == pytest.approx(440, abs=5) and bob_rms > 0.05, (on_bob, bob_rms)
+            assert on_alice == pytest.approx(660, abs=5) and alice_rms > 0.05, (on_alice, alice_rms)
             alice.interrupt()  # first Ctrl-C: a clean hang-up
             leave = alice.event("LEAVE", timeout=30)
             assert leave["summary"]["received"]["audio"]["dominant_hz"] == pytest.approx(

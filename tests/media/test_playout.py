@@ -9,17 +9,17 @@ import numpy as np
 from omnicli.media.playout import RATE, PlayoutBuffer, PlayoutLevel
 
 PACKET = 960  # 20 ms arrives at a time
-BLOCK = 480  # 10 ms played at a time
+BLOCK = 240  # 5 ms played at a time (audio_io.DEVICE_BLOCK)
 
 
 def simulate(
     buf: PlayoutBuffer, seconds: float, arrival, rate_ratio: float = 1.0
 ) -> list[tuple[float, int]]:
-    """Feed 20 ms packets at `arrival(n)` seconds and play 10 ms blocks on the sound card's
+    """Feed 20 ms packets at `arrival(n)` seconds and play 5 ms blocks on the sound card's
     clock (`rate_ratio` > 1: the sender's clock runs fast); (time, samples waiting) per block."""
     pushes = sorted(arrival(n) / rate_ratio for n in range(int((seconds + 1) * 50)))
     levels, p = [], 0
-    for k in range(int(seconds * 100)):
+    for k in range(int(seconds * RATE / BLOCK)):
         now = k * BLOCK / RATE
         while p < len(pushes) and pushes[p] <= now:
             buf.push(np.ones(PACKET, np.int16))
@@ -48,13 +48,14 @@ def test_a_backlog_drains_down_to_the_margin_without_gaps():
 
 
 def test_jitter_makes_the_buffer_grow_and_calm_makes_it_shrink_back():
-    """Arrivals 0 to 60 ms late for 30 s: a few underflows raise the margin and the buffer
-    holds enough to ride the jitter; once the network is steady the delay comes back down."""
+    """A calm first second, then arrivals 0 to 60 ms late until 30 s: a few underflows raise
+    the margin and the buffer holds enough to ride the jitter; once the network is steady
+    the delay comes back down."""
     rng = random.Random(7)
     jitter = {n: rng.uniform(0, 0.06) for n in range(1500)}
 
     def arrival(n: int) -> float:
-        return n * 0.02 + (jitter[n] if n < 1500 else 0.001)
+        return n * 0.02 + (jitter[n] if 50 <= n < 1500 else 0.001)
 
     during = PlayoutBuffer(max_samples=RATE // 4, prime_samples=PACKET)
     simulate(during, 29, arrival)
@@ -75,3 +76,52 @@ def test_a_fast_sender_clock_does_not_make_latency_creep_over_ten_minutes():
     first = late_ms(levels, 10, 60)
     assert late_ms(levels, 540, 600) <= first + 10
     assert buf.dropped_samples == 0  # kept down by trimming, not by the hard limit
+
+
+def test_the_microphone_gathers_5_ms_device_blocks_into_20_ms_frames_in_order():
+    """Blocks of any size come out as exact 960-sample frames, no sample lost or repeated."""
+    from omnicli.media.audio_io import BLOCK, FrameGatherer
+
+    gather = FrameGatherer(BLOCK)
+    stream = np.arange(10 * BLOCK + 100, dtype=np.int16)
+    frames, at = [], 0
+    for size in [240, 240, 240, 100, 500, 960, 1920, 7] * 4:
+        frames += gather.add(stream[at : at + size])
+        at = min(at + size, len(stream))
+    assert [len(f) for f in frames] == [BLOCK] * 10
+    assert np.array_equal(np.concatenate(frames), stream[: len(frames) * BLOCK])
+    block = np.ones(240, np.int16)
+    fresh = FrameGatherer(BLOCK)
+    assert [len(fresh.add(block)) for _ in range(8)] == [0, 0, 0, 1, 0, 0, 0, 1]
+
+
+def test_a_stalled_device_costs_a_gap_not_lasting_delay():
+    """The sound card's thread sleeps 100 ms while 20 ms packets keep arriving: dropping the
+    audio due meanwhile brings the delay back to what it was; without it, 100 ms more stay."""
+
+    def run(skip: bool) -> tuple[float, PlayoutBuffer]:
+        buf = PlayoutBuffer(max_samples=RATE // 4, prime_samples=PACKET)
+        pushes = [n * 0.02 + 0.001 for n in range(300)]
+        levels, p, k, stalled = [], 0, 0, False
+        while (now := k * BLOCK / RATE) < 5.0:
+            while p < len(pushes) and pushes[p] <= now:
+                buf.push(np.ones(PACKET, np.int16))
+                p += 1
+            if 2.0 <= now < 2.1:  # no callback: the device plays silence
+                stalled, k = True, k + 1
+                continue
+            if stalled and skip:
+                buf.device_stalled(int(0.1 * RATE), BLOCK)
+            stalled = False
+            buf.take(BLOCK)
+            levels.append((now, buf.buffered))
+            k += 1
+        return late_ms(levels, 2.2, 2.6), buf
+
+    before = late_ms(
+        simulate(PlayoutBuffer(RATE // 4, PACKET), 2, lambda n: n * 0.02 + 0.001), 1, 2
+    )
+    skipped, buf = run(skip=True)
+    kept, _ = run(skip=False)
+    assert skipped <= before + 5 and kept >= before + 90
+    assert buf.stalls == 1 and buf.stalled_samples >= 0.09 * RATE and buf.underflows == 0

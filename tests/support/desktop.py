@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import subprocess
 import tempfile
@@ -114,8 +115,14 @@ class Pulse:
             )
         )
 
-    def record(self, sink: str, seconds: float) -> np.ndarray:
-        """What `sink` plays during the next `seconds`, as mono floats at 48 kHz."""
+    def record(self, sink: str, seconds: float, timeout: float = 15.0) -> np.ndarray:
+        """The next `seconds` of what `sink` plays, as mono floats at 48 kHz.
+
+        Reads until that much audio has come (at most `timeout` s more): under load
+        `parec` can take longer than the span itself to connect, so sleeping for the
+        span and stopping it gave short or empty recordings.
+        """
+        want = int(seconds * RATE) * 2
         proc = subprocess.Popen(
             [
                 "parec",
@@ -130,12 +137,23 @@ class Pulse:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
+        assert proc.stdout is not None
+        data = bytearray()
+        deadline = time.monotonic() + seconds + timeout
         try:
-            time.sleep(seconds)  # recording for a fixed span is the point here
+            while len(data) < want and (left := deadline - time.monotonic()) > 0:
+                if not select.select([proc.stdout], [], [], left)[0]:
+                    break
+                chunk = os.read(proc.stdout.fileno(), want - len(data))
+                if not chunk:
+                    break
+                data += chunk
         finally:
             proc.terminate()
-            data, _ = proc.communicate(timeout=10)
-        return np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768
+            proc.communicate(timeout=10)
+        return (
+            np.frombuffer(bytes(data[: len(data) // 2 * 2]), dtype="<i2").astype(np.float64) / 32768
+        )
 
     def stop(self) -> None:
         for player in self._players:
