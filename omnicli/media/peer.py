@@ -32,7 +32,7 @@ from aiortc import (
 )
 
 from omnicli.errors import MediaFailed
-from omnicli.media import recovery, sendrate, x264
+from omnicli.media import recovery, sendguards, sendhooks, sendrate, x264
 from omnicli.media.bitcap import BitrateCap
 from omnicli.media.probes import AudioProbe, VideoProbe
 from omnicli.media.quality import Counters, QualityMeter, QualitySample
@@ -169,11 +169,11 @@ class PeerLink:
         return any(t.sender.track is out for t in self._pc.getTransceivers())
 
     def _control_send_rate(self) -> None:
-        """Put the loss-based send-rate control on our video sender (see sendrate.py)."""
+        """Put the loss-based send-rate control on our video sender (see sendhooks.py)."""
         senders = {t.sender.track: t.sender for t in self._pc.getTransceivers()}
         video, audio = senders.get(self.video_out), senders.get(self.audio_out)
-        if video is not None and sendrate.install(video, self.send_rate, time.monotonic, audio):
-            self.video_out.shaper = sendrate.FrameShaper(self.send_rate)
+        if video is not None and sendhooks.install(video, self.send_rate, time.monotonic, audio):
+            self.video_out.shaper = sendguards.FrameShaper(self.send_rate)
 
     def _out(self, kind: str) -> SwitchableTrack:
         return self.video_out if kind == "video" else self.audio_out

@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "omnicli"
 ALLOWED_PRIVATES = {
     ("media/recovery.py", "_send_rtcp_nack"),  # aiortc's receiver: checked on install
     ("media/recovery.py", "_data"),  # aiortc's jitter buffer packets: checked on install
-    ("media/sendrate.py", "_ssrc"),  # aiortc's sender: which RTCP reports are its own
-    ("media/sendrate.py", "_RTCRtpSender__encoder"),  # aiortc's sender: checked on install
-    ("media/sendrate.py", "_RTCRtpSender__rtp_history"),  # likewise, for the RTX budget
+    ("media/sendhooks.py", "_ssrc"),  # aiortc's sender: which RTCP reports are its own
+    ("media/sendhooks.py", "_RTCRtpSender__encoder"),  # aiortc's sender: checked on install
+    ("media/sendhooks.py", "_RTCRtpSender__rtp_history"),  # likewise, for the RTX budget
     ("ui/flows.py", "_exit"),  # os._exit: a second Ctrl-C exits at once
     ("ui/repl.py", "_exit"),  # os._exit, likewise
 }

@@ -1,5 +1,6 @@
-"""The send-rate control (omnicli/media/sendrate.py): pure decisions with plain calls, the
-frame shaper on real frames, and the hooks on a real aiortc sender."""
+"""The send-rate control (omnicli/media/sendrate.py, sendguards.py, sendhooks.py): pure
+decisions with plain calls, the frame shaper on real frames, and the hooks on a real aiortc
+sender."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ from av import VideoFrame
 from phones import eventually
 from test_peer import call
 
-from omnicli.media import sendrate
+from omnicli.media import sendguards, sendhooks, sendrate
+from omnicli.media.sendguards import FrameShaper, RetransmitBudget
 from omnicli.media.sendrate import (
     FULL,
-    FrameShaper,
     Level,
-    RetransmitBudget,
     SendRate,
     audio_bitrate,
     encoder_step,
@@ -240,7 +240,7 @@ async def test_keyframe_requests_inside_the_gap_are_served_once_when_it_ends() -
     now = [100.0]
     sent: list[float] = []
     control = SendRate(160_000)
-    gate = sendrate.KeyframeGate(control, lambda: sent.append(now[0]), lambda: now[0])
+    gate = sendguards.KeyframeGate(control, lambda: sent.append(now[0]), lambda: now[0])
     assert gate.gap() == pytest.approx(0.5)
     gate.request()
     assert sent == [100.0]
@@ -253,7 +253,7 @@ async def test_keyframe_requests_inside_the_gap_are_served_once_when_it_ends() -
     await eventually(lambda: len(sent) == 2, 2)
     assert control.counts["keyframes"] == 2
     for bps, gap in ((1_000_000, 0.25), (60_000, 0.6)):
-        assert sendrate.KeyframeGate(SendRate(bps), lambda: None, lambda: 0.0).gap() == gap
+        assert sendguards.KeyframeGate(SendRate(bps), lambda: None, lambda: 0.0).gap() == gap
 
 
 def test_encoder_target_goes_down_at_once_and_up_once_every_two_seconds() -> None:
@@ -301,7 +301,7 @@ async def test_a_packet_sent_long_ago_is_not_resent() -> None:
 
     sender = Sender()
     control = SendRate(500_000)
-    sendrate.budget_retransmissions(sender, RetransmitBudget(control), lambda: now[0])
+    sendhooks.budget_retransmissions(sender, RetransmitBudget(control), lambda: now[0])
     history = sender._RTCRtpSender__rtp_history
     for seq in (10, 11):
         history[seq] = RtpPacket(sequence_number=seq, payload=b"x" * 1000)
