@@ -13,7 +13,10 @@ private objects of aiortc's receiver (and nothing else):
   soon as its last packet arrives (`framing.py`; aiortc waits for the next frame's
   first packet), and a picture stalled behind a gap is given up for a keyframe
   (`StallWatch`) instead of waiting for 512 packets. The NACK generator asks again
-  for packets still missing (`NackTimer`).
+  for packets still missing (`NackTimer`), but not for those the buffer has given up
+  (behind its origin: aiortc's generator would ask for them until 128 newer packets
+  came). A packet far behind the buffer (a late retransmission) is dropped, where
+  aiortc's buffer would throw away all it holds and ask for a keyframe.
 
 These are aiortc privates (name-mangled attributes, the jitter buffer's ring), read
 and written by this module only. `missing_privates()` checks every one of them when a
@@ -30,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from aiortc import jitterbuffer
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver
 
@@ -41,6 +45,12 @@ logger = logging.getLogger(__name__)
 _PREFIX = "_RTCRtpReceiver__"
 OPUS_SAMPLES = 960  # 20 ms at 48 kHz, aiortc's packet size
 TS_MOD = 1 << 32
+SEQ_MOD = 1 << 16
+# aiortc's video buffer throws all it holds away, and asks for a keyframe, when a packet
+# this far behind its origin arrives; VideoRecovery drops such a packet instead, unless
+# LATE_RESET_STREAK of them come in a row (the sender's numbers really went back).
+MAX_MISORDER: int = getattr(jitterbuffer, "MAX_MISORDER", 100)
+LATE_RESET_STREAK = 16
 
 # Every aiortc private the hooks use, and why.
 PRIVATES: dict[str, str] = {
@@ -55,7 +65,9 @@ PRIVATES: dict[str, str] = {
     "RTCRtpReceiver._handle_rtp_packet -> packet._data": "the depayloaded bytes of a packet",
     "JitterBuffer.add -> _remove_frame": "VideoRecovery replaces the release rule",
     "JitterBuffer._origin, _packets, remove, smart_remove": "the ring VideoRecovery reads",
-    "NackGenerator.missing": "RetryingNackGenerator asks again while it is not empty",
+    "NackGenerator.missing": "RetryingNackGenerator asks again while it is not empty, "
+    "and drops from it what the buffer gave up",
+    "JitterBuffer.add resets MAX_MISORDER behind": "VideoRecovery drops such a packet",
 }
 
 _RECEIVER_ATTRS = (
@@ -117,8 +129,9 @@ def install(receiver: RTCRtpReceiver) -> bool:
             codec = codecs.get(payload_type)
             return None if codec is None else str(codec.mimeType)
 
-        hook = VideoRecovery(_decoder_feed(receiver), mime_of)
-        setattr(receiver, _PREFIX + "nack_generator", RetryingNackGenerator())
+        video = hook = VideoRecovery(_decoder_feed(receiver), mime_of)
+        nacks = RetryingNackGenerator(horizon=lambda: video.origin)
+        setattr(receiver, _PREFIX + "nack_generator", nacks)
     setattr(receiver, _PREFIX + "jitter_buffer", hook)
     receiver.omnicli_recovery = hook  # type: ignore[attr-defined]
     return True
@@ -222,16 +235,34 @@ class AudioRecovery:
             self._queue.put((self._codec, frame))
 
 
-class RetryingNackGenerator(NackGenerator):
-    """aiortc's NACK generator, also due again while packets stay missing."""
+def seq_behind(seq: int, origin: int) -> int:
+    """How far RTP sequence number `seq` is behind `origin` (0 if it is not behind)."""
+    back = (origin - seq) % SEQ_MOD
+    return back if 0 < back < SEQ_MOD // 2 else 0
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+
+class RetryingNackGenerator(NackGenerator):
+    """aiortc's NACK generator, also due again while packets stay missing, and asking
+    for none the jitter buffer has given up: those behind `horizon()` (its origin)."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        horizon: Callable[[], int | None] = lambda: None,
+    ) -> None:
         super().__init__()
         self.timer = NackTimer()
+        self.forgotten = 0  # missing packets not asked for again: the buffer gave them up
         self._clock = clock
+        self._horizon = horizon
 
     def add(self, packet: Any) -> bool:
         new_gap = super().add(packet)
+        origin = self._horizon()
+        if self.missing and origin is not None:
+            gone = [seq for seq in self.missing if seq_behind(seq, origin)]
+            self.missing.difference_update(gone)
+            self.forgotten += len(gone)
         now = self._clock()
         if new_gap:
             self.timer.sent(now)
@@ -260,6 +291,8 @@ class VideoRecovery(JitterBuffer):
         self.stalls = 0
         self.on_marker = 0  # frames released on their marker bit
         self.on_next = 0  # frames released when the next frame began (aiortc's rule)
+        self.late = 0  # packets dropped far behind the origin (aiortc resets on them)
+        self._late_streak = 0
         self._deliver = deliver
         self._mime_of = mime_of
         self._clock = clock
@@ -268,9 +301,26 @@ class VideoRecovery(JitterBuffer):
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"stalls": self.stalls, "on_marker": self.on_marker, "on_next": self.on_next}
+        return {
+            "stalls": self.stalls,
+            "on_marker": self.on_marker,
+            "on_next": self.on_next,
+            "late": self.late,
+        }
+
+    @property
+    def origin(self) -> int | None:
+        """The next sequence number the buffer waits for; all before it is done with."""
+        return self._origin
 
     def add(self, packet: Any) -> tuple[bool, JitterFrame | None]:
+        origin = self._origin
+        if origin is not None and seq_behind(packet.sequence_number, origin) >= MAX_MISORDER:
+            self._late_streak += 1
+            if self._late_streak < LATE_RESET_STREAK:
+                self.late += 1
+                return False, None
+        self._late_streak = 0
         pli, _ = super().add(packet)  # fills self._ready through _remove_frame
         ready, self._ready = self._ready, []
         if self.watch.update(bool(ready), self._clock()):
