@@ -118,7 +118,7 @@ class PeerLink:
         self._closed = False
         self._meter = QualityMeter()
         self._sent_mark: tuple[float, int] | None = None  # (time, video frames sent)
-        self.send_rate = sendrate.SendRate()  # the video send target (see sendrate.py)
+        self.send_rate = sendrate.SendRate(ramp=True)  # the video send target (sendrate.py)
         self._pc.on("connectionstatechange", self._on_connection_state)
         self._pc.on("track", self._on_track)
 

@@ -123,7 +123,7 @@ class FrameShaper:
         self._last_pts = at
         control = self.control
         control.pixel_rate = frame.width * frame.height / self._interval
-        control.level = level_for(control.video_bps, control.level, control.pixel_rate)
+        control.level = level_for(control.level_bps, control.level, control.pixel_rate)
 
 
 KEYFRAME_BITS = 80_000  # about a 320x240 keyframe at thin-link rates (10 kB)

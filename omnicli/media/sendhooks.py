@@ -92,11 +92,36 @@ def install(
         if control.target_bps != before:
             logger.debug("video send target %d -> %d bps", before, control.target_bps)
 
+    def start_video() -> None:
+        encoder = sender._RTCRtpSender__encoder
+        if hasattr(encoder, "target_bitrate"):
+            encoder.target_bitrate = target.next(control.encoder_bps(), clock())
+
+    start_encoder(sender, start_video)
+    if audio_sender is not None:
+        start_encoder(audio_sender, lambda: set_opus_bitrate(audio_sender, control.loss_bps))
     sender._handle_rtcp_packet = handle
     sender._send_keyframe = KeyframeGate(control, sender._send_keyframe, clock).request
     budget_retransmissions(sender, RetransmitBudget(control), clock)
     sender.omnicli_sendrate = control
     return True
+
+
+def start_encoder(sender: Any, setup: Callable[[], None]) -> None:
+    """Create aiortc `sender`'s encoder for the first frame (as aiortc would) and `setup`
+    it before it encodes anything: the call starts at the controller's rate, not at the
+    encoder's default (VP8 500 kbit/s, Opus 96 kbit/s) until the first RTCP report."""
+    from aiortc.codecs import get_encoder
+
+    original = sender._next_encoded_frame
+
+    async def next_encoded_frame(codec: Any) -> Any:
+        if sender._RTCRtpSender__encoder is None:
+            sender._RTCRtpSender__encoder = get_encoder(codec)
+            setup()
+        return await original(codec)
+
+    sender._next_encoded_frame = next_encoded_frame
 
 
 def set_opus_bitrate(sender: Any, target_bps: int) -> None:

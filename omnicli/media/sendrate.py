@@ -47,7 +47,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-START_BPS = 500_000  # aiortc's VP8 default
+# A call starts here, not at aiortc's 500 kbit/s (VP8) and 96 kbit/s (Opus), which a thin
+# link drops for its first seconds; browsers start near 300 kbit/s too. While the call
+# ramps up (`SendRate(ramp=True)`), the target grows by START_GROWTH a report, the frame
+# rate and size stay full, and REMB stops the growth but does not pull the target down:
+# aiortc's receiver starts its estimate below what it gets (measured: 413 kbit/s while
+# 675 went through cleanly) and climbs 8 % a second. The ramp ends at the first report
+# with loss (2 %+) or the first REMB below RAMP_REMB_DROP of its highest (the receiver saw
+# delay grow: a link that queues, or a busy receiver); from then on REMB is the ceiling.
+START_BPS = 300_000
+START_GROWTH = 1.5
+RAMP_REMB_DROP = 0.85
 MIN_BPS = 60_000
 MAX_BPS = 1_500_000
 HIGH_LOSS = 0.10
@@ -117,11 +127,12 @@ class SendRate:
     receiver's delay spikes lower the bitrate as in aiortc, they do not halve the video.
     """
 
-    def __init__(self, start_bps: int = START_BPS) -> None:
+    def __init__(self, start_bps: int = START_BPS, *, ramp: bool = False) -> None:
         self.loss_bps = start_bps
         self.remb_bps: int | None = None
         self.target_bps = start_bps
-        self.level = level_for(start_bps)
+        self.ramping = ramp  # the call's start: no loss seen yet (see START_GROWTH)
+        self.remb_high = 0  # the highest REMB while ramping
         self.hold_until = 0.0
         self.last_growth = float("-inf")
         self.loss = 0.0  # reported loss, smoothed over reports
@@ -134,9 +145,13 @@ class SendRate:
         # the keyframes they got, packets named in NACKs, encoder retargets (each one
         # rebuilds aiortc's VP8 encoder: a keyframe too)
         self.counts = {"keyframe_requests": 0, "keyframes": 0, "nacked": 0, "retargets": 0}
+        self.level = level_for(self.level_bps)
 
     def on_remb(self, bitrate_bps: int, now: float) -> int:
         self.remb_bps = bitrate_bps
+        if self.ramping:
+            self.remb_high = max(self.remb_high, bitrate_bps)
+            self.ramping = bitrate_bps >= RAMP_REMB_DROP * self.remb_high
         return self._update(now)
 
     def on_report(self, fraction_lost: float, now: float, interval: float = 1.0) -> int:
@@ -144,6 +159,8 @@ class SendRate:
         self.loss = LOSS_SMOOTHING * self.loss + (1 - LOSS_SMOOTHING) * fraction_lost
         if now < self.hold_until:
             return self.target_bps
+        if fraction_lost >= LOW_LOSS:
+            self.ramping = False
         if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
             self.hold_until = now + interval
             self.clean = 0
@@ -156,6 +173,8 @@ class SendRate:
             self.last_growth = now
             self.clean += 1
             factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
+            if self.ramping:
+                factor = START_GROWTH
             known = self.known_max
             if known is not None and self.loss_bps > NEAR_MAX[1] * known:
                 self.known_max = known = None  # well past it without loss: the link grew
@@ -189,15 +208,23 @@ class SendRate:
             return self.loss_bps
         return min(self.loss_bps, self.ceiling_bps)
 
+    @property
+    def level_bps(self) -> int:
+        """The rate the level is picked from: `video_bps`, but while the call starts
+        (`ramping`) only the user's ceiling, as no loss has shown the link to be thin."""
+        if self.ramping:
+            return MAX_BPS if self.ceiling_bps is None else self.ceiling_bps
+        return self.video_bps
+
     @staticmethod
     def _bound(bps: int) -> int:
         return max(MIN_BPS, min(MAX_BPS, bps))
 
     def _update(self, now: float) -> int:
         bps = self.video_bps
-        if self.remb_bps is not None:
+        if self.remb_bps is not None and not self.ramping:
             bps = min(bps, max(self.remb_bps, REMB_FLOOR_BPS))
-        self.level = level_for(self.video_bps, self.level, self.pixel_rate)
+        self.level = level_for(self.level_bps, self.level, self.pixel_rate)
         if bps != self.target_bps:
             self.target_bps = bps
             self.changes.append((now, bps))

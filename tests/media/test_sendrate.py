@@ -223,6 +223,8 @@ async def test_max_bitrate_is_the_controllers_ceiling_on_a_real_call() -> None:
         await eventually(lambda: b.video_in.frames_received > 10, 5)
         video = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.video_out)
         audio = next(t.sender for t in a.pc.getTransceivers() if t.sender.track is a.audio_out)
+        # the call starts Opus at 32 kbit/s; full once the clean link has shown 470 kbit/s
+        await eventually(lambda: audio._RTCRtpSender__encoder.codec.bit_rate == 96_000, 10)
         a.set_max_bitrate(150_000)
         assert a.send_rate.ceiling_bps == 150_000
         assert a.send_rate.target_bps <= 150_000
@@ -309,3 +311,61 @@ async def test_a_packet_sent_long_ago_is_not_resent() -> None:
     await sender._retransmit(11)  # sent 0.5 s ago
     await sender._retransmit(10)  # sent 1.0 s ago
     assert resent == [11] and control.counts["rtx_stale"] == 1
+
+
+def test_a_call_starts_low_and_ramps_fast_until_loss() -> None:
+    """`ramp=True` (a call): 300 kbit/s at full frame rate and size, x1.5 a clean report; a
+    first REMB below the target stops the growth without pulling the target down; the first
+    report with loss ends the ramp: 10 % steps again, REMB a ceiling again."""
+    control = SendRate(ramp=True)
+    assert control.target_bps == sendrate.START_BPS == 300_000 and control.level == FULL
+    assert control.on_report(0.0, now=1.0) == 450_000
+    assert control.on_report(0.0, now=2.0) == 675_000
+    assert control.on_remb(400_000, now=2.5) == 675_000  # aiortc's estimate starts low
+    assert control.on_report(0.0, now=3.0) == 675_000  # ...and holds the growth
+    assert control.ramping
+    assert control.on_report(0.05, now=4.0) == 400_000  # loss: REMB is the ceiling again
+    assert not control.ramping
+    control.on_remb(2_000_000, now=4.5)
+    assert control.on_report(0.0, now=5.0) == int(675_000 * sendrate.GROWTH)
+
+
+def test_a_falling_remb_ends_the_ramp() -> None:
+    """REMB below 85 % of its highest: the receiver saw delay grow (a queueing link)."""
+    control = SendRate(ramp=True)
+    control.on_remb(600_000, now=0.5)
+    assert control.ramping and control.target_bps == 300_000
+    assert control.on_report(0.0, now=1.0) == 450_000
+    assert control.on_remb(500_000, now=1.5) == 450_000  # within 85 %: still ramping
+    assert control.on_remb(400_000, now=2.0) == 400_000 and not control.ramping
+
+
+def test_a_ramping_call_keeps_full_frames_but_follows_the_users_ceiling() -> None:
+    control = SendRate(ramp=True)
+    assert control.level == FULL
+    control.set_ceiling(150_000, now=0.0)
+    assert control.level == Level(keep_every=2, scale=2) and control.target_bps == 150_000
+
+
+async def test_the_encoder_starts_at_the_controllers_rate() -> None:
+    """aiortc makes its encoder for the first frame at 500 kbit/s (VP8); the hook makes it
+    itself and sets the start rate before anything is encoded."""
+    from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+    seen: list[int] = []
+
+    class Sender:
+        _RTCRtpSender__encoder = None
+
+        async def _next_encoded_frame(self, codec: object) -> None:
+            seen.append(self._RTCRtpSender__encoder.target_bitrate)
+
+    sender = Sender()
+    sendhooks.start_encoder(
+        sender, lambda: setattr(sender._RTCRtpSender__encoder, "target_bitrate", 270_000)
+    )
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    sendhooks.lower_vp8_floor()
+    await sender._next_encoded_frame(vp8)
+    await sender._next_encoded_frame(vp8)
+    assert seen == [270_000, 270_000]
