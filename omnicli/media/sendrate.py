@@ -53,7 +53,7 @@ from dataclasses import dataclass
 # rate and size stay full, and REMB stops the growth but does not pull the target down:
 # aiortc's receiver starts its estimate below what it gets (measured: 413 kbit/s while
 # 675 went through cleanly) and climbs 8 % a second. The ramp ends at the first report
-# with loss (2 %+) or the first REMB below RAMP_REMB_DROP of its highest (the receiver saw
+# with any loss or the first REMB below RAMP_REMB_DROP of its highest (the receiver saw
 # delay grow: a link that queues, or a busy receiver); from then on REMB is the ceiling.
 START_BPS = 300_000
 START_GROWTH = 1.5
@@ -159,8 +159,8 @@ class SendRate:
         self.loss = LOSS_SMOOTHING * self.loss + (1 - LOSS_SMOOTHING) * fraction_lost
         if now < self.hold_until:
             return self.target_bps
-        if fraction_lost >= LOW_LOSS:
-            self.ramping = False
+        if fraction_lost > 0:
+            self.ramping = False  # any loss: the link is not known to be wide
         if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
             self.hold_until = now + interval
             self.clean = 0
