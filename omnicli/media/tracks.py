@@ -82,7 +82,7 @@ class SwitchableTrack(MediaStreamTrack):
         self.frame_size: tuple[int, int] | None = None  # (width, height) of the last video frame
         self.frames_dropped = 0
         # called on every outgoing frame; returns it (possibly replaced) or None to skip it
-        # (the video send-rate level, see sendrate.FrameShaper)
+        # (the video send-rate level, see sendguards.FrameShaper)
         self.shaper: Callable[[Frame], Frame | None] | None = None
         # stop() stops the source too; PeerLink turns this off and stops sources itself,
         # because aiortc stops a sender's track whenever its RTP loop ends (a dead
