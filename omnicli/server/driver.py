@@ -8,7 +8,8 @@ queued, bytes buffered in the transport, time to close.
 
 Its parts: `config` (ServerConfig and its check), `clients` (one connection's outbox
 and closing it on purpose), `admission` (the caps, the failed-hello throttle and the
-session_list budget, applied), `logsafe.log_outcome` (what a request leaves in the log).
+session_list budget, applied), `logsafe.log_outcome` (what a request leaves in the log),
+`timers` (the timer task and, on Redis, the lease reaper).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import ssl
 import time
 from collections.abc import Callable
@@ -39,6 +39,7 @@ from omnicli.server.records import Send, ToConn
 from omnicli.server.redisstore import RedisStoreError
 from omnicli.server.sip import GatewayEvent
 from omnicli.server.switchboard import Switchboard
+from omnicli.server.timers import Timers
 from omnicli.wire import protocol as p
 from omnicli.wire import requests as rq
 
@@ -51,8 +52,6 @@ PING_INTERVAL = 4.0  # a vanished client is noticed within PING_INTERVAL + PING_
 PING_TIMEOUT = 4.0  # (+ CLOSE_TIMEOUT: after a ping timeout websockets still waits that long)
 HELLO_TIMEOUT = 10.0
 AUTH_REPORT = 10.0  # s between summaries of failed authentication per address
-POLL = 1.0  # s: on Redis, the timers wait this long after Redis failed them
-TIMER_POLL = 0.25  # s: on Redis, the timers read the deadlines other nodes set this often
 DRAINING = "this server is shutting down; connect to another node"
 UNAVAILABLE = "the server cannot reach Redis; try again shortly (or another node)"
 
@@ -111,8 +110,9 @@ class SignalingServer:
         self.admission = Admission(config, self.health, lambda: self.clock())
         self._ids = itertools.count(1)
         self._server: Server | None = None
+        self.timers = Timers(self.board, self.cluster, lambda: self.clock(), self._deliver)
         self._timer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._wake = self.timers.wake
         self._reporter: asyncio.Task[None] | None = None
 
     @property
@@ -162,7 +162,7 @@ class SignalingServer:
             close_timeout=CLOSE_TIMEOUT,
             compression=None,
         )
-        self._timer = asyncio.create_task(self._timer_loop(), name="omni-server-timers")
+        self._timer = asyncio.create_task(self.timers.run(), name="omni-server-timers")
         self._reporter = asyncio.create_task(self._report_loop(), name="omni-server-reports")
         if self.cluster is not None:
             await self.cluster.start()
@@ -335,47 +335,6 @@ class SignalingServer:
     def _gateway_event(self, event: GatewayEvent) -> None:
         self._deliver(self.board.gateway_event(event, self.clock()))
         self._wake.set()
-
-    # -- timers --------------------------------------------------------------------
-
-    async def _timer_loop(self) -> None:
-        while True:
-            try:
-                await self._timer_step()
-            except RedisStoreError as exc:  # the timers are data: they fire once it is back
-                log.debug("timers: Redis unreachable: %s", exc)
-                await asyncio.sleep(POLL)
-
-    async def _shared_timer_wait(self, delay: float | None) -> None:
-        """On Redis, until the next deadline: other nodes set deadlines too (and may die),
-        so they are read again every TIMER_POLL s, late by at most that; a deadline this
-        node writes meanwhile (the store notes the soonest) moves the wake-up without a
-        read, so this node's own timers fire on time."""
-        assert self.cluster is not None
-        store = self.cluster.store
-        store.written = math.inf  # noted from now on: after the read above
-        planned = self.clock() + (TIMER_POLL if delay is None else min(delay, TIMER_POLL))
-        while (left := planned - self.clock()) > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await self._wake.wait()
-            self._wake.clear()
-            planned = min(planned, store.written)
-
-    async def _timer_step(self) -> None:
-        deadline = self.board.next_deadline()
-        self._wake.clear()
-        delay = None if deadline is None else max(0.0, deadline - self.clock())
-        if self.cluster is not None:
-            await self._shared_timer_wait(delay)
-        else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-        now = self.clock()
-        if self.cluster is not None:
-            self.cluster.reap(now)
-        self._deliver(self.board.expire(now))
 
     async def _report_loop(self) -> None:
         """One line per address that failed authentication, every AUTH_REPORT seconds."""

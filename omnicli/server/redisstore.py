@@ -1,8 +1,9 @@
 """`RedisStore`: the switchboard's store in Redis, shared by every server node.
 
-Each write of the `Store` contract is one Lua script, so it applies atomically on the
-Redis server and only to the record it expects (compare and set): presence by its whole
-stored JSON, a call by its `rev`. Reads are plain GETs. Records are JSON (`to_dict`).
+Each write of the `Store` contract is one Lua script (`redisscripts`), so it applies
+atomically on the Redis server and only to the record it expects (compare and set):
+presence by its whole stored JSON, a call by its `rev`. Reads are plain GETs. Records
+are JSON (`to_dict`).
 
 Keys (`P` is the prefix, default `omni:`; `{svc}` is a Redis Cluster hash tag, so every
 key a script touches lives in one slot, the service's):
@@ -38,6 +39,7 @@ from typing import Any
 import redis
 
 from omnicli.server.records import CallRecord, CallState, Presence, UserKey
+from omnicli.server.redisscripts import Scripts
 from omnicli.server.store import Offered, Placed
 
 RedisStoreError = redis.RedisError
@@ -45,92 +47,6 @@ SERVICES_TTL = 2.0  # s a node's list of services may lag another node's first r
 DUE_BATCH = 1000  # records one `due` returns per kind, at most
 RECENT = 20_000  # users whose call this node keeps a copy of, at most
 _PLACED = (Offered.OK, Offered.CALLER_BUSY, Offered.CALLEE_BUSY, Offered.TAKEN)
-
-_ADD_PRESENCE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], 0, ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[2])
-if ARGV[3] ~= '' then redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) end
-return 1
-"""
-
-_SWAP_PRESENCE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[3])
-  redis.call('ZREM', KEYS[3], ARGV[3])
-  redis.call('SREM', KEYS[4], ARGV[3])
-  return 1
-end
-redis.call('SET', KEYS[1], ARGV[2])
-if ARGV[4] == '' then
-  redis.call('ZREM', KEYS[3], ARGV[3])
-else
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
-end
-if KEYS[4] ~= KEYS[5] then
-  redis.call('SREM', KEYS[4], ARGV[3])
-  redis.call('SADD', KEYS[5], ARGV[3])
-end
-return 1
-"""
-
-_ADD_CALL = """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1
-   or redis.call('EXISTS', KEYS[3]) == 1 then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[3], ARGV[2])
-if ARGV[3] ~= '' then redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) end
-return 1
-"""
-
-_SWAP_CALL = """
-local cur = redis.call('GET', KEYS[1])
-if not cur then return {0} end
-if cjson.decode(cur)['rev'] ~= tonumber(ARGV[1]) then return {0, cur} end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1])
-  for i = 2, 3 do
-    if redis.call('GET', KEYS[i]) == ARGV[3] then redis.call('DEL', KEYS[i]) end
-  end
-  redis.call('ZREM', KEYS[4], ARGV[3])
-  return {1, cur}
-end
-redis.call('SET', KEYS[1], ARGV[2])
-if ARGV[4] == '' then
-  redis.call('ZREM', KEYS[4], ARGV[3])
-else
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
-end
-return {1}
-"""
-
-_PLACE_CALL = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {2} end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {3} end
-local callee = redis.call('GET', KEYS[5])
-local online = callee and cjson.decode(callee)['away_until'] == cjson.null
-local record = ARGV[2]
-if online then record = ARGV[1] end
-redis.call('SET', KEYS[1], record)
-redis.call('SET', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[3])
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3]) end
-if online then return {0, 1, callee} end
-return {0, 0, callee}
-"""
-
-_CALL_OF = """
-local id = redis.call('GET', KEYS[1])
-if not id then return false end
-return redis.call('GET', ARGV[1] .. id)
-"""
 
 
 def _dump(fields: dict[str, Any]) -> str:
@@ -158,12 +74,7 @@ class RedisStore:
         # Any: redis-py types replies as unions over decode_responses; ours are str
         self.r: Any = client
         self.prefix = prefix
-        self._add_presence = client.register_script(_ADD_PRESENCE)
-        self._swap_presence = client.register_script(_SWAP_PRESENCE)
-        self._add_call = client.register_script(_ADD_CALL)
-        self._swap_call = client.register_script(_SWAP_CALL)
-        self._call_of = client.register_script(_CALL_OF)
-        self._place_call = client.register_script(_PLACE_CALL)
+        self.scripts = Scripts(client)
         self._recent: dict[UserKey, CallRecord] = {}  # see `recent_call`
         self.written = math.inf  # the soonest deadline this store wrote (the driver resets it)
         self._services: set[str] = set()  # known to be in Pservices already
@@ -219,7 +130,7 @@ class RedisStore:
             self._k(svc, "node", presence.node),
         ]
         args = [_presence_json(presence), user, _score(presence.away_until)]
-        return bool(self._add_presence(keys, args))
+        return bool(self.scripts.add_presence(keys, args))
 
     def swap_presence(self, old: Presence, new: Presence | None) -> bool:
         svc, user = old.key
@@ -237,7 +148,7 @@ class RedisStore:
             user,
             "" if new is None else _score(new.away_until),
         ]
-        if not self._swap_presence(keys, args):
+        if not self.scripts.swap_presence(keys, args):
             return False
         if new is not None and new.away_until is not None:
             self.written = min(self.written, new.away_until)
@@ -275,7 +186,9 @@ class RedisStore:
         return None
 
     def call_of(self, service_id: str, user_id: str) -> CallRecord | None:
-        text = self._call_of([self._k(service_id, "uc", user_id)], [self._k(service_id, "c") + ":"])
+        text = self.scripts.call_of(
+            [self._k(service_id, "uc", user_id)], [self._k(service_id, "c") + ":"]
+        )
         if not text:
             self._recent.pop((service_id, user_id), None)
             return None
@@ -325,7 +238,7 @@ class RedisStore:
     def add_call(self, call: CallRecord) -> bool:
         self._note_service(call.service_id)
         args = [_dump(call.to_dict()), call.call_id, _score(call.deadline)]
-        if self._add_call(self._call_keys(call), args):
+        if self.scripts.add_call(self._call_keys(call), args):
             self.written = min(self.written, call.deadline)
             self._remember(call)
             return True
@@ -338,7 +251,7 @@ class RedisStore:
         calling = call.evolve(state=CallState.CALLING)
         keys = [*self._call_keys(call), self._k(call.service_id, "p", call.callee)]
         args = [_dump(call.to_dict()), _dump(calling.to_dict()), call.call_id]
-        reply = self._place_call(keys, [*args, _score(call.deadline)])
+        reply = self.scripts.place_call(keys, [*args, _score(call.deadline)])
         outcome = _PLACED[int(reply[0])]
         if outcome is not Offered.OK:
             return Placed(outcome)
@@ -357,7 +270,7 @@ class RedisStore:
             old.call_id,
             "" if stored is None else _score(stored.deadline),
         ]
-        reply = self._swap_call(self._call_keys(old), args)
+        reply = self.scripts.swap_call(self._call_keys(old), args)
         if not int(reply[0]):  # changed (keep the current copy) or gone
             if len(reply) > 1:
                 self._remember(CallRecord.from_dict(json.loads(reply[1])))

@@ -1,5 +1,5 @@
 """A node on Redis: ring timeouts fire on time (a node's own deadlines when due, another
-node's within the timer poll, `driver.TIMER_POLL`); a node whose lease ran out during a
+node's within the timer poll, `timers.TIMER_POLL`); a node whose lease ran out during a
 stall takes its users' sessions back."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from redisd import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
-from omnicli.server import cluster, driver
+from omnicli.server import cluster, timers
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.wire import protocol as p
 
@@ -92,7 +92,7 @@ async def test_a_ring_timeout_set_by_another_node_fires_within_the_poll(
     deadlines every TIMER_POLL s, ends node one's unanswered call at most that late."""
     config = ServerConfig(port=0, redis_url=redis.url, ring_timeout=RING)
     async with SignalingServer(config) as one, SignalingServer(config) as two:
-        assert one._timer is not None and driver.TIMER_POLL <= 0.25
+        assert one._timer is not None and timers.TIMER_POLL <= 0.25
         one._timer.cancel()
         alice, bob = await Client.user(one, "alice"), await Client.user(two, "bob")
         for _ in range(3):
