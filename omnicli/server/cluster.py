@@ -2,7 +2,8 @@
 
 The switchboard decides; this module carries what it decides between nodes.
 
-- **Lease:** every node writes its wall time into `Pnodes` every `LEASE_RENEW` s. A node
+- **Lease** (`lease`): every node writes its wall time into `Pnodes` every `LEASE_RENEW` s,
+  from a thread, while its event loop runs (a busy loop keeps its lease). A node
   whose lease is older than `LEASE_TTL` is dead: any live node *reaps* it by turning the
   sessions it held into away ones (`away_until` = its last renewal + the resume grace), so
   that their clients may resume on another node, and the grace timers (data in Redis) end
@@ -29,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import secrets
 import time
 from collections.abc import Callable
@@ -39,6 +39,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from omnicli.errors import UsageError
+from omnicli.server.lease import LEASE_RENEW, LEASE_TTL, LeaseKeeper
 from omnicli.server.records import CallRecord, Presence, Send, ToHolder, ToUser, UserKey
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
@@ -47,8 +48,6 @@ from omnicli.wire.protocol import EndReason, Event
 
 log = logging.getLogger("omnicli.server.cluster")
 
-LEASE_RENEW = 1.0  # s between lease renewals
-LEASE_TTL = 3.0  # s without renewal before a node counts as dead
 POLL = 1.0  # s: dead nodes are looked for at most this often
 PUBLISH_BATCH = 500  # messages to other nodes in one pipeline, at most
 FLUSH_TIMEOUT = 2.0  # s a closing node waits for its queued messages to go out
@@ -86,7 +85,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._last_reap = 0.0
         self._subscribed = asyncio.Event()
-        self._renewed = -math.inf  # monotonic time of the last lease renewal
+        self.lease = LeaseKeeper(store, self.node, wall, self.stats)
         self._outbox: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         # the call each user of this node was last told about, and whether it was ringing
         # for them: what to end for them if Redis comes back without it
@@ -101,6 +100,7 @@ class Cluster:
 
     async def start(self) -> None:
         self.renew()
+        self.lease.start()
         self._tasks = [
             asyncio.create_task(self._lease_loop(), name="omni-cluster-lease"),
             asyncio.create_task(self._listen_loop(), name="omni-cluster-listen"),
@@ -118,6 +118,7 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await asyncio.to_thread(self.lease.stop)  # no renewal after the drop
         with contextlib.suppress(RedisStoreError):
             self.store.drop_lease(self.node)
 
@@ -125,24 +126,32 @@ class Cluster:
 
     def fresh(self) -> bool:
         """The lease was renewed lately: Redis answers and other nodes see this one alive."""
-        return self.healthy and time.monotonic() - self._renewed < LEASE_TTL
+        return self.healthy and time.monotonic() - self.lease.renewed < LEASE_TTL
 
     def renew(self) -> None:
-        start = time.perf_counter()
+        """Renew the lease now, on the loop, and act on the outcome (see `_after_renewal`)."""
+        self.lease.write()
+        self._after_renewal()
+
+    def _after_renewal(self) -> None:
+        """On the loop, after the lease thread's renewals: register again when Redis is
+        back, take sessions back when this node was reaped meanwhile."""
+        outcome = self.lease.take()
+        if outcome is None:
+            return
+        error, lost = outcome
         try:
-            lost = self.store.renew_lease(self.node, self.wall()) and self._renewed > -math.inf
+            if error is not None:
+                raise error
+            if not self.healthy:
+                self._reregister()
+            elif lost:  # reaped during a stall past STALL_LIMIT: it is alive after all
+                self._reclaim()
         except RedisStoreError as exc:
-            self.stats.redis_errors += 1
             if self.healthy:
                 log.warning("Redis unreachable: %s", exc)
             self.healthy = False
             return
-        self.stats.redis_seconds = time.perf_counter() - start
-        self._renewed = time.monotonic()
-        if not self.healthy:
-            self._reregister()
-        elif lost:  # this node stalled past LEASE_TTL and was reaped: it is alive after all
-            self._reclaim()
         self.healthy = True
 
     def _reclaim(self) -> None:
@@ -210,9 +219,11 @@ class Cluster:
             self.told.pop((service_id, user_id), None)
 
     async def _lease_loop(self) -> None:
+        """The loop's beat for the lease thread, and what follows its renewals."""
         while True:
             await asyncio.sleep(LEASE_RENEW)
-            self.renew()
+            self.lease.beat()
+            self._after_renewal()
 
     # -- reaping dead nodes ------------------------------------------------------------
 

@@ -112,7 +112,8 @@ async def test_a_node_reaped_during_a_stall_takes_its_sessions_back(redis: Redis
         assert one.cluster is not None and two.cluster is not None
         assert cluster.LEASE_TTL == 3.0  # the lease below is just past it: away for 1.8 s
         alice = await Client.user(one, "alice")
-        one.cluster._tasks[0].cancel()  # the lease loop: renewals stop
+        one.cluster.lease.stall_limit = 0.0  # as if its loop hung: the thread stops renewing
+        one.cluster._tasks[0].cancel()  # and the loop's lease task with it
         store = two.cluster.store
         store.r.hset("omni:nodes", one.cluster.node, repr(time.time() - 3.2))
         async with asyncio.timeout(10):
@@ -126,5 +127,24 @@ async def test_a_node_reaped_during_a_stall_takes_its_sessions_back(redis: Redis
         await asyncio.sleep(2.5)  # past the grace it was given: still online
         presence = store.presence("dev", "alice")
         assert presence is not None and not presence.away and presence.node == one.cluster.node
+        assert (await alice.ok("session_list"))["sessions"][0]["user_id"] == "alice"
+        await alice.ws.close()
+
+
+async def test_a_busy_event_loop_keeps_its_lease(redis: RedisServer) -> None:
+    """Node one's event loop is blocked past LEASE_TTL (as while it accepts thousands of
+    connections): its lease thread renews all the same, so when the loop runs again node
+    two does not reap it and alice stays online. Renewed on the loop, the lease would be
+    as old as the block."""
+    config = ServerConfig(port=0, redis_url=redis.url, resume_grace=5.0)
+    async with SignalingServer(config) as one, SignalingServer(config) as two:
+        assert one.cluster is not None and two.cluster is not None
+        alice = await Client.user(one, "alice")
+        time.sleep(cluster.LEASE_TTL + 1.5)  # the loop (both nodes') blocked
+        renewed = float(two.cluster.store.r.hget("omni:nodes", one.cluster.node))
+        assert time.time() - renewed < cluster.LEASE_RENEW + 0.5, time.time() - renewed
+        await asyncio.sleep(1.5)  # node two's reaper runs (at most once a second)
+        presence = two.cluster.store.presence("dev", "alice")
+        assert presence is not None and not presence.away
         assert (await alice.ok("session_list"))["sessions"][0]["user_id"] == "alice"
         await alice.ws.close()
