@@ -207,7 +207,9 @@ class AudioProbe(_Probe):
         self.seconds_received = 0.0
         self.sample_rate: int | None = None
         self.last_frame_at: float | None = None
-        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        # the last second of audio as it came (samples, channels, planar, scale): made
+        # mono only when a figure is read (about once a second), not per 20 ms frame
+        self._chunks: collections.deque[tuple[np.ndarray, int, bool, float]] = collections.deque()
         self._buffered = 0
 
     def _handle(self, frame: AudioFrame) -> None:
@@ -219,19 +221,23 @@ class AudioProbe(_Probe):
             self._chunks.clear()
             self._buffered = 0
             self.sample_rate = frame.sample_rate
-        mono = mono_samples(frame)
-        self._chunks.append(mono)
-        self._buffered += len(mono)
+        data = frame.to_ndarray()
+        channels = len(frame.layout.channels)
+        self._chunks.append(
+            (data, channels, frame.format.is_planar, SCALE.get(frame.format.name, 1.0))
+        )
+        self._buffered += data.size // channels
         keep = int(FFT_WINDOW_S * frame.sample_rate)
-        while self._buffered - len(self._chunks[0]) >= keep:
-            self._buffered -= len(self._chunks.popleft())
+        while self._buffered - self._chunks[0][0].size // self._chunks[0][1] >= keep:
+            head = self._chunks.popleft()
+            self._buffered -= head[0].size // head[1]
         if self.on_audio is not None:
             self.on_audio(frame)
 
     def _recent(self, seconds: float) -> np.ndarray:
         if not self._chunks or not self.sample_rate:
             return np.zeros(0)
-        samples = np.concatenate(list(self._chunks))
+        samples = np.concatenate([_mono(*chunk) for chunk in self._chunks])
         return samples[-int(seconds * self.sample_rate) :]
 
     def rms(self) -> float:
@@ -261,16 +267,25 @@ class AudioProbe(_Probe):
         }
 
 
+SCALE = {"s16": 32768.0, "s16p": 32768.0, "s32": 2.0**31, "s32p": 2.0**31}  # full scale
+
+
 def mono_samples(frame: AudioFrame) -> np.ndarray:
     """The frame's samples as float64 mono in [-1, 1]."""
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    if frame.format.is_planar:
+    return _mono(
+        frame.to_ndarray(),
+        len(frame.layout.channels),
+        frame.format.is_planar,
+        SCALE.get(frame.format.name, 1.0),
+    )
+
+
+def _mono(data: np.ndarray, channels: int, planar: bool, scale: float) -> np.ndarray:
+    if planar:
         data = data.reshape(channels, -1).mean(axis=0)
     else:
         data = data.reshape(-1, channels).mean(axis=1)
-    scale = {"s16": 32768.0, "s16p": 32768.0, "s32": 2.0**31, "s32p": 2.0**31}
-    return cast(np.ndarray, data.astype(np.float64) / scale.get(frame.format.name, 1.0))
+    return cast(np.ndarray, data.astype(np.float64) / scale)
 
 
 def dominant_frequency(samples: np.ndarray, sample_rate: int) -> float:

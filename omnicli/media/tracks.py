@@ -36,14 +36,24 @@ from av.frame import Frame
 
 logger = logging.getLogger(__name__)
 
+# OpenCV splits a conversion such as BGR -> I420 over a pool of one thread per core.
+# At these frame sizes the split costs more CPU than it saves: the pool's thread wakes
+# (and spins) for every call. Process CPU (all threads) per `yuv_frame`, one every
+# 33 ms: 640x480 0.90-0.94 ms pooled, 0.78-0.80 ms in the calling thread alone;
+# 1280x720 1.66 against 1.31 ms. In an omnicli endpoint at 640x480@30 the pool's
+# thread was 1.3 % of a core (scripts/bench_media.py, per-thread /proc figures).
+# So every OpenCV call of the process runs in its caller's thread.
+cv2.setNumThreads(1)
+
 
 def yuv_frame(image: Any) -> VideoFrame:
     """A BGR image (OpenCV's layout) as a yuv420p frame, the format the encoders take.
 
     aiortc's VP8 and H.264 encoders convert any other format with swscale in the
-    encoder thread, on the frame's way to the wire; OpenCV's conversion costs about
-    half the CPU (0.36 against 0.81 ms at 640x480, 0.99 against 2.15 ms at 1280x720,
-    measured here) and can run where the image is made. Odd sizes stay BGR.
+    encoder thread, on the frame's way to the wire. OpenCV's conversion (in the calling
+    thread, see `cv2.setNumThreads` above) runs where the image is made; in process CPU
+    it costs about what swscale does at 640x480 (0.78-0.80 against 0.70-0.73 ms, frame
+    creation included) and less at 1280x720 (1.31 against 1.65 ms). Odd sizes stay BGR.
     """
     height, width = image.shape[:2]
     if width % 2 or height % 2:
