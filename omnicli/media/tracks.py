@@ -77,7 +77,8 @@ class SwitchableTrack(MediaStreamTrack):
         self.kind = kind
         self._source = source
         self._muted = False
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # set by _signal: wakes a recv() with no source
+        self._wake: asyncio.Future[None] | None = None  # done by _signal or by the frame
         self._generation = 0
         self._pending: asyncio.Future[Frame] | None = None
         self._pending_source: MediaStreamTrack | None = None
@@ -153,6 +154,9 @@ class SwitchableTrack(MediaStreamTrack):
 
     def _signal(self) -> None:
         self._changed.set()
+        wake, self._wake = self._wake, None
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     async def _next_source_frame(self) -> Frame:
         """The next frame of the current source, waiting through source changes."""
@@ -169,12 +173,22 @@ class SwitchableTrack(MediaStreamTrack):
                 self._pending = asyncio.ensure_future(cast(Awaitable[Frame], source.recv()))
                 self._pending_source = source
             pending: asyncio.Future[Any] = self._pending
-            self._changed.clear()
-            changed: asyncio.Future[Any] = asyncio.ensure_future(self._changed.wait())
+            # one plain future per frame, done by the frame or by _signal (a task waiting
+            # on an Event plus asyncio.wait cost two tasks and more loop turns a frame)
+            wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def woken(_: Any, wake: asyncio.Future[None] = wake) -> None:
+                if not wake.done():
+                    wake.set_result(None)
+
+            self._wake = wake
+            pending.add_done_callback(woken)
             try:
-                await asyncio.wait([pending, changed], return_when=asyncio.FIRST_COMPLETED)
+                await wake
             finally:
-                changed.cancel()
+                pending.remove_done_callback(woken)
+                if self._wake is wake:
+                    self._wake = None
             if self._pending is not pending or not pending.done():
                 continue  # woken by mute/switch/stop: re-check, keep any pending recv
             self._pending, self._pending_source = None, None
