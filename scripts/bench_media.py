@@ -368,7 +368,7 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             previous[0] = now
             coded = video.frames_coded
             original(frame)
-            if video.frames_coded > coded and video.latencies_ms:
+            if window.open and video.frames_coded > coded and video.latencies_ms:
                 window.timed.append(
                     (round(time.monotonic() - window.started, 2), video.latencies_ms[-1])
                 )
