@@ -37,9 +37,10 @@ pure (reports and times in, a target out):
   about 280 kbit/s); for other sources they scale with the pixel rate to the power
   0.75 (`FrameShaper` measures it): 320x240 at 15 fps halves below 74 kbit/s.
 
-The encoder gets the target in steps (`encoder_step`, `EncoderTarget`: aiortc rebuilds
-its VP8 encoder, a keyframe, on every change over 10 %) and Opus follows the link
-(`audio_bitrate`). What guards the sender's packets is `sendguards.py`; the hooks that
+The encoder gets the target in steps (`encoder_step`) and with hysteresis (`EncoderTarget`:
+aiortc rebuilds its VP8 encoder, a keyframe, on every change over 10 %, so it follows a
+loss cut at once and anything else only once it has held for seconds) and Opus follows
+the link (`audio_bitrate`). What guards the sender's packets is `sendguards.py`; the hooks that
 put all this into aiortc's `RTCRtpSender` are `sendhooks.py`.
 """
 
