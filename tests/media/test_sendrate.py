@@ -291,6 +291,17 @@ def test_encoder_target_rises_once_after_the_hold() -> None:
     assert below == {20.0: 630_000, 22.0: 630_000, 23.5: 630_000, 24.0: 470_000}
 
 
+def test_encoder_target_goes_back_up_only_well_after_going_down() -> None:
+    """After a cut the target climbs back within seconds; the encoder follows it up only
+    UP_AFTER_DOWN_S after the cut (the same climb reached the cut before)."""
+    assert sendrate.UP_AFTER_DOWN_S == 12.0
+    target = sendrate.EncoderTarget()
+    target.next(1_500_000, now=0.0)
+    assert target.next(630_000, now=10.0, cut=True) == 630_000
+    climb = {t: target.next(1_500_000, now=t) for t in (11.0, 15.0, 17.0, 21.5, 22.0)}
+    assert climb == {11.0: 630_000, 15.0: 630_000, 17.0: 630_000, 21.5: 630_000, 22.0: 1_500_000}
+
+
 def test_encoder_target_ramps_up_every_two_seconds_while_the_call_starts() -> None:
     target = sendrate.EncoderTarget()
     assert target.next(270_000, now=0.0, ramping=True) == 270_000
