@@ -65,7 +65,7 @@ def install(
     async def handle(packet: Any) -> None:
         await original(packet)
         now = clock()
-        before = control.target_bps
+        before, cuts = control.target_bps, control.cuts
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             counts["nacked"] += len(packet.lost)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
@@ -84,7 +84,9 @@ def install(
         encoder = sender._RTCRtpSender__encoder
         if encoder is not None and hasattr(encoder, "target_bitrate"):
             was = target.value
-            encoder.target_bitrate = target.next(control.encoder_bps(), now)
+            want = control.encoder_bps()
+            cut = control.cuts != cuts
+            encoder.target_bitrate = target.next(want, now, cut=cut, ramping=control.ramping)
             if was is not None and target.value != was:
                 counts["retargets"] += 1
         if audio_sender is not None:

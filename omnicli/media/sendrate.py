@@ -37,9 +37,10 @@ pure (reports and times in, a target out):
   about 280 kbit/s); for other sources they scale with the pixel rate to the power
   0.75 (`FrameShaper` measures it): 320x240 at 15 fps halves below 74 kbit/s.
 
-The encoder gets the target in steps (`encoder_step`, `EncoderTarget`: aiortc rebuilds
-its VP8 encoder, a keyframe, on every change over 10 %) and Opus follows the link
-(`audio_bitrate`). What guards the sender's packets is `sendguards.py`; the hooks that
+The encoder gets the target in steps (`encoder_step`) and with hysteresis (`EncoderTarget`:
+aiortc rebuilds its VP8 encoder, a keyframe, on every change over 10 %, so it follows a
+loss cut at once and anything else only once it has held for seconds) and Opus follows
+the link (`audio_bitrate`). What guards the sender's packets is `sendguards.py`; the hooks that
 put all this into aiortc's `RTCRtpSender` are `sendhooks.py`.
 """
 
@@ -138,6 +139,7 @@ class SendRate:
         self.loss = 0.0  # reported loss, smoothed over reports
         self.clean = 0  # clean reports in a row
         self.known_max: int | None = None  # what got through at the last cut
+        self.cuts = 0  # loss cuts so far (the encoder follows a cut at once)
         self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
         self.pixel_rate: float = REF_PIXEL_RATE  # of the video source (FrameShaper measures)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
@@ -166,6 +168,7 @@ class SendRate:
             self.clean = 0
             carried = min(self.loss_bps, self.target_bps) * (1 - fraction_lost)
             self.known_max = int(carried)
+            self.cuts += 1
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
         elif fraction_lost >= LOW_LOSS:
             self.clean = 0
@@ -243,29 +246,72 @@ AUDIO_THIN_BPS = 32_000
 THICK_BPS = 470_000
 
 
-RAISE_EVERY_S = 2.0  # the encoder's target goes up at most this often
+# When the encoder's target changes (`EncoderTarget`). aiortc rebuilds its VP8 encoder on
+# every change over 10 % (a keyframe and a fresh 16 MiB context), and every step is more
+# than 10 % from the next: a long call at load 17-27 rebuilt it every 3.3 s following a
+# target that moves every second (docs/performance.md).
+HOLD_S = 4.0  # up (or one step down) only after the target has stayed there this long
+CHANGE_GAP_S = 6.0  # at most one change this often, but for a cut
+UP_AFTER_DOWN_S = 12.0  # up no sooner than this after going down: a target that went
+# down is likely to again; going straight back up was half the changes (measured at load 9:
+# 1500 -> 630 -> 1500 -> 850 -> 470 -> 630 kbit/s, 6 s apart)
+RAMP_GAP_S = 2.0  # while the call ramps up (no loss seen yet): up this often, no hold
 
 
 class EncoderTarget:
-    """When the encoder's target changes: down at once (by more than 10 %), up at most once
-    every RAISE_EVERY_S. aiortc rebuilds its VP8 encoder, and so sends a keyframe, on
-    every change over 10 %; REMB from a busy receiver moves every few packets (measured:
-    250 -> 358 -> 250 kbit/s within a second at load 18, across three encoder steps)."""
+    """When the encoder's target changes, with hysteresis: the controller's target (and the
+    frame-rate and size levels) moves every report, the encoder's only on a real change.
+
+    - down at once on a cut (`cut`: the loss controller cut the rate) or when the target
+      drops more than one step below the encoder's (`encoder_step`);
+    - down one step, or up, only after the target has stayed there (below, or at least
+      one step above) for HOLD_S, and at most once every CHANGE_GAP_S; up no sooner than
+      UP_AFTER_DOWN_S after going down;
+    - while the call ramps up (`ramping`), up every RAMP_GAP_S without the hold.
+
+    A target within 10 % of the encoder's never changes it (aiortc would not rebuild). REMB
+    from a busy receiver moves every few packets (measured: 250 -> 358 -> 250 kbit/s within
+    a second at load 18, across three encoder steps): that alone must not rebuild."""
 
     def __init__(self) -> None:
         self.value: int | None = None
         self.changed_at = float("-inf")
+        self.went_down = False  # the last change was down
+        self.above_since: float | None = None  # the target went above `value` then
+        self.below_since: float | None = None  # ... one step below it then
 
-    def next(self, want: int, now: float) -> int:
+    def next(self, want: int, now: float, *, cut: bool = False, ramping: bool = False) -> int:
         """The target to give the encoder now, for the one `want`ed."""
         value = self.value
-        if value is not None:
-            down = want < 0.9 * value  # within 10 % aiortc would not rebuild: keep it
-            up = want > value and now - self.changed_at >= RAISE_EVERY_S
-            if not (down or up):
-                return value
-        self.value, self.changed_at = want, now
-        return want
+        if value is None or self._moves(value, want, now, cut, ramping):
+            self.went_down = value is not None and want < value
+            self.value, self.changed_at = want, now
+            self.above_since = self.below_since = None
+            return want
+        return value
+
+    def _moves(self, value: int, want: int, now: float, cut: bool, ramping: bool) -> bool:
+        if want < 0.9 * value:
+            self.above_since = None
+            if cut or want < encoder_step(int(0.9 * value)):  # a cut, or more than a step
+                return True
+            if self.below_since is None:
+                self.below_since = now
+            return self._settled(self.below_since, now)
+        self.below_since = None
+        if want <= value:
+            self.above_since = None
+            return False
+        if self.above_since is None:
+            self.above_since = now
+        if ramping:
+            return now - self.changed_at >= RAMP_GAP_S
+        if self.went_down and now - self.changed_at < UP_AFTER_DOWN_S:
+            return False
+        return self._settled(self.above_since, now)
+
+    def _settled(self, since: float, now: float) -> bool:
+        return now - since >= HOLD_S and now - self.changed_at >= CHANGE_GAP_S
 
 
 def encoder_step(target_bps: int) -> int:

@@ -258,15 +258,56 @@ async def test_keyframe_requests_inside_the_gap_are_served_once_when_it_ends() -
         assert sendguards.KeyframeGate(SendRate(bps), lambda: None, lambda: 0.0).gap() == gap
 
 
-def test_encoder_target_goes_down_at_once_and_up_once_every_two_seconds() -> None:
+def test_encoder_target_holds_against_a_noisy_target() -> None:
+    """A target wandering a step either side of 470k for a minute, as REMB from a busy
+    receiver does, never moves the encoder: no rebuild."""
     target = sendrate.EncoderTarget()
     assert target.next(470_000, now=0.0) == 470_000
-    assert target.next(350_000, now=0.1) == 350_000  # down: at once
-    assert target.next(330_000, now=0.2) == 350_000  # within 10 %: no rebuild for that
-    assert target.next(470_000, now=0.5) == 350_000  # up: not yet
-    assert target.next(630_000, now=2.1) == 630_000
-    assert target.next(850_000, now=3.0) == 630_000
-    assert target.next(200_000, now=3.1) == 200_000
+    noise = (350_000, 630_000, 470_000, 630_000, 350_000, 480_000, 630_000, 440_000)
+    given = {target.next(noise[n % len(noise)], now=0.5 * n) for n in range(1, 121)}
+    assert given == {470_000}
+
+
+def test_encoder_target_follows_a_cut_at_once() -> None:
+    target = sendrate.EncoderTarget()
+    target.next(470_000, now=0.0)
+    assert target.next(350_000, now=0.1) == 470_000  # one step down, no loss: hold
+    assert target.next(350_000, now=0.2, cut=True) == 350_000  # the loss cut: at once
+    assert target.next(200_000, now=0.3) == 200_000  # more than a step down: at once too
+    assert target.next(190_000, now=0.4) == 200_000  # within 10 %: no rebuild for that
+
+
+def test_encoder_target_rises_once_after_the_hold() -> None:
+    """A target one step or more above the encoder's for HOLD_S (and CHANGE_GAP_S since the
+    last change) raises it once; a sustained step down is followed after the hold too."""
+    assert (sendrate.HOLD_S, sendrate.CHANGE_GAP_S) == (4.0, 6.0)
+    target = sendrate.EncoderTarget()
+    target.next(350_000, now=0.0)
+    times = [1.0 + 0.5 * n for n in range(12)]  # above from 1.0: held 4 s at 5.0, gap at 6.0
+    given = {t: target.next(630_000, now=t) for t in times}
+    assert [t for t in times if given[t] == 630_000] == [6.0, 6.5]
+    assert target.next(850_000, now=7.0) == 630_000  # a rise right after: held again
+    below = {t: target.next(470_000, now=t) for t in (20.0, 22.0, 23.5, 24.0)}
+    assert below == {20.0: 630_000, 22.0: 630_000, 23.5: 630_000, 24.0: 470_000}
+
+
+def test_encoder_target_goes_back_up_only_well_after_going_down() -> None:
+    """After a cut the target climbs back within seconds; the encoder follows it up only
+    UP_AFTER_DOWN_S after the cut (the same climb reached the cut before)."""
+    assert sendrate.UP_AFTER_DOWN_S == 12.0
+    target = sendrate.EncoderTarget()
+    target.next(1_500_000, now=0.0)
+    assert target.next(630_000, now=10.0, cut=True) == 630_000
+    climb = {t: target.next(1_500_000, now=t) for t in (11.0, 15.0, 17.0, 21.5, 22.0)}
+    assert climb == {11.0: 630_000, 15.0: 630_000, 17.0: 630_000, 21.5: 630_000, 22.0: 1_500_000}
+
+
+def test_encoder_target_ramps_up_every_two_seconds_while_the_call_starts() -> None:
+    target = sendrate.EncoderTarget()
+    assert target.next(270_000, now=0.0, ramping=True) == 270_000
+    assert target.next(470_000, now=1.0, ramping=True) == 270_000
+    assert target.next(630_000, now=2.0, ramping=True) == 630_000
+    assert target.next(1_150_000, now=4.0, ramping=True) == 1_150_000
 
 
 def test_near_the_last_cut_the_target_creeps_and_far_past_it_grows_again() -> None:
