@@ -18,6 +18,16 @@ from typing import Any
 import eventcheck
 
 OMNI = [sys.executable, "-m", "omnicli.ui.cli"]
+# Media options of a headless test call: no window, a small test picture, no speaker.
+CALL_MEDIA = (
+    "--no-window",
+    "--video-source",
+    "test",
+    "--video-size",
+    "160x120",
+    "--speaker",
+    "none",
+)
 LIVE: set[Omni] = set()  # started and not yet stopped: stopped at exit if a test failed early
 
 

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from procs import OMNI, Omni, answering_peer, omni_env, run_omni, start_server
+from procs import CALL_MEDIA, OMNI, Omni, answering_peer, omni_env, run_omni, start_server
 
 HEAVY = ("aiortc", "av", "cv2", "sounddevice")
 
@@ -350,17 +350,6 @@ def test_the_server_says_its_address_once_and_that_dev_is_open():
     finally:
         proc.stop()
     assert not any("listening" in line for line in proc.lines.queue)  # said once, on line 1
-
-
-CALL_MEDIA = (
-    "--no-window",
-    "--video-source",
-    "test",
-    "--video-size",
-    "160x120",
-    "--speaker",
-    "none",
-)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from desktop import wait_until
-from procs import Omni, answering_peer, start_server
+from procs import CALL_MEDIA, Omni, answering_peer, start_server
 
 from omnicli.phone import events as ev
 from omnicli.phone.callstate import CallState
@@ -52,20 +52,19 @@ def test_media_gap_is_the_freshest_unmuted_track() -> None:
 def test_a_caller_whose_peer_dies_is_told_no_media_comes() -> None:
     """bob killed mid-call: alice hears 'no media from bob for N s' within a few seconds."""
     server, url = start_server()
-    media = (
-        "--no-window",
-        "--video-source",
-        "test",
-        "--video-size",
-        "160x120",
-        "--speaker",
-        "none",
-    )
-    bob = answering_peer("bob", url, "--json", "--audio-source", "tone", *media)
+    bob = answering_peer("bob", url, "--json", "--audio-source", "tone", *CALL_MEDIA)
     alice = None
     try:
         alice = Omni(
-            "call", "bob", "--user-id", "alice", "--server", url, "--audio-source", "tone", *media
+            "call",
+            "bob",
+            "--user-id",
+            "alice",
+            "--server",
+            url,
+            "--audio-source",
+            "tone",
+            *CALL_MEDIA,
         )
         bob.event("CONNECTED")
         wait_until(
