@@ -28,6 +28,7 @@ from omnicli.server.records import Send, ToUser
 from omnicli.server.store import MemoryStore, Store
 from omnicli.server.switchboard import Service, Switchboard
 from omnicli.wire import protocol as p
+from omnicli.wire import requests as rq
 
 SDP = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 OPS = ("offer_call", "answer_call", "media_state", "leave")
@@ -67,7 +68,7 @@ class Node:
         return conn
 
     def req(self, conn: int, op: str, **fields: Any) -> list[Send]:
-        request = p.parse_request({"op": op, "id": next(self.rid), **fields})
+        request = rq.parse_request({"op": op, "id": next(self.rid), **fields})
         out = self.sb.handle(conn, request, time.time())
         assert out[0].message["ok"], out[0].message
         self.sb.route(out)
