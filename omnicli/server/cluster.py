@@ -41,6 +41,7 @@ import redis.asyncio as aredis
 from omnicli.errors import UsageError
 from omnicli.server.lease import LEASE_RENEW, LEASE_TTL, LeaseKeeper
 from omnicli.server.records import CallRecord, Presence, Send, ToHolder, ToUser, UserKey
+from omnicli.server.redispipe import RedisPipe
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
 from omnicli.wire import protocol as p
@@ -99,6 +100,7 @@ class Cluster:
         return f"{self.store.prefix}node:{node}"
 
     async def start(self) -> None:
+        self.store.pipe = RedisPipe(self.url)  # requests' commands, pipelined on the loop
         self.renew()
         self.lease.start()
         self._tasks = [
@@ -121,6 +123,9 @@ class Cluster:
         await asyncio.to_thread(self.lease.stop)  # no renewal after the drop
         with contextlib.suppress(RedisStoreError):
             self.store.drop_lease(self.node)
+        if self.store.pipe is not None:
+            await self.store.pipe.close()
+            self.store.pipe = None
 
     # -- lease -----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from omnicli.errors import UsageError
+from omnicli.server import suspend
 from omnicli.server.admission import Admission
 from omnicli.server.clients import CLOSE_TIMEOUT, Client
 from omnicli.server.config import MAX_FAILED_HELLOS, ServerConfig, check_config
@@ -229,7 +230,10 @@ class SignalingServer:
         try:
             async with asyncio.timeout(HELLO_TIMEOUT) as hello_deadline:
                 async for text in ws:
-                    self._receive(client, text)
+                    if self.cluster is None:
+                        self._receive(client, text)
+                    else:  # Redis: the request pauses at each round trip, others go on
+                        await suspend.run(self._receive, client, text)
                     if self.board.conns[client.conn].service_id is not None:
                         hello_deadline.reschedule(None)
                     # one response per request, and a client that does not read them
@@ -245,10 +249,10 @@ class SignalingServer:
             lost = exc.rcvd is None and dropped and not client.kicked
         finally:
             user = self.board.user_of(client.conn)
-            try:
-                self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
-            except RedisStoreError as exc:  # the lease reaper or a grace timer ends it later
-                log.warning("%s: Redis unreachable at disconnect: %s", user, exc)
+            if self.cluster is None:
+                self._disconnect(client, lost)
+            else:
+                await suspend.run(self._disconnect, client, lost)
             self._clients.pop(client.conn, None)
             client.outbox.clear()
             writer.cancel()
@@ -257,6 +261,13 @@ class SignalingServer:
             if user:
                 log.info("%s %s", user, "lost (may resume)" if lost else "offline")
             self._wake.set()
+
+    def _disconnect(self, client: Client, lost: bool) -> None:
+        user = self.board.user_of(client.conn)
+        try:
+            self._deliver(self.board.disconnect(client.conn, self.clock(), lost=lost))
+        except RedisStoreError as exc:  # the lease reaper or a grace timer ends it later
+            log.warning("%s: Redis unreachable at disconnect: %s", user, exc)
 
     def _receive(self, client: Client, text: str | bytes) -> None:
         rid: int | None = None

@@ -19,10 +19,15 @@ key a script touches lives in one slot, the service's):
     Pnodes               hash NODE -> last lease renewal (Unix time)
 
 Times are Unix seconds: several nodes share these deadlines, so the driver feeds the
-switchboard wall time when it runs on Redis. The client is redis-py's synchronous one with
-short timeouts: the switchboard is synchronous, and each round trip costs the node about
-50 us of CPU and a wait (0.1 to 0.3 ms on loopback), so the requests of a call cycle take
-as few as they can: an offer is one script (`place_call`), and the calls this node read or
+switchboard wall time when it runs on Redis.
+
+Two clients, one contract. The switchboard is synchronous; on a node the driver runs each
+request inside `suspend.run`, and there every command goes through `pipe` (`RedisPipe`, one
+pipelined connection on the event loop): the request pauses while Redis answers and the
+node serves other connections meanwhile, their commands sharing writes and reads. Anywhere
+else (tests, the lease thread, timers, start-up) the same methods use redis-py's blocking
+client `r`, with short timeouts. Either way the requests of a call cycle take as few round
+trips as they can: an offer is one script (`place_call`), and the calls this node read or
 wrote lately are kept (`recent_call`) so that answer, media reports and leave are one
 compare-and-set each (a stale copy fails it, the script answers the current record, and
 the change is computed again). `RedisStoreError` is what an unreachable Redis raises.
@@ -37,8 +42,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+from redis.commands.core import Script
 
+from omnicli.server import suspend
 from omnicli.server.records import CallRecord, CallState, Presence, UserKey
+from omnicli.server.redispipe import RedisPipe
 from omnicli.server.redisscripts import Scripts
 from omnicli.server.store import Offered, Placed
 
@@ -79,6 +87,7 @@ class RedisStore:
         self.written = math.inf  # the soonest deadline this store wrote (the driver resets it)
         self._services: set[str] = set()  # known to be in Pservices already
         self._services_read = -math.inf
+        self.pipe: RedisPipe | None = None  # set by the node (`cluster`) while it serves
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 1.0, prefix: str = "omni:") -> RedisStore:
@@ -90,6 +99,39 @@ class RedisStore:
         )
         return cls(client, prefix)
 
+    # -- the two clients ---------------------------------------------------------------
+
+    def _do(self, *args: Any) -> Any:
+        """One command: through the pipe inside `suspend.run`, else blocking."""
+        if self.pipe is not None and suspend.pausable():
+            return self._wait(self.pipe, *args)
+        return self.r.execute_command(*args)
+
+    @staticmethod
+    def _wait(pipe: RedisPipe, *args: Any) -> Any:
+        return suspend.wait(pipe.call(*args) if pipe.connected else pipe.execute(*args))
+
+    def _do_all(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one round trip, their replies in order."""
+        if not commands:
+            return []
+        if self.pipe is not None and suspend.pausable():
+            return suspend.wait(self.pipe.execute_all(commands))
+        pipe = self.r.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute())
+
+    def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """A script by its SHA (loaded again if Redis lost it, as after a restart)."""
+        if self.pipe is None or not suspend.pausable():
+            return script(keys, args)
+        try:
+            return self._wait(self.pipe, "EVALSHA", script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self._wait(self.pipe, "SCRIPT", "LOAD", script.script)
+            return self._wait(self.pipe, "EVALSHA", script.sha, len(keys), *keys, *args)
+
     # -- keys --------------------------------------------------------------------------
 
     def _k(self, service_id: str, kind: str, name: str = "") -> str:
@@ -97,7 +139,7 @@ class RedisStore:
 
     def _note_service(self, service_id: str) -> None:
         if service_id not in self._services:
-            self.r.sadd(f"{self.prefix}services", service_id)
+            self._do("SADD", f"{self.prefix}services", service_id)
             self._services.add(service_id)
 
     def forget_services(self) -> None:
@@ -110,14 +152,14 @@ class RedisStore:
         now)."""
         now = time.monotonic()
         if fresh or now - self._services_read > SERVICES_TTL:
-            self._services |= set(self.r.smembers(f"{self.prefix}services"))
+            self._services |= set(self._do("SMEMBERS", f"{self.prefix}services"))
             self._services_read = now
         return sorted(self._services)
 
     # -- presence ----------------------------------------------------------------------
 
     def presence(self, service_id: str, user_id: str) -> Presence | None:
-        text = self.r.get(self._k(service_id, "p", user_id))
+        text = self._do("GET", self._k(service_id, "p", user_id))
         return Presence.from_dict(json.loads(text)) if text else None
 
     def add_presence(self, presence: Presence) -> bool:
@@ -130,7 +172,7 @@ class RedisStore:
             self._k(svc, "node", presence.node),
         ]
         args = [_presence_json(presence), user, _score(presence.away_until)]
-        return bool(self.scripts.add_presence(keys, args))
+        return bool(self._run(self.scripts.add_presence, keys, args))
 
     def swap_presence(self, old: Presence, new: Presence | None) -> bool:
         svc, user = old.key
@@ -148,46 +190,46 @@ class RedisStore:
             user,
             "" if new is None else _score(new.away_until),
         ]
-        if not self.scripts.swap_presence(keys, args):
+        if not self._run(self.scripts.swap_presence, keys, args):
             return False
         if new is not None and new.away_until is not None:
             self.written = min(self.written, new.away_until)
         return True
 
     def count(self, service_id: str) -> int:
-        return int(self.r.zcard(self._k(service_id, "users")))
+        return int(self._do("ZCARD", self._k(service_id, "users")))
 
     def first_users(self, service_id: str, limit: int, after: str | None = None) -> list[str]:
         start = "-" if after is None else f"({after}"
-        return list(self.r.zrangebylex(self._k(service_id, "users"), start, "+", 0, limit))
+        users = self._do("ZRANGEBYLEX", self._k(service_id, "users"), start, "+", "LIMIT", 0, limit)
+        return list(users)
 
     def held_by(self, service_id: str, node: str) -> list[Presence]:
         """The presences node `node` held its connections for (for reaping a dead node)."""
-        users = sorted(self.r.smembers(self._k(service_id, "node", node)))
+        users = sorted(self._do("SMEMBERS", self._k(service_id, "node", node)))
         return self._presences(service_id, users)
 
     def _presences(self, service_id: str, users: list[str]) -> list[Presence]:
         if not users:
             return []
-        texts = self.r.mget([self._k(service_id, "p", u) for u in users])
+        texts = self._do("MGET", *(self._k(service_id, "p", u) for u in users))
         return [Presence.from_dict(json.loads(t)) for t in texts if t]
 
     # -- calls -------------------------------------------------------------------------
 
     def call(self, call_id: str) -> CallRecord | None:
         """The call, looked for in every service (one pipelined round trip)."""
-        services = self.services()
-        pipe = self.r.pipeline(transaction=False)
-        for svc in services:
-            pipe.get(self._k(svc, "c", call_id))
-        for text in pipe.execute() if services else []:
+        texts = self._do_all([("GET", self._k(svc, "c", call_id)) for svc in self.services()])
+        for text in texts:
             if text:
                 return self._remember(CallRecord.from_dict(json.loads(text)))
         return None
 
     def call_of(self, service_id: str, user_id: str) -> CallRecord | None:
-        text = self.scripts.call_of(
-            [self._k(service_id, "uc", user_id)], [self._k(service_id, "c") + ":"]
+        text = self._run(
+            self.scripts.call_of,
+            [self._k(service_id, "uc", user_id)],
+            [self._k(service_id, "c") + ":"],
         )
         if not text:
             self._recent.pop((service_id, user_id), None)
@@ -238,7 +280,7 @@ class RedisStore:
     def add_call(self, call: CallRecord) -> bool:
         self._note_service(call.service_id)
         args = [_dump(call.to_dict()), call.call_id, _score(call.deadline)]
-        if self.scripts.add_call(self._call_keys(call), args):
+        if self._run(self.scripts.add_call, self._call_keys(call), args):
             self.written = min(self.written, call.deadline)
             self._remember(call)
             return True
@@ -251,7 +293,7 @@ class RedisStore:
         calling = call.evolve(state=CallState.CALLING)
         keys = [*self._call_keys(call), self._k(call.service_id, "p", call.callee)]
         args = [_dump(call.to_dict()), _dump(calling.to_dict()), call.call_id]
-        reply = self.scripts.place_call(keys, [*args, _score(call.deadline)])
+        reply = self._run(self.scripts.place_call, keys, [*args, _score(call.deadline)])
         outcome = _PLACED[int(reply[0])]
         if outcome is not Offered.OK:
             return Placed(outcome)
@@ -270,7 +312,7 @@ class RedisStore:
             old.call_id,
             "" if stored is None else _score(stored.deadline),
         ]
-        reply = self.scripts.swap_call(self._call_keys(old), args)
+        reply = self._run(self.scripts.swap_call, self._call_keys(old), args)
         if not int(reply[0]):  # changed (keep the current copy) or gone
             if len(reply) > 1:
                 self._remember(CallRecord.from_dict(json.loads(reply[1])))

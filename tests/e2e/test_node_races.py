@@ -1,4 +1,5 @@
-"""Races across three `omni server` processes on one Redis, from raw protocol clients:
+"""Races across three `omni server` processes on one Redis, and within one (a node on Redis
+serves requests concurrently: they pause at each round trip), from raw protocol clients:
 a user id is online once, and a callee rings for one caller only."""
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ def three_nodes() -> Iterator[list[str]]:
         redis.close()
 
 
+@pytest.fixture(scope="module")
+def one_node() -> Iterator[list[str]]:
+    redis = RedisServer().start()
+    proc, url = start_server("--redis", redis.url, "--rate-limit", "0")
+    try:
+        yield [url]
+    finally:
+        proc.stop()
+        redis.close()
+
+
+LAYOUTS = pytest.mark.parametrize("layout", ["three_nodes", "one_node"])
+
+
 class Client:
     """One raw protocol connection: requests by id, events kept aside."""
 
@@ -78,8 +93,9 @@ async def open_all(urls: list[str], n: int) -> list[Client]:
     return list(await asyncio.gather(*(Client.open(urls[i % len(urls)]) for i in range(n))))
 
 
-async def test_100_clients_on_3_nodes_register_one_user_id_and_exactly_one_wins(three_nodes):
-    clients = await open_all(three_nodes, 100)
+@LAYOUTS
+async def test_100_clients_register_one_user_id_at_once_and_exactly_one_wins(layout, request):
+    clients = await open_all(request.getfixturevalue(layout), 100)
     try:
         replies = await asyncio.gather(
             *(c.request("create_session", user_id="same") for c in clients)
@@ -93,9 +109,11 @@ async def test_100_clients_on_3_nodes_register_one_user_id_and_exactly_one_wins(
         await asyncio.gather(*(c.ws.close() for c in clients))
 
 
-async def test_50_callers_on_3_nodes_call_one_callee_one_rings_and_nobody_stays_busy(three_nodes):
-    callee = await Client.open(three_nodes[0])
-    callers = await open_all(three_nodes, 50)
+@LAYOUTS
+async def test_50_callers_call_one_callee_at_once_one_rings_and_nobody_stays_busy(layout, request):
+    urls = request.getfixturevalue(layout)
+    callee = await Client.open(urls[0])
+    callers = await open_all(urls, 50)
     try:
         assert (await callee.request("create_session", user_id="target"))["ok"]
         for i, c in enumerate(callers):

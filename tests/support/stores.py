@@ -4,15 +4,25 @@ A test takes the `store` fixture (tests/server/conftest.py), which runs it once 
 entry here. A store that needs a helper process (Redis) starts it in its factory (one
 redis-server per test session, emptied for each store) and skips with the reason when it
 cannot.
+
+`redis` is the Redis store as the lease thread, the timers and unit tests use it (redis-py,
+blocking); `redis-piped` is the same store as a serving node's requests use it: every
+operation inside `suspend.run`, its commands on the pipelined connection (`RedisPipe`),
+here on a private event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import functools
 from collections.abc import Callable
+from typing import Any
 
 from redisd import RedisServer
 
+from omnicli.server import suspend
+from omnicli.server.redispipe import RedisPipe
 from omnicli.server.redisstore import RedisStore
 from omnicli.server.store import MemoryStore, Store
 
@@ -34,7 +44,40 @@ def redis_store() -> RedisStore:
     return store
 
 
+class PipedStore:
+    """A `RedisStore` whose operations each run as a node runs them (see the docstring)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    pipe: RedisPipe | None = None
+
+    def __init__(self) -> None:
+        if PipedStore.loop is None:
+            PipedStore.loop = asyncio.new_event_loop()
+            PipedStore.pipe = RedisPipe(shared_redis().url)
+            atexit.register(PipedStore.loop.close)
+        self.inner = redis_store()
+        self.inner.pipe = PipedStore.pipe
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.inner, name)
+        if not callable(value) or name in ("presences", "calls"):  # iterators: blocking
+            return value
+
+        @functools.wraps(value)
+        def piped(*args: Any, **kwargs: Any) -> Any:
+            assert PipedStore.loop is not None
+            call = functools.partial(value, *args, **kwargs)
+            return PipedStore.loop.run_until_complete(suspend.run(call))
+
+        return piped
+
+
+def piped_store() -> Store:
+    return PipedStore()  # type: ignore[return-value]  # a proxy of RedisStore
+
+
 STORES: dict[str, Callable[[], Store]] = {
     "memory": MemoryStore,
     "redis": redis_store,
+    "redis-piped": piped_store,
 }
