@@ -11,7 +11,9 @@ The switchboard decides; this module carries what it decides between nodes.
   LEASE_TTL + 1 s + grace (about 8 s of its death, 10 s at worst).
 - **Routing:** a message for a user whose connection is on another node is published on
   that node's channel `Pnode:NODE`. One publisher task sends them in order, all that are
-  queued in one pipeline, so the event loop never waits for these round trips. Pub/sub
+  queued in one write on its own `RedisPipe`, so no request waits for these round trips;
+  each node listens on its channel with a `RedisSubscription` (hiredis parses what
+  arrives, and each message is handled on the loop as it comes). Pub/sub
   delivers at most once: `PUBLISH` answers how many subscribers got it, so a message to a
   node that is not listening (dead, or between reconnects) is counted as undelivered and
   logged; the call state it described is in Redis all the same, and a client that resumes
@@ -36,12 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aredis
-
 from omnicli.errors import UsageError
 from omnicli.server.lease import LEASE_RENEW, LEASE_TTL, LeaseKeeper
 from omnicli.server.records import CallRecord, Presence, Send, ToHolder, ToUser, UserKey
-from omnicli.server.redispipe import RedisPipe
+from omnicli.server.redispipe import RedisPipe, RedisSubscription
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
 from omnicli.wire import protocol as p
@@ -85,7 +85,7 @@ class Cluster:
         self.healthy = False  # the last lease renewal reached Redis
         self._tasks: list[asyncio.Task[None]] = []
         self._last_reap = 0.0
-        self._subscribed = asyncio.Event()
+        self.subscription = RedisSubscription(url, self.channel, self._heard)
         self.lease = LeaseKeeper(store, self.node, wall, self.stats)
         self._outbox: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         # the call each user of this node was last told about, and whether it was ringing
@@ -109,7 +109,7 @@ class Cluster:
             asyncio.create_task(self._publish_loop(), name="omni-cluster-publish"),
         ]
         async with asyncio.timeout(5):
-            await self._subscribed.wait()  # messages published from now on reach this node
+            await self.subscription.subscribed.wait()  # what is published now reaches us
 
     async def close(self) -> None:
         with contextlib.suppress(TimeoutError):  # the endings of its calls, forwarded
@@ -284,22 +284,20 @@ class Cluster:
             self._outbox.put_nowait((node, json.dumps(payload), send.message.get("event")))
 
     async def _publish_loop(self) -> None:
-        """Publish the queued messages in order; those queued together in one pipeline."""
-        client = aredis.Redis.from_url(self.url, decode_responses=True)
+        """Publish the queued messages in order; those queued together in one write."""
+        pipe = RedisPipe(self.url)
         try:
             while True:
                 batch = [await self._outbox.get()]
                 while not self._outbox.empty() and len(batch) < PUBLISH_BATCH:
                     batch.append(self._outbox.get_nowait())
+                commands = [("PUBLISH", self.channel_of(node), data) for node, data, _ in batch]
                 counts: list[int] = []
                 for attempt in (1, 2):  # a connection Redis closed (a restart) fails once
                     try:
-                        async with client.pipeline(transaction=False) as pipe:
-                            for node, data, _ in batch:
-                                pipe.publish(self.channel_of(node), data)
-                            counts = await pipe.execute()
+                        counts = await pipe.execute_all(commands)
                         break
-                    except (RedisStoreError, OSError) as exc:
+                    except RedisStoreError as exc:
                         self.stats.redis_errors += 1
                         if attempt == 2:
                             self.stats.undelivered += len(batch)
@@ -313,7 +311,7 @@ class Cluster:
                 for _ in batch:
                     self._outbox.task_done()
         finally:
-            await client.aclose()
+            await pipe.close()
 
     def receive(self, payload: dict[str, Any]) -> None:
         if payload.get("holder"):  # our connection's session was resumed on another node
@@ -339,26 +337,20 @@ class Cluster:
             return
         self.deliver([send])
 
+    def _heard(self, text: str) -> None:
+        try:
+            self.receive(json.loads(text))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("bad message on %s", self.channel)
+
     async def _listen_loop(self) -> None:
         while True:
-            client = aredis.Redis.from_url(self.url, decode_responses=True)
             try:
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    self._subscribed.set()
-                    async for item in pubsub.listen():
-                        if item.get("type") != "message":
-                            continue
-                        try:
-                            self.receive(json.loads(item["data"]))
-                        except (ValueError, KeyError, TypeError, AttributeError):
-                            log.warning("bad message on %s", self.channel)
-            except (RedisStoreError, OSError) as exc:
+                await self.subscription.run()
+            except RedisStoreError as exc:
                 self.stats.redis_errors += 1
                 log.debug("subscription lost: %s", exc)
                 await asyncio.sleep(0.5)
-            finally:
-                await client.aclose()
 
 
 def open_store(url: str, resume_secret: bytes | None) -> tuple[RedisStore, bytes, str]:

@@ -27,13 +27,15 @@ import asyncio
 import collections
 import ssl
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import hiredis
 import redis.exceptions as rex
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 Reply = Any  # str, int, None, or a list of them (decoded as UTF-8)
+P = TypeVar("P", bound=asyncio.Protocol)
 
 
 class _Protocol(asyncio.Protocol):
@@ -63,6 +65,34 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pipe.lost(self, exc)
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop, options: dict[str, Any], make: Callable[[], P]
+) -> P:
+    """A connection to the Redis that `options` (from `parse_url`) names."""
+    if options.get("connection_class") is UnixDomainSocketConnection:
+        _, proto = await loop.create_unix_connection(make, options["path"])
+    else:
+        tls = (
+            ssl.create_default_context()
+            if options.get("connection_class") is SSLConnection
+            else None
+        )
+        host, port = options.get("host", "localhost"), int(options.get("port", 6379))
+        _, proto = await loop.create_connection(make, host, port, ssl=tls)
+    return proto
+
+
+def _setup(options: dict[str, Any], *, select: bool) -> list[tuple[Any, ...]]:
+    """The commands a new connection sends first: AUTH, and SELECT of the database."""
+    setup: list[tuple[Any, ...]] = []
+    if options.get("password") is not None:
+        auth = ("AUTH", options["username"]) if options.get("username") else ("AUTH",)
+        setup.append((*auth, options["password"]))
+    if select and options.get("db"):
+        setup.append(("SELECT", int(options["db"])))
+    return setup
 
 
 def _reply_error(text: str) -> rex.RedisError:
@@ -161,26 +191,10 @@ class RedisPipe:
             self._connecting = None
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
-        o = self.options
-        make = lambda: _Protocol(self)  # noqa: E731
-        if o.get("connection_class") is UnixDomainSocketConnection:
-            _, proto = await loop.create_unix_connection(make, o["path"])
-        else:
-            tls = (
-                ssl.create_default_context() if o.get("connection_class") is SSLConnection else None
-            )
-            _, proto = await loop.create_connection(
-                make, o.get("host", "localhost"), int(o.get("port", 6379)), ssl=tls
-            )
-        setup: list[tuple[Any, ...]] = []
-        if o.get("password") is not None:
-            auth = ("AUTH", o["username"]) if o.get("username") else ("AUTH",)
-            setup.append((*auth, o["password"]))
-        if o.get("db"):
-            setup.append(("SELECT", int(o["db"])))
+        proto = await _connect(loop, self.options, lambda: _Protocol(self))
         self._proto = proto
         try:
-            for command in setup:
+            for command in _setup(self.options, select=True):
                 await self.call(*command)
         except BaseException:
             self.drop(rex.ConnectionError("Redis refused the connection's setup"))
@@ -213,3 +227,65 @@ class RedisPipe:
             if handle is not None:
                 handle.cancel()
         self._flush_at = self._watch = None
+
+
+class _Listener(asyncio.Protocol):
+    def __init__(self, subscription: RedisSubscription) -> None:
+        self.subscription = subscription
+        self.reader = hiredis.Reader(encoding="utf-8")
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            if isinstance(reply, list) and len(reply) == 3:
+                kind, _, body = reply
+                if kind == "message":
+                    self.subscription.on_message(body)
+                elif kind == "subscribe":
+                    self.subscription.subscribed.set()
+            elif isinstance(reply, hiredis.ReplyError) and self.transport is not None:
+                self.transport.abort()  # AUTH refused, say: connection_lost reports it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+
+class RedisSubscription:
+    """A connection subscribed to `channel`: each message's text goes to `on_message`, on
+    the loop, in the order Redis sent them. `run()` returns (raising `ConnectionError`)
+    when the connection ends; the caller subscribes again."""
+
+    def __init__(self, url: str, channel: str, on_message: Callable[[str], None]) -> None:
+        self.options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        self.channel = channel
+        self.on_message = on_message
+        self.subscribed = asyncio.Event()  # set once Redis confirmed the subscription
+        self._listener: _Listener | None = None
+
+    async def run(self, timeout: float = 1.0) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            listener = await asyncio.wait_for(
+                _connect(loop, self.options, lambda: _Listener(self)), timeout
+            )
+        except (OSError, TimeoutError) as exc:
+            raise rex.ConnectionError(f"cannot subscribe: {exc}") from None
+        self._listener = listener
+        assert listener.transport is not None
+        commands = [*_setup(self.options, select=False), ("SUBSCRIBE", self.channel)]
+        listener.transport.write(b"".join(hiredis.pack_command(c) for c in commands))
+        try:
+            cause = await listener.closed
+        finally:
+            self.subscribed.clear()
+            if listener.transport is not None:
+                listener.transport.abort()
+            self._listener = None
+        raise rex.ConnectionError(f"subscription lost: {cause or 'EOF'}")

@@ -110,3 +110,26 @@ async def test_a_redis_that_stops_answering_times_out_and_the_connection_starts_
     assert asyncio.get_running_loop().time() - started < 1.0
     assert await pipe.execute("PING") == "PONG"  # a new connection, in step
     await pipe.close()
+
+
+async def test_a_subscription_hears_each_message_in_order_and_ends_when_redis_goes(redis):
+    from omnicli.server.redispipe import RedisSubscription
+
+    heard: list[str] = []
+    sub = RedisSubscription(redis.url, "omni:node:x", heard.append)
+    task = asyncio.create_task(sub.run())
+    async with asyncio.timeout(5):
+        await sub.subscribed.wait()
+    pipe = RedisPipe(redis.url)
+    counts = await pipe.execute_all([("PUBLISH", "omni:node:x", f"m{i}") for i in range(300)])
+    assert counts == [1] * 300  # one subscriber got each: how the sender knows
+    assert await pipe.execute("PUBLISH", "omni:node:other", "lost") == 0
+    async with asyncio.timeout(5):
+        while len(heard) < 300:
+            await asyncio.sleep(0.01)
+    assert heard == [f"m{i}" for i in range(300)]
+    redis.stop()
+    with pytest.raises(rex.ConnectionError):
+        await asyncio.wait_for(task, 5)
+    assert not sub.subscribed.is_set()
+    await pipe.close()
