@@ -6,12 +6,19 @@ the cycles per second, the CPU time per cycle of this process (the switchboard, 
 client) and of redis-server, and the Redis round trips per request and per cycle (packets
 the client sends: a pipeline or one script call counts once).
 
-    .venv/bin/python scripts/bench_store.py [--cycles 3000] [--nodes 1]
+Then one node as it serves (`redis_piped_N_pairs`): N pairs at once, each request inside
+`suspend.run` with its commands on one `RedisPipe`, and how many commands share a write.
+All in one process, so the figures are the switchboard and the store client, without the
+websockets.
+
+    .venv/bin/python scripts/bench_store.py [--cycles 3000] [--pairs 1,8,32]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import functools
 import itertools
 import sys
 import time
@@ -24,7 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "suppo
 
 import benchlib as bl
 
+from omnicli.server import suspend
 from omnicli.server.records import Send, ToUser
+from omnicli.server.redispipe import RedisPipe
+from omnicli.server.redisstore import RedisStore
 from omnicli.server.store import MemoryStore, Store
 from omnicli.server.switchboard import Service, Switchboard
 from omnicli.wire import protocol as p
@@ -117,14 +127,60 @@ def run(
     }
 
 
+def run_piped(
+    store: RedisStore, url: str, cycles: int, pairs: int, redis_pid: int
+) -> dict[str, Any]:
+    """One node as it serves: `pairs` pairs run their cycles at once, each request inside
+    `suspend.run`, the commands of all on one `RedisPipe`."""
+
+    async def go() -> dict[str, Any]:
+        pipe = store.pipe = RedisPipe(url)
+        node = Node(store, "node-p")
+        users = [(node.user(f"pa{i}"), node.user(f"pb{i}"), f"pb{i}") for i in range(pairs)]
+
+        async def loop(caller: int, callee: int, name: str) -> None:
+            for _ in range(cycles // pairs):
+                for conn, op, fields in (
+                    (caller, "offer_call", {"call_type": "audiocall", "callee": name, "sdp": SDP}),
+                    (callee, "answer_call", {"sdp": SDP}),
+                    (caller, "media_state", {"state": "connected"}),
+                    (callee, "media_state", {"state": "connected"}),
+                    (caller, "leave", {}),
+                ):
+                    await suspend.run(functools.partial(node.req, conn, op, **fields))
+
+        await pipe.execute("PING")
+        writes0, commands0 = pipe.batches, pipe.commands
+        cpu0 = time.process_time()
+        rcpu0 = bl.cpu_seconds(redis_pid)
+        start = time.perf_counter()
+        await asyncio.gather(*(loop(*u) for u in users))
+        wall = time.perf_counter() - start
+        done = (cycles // pairs) * pairs
+        cpu, rcpu = time.process_time() - cpu0, bl.cpu_seconds(redis_pid) - rcpu0
+        writes, commands = pipe.batches - writes0, pipe.commands - commands0
+        await pipe.close()
+        store.pipe = None
+        return {
+            "pairs": pairs,
+            "cycles_per_s": round(done / wall, 1),
+            "us_per_cycle": round(1e6 * wall / done, 1),
+            "cpu_us_per_cycle": round(1e6 * cpu / done, 1),
+            "redis_cpu_us_per_cycle": round(1e6 * rcpu / done, 1),
+            "commands_per_cycle": round(commands / done, 2),
+            "commands_per_write": round(commands / max(1, writes), 2),
+        }
+
+    return asyncio.run(go())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=3000)
     parser.add_argument("--unix", action="store_true", help="reach Redis on its Unix socket")
+    parser.add_argument("--pairs", default="1,8,32", help="pairs at once on the piped node")
     args = parser.parse_args()
     from redisd import RedisServer
-
-    from omnicli.server.redisstore import RedisStore
 
     trips = Trips()
     server = RedisServer().start()
@@ -142,11 +198,23 @@ def main() -> None:
                 store, pid = redis_store, server.proc.pid
             result[name] = run(store, nodes, args.cycles, None if pid == 0 else trips, pid)
             print(f"{name:14} {result[name]}")
+        url = f"unix://{server.dir / 'redis.sock'}?db=0" if args.unix else server.url
+        for pairs in (int(n) for n in args.pairs.split(",")):
+            piped = RedisStore.from_url(url)
+            piped.r.flushdb()
+            name = f"redis_piped_{pairs}_pairs"
+            result[name] = run_piped(piped, url, args.cycles, pairs, server.proc.pid)
+            print(f"{name:14} {result[name]}")
     finally:
         server.close()
     result["ratio_redis_1_node_to_memory"] = bl.ratio(
         result["redis_1_node"]["cycles_per_s"], result["memory"]["cycles_per_s"]
     )
+    best = max(
+        (v["cycles_per_s"] for k, v in result.items() if k.startswith("redis_piped")), default=0
+    )
+    result["ratio_redis_piped_to_memory"] = bl.ratio(best, result["memory"]["cycles_per_s"])
+    print({k: v for k, v in result.items() if k.startswith("ratio")})
     bl.write("store", result)
 
 
