@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SETUP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60)
+REDIS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 PATHS = ("/healthz", "/readyz", "/metrics")
 
 
@@ -104,6 +105,12 @@ class Health:
             buckets=SETUP_BUCKETS,
             registry=self.registry,
         )
+        self.redis_wait = Histogram(
+            "omni_redis_command_seconds",
+            "Requests' Redis commands on this node: from queueing to the reply",
+            buckets=REDIS_BUCKETS,
+            registry=self.registry,
+        )
 
     def not_ready(self) -> str | None:
         """Why the node takes no new sessions now, or None."""
@@ -129,6 +136,11 @@ class Health:
         for seconds in self.server.board.machine.setups:
             self.setup.observe(seconds)
         self.server.board.machine.setups.clear()
+        pipe = self.server.cluster.store.pipe if self.server.cluster is not None else None
+        if pipe is not None:
+            waits, pipe.waits = pipe.waits, type(pipe.waits)(maxlen=pipe.waits.maxlen)
+            for seconds in waits:
+                self.redis_wait.observe(seconds)
         response = ws.respond(HTTPStatus.OK, generate_latest(self.registry).decode())
         headers = Headers(response.headers)
         headers["Content-Type"] = CONTENT_TYPE

@@ -18,7 +18,8 @@ catch `RedisStoreError` as for the blocking client:
 - no reply within `timeout` s: `TimeoutError`, and the connection is dropped (with
   commands in flight, a late reply could no longer be matched to its command).
 
-The next command after a failure connects again.
+The next command after a failure connects again. Each reply's wait (from queueing its
+command to its reply, so the loop's own delay is in it) is kept for `/metrics` (`waits`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import redis.exceptions as rex
 from redis.connection import SSLConnection, UnixDomainSocketConnection, parse_url
 
 Reply = Any  # str, int, None, or a list of them (decoded as UTF-8)
+WAITS_KEPT = 20_000  # command latencies kept for /metrics between two scrapes, at most
 P = TypeVar("P", bound=asyncio.Protocol)
 
 
@@ -50,12 +52,14 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        waiting = self.pipe.waiting
+        waiting, waits = self.pipe.waiting, self.pipe.waits
+        now = time.monotonic()
         while (reply := self.reader.gets()) is not False:
             if not waiting:  # a reply to nothing: the stream is out of step, start again
                 self.pipe.drop(rex.ConnectionError("Redis sent a reply nobody asked for"))
                 return
-            future, _ = waiting.popleft()
+            future, sent = waiting.popleft()
+            waits.append(now - sent)
             if future.done():  # its waiter was cancelled
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -113,6 +117,7 @@ class RedisPipe:
         self._out: list[bytes] = []
         self._flush_at: asyncio.Handle | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self.waits: collections.deque[float] = collections.deque(maxlen=WAITS_KEPT)  # s
         self.batches = 0  # writes made (each carries one or more commands)
         self.commands = 0
 

@@ -99,6 +99,9 @@ async def test_redis_down_makes_the_node_unready_and_refuses_sessions_until_it_r
             assert srv.cluster is not None
             assert (await get(srv, "/readyz"))[0] == 200
             alice = await user(srv, "alice")
+            text = (await get(srv, "/metrics"))[2]  # alice's commands, timed
+            assert (metric(text, "omni_redis_command_seconds_count") or 0) >= 1
+            assert 0 < (metric(text, "omni_redis_command_seconds_sum") or 0) < 1
             redis.stop()
             async with asyncio.timeout(10):
                 while (await get(srv, "/readyz"))[0] != 503:
