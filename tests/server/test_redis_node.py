@@ -1,6 +1,6 @@
 """A node on Redis: ring timeouts fire on time (a node's own deadlines when due, another
 node's within the timer poll, `timers.TIMER_POLL`); a node whose lease ran out during a
-stall takes its users' sessions back."""
+stall takes its users' sessions back; a hung Redis delays only the requests that need it."""
 
 from __future__ import annotations
 
@@ -148,3 +148,37 @@ async def test_a_busy_event_loop_keeps_its_lease(redis: RedisServer) -> None:
         assert presence is not None and not presence.away
         assert (await alice.ok("session_list"))["sessions"][0]["user_id"] == "alice"
         await alice.ws.close()
+
+
+async def test_a_hung_redis_delays_only_the_requests_that_need_it(redis: RedisServer) -> None:
+    """Redis stops answering (SIGSTOP): a request that needs it is refused within the
+    pipe's timeout, and meanwhile the node answers everyone else (hello needs no Redis)."""
+    import os
+    import signal
+
+    async with SignalingServer(ServerConfig(port=0, redis_url=redis.url)) as srv:
+        await Client.user(srv, "alice")
+        bob = Client(await connect(srv.url))
+        await bob.ok("hello", version=p.VERSION, service_id="dev")
+        assert redis.proc is not None
+        os.kill(redis.proc.pid, signal.SIGSTOP)
+        try:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            bob.rid += 1
+            await bob.ws.send(json.dumps({"op": "create_session", "id": bob.rid, "user_id": "bob"}))
+            quick = []
+            for _ in range(5):  # other clients are served while bob's request waits
+                t0 = loop.time()
+                carol = Client(await connect(srv.url))
+                await carol.ok("hello", version=p.VERSION, service_id="dev")
+                quick.append(loop.time() - t0)
+                await carol.ws.close()
+            refused = json.loads(await asyncio.wait_for(bob.ws.recv(), 5))
+            took = loop.time() - start
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        assert refused["error"]["code"] == p.ErrorCode.UNAVAILABLE, refused
+        assert took < 2.5, took
+        assert max(quick) < 0.5, quick
+        assert sum(quick) < took  # they were answered while bob's request was pending
