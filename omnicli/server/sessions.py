@@ -64,9 +64,12 @@ class Sessions:
         if self.local.get(key) != c.conn:
             return None
         del self.local[key]
-        c.user_id = c.session = None
+        session, c.user_id, c.session = c.session, None, None
         presence = self.store.presence(*key)
-        return presence if presence is not None and presence.node == self.node else None
+        # the session must still be this connection's: a resume on another connection of
+        # this node may have taken it while the read above waited for Redis
+        mine = presence is not None and presence.node == self.node and presence.session == session
+        return presence if mine else None
 
     def end(self, presence: Presence) -> bool:
         return self.store.swap_presence(presence, None)
