@@ -20,10 +20,13 @@ The switchboard decides; this module carries what it decides between nodes.
   is told its call and how it ended. A routed message carries the sender's copy of the
   recipient's call, which the receiving node keeps as its recent copy (a hint checked by
   compare-and-set, see `RedisStore.recent_call`).
-- **Redis back after a restart (empty):** the node adds its connected users' presence
-  again, so they are online and callable; the calls that were in Redis are gone, and each
-  user of this node that was in one hears it end (`LEAVE`/`CANCEL`, `connection_lost`),
-  so that no client stays in a call the service no longer knows.
+- **Redis back after a restart (empty):** seen at the next lease renewal (it failed while
+  Redis was down, or it finds the lease gone), the node adds its connected users'
+  presence again, so they are online and callable, and puts back the calls Redis lost
+  from its copies (`rebuild`): connected calls go on once both parties' nodes vouch for
+  them, ringing and answered ones with their deadlines; a call this node has no copy of
+  ends for its user (`LEAVE`/`CANCEL`, `connection_lost`), so no client stays in a call the
+  service no longer knows and nobody stays busy.
 """
 
 from __future__ import annotations
@@ -40,11 +43,11 @@ from typing import Any
 
 from omnicli.errors import UsageError
 from omnicli.server.lease import LEASE_RENEW, LEASE_TTL, LeaseKeeper
+from omnicli.server.rebuild import Held, Rebuild
 from omnicli.server.records import CallRecord, Presence, Send, ToHolder, ToUser, UserKey
 from omnicli.server.redispipe import RedisPipe, RedisSubscription
 from omnicli.server.redisstore import RedisStore, RedisStoreError
 from omnicli.server.switchboard import Switchboard
-from omnicli.wire import protocol as p
 from omnicli.wire.protocol import EndReason, Event
 
 log = logging.getLogger("omnicli.server.cluster")
@@ -150,7 +153,8 @@ class Cluster:
                 raise error
             if not self.healthy:
                 self._reregister()
-            elif lost:  # reaped during a stall past STALL_LIMIT: it is alive after all
+            elif lost:  # the lease was gone: Redis restarted between two renewals, or
+                self._reregister()  # this node was reaped during a stall past STALL_LIMIT
                 self._reclaim()
         except RedisStoreError as exc:
             if self.healthy:
@@ -174,14 +178,15 @@ class Cluster:
                 and self.store.swap_presence(presence, replace(presence, away_until=None))
             ):
                 back += 1
-        log.warning("this node's lease had run out (a stall): %d sessions taken back", back)
+        if back:
+            log.warning("this node's lease had run out (a stall): %d sessions taken back", back)
 
     def _reregister(self) -> None:
-        """Add this node's connected users again where Redis has lost them (a restart), and
-        end for them the calls it lost, so that no client stays in a call nobody knows."""
+        """Add this node's connected users again where Redis has lost them (a restart),
+        and put back the calls it lost from this node's copies (`rebuild`)."""
         added = 0
         self.store.forget_services()
-        ended: list[Send] = []
+        held: list[Held] = []
         for key, conn in list(self.board.sessions.local.items()):
             c = self.board.conns.get(conn)
             if c is None or c.session is None:
@@ -190,15 +195,19 @@ class Cluster:
                 Presence(*key, c.session, self.node)
             ):
                 added += 1
-                told = self.told.pop(key, None)
-                if told is not None and self.store.call_of(*key) is None:
-                    call_id, ringing = told
-                    name = Event.CANCEL if ringing else Event.LEAVE
-                    msg = p.event(name, call_id=call_id, reason=LOST.value, by=None)
-                    ended.append(Send(ToUser(*key), msg))
-        if added:
-            log.info("Redis is back: %d sessions of this node registered again", added)
-        self.deliver(ended)
+                if (told := self.told.get(key)) is not None:
+                    held.append(Held(key, *told, self.store.recent_call(*key)))
+        if not added:
+            return
+        rebuild = Rebuild(self.board.machine, self.wall())
+        sends = rebuild.run(held)
+        log.warning(
+            "Redis came back without this node's sessions: %d registered again; calls: %s",
+            added,
+            ", ".join(f"{n} {what}" for what, n in sorted(rebuild.outcomes.items())) or "none",
+        )
+        self.deliver(sends)  # the endings for this node's users
+        self.forward(sends)  # CONNECTED for a party on another node (a joined answered call)
 
     def note(self, conn: int, message: dict[str, Any]) -> None:
         """Remember the call a user of this node is told about (see `told`)."""
