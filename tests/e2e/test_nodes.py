@@ -1,5 +1,5 @@
 """Several `omni server` processes on one real Redis: calls across nodes with real media,
-a node killed mid-call, Redis restarted mid-call."""
+a node killed mid-call, Redis restarted mid-call (the call goes on)."""
 
 from __future__ import annotations
 
@@ -89,9 +89,9 @@ def test_calls_cross_nodes_both_ways_with_media_and_listings_show_everyone(nodes
 
 def listing(server: str) -> list[tuple[str, str]]:
     """`omni sessions` on that node: (user id, state) rows."""
-    done = run_omni("sessions", "--json", "--server", server)
-    assert done.returncode == 0, done.stderr
-    return [(r["user_id"], r["state"]) for r in map(json.loads, done.stdout.splitlines())]
+    rows = sessions(server)
+    assert rows is not None, f"omni sessions failed on {server}"
+    return rows
 
 
 def kill9(proc: Omni) -> None:
@@ -182,25 +182,36 @@ def readyz(url: str) -> int:
 
 def test_redis_restarted_mid_call_media_goes_on_and_nobody_stays_busy(redis):
     """Redis stops and comes back empty while alice (node 1) and bob (node 2) talk: media
-    keeps flowing peer to peer meanwhile; when Redis is back both hear the call it lost end
-    (connection_lost), both are online and idle, and a new call to bob connects."""
+    keeps flowing peer to peer meanwhile, and once Redis is back the nodes put the call
+    back from their copies: both are listed busy, neither hears it end, and when alice's
+    `--duration` runs out bob hears her hang up. Then both are idle and a new call to bob
+    connects."""
     one, one_url = start_server("--redis", redis.url)
     two, two_url = start_server("--redis", redis.url)
     bob = callee("bob", two_url, 660)
     alice = Omni(
-        "call", "bob", "--user-id", "alice", "--duration", "8", "--server", one_url,
+        "call", "bob", "--user-id", "alice", "--duration", "12", "--server", one_url,
         "--audio-source", "tone:440", *MEDIA,
     )  # fmt: skip
     try:
-        alice.event("CONNECTED", timeout=30)
+        call_id = alice.event("CONNECTED", timeout=30)["call_id"]
         redis.stop()
         time.sleep(2)
         redis.start()
-        leave = alice.event("LEAVE", timeout=15)
-        assert (leave["reason"], leave["by"]) == ("connection_lost", None)
-        assert_received(leave["summary"], tone_hz=660, seconds=2)  # through the outage
+        deadline = time.monotonic() + 10
+        while (rows := sessions(one_url)) != [("alice", "busy"), ("bob", "busy")]:
+            assert time.monotonic() < deadline, rows  # (empty until the nodes are back)
+            time.sleep(0.3)
+        leave = alice.event("LEAVE", timeout=20)  # her --duration, not the outage
+        assert (leave["call_id"], leave["reason"], leave["by"]) == (call_id, "hangup", "alice")
+        assert_received(leave["summary"], tone_hz=660, seconds=10)  # through the outage
         bob_leave = bob.event("LEAVE", timeout=15)
-        assert (bob_leave["reason"], bob_leave["call_id"]) == ("connection_lost", leave["call_id"])
+        assert (bob_leave["call_id"], bob_leave["reason"], bob_leave["by"]) == (
+            call_id,
+            "hangup",
+            "alice",
+        )
+        assert_received(bob_leave["summary"], tone_hz=440, seconds=10)
         deadline = time.monotonic() + 10
         while listing(two_url) != [("bob", "idle")]:  # alice's call command has ended
             assert time.monotonic() < deadline, listing(two_url)
@@ -210,6 +221,14 @@ def test_redis_restarted_mid_call_media_goes_on_and_nobody_stays_busy(redis):
     finally:
         for proc in (alice, bob, one, two):
             proc.stop()
+
+
+def sessions(server: str) -> list[tuple[str, str]] | None:
+    """`omni sessions` rows, or None while the node cannot answer (Redis down)."""
+    done = run_omni("sessions", "--json", "--server", server)
+    if done.returncode != 0:
+        return None
+    return [(r["user_id"], r["state"]) for r in map(json.loads, done.stdout.splitlines())]
 
 
 class Raw:
