@@ -26,7 +26,7 @@ class CallState(StrEnum):
     RINGING = "ringing"
     ANSWERED = "answered"  # SDP answer sent; waiting for both media reports
     CONNECTED = "connected"
-    RESUMING = "resuming"  # rebuilt after a server restart; waiting for the other party
+    RESUMING = "resuming"  # rebuilt (server restart, Redis emptied): waiting for the other party
 
 
 @dataclass(frozen=True)
