@@ -1,6 +1,6 @@
 """Putting back the calls a store lost (`rebuild`): each node holds copies of its users'
 calls; what comes back, by state, and how the second node joins what the first put back.
-Two switchboards on one store stand for two nodes; every test runs over both stores."""
+Two switchboards on one store stand for two nodes; every test runs over every store."""
 
 from __future__ import annotations
 
