@@ -94,6 +94,7 @@ class Cluster:
         # the call each user of this node was last told about, and whether it was ringing
         # for them: what to end for them if Redis comes back without it
         self.told: dict[UserKey, tuple[str, bool]] = {}
+        self._kept: dict[UserKey, CallRecord] = {}  # copies set aside while Redis is gone
 
     @property
     def channel(self) -> str:
@@ -159,6 +160,7 @@ class Cluster:
         except RedisStoreError as exc:
             if self.healthy:
                 log.warning("Redis unreachable: %s", exc)
+                self._keep_copies()
             self.healthy = False
             return
         self.healthy = True
@@ -196,8 +198,9 @@ class Cluster:
             ):
                 added += 1
                 if (told := self.told.get(key)) is not None:
-                    held.append(Held(key, *told, self.store.recent_call(*key)))
+                    held.append(Held(key, *told, self._copy(key, told[0])))
         if not added:
+            self._kept = {}
             return
         rebuild = Rebuild(self.board.machine, self.wall())
         sends = rebuild.run(held)
@@ -206,8 +209,22 @@ class Cluster:
             added,
             ", ".join(f"{n} {what}" for what, n in sorted(rebuild.outcomes.items())) or "none",
         )
+        self._kept = {}
         self.deliver(sends)  # the endings for this node's users
         self.forward(sends)  # CONNECTED for a party on another node (a joined answered call)
+
+    def _keep_copies(self) -> None:
+        """Redis is gone: set aside this node's copies of its users' calls. If it comes
+        back empty, a request served before `_reregister` finds no call and the store drops
+        its copy; the rebuild takes the copy from here then."""
+        self._kept = {k: c for k in self.told if (c := self.store.recent_call(*k)) is not None}
+
+    def _copy(self, key: UserKey, call_id: str) -> CallRecord | None:
+        """This node's copy of call `call_id` for the user: the store's, or the one kept."""
+        for copy in (self.store.recent_call(*key), self._kept.get(key)):
+            if copy is not None and copy.call_id == call_id:
+                return copy
+        return None
 
     def note(self, conn: int, message: dict[str, Any]) -> None:
         """Remember the call a user of this node is told about (see `told`)."""

@@ -227,6 +227,31 @@ async def test_a_call_a_party_left_during_the_outage_ends_for_the_other(
             await server.close()
 
 
+async def test_copies_the_store_dropped_after_the_outage_began_still_serve(
+    redis: RedisServer,
+) -> None:
+    """A request served between Redis's return and the node's re-registering finds no call
+    and the store drops its copy (cleared here, after the node saw Redis gone): the node
+    set its copies aside when Redis went, so the call is put back all the same."""
+    servers = await nodes(redis, 2)
+    try:
+        alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[1], "bob")
+        call_id = await connected_call(alice, bob)
+        await outage(redis, servers)
+        store(servers[0])._recent.clear()
+        await back(redis, servers)
+        call = store(servers[0]).call_of("dev", "alice")
+        assert call is not None and (call.call_id, call.state) == (call_id, CallState.CONNECTED)
+        assert endings(alice) == endings(bob) == []
+        await bob.ok("leave")
+        assert (await alice.event("LEAVE"))["reason"] == "hangup"
+        for client in (alice, bob):
+            await client.ws.close()
+    finally:
+        for server in servers:
+            await server.close()
+
+
 async def test_without_copies_the_call_ends_for_both(redis: RedisServer) -> None:
     """Neither node has a copy of the call (as after their own restart): nothing can be
     put back, so both hear it end (connection_lost) at once, as before the rebuild."""
@@ -236,7 +261,9 @@ async def test_without_copies_the_call_ends_for_both(redis: RedisServer) -> None
         call_id = await connected_call(alice, bob)
         await outage(redis, servers)
         for server in servers:
+            assert server.cluster is not None and server.cluster._kept
             store(server)._recent.clear()
+            server.cluster._kept.clear()
         await back(redis, servers)
         for client in (alice, bob):
             leave = await client.event("LEAVE")
