@@ -95,6 +95,7 @@ class Cluster:
         # for them: what to end for them if Redis comes back without it
         self.told: dict[UserKey, tuple[str, bool]] = {}
         self._kept: dict[UserKey, CallRecord] = {}  # copies set aside while Redis is gone
+        self._unsettled: set[UserKey] = set()  # registered again; call not settled yet
 
     @property
     def channel(self) -> str:
@@ -185,30 +186,35 @@ class Cluster:
 
     def _reregister(self) -> None:
         """Add this node's connected users again where Redis has lost them (a restart),
-        and put back the calls it lost from this node's copies (`rebuild`)."""
-        added = 0
+        and put back the calls it lost from this node's copies (`rebuild`). Redis failing
+        half way raises; the next renewal finishes (a rebuild may run twice: it joins
+        what it put back)."""
         self.store.forget_services()
-        held: list[Held] = []
-        for key, conn in list(self.board.sessions.local.items()):
+        local = self.board.sessions.local
+        for key, conn in list(local.items()):
             c = self.board.conns.get(conn)
             if c is None or c.session is None:
                 continue
             if self.store.presence(*key) is None and self.store.add_presence(
                 Presence(*key, c.session, self.node)
             ):
-                added += 1
-                if (told := self.told.get(key)) is not None:
-                    held.append(Held(key, *told, self._copy(key, told[0])))
-        if not added:
+                self._unsettled.add(key)  # registered again: its call is to settle
+        if not self._unsettled:
             self._kept = {}
             return
+        held = [
+            Held(key, *told, self._copy(key, told[0]))
+            for key in sorted(self._unsettled)
+            if key in local and (told := self.told.get(key)) is not None
+        ]
         rebuild = Rebuild(self.board.machine, self.wall())
         sends = rebuild.run(held)
         log.warning(
             "Redis came back without this node's sessions: %d registered again; calls: %s",
-            added,
+            len(self._unsettled),
             ", ".join(f"{n} {what}" for what, n in sorted(rebuild.outcomes.items())) or "none",
         )
+        self._unsettled.clear()
         self._kept = {}
         self.deliver(sends)  # the endings for this node's users
         self.forward(sends)  # CONNECTED for a party on another node (a joined answered call)

@@ -14,10 +14,10 @@ import pytest
 from redisd import RedisServer
 from test_redis_node import Client
 
-from omnicli.server import rebuild
+from omnicli.server import cluster, rebuild
 from omnicli.server.driver import ServerConfig, SignalingServer
 from omnicli.server.records import CallState
-from omnicli.server.redisstore import RedisStore
+from omnicli.server.redisstore import RedisStore, RedisStoreError
 
 
 @pytest.fixture
@@ -245,6 +245,38 @@ async def test_copies_the_store_dropped_after_the_outage_began_still_serve(
         assert endings(alice) == endings(bob) == []
         await bob.ok("leave")
         assert (await alice.event("LEAVE"))["reason"] == "hangup"
+        for client in (alice, bob):
+            await client.ws.close()
+    finally:
+        for server in servers:
+            await server.close()
+
+
+async def test_redis_failing_half_way_through_the_rebuild_is_finished_later(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis fails again while node one puts its calls back (after its users were
+    registered again): the next renewal finishes the job, and the call is connected."""
+    failures: list[str] = []
+
+    class Flaky(rebuild.Rebuild):
+        def run(self, held: list[rebuild.Held]) -> list[Any]:
+            if not failures:
+                failures.append("once")
+                raise RedisStoreError("Redis went away again")
+            return super().run(held)
+
+    monkeypatch.setattr(cluster, "Rebuild", Flaky)
+    servers = await nodes(redis, 1)
+    try:
+        alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[0], "bob")
+        call_id = await connected_call(alice, bob)
+        await outage(redis, servers)
+        await back(redis, servers)
+        assert failures == ["once"]
+        call = store(servers[0]).call_of("dev", "alice")
+        assert call is not None and (call.call_id, call.state) == (call_id, CallState.CONNECTED)
+        assert endings(alice) == endings(bob) == []
         for client in (alice, bob):
             await client.ws.close()
     finally:
