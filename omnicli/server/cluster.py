@@ -14,12 +14,13 @@ The switchboard decides; this module carries what it decides between nodes.
   queued in one write on its own `RedisPipe`, so no request waits for these round trips;
   each node listens on its channel with a `RedisSubscription` (hiredis parses what
   arrives, and each message is handled on the loop as it comes). Pub/sub
-  delivers at most once: `PUBLISH` answers how many subscribers got it, so a message to a
-  node that is not listening (dead, or between reconnects) is counted as undelivered and
-  logged; the call state it described is in Redis all the same, and a client that resumes
-  is told its call and how it ended. A routed message carries the sender's copy of the
-  recipient's call, which the receiving node keeps as its recent copy (a hint checked by
-  compare-and-set, see `RedisStore.recent_call`).
+  delivers at most once. A message to a node that is not listening is seen by its sender
+  (`PUBLISH` answers 0 subscribers: counted as undelivered, logged); the receiving node
+  makes the loss harmless once it is subscribed again (`catchup`): after its next lease
+  renewal it compares what each of its users was told with the store and sends what they
+  missed (an ending, a ring, an answer, a connect). A routed message carries the
+  sender's copy of the recipient's call, which the receiving node keeps as its recent
+  copy (a hint checked by compare-and-set, see `RedisStore.recent_call`).
 - **Redis back after a restart (empty):** seen at the next lease renewal (it failed while
   Redis was down, or it finds the lease gone), the node adds its connected users'
   presence again, so they are online and callable, and puts back the calls Redis lost
@@ -35,14 +36,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from omnicli.errors import UsageError
-from omnicli.server.lease import LEASE_RENEW, LEASE_TTL, LeaseKeeper
+from omnicli.server import catchup, suspend
+from omnicli.server.lease import LEASE_RENEW, LEASE_TTL, LeaseKeeper, reap_dead
 from omnicli.server.rebuild import Held, Rebuild
 from omnicli.server.records import CallRecord, Presence, Send, ToHolder, ToUser, UserKey
 from omnicli.server.redispipe import RedisPipe, RedisSubscription
@@ -88,12 +88,15 @@ class Cluster:
         self.healthy = False  # the last lease renewal reached Redis
         self._tasks: list[asyncio.Task[None]] = []
         self._last_reap = 0.0
-        self.subscription = RedisSubscription(url, self.channel, self._heard)
+        self.subscription = RedisSubscription(url, self.channel, self._heard, self._subscribed)
+        self._subscriptions = 0
+        self._catching: asyncio.Task[None] | None = None
+        self._renewed = asyncio.Event()
         self.lease = LeaseKeeper(store, self.node, wall, self.stats)
         self._outbox: asyncio.Queue[tuple[str, str, str | None]] = asyncio.Queue()
         # the call each user of this node was last told about, and whether it was ringing
         # for them: what to end for them if Redis comes back without it
-        self.told: dict[UserKey, tuple[str, bool]] = {}
+        self.told: dict[UserKey, catchup.Told] = {}
         self._kept: dict[UserKey, CallRecord] = {}  # copies set aside while Redis is gone
         self._unsettled: set[UserKey] = set()  # registered again; call not settled yet
 
@@ -165,6 +168,7 @@ class Cluster:
             self.healthy = False
             return
         self.healthy = True
+        self._renewed.set()  # a catch-up waits for this: a Redis restart is settled first
 
     def _reclaim(self) -> None:
         """Take back the sessions of this node's connected users that another node turned
@@ -203,7 +207,7 @@ class Cluster:
             self._kept = {}
             return
         held = [
-            Held(key, *told, self._copy(key, told[0]))
+            Held(key, told.call_id, told.ringing, self._copy(key, told.call_id))
             for key in sorted(self._unsettled)
             if key in local and (told := self.told.get(key)) is not None
         ]
@@ -242,7 +246,7 @@ class Cluster:
             return
         key = (service_id, user_id)
         if name in _CALL_STARTS:
-            self.told[key] = (message["call_id"], name == Event.RINGING)
+            self.told[key] = catchup.Told(message["call_id"], name == Event.RINGING, name)
         elif name in (Event.LEAVE, Event.CANCEL):
             self.told.pop(key, None)
         if len(self.told) > 2 * len(self.board.sessions.local) + 16:  # users gone meanwhile
@@ -266,29 +270,9 @@ class Cluster:
 
     def reap(self, now: float) -> None:
         """Turn the sessions of nodes whose lease ran out into away ones (at most once a s)."""
-        if now - self._last_reap < POLL:
-            return
-        self._last_reap = now
-        for node, renewed in self.store.leases().items():
-            if node == self.node or now - renewed <= LEASE_TTL:
-                continue
-            online = 0
-            for service_id in self.store.services(fresh=True):  # all, or some stay held
-                for presence in self.store.held_by(service_id, node):
-                    if presence.node != node or presence.away:
-                        continue
-                    online += 1
-                    until = renewed + self.board.resume_grace
-                    if self.store.swap_presence(presence, replace(presence, away_until=until)):
-                        log.info(
-                            "%s: node %s is gone; away until it resumes", presence.user_id, node
-                        )
-                        online -= 1
-            if online == 0:
-                log.info(
-                    "node %s: lease ran out %.1f s ago; its sessions are away", node, now - renewed
-                )
-                self.store.drop_lease(node)
+        if now - self._last_reap >= POLL:
+            self._last_reap = now
+            reap_dead(self.store, self.node, now, self.board.resume_grace)
 
     # -- routing -----------------------------------------------------------------------
 
@@ -375,6 +359,32 @@ class Cluster:
         except (ValueError, KeyError, TypeError, AttributeError):
             log.warning("bad message on %s", self.channel)
 
+    def _subscribed(self) -> None:
+        """Subscribed (again): after a gap, catch up with what was published meanwhile."""
+        self._subscriptions += 1
+        if self._subscriptions > 1 and (self._catching is None or self._catching.done()):
+            self._catching = asyncio.create_task(self._catch_up(), name="omni-cluster-catch-up")
+
+    async def _catch_up(self) -> None:
+        self._renewed.clear()  # after the next renewal, so that a Redis that came back
+        try:  # empty has had its calls put back (`_reregister`) and nothing looks missed
+            async with asyncio.timeout(2 * LEASE_TTL):
+                await self._renewed.wait()
+        except TimeoutError:  # Redis is still away: the subscription fails again, and
+            return  # its next return starts another catch-up
+        told = {key: self.told.get(key) for key in list(self.board.sessions.local)}
+        try:
+            sends = await suspend.run(catchup.missed, self.store, list(told.items()))
+        except RedisStoreError as exc:
+            log.warning("catching up after the subscription came back: %s", exc)
+            return
+        sends = catchup.unless_told(sends, told, self.told)  # came the usual way meanwhile
+        if sends:
+            log.warning(
+                "subscription came back: %d messages its users missed, sent again", len(sends)
+            )
+        self.deliver(sends)
+
     async def _listen_loop(self) -> None:
         while True:
             try:
@@ -383,18 +393,3 @@ class Cluster:
                 self.stats.redis_errors += 1
                 log.debug("subscription lost: %s", exc)
                 await asyncio.sleep(0.5)
-
-
-def open_store(url: str, resume_secret: bytes | None) -> tuple[RedisStore, bytes, str]:
-    """Connect to Redis for a new node: its store, the resume secret every node of this
-    Redis shares (given, or made once and kept in Redis), and a fresh node id."""
-    try:
-        store = RedisStore.from_url(url)
-        store.r.ping()
-        if resume_secret is None:
-            key = f"{store.prefix}resume_secret"
-            store.r.set(key, secrets.token_hex(32), nx=True)
-            resume_secret = bytes.fromhex(store.r.get(key))
-    except (RedisStoreError, ValueError) as exc:
-        raise UsageError(f"cannot use Redis at {url}: {exc}") from None
-    return store, resume_secret, secrets.token_hex(6)

@@ -9,15 +9,18 @@ way). So a thread writes the lease every `LEASE_RENEW` s while the event loop ha
 (`beat`, once a renewal period) within `stall_limit` s: a busy loop keeps its lease, a
 hung one (or a dead process) loses it. What follows a renewal on the loop (taking back
 sessions reaped meanwhile, registering again after a Redis restart) is the cluster's,
-from `take`.
+from `take`. `reap_dead` is what a live node does to the dead ones (the cluster calls it
+at most once a second).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 from omnicli.server.redisstore import RedisStore, RedisStoreError
@@ -25,6 +28,8 @@ from omnicli.server.redisstore import RedisStore, RedisStoreError
 LEASE_RENEW = 1.0  # s between lease renewals
 LEASE_TTL = 3.0  # s without renewal before a node counts as dead
 STALL_LIMIT = 30.0  # s the event loop may not beat before the lease is let run out
+
+log = logging.getLogger("omnicli.server.cluster")  # the reaper's lines, as before
 
 
 class LeaseStats(Protocol):
@@ -97,3 +102,26 @@ class LeaseKeeper:
         while not self._stop.wait(LEASE_RENEW):
             if time.monotonic() - self._beat <= self.stall_limit:
                 self.write()
+
+
+def reap_dead(store: RedisStore, node: str, now: float, grace: float) -> None:
+    """Turn the sessions of the nodes (other than `node`) whose lease ran out into away
+    ones, away until their last renewal + `grace`; drop a lease once none is left."""
+    for dead, renewed in store.leases().items():
+        if dead == node or now - renewed <= LEASE_TTL:
+            continue
+        online = 0
+        for service_id in store.services(fresh=True):  # all, or some stay held
+            for presence in store.held_by(service_id, dead):
+                if presence.node != dead or presence.away:
+                    continue
+                online += 1
+                away = replace(presence, away_until=renewed + grace)
+                if store.swap_presence(presence, away):
+                    log.info("%s: node %s is gone; away until it resumes", presence.user_id, dead)
+                    online -= 1
+        if online == 0:
+            log.info(
+                "node %s: lease ran out %.1f s ago; its sessions are away", dead, now - renewed
+            )
+            store.drop_lease(dead)

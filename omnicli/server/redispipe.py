@@ -254,6 +254,8 @@ class _Listener(asyncio.Protocol):
                     self.subscription.on_message(body)
                 elif kind == "subscribe":
                     self.subscription.subscribed.set()
+                    if self.subscription.on_subscribed is not None:
+                        self.subscription.on_subscribed()
             elif isinstance(reply, hiredis.ReplyError) and self.transport is not None:
                 self.transport.abort()  # AUTH refused, say: connection_lost reports it
 
@@ -267,10 +269,17 @@ class RedisSubscription:
     the loop, in the order Redis sent them. `run()` returns (raising `ConnectionError`)
     when the connection ends; the caller subscribes again."""
 
-    def __init__(self, url: str, channel: str, on_message: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        on_message: Callable[[str], None],
+        on_subscribed: Callable[[], None] | None = None,
+    ) -> None:
         self.options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
         self.channel = channel
         self.on_message = on_message
+        self.on_subscribed = on_subscribed  # called each time Redis confirms it
         self.subscribed = asyncio.Event()  # set once Redis confirmed the subscription
         self._listener: _Listener | None = None
 
