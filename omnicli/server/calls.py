@@ -192,14 +192,7 @@ class Calls:
             if now is not None:
                 self.setups.append(now - call.started)
             for user in call.parties:
-                msg = p.event(
-                    Event.CONNECTED,
-                    call_id=call.call_id,
-                    peer=call.other(user),
-                    call_type=call.call_type.value,
-                    record=call.record,
-                )
-                self.sessions.tell(call.service_id, user, msg, out)
+                self.sessions.tell(call.service_id, user, connected(call, user), out)
         elif up != call.media_up:
             self.change(call, media_up=up)
 
@@ -352,6 +345,22 @@ def ringing(call: CallRecord) -> dict[str, Any]:
         call_type=call.call_type.value,
         record=call.record,
         sdp=call.sdp_offer,
+    )
+
+
+def answered(call: CallRecord) -> dict[str, Any]:
+    """ANSWERED for the caller: the callee's SDP."""
+    return p.event(Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=call.sdp_answer)
+
+
+def connected(call: CallRecord, user: str) -> dict[str, Any]:
+    """CONNECTED for `user`, one of the parties."""
+    return p.event(
+        Event.CONNECTED,
+        call_id=call.call_id,
+        peer=call.other(user),
+        call_type=call.call_type.value,
+        record=call.record,
     )
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from omnicli.server.calls import ringing
+from omnicli.server.calls import answered, connected, ringing
 from omnicli.server.records import CallState, Send, ToUser, UserKey
 from omnicli.server.store import Store
 from omnicli.wire import protocol as p
@@ -63,19 +63,9 @@ def missed(store: Store, users: Iterable[tuple[UserKey, Told | None]]) -> list[S
         if told is None or told.event == Event.CONNECTED:
             continue
         if call.state in _ANSWERED and call.caller == user and told.event == Event.RINGBACK:
-            answered = p.event(
-                Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=call.sdp_answer
-            )
-            out.append(Send(ToUser(*key), answered))
+            out.append(Send(ToUser(*key), answered(call)))
         if call.state is CallState.CONNECTED:
-            connected = p.event(
-                Event.CONNECTED,
-                call_id=call.call_id,
-                peer=call.other(user),
-                call_type=call.call_type.value,
-                record=call.record,
-            )
-            out.append(Send(ToUser(*key), connected))
+            out.append(Send(ToUser(*key), connected(call, user)))
     return out
 
 

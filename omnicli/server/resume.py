@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from omnicli.server.auth import ResumeTokens
-from omnicli.server.calls import Calls, describe
+from omnicli.server.calls import Calls, answered, describe
 from omnicli.server.records import NEVER, CallRecord, CallState, Refusal, Send, ToConn, ToHolder
 from omnicli.server.sessions import Conn, Sessions
 from omnicli.server.store import Store
@@ -93,10 +93,7 @@ class Resumer:
             and call.sdp_answer
         ):
             # a caller that did not describe the call never heard its ANSWERED: tell it again
-            answered = p.event(
-                Event.ANSWERED, call_id=call.call_id, callee=call.callee, sdp=call.sdp_answer
-            )
-            out.append(Send(ToConn(c.conn), answered))
+            out.append(Send(ToConn(c.conn), answered(call)))
         return {
             "call": describe(call, user_id) if call is not None else None,
             "ended": missed,

@@ -4,16 +4,15 @@ Two switchboards on one store stand for two nodes; every test runs over every st
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
+from stores import alice_calls_bob
 
 from omnicli.server.rebuild import REBUILD_WAIT, Held, Rebuild
 from omnicli.server.records import NEVER, CallRecord, CallState, Presence, Send, ToUser
 from omnicli.server.store import Store
 from omnicli.server.switchboard import Service, Switchboard
-from omnicli.wire import protocol as p
 
 NOW = 1000.0
 
@@ -23,20 +22,8 @@ def node(store: Store, name: str) -> Switchboard:
 
 
 def a_call(**changes: Any) -> CallRecord:
-    call = CallRecord(
-        call_id="c-1",
-        service_id="dev",
-        caller="alice",
-        callee="bob",
-        call_type=p.CallType.VIDEO,
-        record=False,
-        sdp_offer="v=0",
-        state=CallState.CONNECTED,
-        deadline=NEVER,
-        media_up=frozenset({"alice", "bob"}),
-        rev=4,
-    )
-    return dataclasses.replace(call, **changes)
+    connected = {"state": CallState.CONNECTED, "deadline": NEVER, "rev": 4}
+    return alice_calls_bob(**{**connected, "media_up": frozenset({"alice", "bob"}), **changes})
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import itertools
 import json
 from typing import Any
 
+from stores import alice_calls_bob
+
 from omnicli.server.records import (
     NEVER,
     CallRecord,
@@ -22,21 +24,6 @@ from omnicli.server.store import Store
 from omnicli.server.switchboard import Delivery, Service, Switchboard
 from omnicli.wire import protocol as p
 from omnicli.wire import requests as rq
-
-
-def alice_calls_bob(**changes: Any) -> CallRecord:
-    call = CallRecord(
-        call_id="c-1",
-        service_id="dev",
-        caller="alice",
-        callee="bob",
-        call_type=p.CallType.VIDEO,
-        record=False,
-        sdp_offer="v=0",
-        state=CallState.RINGING,
-        deadline=60.0,
-    )
-    return dataclasses.replace(call, **changes)
 
 
 def test_records_survive_json() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -22,9 +23,11 @@ from typing import Any
 from redisd import RedisServer
 
 from omnicli.server import suspend
+from omnicli.server.records import CallRecord, CallState
 from omnicli.server.redispipe import RedisPipe
 from omnicli.server.redisstore import RedisStore
 from omnicli.server.store import MemoryStore, Store
+from omnicli.wire.protocol import CallType
 
 _redis: RedisServer | None = None
 
@@ -74,6 +77,23 @@ class PipedStore:
 
 def piped_store() -> Store:
     return PipedStore()  # type: ignore[return-value]  # a proxy of RedisStore
+
+
+def alice_calls_bob(**changes: Any) -> CallRecord:
+    """A call record for store-level tests: alice's video call to bob, ringing, unless
+    `changes` say otherwise."""
+    call = CallRecord(
+        call_id="c-1",
+        service_id="dev",
+        caller="alice",
+        callee="bob",
+        call_type=CallType.VIDEO,
+        record=False,
+        sdp_offer="v=0",
+        state=CallState.RINGING,
+        deadline=60.0,
+    )
+    return dataclasses.replace(call, **changes)
 
 
 STORES: dict[str, Callable[[], Store]] = {
