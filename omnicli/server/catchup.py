@@ -16,7 +16,10 @@ user connected to it, it compares the two:
   (`RINGBACK`): `ANSWERED` again, with the callee's SDP;
 - the call connected meanwhile and the user was not told: `CONNECTED`.
 
-In-call relays (mute, recording notices) that were lost stay lost: they describe nothing
+A change the store shows may have been published just before the read, its message still
+on the way: what `missed` finds waits `SETTLE` s, and what reached a user meanwhile the
+usual way (its `told` changed) is not repeated (`unless_told`). In-call relays (mute,
+recording notices) that were lost stay lost: they describe nothing
 the store keeps, and the next one corrects the picture.
 """
 
@@ -32,6 +35,7 @@ from omnicli.wire import protocol as p
 from omnicli.wire.protocol import EndReason, Event
 
 _ANSWERED = (CallState.ANSWERED, CallState.CONNECTED)
+SETTLE = 0.5  # s: a change read in the store may have its message still on the way
 
 
 class Told(NamedTuple):

@@ -378,6 +378,7 @@ class Cluster:
         except RedisStoreError as exc:
             log.warning("catching up after the subscription came back: %s", exc)
             return
+        await asyncio.sleep(catchup.SETTLE)  # messages published just before the read
         sends = catchup.unless_told(sends, told, self.told)  # came the usual way meanwhile
         if sends:
             log.warning(

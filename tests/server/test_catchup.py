@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redisd import RedisServer
+from stores import alice_calls_bob
 from test_redis_node import Client
-from test_redis_restart import connected_call, nodes, store, until
+from test_redis_restart import connected_call, running, store, until
 
 from omnicli.server.catchup import Told, missed
 from omnicli.server.driver import SignalingServer
@@ -31,8 +32,7 @@ def subscriptions_cut(server: SignalingServer) -> None:
 
 
 async def test_an_ending_published_during_the_gap_reaches_the_peer(redis: RedisServer) -> None:
-    a, b = await nodes(redis, 2)
-    try:
+    async with running(redis, 2) as (a, b):
         alice, bob = await Client.user(a, "alice"), await Client.user(b, "bob")
         call_id = await connected_call(alice, bob)
         assert a.cluster is not None
@@ -45,16 +45,12 @@ async def test_an_ending_published_during_the_gap_reaches_the_peer(redis: RedisS
         assert a.cluster.stats.undelivered + b.cluster.stats.undelivered > undelivered
         await asyncio.sleep(0.5)  # and only once
         assert not [e for e in alice.events if e["event"] == "LEAVE"]
-    finally:
-        for server in (a, b):
-            await server.close()
 
 
 async def test_a_ring_published_during_the_gap_rings_and_can_be_answered(
     redis: RedisServer,
 ) -> None:
-    a, b = await nodes(redis, 2)
-    try:
+    async with running(redis, 2) as (a, b):
         alice, bob = await Client.user(a, "alice"), await Client.user(b, "bob")
         subscriptions_cut(b)
         offer = await alice.ok("offer_call", call_type="audiocall", callee="bob", sdp="v=0 o")
@@ -67,14 +63,10 @@ async def test_a_ring_published_during_the_gap_rings_and_can_be_answered(
         await asyncio.sleep(0.5)
         assert not [e for e in bob.events if e["event"] == "RINGING"]
         assert not [e for e in alice.events if e["event"] == "ANSWERED"]
-    finally:
-        for server in (a, b):
-            await server.close()
 
 
 async def test_a_gap_with_nothing_missed_sends_nothing(redis: RedisServer) -> None:
-    a, b = await nodes(redis, 2)
-    try:
+    async with running(redis, 2) as (a, b):
         alice, bob = await Client.user(a, "alice"), await Client.user(b, "bob")
         await connected_call(alice, bob)
         alice.events.clear()  # RINGBACK, which the call's set-up left unread
@@ -84,25 +76,10 @@ async def test_a_gap_with_nothing_missed_sends_nothing(redis: RedisServer) -> No
         await until(lambda: a.cluster is not None and a.cluster._subscriptions > subscribed)
         await asyncio.sleep(0.3)
         assert alice.events == [] and bob.events == []
-    finally:
-        for server in (a, b):
-            await server.close()
 
 
-def call(state: CallState, **fields: object) -> CallRecord:
-    base = CallRecord(
-        call_id="c1",
-        service_id="dev",
-        caller="alice",
-        callee="bob",
-        call_type=CallType.AUDIO,
-        record=False,
-        sdp_offer="v=0 o",
-        state=state,
-        deadline=1e12,
-        started=0.0,
-    )
-    return base.evolve(**fields)  # type: ignore[arg-type]
+def call(state: CallState) -> CallRecord:
+    return alice_calls_bob(call_id="c1", call_type=CallType.AUDIO, sdp_offer="v=0 o", state=state)
 
 
 def test_missed_by_the_store(store: Store) -> None:

@@ -6,6 +6,7 @@ timeout; a call whose party left during the outage ends; nobody stays busy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,6 +35,19 @@ async def nodes(redis: RedisServer, count: int, **config: Any) -> list[Signaling
     for server in servers:
         await server.start()
     return servers
+
+
+@contextlib.asynccontextmanager
+async def running(
+    redis: RedisServer, count: int, **config: Any
+) -> AsyncIterator[list[SignalingServer]]:
+    """`count` nodes on `redis`, closed at the end."""
+    servers = await nodes(redis, count, **config)
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            await server.close()
 
 
 def store(server: SignalingServer) -> RedisStore:
@@ -120,8 +134,7 @@ async def test_a_connected_call_survives_redis_losing_it(
     """alice and bob talk (on two nodes, or on one); Redis loses everything. The call is
     put back CONNECTED, nobody hears it end, both are listed busy; when one leaves the
     other hears LEAVE (hangup, by the leaver), both are idle, and a new call rings."""
-    servers = await nodes(redis, count)
-    try:
+    async with running(redis, count) as servers:
         alice = await Client.user(servers[0], "alice")
         bob = await Client.user(servers[-1], "bob")
         call_id = await connected_call(alice, bob)
@@ -141,16 +154,12 @@ async def test_a_connected_call_survives_redis_losing_it(
         await a_new_call_rings(alice, bob)
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def test_a_ringing_call_can_be_answered_after_the_restart(redis: RedisServer) -> None:
     """bob's phone rings when Redis restarts: the call comes back ringing, bob answers
     after, the call connects, and alice's leave reaches bob."""
-    servers = await nodes(redis, 2, ring_timeout=30.0)
-    try:
+    async with running(redis, 2, ring_timeout=30.0) as servers:
         alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[1], "bob")
         offer = await alice.ok("offer_call", call_type="audiocall", callee="bob", sdp="v=0 o")
         await bob.event("RINGING")
@@ -170,9 +179,6 @@ async def test_a_ringing_call_can_be_answered_after_the_restart(redis: RedisServ
         assert endings(alice) == [] and await listing(alice) == [("alice", "idle"), ("bob", "idle")]
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def test_a_ring_timeout_that_ran_out_during_the_outage_ends_the_call(
@@ -180,8 +186,7 @@ async def test_a_ring_timeout_that_ran_out_during_the_outage_ends_the_call(
 ) -> None:
     """The ring timeout passes while Redis is down: once it is back the call ends as an
     unanswered one (no_answer to both), so nobody stays busy."""
-    servers = await nodes(redis, 2, ring_timeout=1.5)
-    try:
+    async with running(redis, 2, ring_timeout=1.5) as servers:
         alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[1], "bob")
         loop = asyncio.get_running_loop()
         await alice.ok("offer_call", call_type="audiocall", callee="bob", sdp="v=0 o")
@@ -196,9 +201,6 @@ async def test_a_ring_timeout_that_ran_out_during_the_outage_ends_the_call(
         await a_new_call_rings(alice, bob)
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def test_a_call_a_party_left_during_the_outage_ends_for_the_other(
@@ -208,8 +210,7 @@ async def test_a_call_a_party_left_during_the_outage_ends_for_the_other(
     its side): her node no longer vouches for it, so the call bob's node put back ends
     after REBUILD_WAIT with connection_lost for bob, and neither stays busy."""
     monkeypatch.setattr(rebuild, "REBUILD_WAIT", 1.0)
-    servers = await nodes(redis, 2)
-    try:
+    async with running(redis, 2) as servers:
         alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[1], "bob")
         call_id = await connected_call(alice, bob)
         await outage(redis, servers)
@@ -222,9 +223,6 @@ async def test_a_call_a_party_left_during_the_outage_ends_for_the_other(
         await a_new_call_rings(alice, bob)
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def test_copies_the_store_dropped_after_the_outage_began_still_serve(
@@ -233,8 +231,7 @@ async def test_copies_the_store_dropped_after_the_outage_began_still_serve(
     """A request served between Redis's return and the node's re-registering finds no call
     and the store drops its copy (cleared here, after the node saw Redis gone): the node
     set its copies aside when Redis went, so the call is put back all the same."""
-    servers = await nodes(redis, 2)
-    try:
+    async with running(redis, 2) as servers:
         alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[1], "bob")
         call_id = await connected_call(alice, bob)
         await outage(redis, servers)
@@ -247,9 +244,6 @@ async def test_copies_the_store_dropped_after_the_outage_began_still_serve(
         assert (await alice.event("LEAVE"))["reason"] == "hangup"
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def test_redis_failing_half_way_through_the_rebuild_is_finished_later(
@@ -267,8 +261,7 @@ async def test_redis_failing_half_way_through_the_rebuild_is_finished_later(
             return super().run(held)
 
     monkeypatch.setattr(cluster, "Rebuild", Flaky)
-    servers = await nodes(redis, 1)
-    try:
+    async with running(redis, 1) as servers:
         alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[0], "bob")
         call_id = await connected_call(alice, bob)
         await outage(redis, servers)
@@ -279,16 +272,12 @@ async def test_redis_failing_half_way_through_the_rebuild_is_finished_later(
         assert endings(alice) == endings(bob) == []
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def test_without_copies_the_call_ends_for_both(redis: RedisServer) -> None:
     """Neither node has a copy of the call (as after their own restart): nothing can be
     put back, so both hear it end (connection_lost) at once, as before the rebuild."""
-    servers = await nodes(redis, 2)
-    try:
+    async with running(redis, 2) as servers:
         alice, bob = await Client.user(servers[0], "alice"), await Client.user(servers[1], "bob")
         call_id = await connected_call(alice, bob)
         await outage(redis, servers)
@@ -308,6 +297,3 @@ async def test_without_copies_the_call_ends_for_both(redis: RedisServer) -> None
         await a_new_call_rings(alice, bob)
         for client in (alice, bob):
             await client.ws.close()
-    finally:
-        for server in servers:
-            await server.close()
