@@ -15,6 +15,8 @@ key a script touches lives in one slot, the service's):
     P{svc}:c:CALL        call JSON
     P{svc}:uc:USER       the call id the user is in
     P{svc}:deadlines     sorted set CALL -> ring or connect deadline
+    P{svc}:states        hash STATE -> calls in that state (no field at 0), written only
+                         by the call scripts, in the step that writes the record
     Pservices            set of service ids that ever held a record
     Pnodes               hash NODE -> last lease renewal (Unix time)
 
@@ -31,6 +33,12 @@ trips as they can: an offer is one script (`place_call`), and the calls this nod
 wrote lately are kept (`recent_call`) so that answer, media reports and leave are one
 compare-and-set each (a stale copy fails it, the script answers the current record, and
 the change is computed again). `RedisStoreError` is what an unreachable Redis raises.
+
+`call_states` is one HGETALL of `P{svc}:states`: what a `/metrics` scrape costs, whatever
+the number of calls. A Redis that restarts empty has lost the calls and their counts
+together, so the counts start again from the calls made after it (the nodes end the lost
+ones for their users, `cluster`). All nodes on one Redis must run the same scripts: a
+node whose scripts kept no counts would leave them wrong until its calls end.
 """
 
 from __future__ import annotations
@@ -277,6 +285,7 @@ class RedisStore:
             self._k(svc, "uc", call.caller),
             self._k(svc, "uc", call.callee),
             self._k(svc, "deadlines"),
+            self._k(svc, "states"),
         ]
 
     def add_call(self, call: CallRecord) -> bool:
@@ -326,6 +335,10 @@ class RedisStore:
             return CallRecord.from_dict(json.loads(reply[1]))
         self.written = min(self.written, stored.deadline)
         return self._remember(stored)
+
+    def call_states(self, service_id: str) -> dict[str, int]:
+        counts = self.r.hgetall(self._k(service_id, "states"))
+        return {state: int(n) for state, n in counts.items() if int(n) > 0}
 
     # -- timers and inspection -----------------------------------------------------------
 
