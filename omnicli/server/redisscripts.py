@@ -17,14 +17,14 @@ Keys and arguments are the store's (see `redisstore` for the key layout):
 The three call scripts also keep the service's count of calls per state (`P{svc}:states`,
 a hash state -> count, KEYS[5]) in the same step as the record: a call added counts in
 its state, a change of state moves one from the old state to the new, an ending takes
-its state's one away, and a count that reaches 0 is deleted, so the hash holds only the
-states some call is in. No other code writes that hash, so it always equals what the
-records say (`/metrics` reads it instead of every record). A new record's state is found
-in its JSON by a plain substring search (`state_of`: 0.6 us on a 9 KB record with two
-SDPs, where `cjson.decode` takes 20 us and a Lua pattern search 30 us): the store writes
-records with fixed top-level keys and every quote inside a string escaped, so `"state":"`
-occurs once, as that field. The counts change before the records do, so a record without
-a state fails the script before it has written anything.
+its state's one away (a count at 0 stays: the hash has one field per state, five at
+most). No other code writes that hash, so it always equals what the records say
+(`/metrics` reads it instead of every record). A new record's state is found in its JSON
+by a plain substring search (`state_of`: 0.6 us on a 9 KB record with two SDPs, where
+`cjson.decode` takes 20 us and a Lua pattern search 30 us): the store writes records with
+fixed top-level keys and every quote inside a string escaped, so `"state":"` occurs once,
+as that field. The counts change before the records do, so a record without a state fails
+the script before it has written anything.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ local function state_of(record)
   return string.match(record, '^[%w_]+', last + 1)
 end
 local function count(state, by)
-  if redis.call('HINCRBY', KEYS[5], state, by) <= 0 then redis.call('HDEL', KEYS[5], state) end
+  redis.call('HINCRBY', KEYS[5], state, by)
 end
 """
 

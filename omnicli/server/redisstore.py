@@ -15,7 +15,7 @@ key a script touches lives in one slot, the service's):
     P{svc}:c:CALL        call JSON
     P{svc}:uc:USER       the call id the user is in
     P{svc}:deadlines     sorted set CALL -> ring or connect deadline
-    P{svc}:states        hash STATE -> calls in that state (no field at 0), written only
+    P{svc}:states        hash STATE -> calls in that state (five fields at most), written only
                          by the call scripts, in the step that writes the record
     Pservices            set of service ids that ever held a record
     Pnodes               hash NODE -> last lease renewal (Unix time)
