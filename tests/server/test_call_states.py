@@ -48,7 +48,7 @@ def a_call(call_id: str, caller: str, callee: str, state: CallState, **changes: 
         callee=callee,
         call_type=p.CallType.AUDIO,
         record=False,
-        sdp_offer='v=0 "state":"connected" \\"state\\":\\"x\\"',  # the pattern, as data
+        sdp_offer='v=0 "rev":7, "state":"connected" \\"rev\\":8',  # the keys, as data
         state=state,
         deadline=60.0,
     )
