@@ -337,8 +337,12 @@ class RedisStore:
         return self._remember(stored)
 
     def call_states(self, service_id: str) -> dict[str, int]:
-        counts = self.r.hgetall(self._k(service_id, "states"))
-        return {state: int(n) for state, n in counts.items() if int(n) > 0}
+        reply = self._do("HGETALL", self._k(service_id, "states"))
+        # redis-py answers a dict, the pipe the flat list Redis sends
+        pairs = (
+            reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+        )
+        return {state: int(n) for state, n in pairs if int(n) > 0}
 
     # -- timers and inspection -----------------------------------------------------------
 

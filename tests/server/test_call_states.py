@@ -19,7 +19,7 @@ from test_switchboard import ANSWER_SDP, CONNECT, RING, Board
 
 from omnicli.server.records import NEVER, CallRecord, CallState, Presence
 from omnicli.server.redisstore import RedisStore
-from omnicli.server.store import MemoryStore, Store
+from omnicli.server.store import Store
 from omnicli.server.switchboard import Service, Switchboard
 from omnicli.wire import protocol as p
 from omnicli.wire import requests as rq
@@ -180,7 +180,7 @@ def test_a_store_that_restarts_empty_counts_the_calls_rebuilt_after_it(store: St
         first.ok(conn, "media_state", state="connected")
     call_id = first.call_id(alice)
     assert counted(store) == {"connected": 1}
-    empty = redis_store() if isinstance(store, RedisStore) else MemoryStore()
+    empty = redis_store() if isinstance(store, RedisStore) else type(store)()  # flushed
     assert counted(empty) == {}
     second = Board(store=empty, boot="run-2", resume_secret=b"k")
     described = {"call_id": call_id, "call_type": "videocall"}
