@@ -36,8 +36,8 @@ the change is computed again). `RedisStoreError` is what an unreachable Redis ra
 
 `call_states` is one HGETALL of `P{svc}:states`: what a `/metrics` scrape costs, whatever
 the number of calls. A Redis that restarts empty has lost the calls and their counts
-together, so the counts start again from the calls made after it (the nodes end the lost
-ones for their users, `cluster`). All nodes on one Redis must run the same scripts: a
+together; the calls the nodes put back (`rebuild`, with `add_call`) and those made after
+are counted again by the same scripts. All nodes on one Redis must run the same scripts: a
 node whose scripts kept no counts would leave them wrong until its calls end.
 """
 
