@@ -15,6 +15,8 @@ key a script touches lives in one slot, the service's):
     P{svc}:c:CALL        call JSON
     P{svc}:uc:USER       the call id the user is in
     P{svc}:deadlines     sorted set CALL -> ring or connect deadline
+    P{svc}:states        hash STATE -> calls in that state (five fields at most), written only
+                         by the call scripts, in the step that writes the record
     Pservices            set of service ids that ever held a record
     Pnodes               hash NODE -> last lease renewal (Unix time)
 
@@ -31,6 +33,12 @@ trips as they can: an offer is one script (`place_call`), and the calls this nod
 wrote lately are kept (`recent_call`) so that answer, media reports and leave are one
 compare-and-set each (a stale copy fails it, the script answers the current record, and
 the change is computed again). `RedisStoreError` is what an unreachable Redis raises.
+
+`call_states` is one HGETALL of `P{svc}:states`: what a `/metrics` scrape costs, whatever
+the number of calls. A Redis that restarts empty has lost the calls and their counts
+together; the calls the nodes put back (`rebuild`, with `add_call`) and those made after
+are counted again by the same scripts. All nodes on one Redis must run the same scripts: a
+node whose scripts kept no counts would leave them wrong until its calls end.
 """
 
 from __future__ import annotations
@@ -277,6 +285,7 @@ class RedisStore:
             self._k(svc, "uc", call.caller),
             self._k(svc, "uc", call.callee),
             self._k(svc, "deadlines"),
+            self._k(svc, "states"),
         ]
 
     def add_call(self, call: CallRecord) -> bool:
@@ -326,6 +335,14 @@ class RedisStore:
             return CallRecord.from_dict(json.loads(reply[1]))
         self.written = min(self.written, stored.deadline)
         return self._remember(stored)
+
+    def call_states(self, service_id: str) -> dict[str, int]:
+        reply = self._do("HGETALL", self._k(service_id, "states"))
+        # redis-py answers a dict, the pipe the flat list Redis sends
+        pairs = (
+            reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=True)
+        )
+        return {state: int(n) for state, n in pairs if int(n) > 0}
 
     # -- timers and inspection -----------------------------------------------------------
 

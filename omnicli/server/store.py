@@ -12,7 +12,11 @@ refuse it without locks held across requests:
 
 `place_call` is an offer in one step: it checks both parties, reads whether the callee is
 online and adds the call (ringing, or calling when the callee is not online).
-`recent_call` is a store's own copy of a call it read or wrote lately, or None: a hint
+`call_states(service_id)` is the number of the service's calls in each state (states
+with none left out), kept by the writes themselves (`add_call`, `place_call`, `swap_call`
+change a count in the step that changes a record; on Redis a hash per service that only
+the call scripts write), so that reading it costs the same with ten calls or a million
+(`/metrics`). `recent_call` is a store's own copy of a call it read or wrote lately, or None: a hint
 that spares a read, good only for a change that is then compare-and-set (a stale copy
 fails the set, and the caller reads again); `MemoryStore` keeps none.
 
@@ -59,6 +63,7 @@ class Store(Protocol):
     def swap_call(self, old: CallRecord, new: CallRecord | None) -> CallRecord | None: ...
     def place_call(self, call: CallRecord) -> Placed: ...
     def recent_call(self, service_id: str, user_id: str) -> CallRecord | None: ...
+    def call_states(self, service_id: str) -> dict[str, int]: ...
 
     caches_calls: bool  # whether recent_call ever answers
 
@@ -80,6 +85,7 @@ class MemoryStore:
         self._held: dict[str, int] = {}  # service -> sessions (online or away)
         self._calls: dict[str, CallRecord] = {}
         self._user_call: dict[UserKey, str] = {}
+        self._states: dict[str, dict[str, int]] = {}  # service -> state -> calls (see `_count`)
 
     # -- presence ----------------------------------------------------------------------
 
@@ -141,6 +147,7 @@ class MemoryStore:
         self._calls[call.call_id] = call
         for key in keys:
             self._user_call[key] = call.call_id
+        self._count(call, 1)
         return True
 
     def place_call(self, call: CallRecord) -> Placed:
@@ -168,11 +175,27 @@ class MemoryStore:
             for user in old.parties:
                 if self._user_call.get((old.service_id, user)) == old.call_id:
                     del self._user_call[(old.service_id, user)]
+            self._count(current, -1)
             return current
         assert (new.call_id, new.parties) == (old.call_id, old.parties)
         stored = new.evolve(rev=old.rev + 1)
         self._calls[old.call_id] = stored
+        if stored.state != current.state:
+            self._count(current, -1)
+            self._count(stored, 1)
         return stored
+
+    def _count(self, call: CallRecord, by: int) -> None:
+        """Change the count of the call's state; a state with no calls left is removed."""
+        states = self._states.setdefault(call.service_id, {})
+        n = states.get(call.state.value, 0) + by
+        if n > 0:
+            states[call.state.value] = n
+        else:
+            states.pop(call.state.value, None)
+
+    def call_states(self, service_id: str) -> dict[str, int]:
+        return dict(self._states.get(service_id, {}))
 
     # -- timers and inspection -----------------------------------------------------------
 

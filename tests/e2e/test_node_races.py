@@ -1,6 +1,7 @@
 """Races across three `omni server` processes on one Redis, and within one (a node on Redis
 serves requests concurrently: they pause at each round trip), from raw protocol clients:
-a user id is online once, and a callee rings for one caller only."""
+a user id is online once, and a callee rings for one caller only (and every node's
+`omni_calls{state}` says so, as the call records in Redis do)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import asyncio
 import itertools
 import json
 import signal
+import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from procs import Omni, start_server
 from redisd import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,6 +25,7 @@ from omnicli.wire import protocol as p
 
 pytestmark = pytest.mark.e2e
 REDIS_URLS: list[str] = []  # the module's Redis, for nodes a test starts itself
+REDIS_OF: dict[str, str] = {}  # a node's URL -> its Redis's
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +39,7 @@ def three_nodes() -> Iterator[list[str]]:
             proc, url = start_server("--redis", redis.url, "--rate-limit", "0")
             procs.append(proc)
             urls.append(url)
+            REDIS_OF[url] = redis.url
         yield urls
     finally:
         for proc in procs:
@@ -45,6 +51,7 @@ def three_nodes() -> Iterator[list[str]]:
 def one_node() -> Iterator[list[str]]:
     redis = RedisServer().start()
     proc, url = start_server("--redis", redis.url, "--rate-limit", "0")
+    REDIS_OF[url] = redis.url
     try:
         yield [url]
     finally:
@@ -89,6 +96,31 @@ class Client:
                 self.events.append(json.loads(await self.ws.recv()))
 
 
+def scanned_states(redis_url: str) -> dict[str, int]:
+    """Calls per state as the records in Redis say (a full SCAN: what a scrape does not)."""
+    with redis.Redis.from_url(redis_url, decode_responses=True) as r:
+        keys = list(r.scan_iter(match="omni:{dev}:c:*", count=1000))
+        records = [json.loads(text) for text in r.mget(keys)] if keys else []
+    return dict(Counter(record["state"] for record in records))
+
+
+def metrics_states(url: str) -> dict[str, int]:
+    """`omni_calls{state}` from the node's /metrics."""
+    http = url.replace("ws://", "http://", 1).rstrip("/") + "/metrics"
+    with urllib.request.urlopen(http, timeout=5) as resp:
+        text = resp.read().decode()
+    rows = [line for line in text.splitlines() if line.startswith('omni_calls{state="')]
+    return {row.split('"')[1]: int(float(row.split()[-1])) for row in rows}
+
+
+async def states_everywhere(urls: list[str]) -> dict[str, int]:
+    """The calls per state, the same on every node's /metrics and in the records."""
+    scraped = [await asyncio.to_thread(metrics_states, url) for url in urls]
+    scanned = await asyncio.to_thread(scanned_states, REDIS_OF[urls[0]])
+    assert all(states == scanned for states in scraped), (scraped, scanned)
+    return scanned
+
+
 async def open_all(urls: list[str], n: int) -> list[Client]:
     return list(await asyncio.gather(*(Client.open(urls[i % len(urls)]) for i in range(n))))
 
@@ -125,8 +157,10 @@ async def test_50_callers_call_one_callee_at_once_one_rings_and_nobody_stays_bus
         assert len(won) == 1 and codes == {p.ErrorCode.BUSY}, (won, codes)
         ringing = await callee.event("RINGING")
         assert ringing["caller"] == f"caller{won[0]:02d}"
+        assert await states_everywhere(urls) == {"ringing": 1}
         assert (await callee.request("leave"))["result"]["reason"] == "declined"
         assert (await callers[won[0]].event("LEAVE"))["reason"] == "declined"
+        assert await states_everywhere(urls) == {}
         assert not [e for e in callee.events if e.get("event") == "RINGING"]  # one ring only
         listing = await callers[7].request("session_list", limit=100)
         rows = listing["result"]["sessions"]
@@ -134,6 +168,7 @@ async def test_50_callers_call_one_callee_at_once_one_rings_and_nobody_stays_bus
         again = await callers[(won[0] + 1) % 50].request("offer_call", **offer)
         assert again["ok"], again
         assert (await callee.event("RINGING"))["caller"] == f"caller{(won[0] + 1) % 50:02d}"
+        assert await states_everywhere(urls) == {"ringing": 1}
     finally:
         await asyncio.gather(*(c.ws.close() for c in [callee, *callers]))
 

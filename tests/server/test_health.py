@@ -1,20 +1,25 @@
 """/healthz, /readyz and /metrics on the server's own port, in memory and on Redis; a
-Redis that stops and comes back (empty) while a node serves."""
+Redis that stops and comes back (empty) while a node serves; a scrape on Redis that costs
+the same with ten calls open or thousands."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis as redis_py
 from redisd import RedisServer
 from websockets.asyncio.client import ClientConnection, connect
 
 from omnicli.server.driver import ServerConfig, SignalingServer
+from omnicli.server.records import NEVER, CallRecord, CallState
+from omnicli.server.redisstore import RedisStore
 from omnicli.wire import protocol as p
 
 
@@ -124,4 +129,69 @@ async def test_redis_down_makes_the_node_unready_and_refuses_sessions_until_it_r
             for c in (alice, bob):
                 await c.ws.close()
     finally:
+        redis.close()
+
+
+STATES = (CallState.RINGING, CallState.ANSWERED, CallState.CONNECTED)
+
+
+def open_calls(store: RedisStore, first: int, last: int) -> None:
+    """Calls first..last-1 between pairs of users nobody else uses, in STATES by turn."""
+    far = time.time() + 3600  # no timer fires during the test
+    for i in range(first, last):
+        state = STATES[i % len(STATES)]
+        call = CallRecord(
+            call_id=f"c{i}",
+            service_id="dev",
+            caller=f"a{i}",
+            callee=f"b{i}",
+            call_type=p.CallType.AUDIO,
+            record=False,
+            sdp_offer="v=0",
+            state=state,
+            deadline=NEVER if state is CallState.CONNECTED else far,
+        )
+        assert store.add_call(call)
+
+
+def commands(watcher: redis_py.Redis) -> dict[str, int]:
+    stats = watcher.info("commandstats")
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in stats.items() if k != "cmdstat_info"}
+
+
+async def scrape_cost(srv: SignalingServer, watcher: redis_py.Redis) -> tuple[str, dict[str, int]]:
+    """The /metrics text and the Redis commands one scrape issued: the fewest of five
+    scrapes, so that the node's timer and lease commands meanwhile do not count."""
+    costs = []
+    for _ in range(5):
+        before = commands(watcher)
+        text = (await get(srv, "/metrics"))[2]
+        after = commands(watcher)
+        costs.append({k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)})
+    return text, min(costs, key=lambda cost: sum(cost.values()))
+
+
+async def test_a_scrape_on_redis_reads_counts_not_calls():
+    """With 30 and then 3,000 calls open on Redis, a /metrics scrape issues the same
+    commands, none of them a SCAN or an MGET of call records, and counts each state."""
+    redis = RedisServer().start()
+    watcher = redis_py.Redis.from_url(redis.url, decode_responses=True)
+    try:
+        async with SignalingServer(ServerConfig(port=0, redis_url=redis.url)) as srv:
+            writer = RedisStore.from_url(redis.url)  # another node's writes, as it were
+            seen = []
+            done = 0
+            for n in (30, 3000):
+                await asyncio.to_thread(open_calls, writer, done, n)
+                done = n
+                text, cost = await scrape_cost(srv, watcher)
+                for state in STATES:
+                    expected = sum(1 for i in range(n) if STATES[i % 3] is state)
+                    assert metric(text, f'omni_calls{{state="{state.value}"}}') == expected
+                assert not {"scan", "mget", "get", "keys"} & cost.keys(), cost
+                seen.append(cost)
+            assert seen[0] == seen[1], seen
+            assert sum(seen[0].values()) <= 4, seen  # a few reads per service
+    finally:
+        watcher.close()
         redis.close()

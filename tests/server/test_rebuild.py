@@ -61,6 +61,7 @@ def test_a_connected_call_comes_back_once_both_nodes_vouch_for_it(nodes, store) 
     call = store.call_of("dev", "alice")
     assert call is not None and call.state is CallState.RESUMING
     assert (call.media_up, call.deadline) == ({"alice"}, NOW + REBUILD_WAIT)
+    assert store.call_states("dev") == {"resuming": 1}  # what /metrics says: counted again
     sends, rebuild = run(two, held("bob", a_call()), now=NOW + 1)
     assert sends == [] and rebuild.outcomes == {"joined": 1}
     call = store.call_of("dev", "bob")
@@ -71,6 +72,7 @@ def test_a_connected_call_comes_back_once_both_nodes_vouch_for_it(nodes, store) 
         {"alice", "bob"},
     )
     assert store.next_deadline() is None  # nothing left to fire
+    assert store.call_states("dev") == {"connected": 1}
 
 
 def test_both_parties_on_one_node_come_back_connected_at_once(store) -> None:
