@@ -43,6 +43,7 @@ import benchlib as bl
 
 VIDEO_CLOCK = 90_000
 NO_RECOVERY = "--no-recovery" in sys.argv  # also passed on to omnicli endpoints
+TRACE = "--trace" in sys.argv  # the send control's timeline (benchtrace.py), the same
 CLICK_EVERY = 1.0  # s: the audio carries a click at every whole second of the wall clock
 CLICK_LEN = 0.01  # s
 CLICK_LEVEL = 0.5  # of full scale: what the detector calls a click (the tone stays at 0.1)
@@ -339,6 +340,12 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
     assert phone.media is not None
     # the same audio as the bare endpoints send: the tone with a click every second
     phone.media.link.audio_out.set_source(click_tone())
+    trace = None
+    if args.trace:  # the send control's timeline (bench_network.py --trace)
+        from benchtrace import Trace
+
+        trace = Trace(phone.media.link)
+        sampling = asyncio.ensure_future(trace.run())
     await asyncio.sleep(args.warmup)
     # The probes' raw figures, over every link the call has during the window (a media
     # restart swaps the call's PeerLink for a new one; see omnicli/phone/mediarestart.py).
@@ -435,6 +442,9 @@ async def omni_endpoint(args: argparse.Namespace) -> None:
             "changes_at": [(round(t, 3), b // 1000) for t, b in control.changes],  # monotonic
             "counts": dict(getattr(control, "counts", {})),
         }
+    if trace is not None:
+        sampling.cancel()
+        result["trace"] = trace.timeline()
     _ = framecode  # the probe reads the frame code
     _emit({"result": result})
     if args.endpoint == "omni-caller":
@@ -525,6 +535,7 @@ def omni_opts(opts: list[str], server: str | None, tag: str, key: str | None) ->
         tag,
         *(["--key", key] if key else []),
         *(["--no-recovery"] if NO_RECOVERY else []),
+        *(["--trace"] if TRACE else []),
     ]
 
 
@@ -769,6 +780,9 @@ def main() -> None:
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument(
         "--no-recovery", action="store_true", help="omnicli endpoints without their loss recovery"
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="omnicli endpoints report their send timeline"
     )
     args = parser.parse_args()
     if args.endpoint is None:

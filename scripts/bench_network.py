@@ -104,6 +104,7 @@ def measure(
             lab.move("b", ADDR_B)
         lab.set_rate(lab_args.get("rate_kbit"))
         server = bl.Server("--host", lab.addr_a, "--service", f"dev:{KEY}", prefix=lab.cmd("a", []))
+        drops = CapDrops(lab) if media.TRACE else None
         try:
             omni_results, omni_fired = run_with(
                 actions(name, lab),
@@ -111,6 +112,8 @@ def measure(
             )
         finally:
             server.stop()
+            if drops is not None:
+                drops.stop()
         omni_harness = lab.harness_report()
     bare, omni = media.combine(bare_results), media.combine(omni_results)
     bare["harness"], omni["harness"] = bare_harness, omni_harness
@@ -120,8 +123,55 @@ def measure(
     omni["links"] = [r.get("links", 1) for r in omni_results]
     if name == "capstep":
         omni["reaction"] = reaction(omni_fired, omni_results)
+    if drops is not None:
+        omni["trace"] = timeline(omni_results, drops.samples)
     bursty = lab.bursty_counts
     return {"bare": bare, "omni": omni, **({"bursty_counts": bursty} if bursty else {})}
+
+
+class CapDrops:
+    """The rate cap's drops each side (`netlab.cap_drops()`), sampled every TRACE_EVERY s
+    in a thread while the omnicli call runs (`--trace`)."""
+
+    def __init__(self, lab: Any) -> None:
+        self.lab = lab
+        self.samples: list[tuple[float, dict[str, int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        last: dict[str, int] = {}
+        while not self._stop.wait(TRACE_EVERY):
+            now = self.lab.cap_drops()
+            if now != last:
+                self.samples.append((round(time.monotonic(), 3), now))
+            last = now
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+TRACE_EVERY = 0.25
+
+
+def timeline(results: list[dict[str, Any]], drops: list[tuple[float, dict[str, int]]]) -> list[str]:
+    """Both endpoints' traces and the cap's drops as one timeline, in s from the window's
+    start: `caller`/`callee` say whose sender (or receiver, for `gap` and `stall`)."""
+    start = min(r["window_at"] for r in results)
+    rows: list[tuple[float, str]] = []
+    for who, r in zip(("caller", "callee"), results, strict=False):
+        for at, what, detail in r.get("trace", []):
+            rows.append((at - start, f"{who} {what} {'' if detail is None else detail}"))
+    before: dict[str, int] = {}
+    for at, now in drops:  # side x's ingress: what the other side sent
+        new = {side: n - before.get(side, 0) for side, n in now.items() if n != before.get(side)}
+        rows.append(
+            (at - start, "cap drops " + ", ".join(f"into {k} +{v}" for k, v in new.items()))
+        )
+        before = now
+    return [f"{at:7.2f} {text}" for at, text in sorted(rows)]
 
 
 def rel(fired: dict[str, float], results: list[dict[str, Any]]) -> dict[str, float]:
@@ -164,6 +214,11 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="omnicli's send control and the cap's drops over time, to out/bench/",
+    )
     args = parser.parse_args()
     from netlab import unavailable
 
@@ -190,6 +245,11 @@ def main() -> None:
         fig = measure(name, lab_args, args.delay_ms, opts)
         out[name] = fig
         print(f"{label}: done", file=sys.stderr, flush=True)
+        if "trace" in fig["omni"]:
+            path = bl.OUT / f"network-trace-{name}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(fig["omni"].pop("trace")) + "\n")
+            print(f"{label}: timeline in {path}", file=sys.stderr)
         for system, f in (("bare aiortc", fig["bare"]), ("omnicli", fig["omni"])):
             if system == "bare aiortc":
                 f.pop("recovery", None)
