@@ -87,6 +87,7 @@ def install(
             want = control.encoder_bps()
             cut = control.cuts != cuts
             encoder.target_bitrate = target.next(want, now, cut=cut, ramping=control.ramping)
+            control.sending(encoder.target_bitrate, now)
             if was is not None and target.value != was:
                 counts["retargets"] += 1
         if audio_sender is not None:
@@ -97,7 +98,9 @@ def install(
     def start_video() -> None:
         encoder = sender._RTCRtpSender__encoder
         if hasattr(encoder, "target_bitrate"):
-            encoder.target_bitrate = target.next(control.encoder_bps(), clock())
+            now = clock()
+            encoder.target_bitrate = target.next(control.encoder_bps(), now)
+            control.sending(encoder.target_bitrate, now)
 
     start_encoder(sender, start_video)
     if audio_sender is not None:

@@ -56,6 +56,14 @@ from dataclasses import dataclass
 # 675 went through cleanly) and climbs 8 % a second. The ramp ends at the first report
 # with any loss or the first REMB below RAMP_REMB_DROP of its highest (the receiver saw
 # delay grow: a link that queues, or a busy receiver); from then on REMB is the ceiling.
+#
+# The ramp grows from what the encoder *sends* (`sending_bps`), not from its own target:
+# a clean report says the link carried the encoder's rate, not a target the encoder has not
+# reached yet (it follows a ramp every RAMP_GAP_S). Growing the target x1.5 a report while
+# the encoder still sent 270k took it to 675k on reports that had only tested 270k; the
+# encoder then jumped to 630k on a 300 kbit/s link, half of it was dropped, and the picture
+# froze for 0.6-1.2 s four to five seconds into the call (bench_network.py --trace, cap300).
+# Bounded, the encoder climbs one step (270k, 350k, 470k...) per clean step.
 START_BPS = 300_000
 START_GROWTH = 1.5
 RAMP_REMB_DROP = 0.85
@@ -140,6 +148,10 @@ class SendRate:
         self.clean = 0  # clean reports in a row
         self.known_max: int | None = None  # what got through at the last cut
         self.cuts = 0  # loss cuts so far (the encoder follows a cut at once)
+        # what the encoder has been given (`sending`): now, since when, and before that
+        self.sending_bps: int | None = None
+        self.sending_since = float("-inf")
+        self.sent_before: int | None = None
         self.ceiling_bps: int | None = None  # the user's --max-bitrate (None: none)
         self.pixel_rate: float = REF_PIXEL_RATE  # of the video source (FrameShaper measures)
         self.changes: list[tuple[float, int]] = []  # (time, new target), for figures
@@ -161,29 +173,46 @@ class SendRate:
         self.loss = LOSS_SMOOTHING * self.loss + (1 - LOSS_SMOOTHING) * fraction_lost
         if now < self.hold_until:
             return self.target_bps
-        if fraction_lost > 0:
+        ramp_ends = self.ramping and fraction_lost > 0
+        if ramp_ends:
             self.ramping = False  # any loss: the link is not known to be wide
         if self.loss > HIGH_LOSS and fraction_lost > HIGH_LOSS:
             self.hold_until = now + interval
             self.clean = 0
             carried = min(self.loss_bps, self.target_bps) * (1 - fraction_lost)
+            if ramp_ends:  # the target ran ahead of the encoder: count what it sent
+                carried = min(carried, self._tested(now, interval) * (1 - fraction_lost))
             self.known_max = int(carried)
             self.cuts += 1
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
+        elif ramp_ends and self.sending_bps is not None:
+            # Less loss than a cut, but the ramp's last step was too much: back at once to
+            # the step before it (the last rate the link carried cleanly). Kept sending,
+            # 350k of video on a 300 kbit/s link lost 5-10 % a report for the 4 s the
+            # encoder's hysteresis held it, one stall and keyframe after another (measured).
+            self.hold_until = now + interval
+            self.clean = 0
+            sent = self.sending_bps
+            before = self.sent_before
+            back = before if before is not None and before < sent else sent * CUT_MARGIN
+            self.known_max = int(sent * (1 - fraction_lost))
+            self.cuts += 1
+            self.loss_bps = self._bound(min(self.loss_bps, int(back)))
         elif fraction_lost >= LOW_LOSS:
             self.clean = 0
         elif now - self.last_growth >= 0.8 * interval:
             self.last_growth = now
             self.clean += 1
             factor = FAST_GROWTH if self.clean > CLEAN_STREAK else GROWTH
-            if self.ramping:
-                factor = START_GROWTH
+            grown = int(self.loss_bps * factor)
+            if self.ramping:  # from what the report tested (see START_GROWTH)
+                tested = min(self.loss_bps, self._tested(now, interval))
+                grown = max(self.loss_bps, int(tested * START_GROWTH))
             known = self.known_max
             if known is not None and self.loss_bps > NEAR_MAX[1] * known:
                 self.known_max = known = None  # well past it without loss: the link grew
             if known is not None and self.loss_bps >= NEAR_MAX[0] * known:
-                factor = NEAR_GROWTH  # close to where loss came: creep, so loss stays low
-            grown = int(self.loss_bps * factor)
+                grown = int(self.loss_bps * NEAR_GROWTH)  # close to where loss came: creep
             if self.remb_bps is not None:  # no point growing far past what REMB allows,
                 # but REMB alone holds nothing below its floor (REMB_FLOOR_BPS): a receiver
                 # getting 60 kbit/s estimates about that, and once kept a lifted cap's
@@ -191,6 +220,20 @@ class SendRate:
                 grown = min(grown, max(self.remb_bps, REMB_FLOOR_BPS, self.loss_bps))
             self.loss_bps = self._bound(grown)
         return self._update(now)
+
+    def sending(self, bps: int, now: float) -> None:
+        """The encoder's target is `bps` from `now` on (the hook tells after each change)."""
+        if bps != self.sending_bps:
+            self.sent_before, self.sending_bps, self.sending_since = self.sending_bps, bps, now
+
+    def _tested(self, now: float, interval: float) -> int:
+        """The encoder rate a report at `now` speaks for: the current one once it has been
+        sent for a report interval, else the one before it (none known: no bound)."""
+        if self.sending_bps is None:
+            return MAX_BPS
+        if now - self.sending_since >= interval or self.sent_before is None:
+            return self.sending_bps
+        return min(self.sending_bps, self.sent_before)
 
     def set_ceiling(self, ceiling_bps: int | None, now: float) -> int:
         """The user's ceiling (None: none) on the target from now on; the new target."""

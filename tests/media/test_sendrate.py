@@ -410,3 +410,80 @@ async def test_the_encoder_starts_at_the_controllers_rate() -> None:
     await sender._next_encoded_frame(vp8)
     await sender._next_encoded_frame(vp8)
     assert seen == [270_000, 270_000]
+
+
+def test_the_ramp_grows_from_what_the_encoder_sends() -> None:
+    """A clean report tested the encoder's rate, not a target the encoder has not reached:
+    the ramp grows x1.5 from the encoder's rate, and a rate set less than a report interval
+    ago has not been tested yet."""
+    control = SendRate(ramp=True)
+    control.sending(270_000, now=0.0)
+    assert control.on_report(0.0, now=1.0) == 405_000
+    assert control.on_report(0.0, now=2.0) == 405_000  # the encoder still sends 270k
+    control.sending(350_000, now=2.5)
+    assert control.on_report(0.0, now=3.0) == 405_000  # 350k for half a second: untested
+    assert control.on_report(0.0, now=4.0) == 525_000
+    assert control.ramping
+
+
+def test_loss_at_a_ramp_step_goes_back_to_the_step_before_at_once() -> None:
+    """A little loss after a ramp step: back to the last step the link carried cleanly,
+    as a cut (the encoder follows at once); a lot of loss: a cut from what the encoder
+    sent, not from the target that ran ahead of it."""
+    control = SendRate(ramp=True)
+    control.sending(270_000, now=0.0)
+    control.on_report(0.0, now=1.0)
+    control.sending(350_000, now=2.0)
+    assert control.on_report(0.0, now=3.5) == 525_000
+    assert control.on_report(0.06, now=4.5) == 270_000
+    assert not control.ramping and control.cuts == 1
+    assert control.encoder_bps() == 270_000
+
+    heavy = SendRate(ramp=True)
+    heavy.sending(270_000, now=0.0)
+    heavy.on_report(0.0, now=1.0)
+    heavy.sending(350_000, now=2.0)
+    heavy.on_report(0.0, now=3.5)  # target 525k, the encoder at 350k
+    assert heavy.on_report(0.4, now=4.5) == int(int(350_000 * 0.6) * sendrate.CUT_MARGIN)
+    assert heavy.cuts == 1
+
+
+def run_on_a_link(link_bps: int, seconds: int) -> list[int]:
+    """The hook's decisions (sendhooks.install) for a call on a link that drops what is
+    above `link_bps` (a token bucket): a report a second, its loss from what the encoder
+    was set to over that second (plus 20 kbit/s of Opus and headers), and from 4 s on a
+    REMB of 1.5 times what got through (the most GCC's receiver asks for; aiortc's first
+    REMB came 3.5-4 s into the call in bench_network.py --trace); the encoder's rate after
+    each report."""
+    control, target = SendRate(ramp=True), sendrate.EncoderTarget()
+    control.sending(target.next(control.encoder_bps(), 0.0), 0.0)
+    rates = []
+    for now in range(1, seconds + 1):
+        sent = (control.sending_bps or 0) + 20_000
+        cuts = control.cuts
+        control.on_report(max(0.0, 1 - link_bps / sent), float(now))
+        if now >= 4:
+            control.on_remb(int(1.5 * min(sent, link_bps)), float(now))
+        cut = control.cuts != cuts
+        value = target.next(control.encoder_bps(), float(now), cut=cut, ramping=control.ramping)
+        control.sending(value, float(now))
+        rates.append(value)
+    return rates
+
+
+def test_a_call_on_a_thin_link_oversteps_it_by_one_step_only() -> None:
+    """On a 300 kbit/s link the ramp's encoder goes from 270k to 350k and, at the first
+    loss, back to 270k: not to 630k on reports that tested 270k (it did: half the packets
+    dropped and a picture frozen for up to 1.2 s, 4-5 s into the call, bench_network.py
+    cap300)."""
+    rates = run_on_a_link(300_000, 30)
+    assert rates[:3] == [270_000, 350_000, 270_000]
+    assert max(rates) == 350_000  # later probes too: one step over, then back
+
+
+def test_a_call_on_a_wide_link_still_ramps_to_full_rate() -> None:
+    """One step per RAMP_GAP_S on a clean link: 1.5 Mbit/s in 12 s (it was 4 s, by
+    jumping from 270k to 630k and 1.5M on reports that had tested 270k and 630k)."""
+    rates = run_on_a_link(10_000_000, 15)
+    assert rates[-1] == 1_500_000
+    assert rates == sorted(rates)
