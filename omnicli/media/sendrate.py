@@ -50,20 +50,22 @@ from dataclasses import dataclass
 
 # A call starts here, not at aiortc's 500 kbit/s (VP8) and 96 kbit/s (Opus), which a thin
 # link drops for its first seconds; browsers start near 300 kbit/s too. While the call
-# ramps up (`SendRate(ramp=True)`), the target grows by START_GROWTH a report, the frame
-# rate and size stay full, and REMB stops the growth but does not pull the target down:
-# aiortc's receiver starts its estimate below what it gets (measured: 413 kbit/s while
-# 675 went through cleanly) and climbs 8 % a second. The ramp ends at the first report
-# with any loss or the first REMB below RAMP_REMB_DROP of its highest (the receiver saw
-# delay grow: a link that queues, or a busy receiver); from then on REMB is the ceiling.
+# ramps up (`SendRate(ramp=True)`), the target grows by START_GROWTH a clean report, the
+# frame rate and size stay full, and REMB neither stops the growth nor pulls the target
+# down: aiortc's receiver starts its estimate below what it gets (measured: 413 kbit/s
+# while 675 went through cleanly; its first REMB 3.5-4 s into the call) and climbs 8 % a
+# second. The ramp ends at the first report with any loss (back to the last encoder step
+# that got through cleanly, at once) or the first REMB below RAMP_REMB_DROP of its highest
+# (the receiver saw delay grow: a link that queues, or a busy receiver); from then on
+# REMB is the ceiling.
 #
-# The ramp grows from what the encoder *sends* (`sending_bps`), not from its own target:
-# a clean report says the link carried the encoder's rate, not a target the encoder has not
+# The ramp grows from what the encoder *sent* (`sending`), not from its own target: a
+# clean report says the link carried the encoder's rate, not a target the encoder has not
 # reached yet (it follows a ramp every RAMP_GAP_S). Growing the target x1.5 a report while
 # the encoder still sent 270k took it to 675k on reports that had only tested 270k; the
 # encoder then jumped to 630k on a 300 kbit/s link, half of it was dropped, and the picture
 # froze for 0.6-1.2 s four to five seconds into the call (bench_network.py --trace, cap300).
-# Bounded, the encoder climbs one step (270k, 350k, 470k...) per clean step.
+# Bounded, the encoder climbs one step (270k, 350k, 470k...) per tested step, every 2 s.
 START_BPS = 300_000
 START_GROWTH = 1.5
 RAMP_REMB_DROP = 0.85
@@ -185,11 +187,12 @@ class SendRate:
             self.known_max = int(carried)
             self.cuts += 1
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
-        elif ramp_ends and self.sending_bps is not None:
+        elif ramp_ends and fraction_lost >= LOW_LOSS and self.sending_bps is not None:
             # Less loss than a cut, but the ramp's last step was too much: back at once to
             # the step before it (the last rate the link carried cleanly). Kept sending,
             # 350k of video on a 300 kbit/s link lost 5-10 % a report for the 4 s the
             # encoder's hysteresis held it, one stall and keyframe after another (measured).
+            # A packet or two (under 2 %: a busy host's socket) only ends the ramp.
             self.hold_until = now + interval
             self.clean = 0
             sent = self.sending_bps
@@ -213,10 +216,12 @@ class SendRate:
                 self.known_max = known = None  # well past it without loss: the link grew
             if known is not None and self.loss_bps >= NEAR_MAX[0] * known:
                 grown = int(self.loss_bps * NEAR_GROWTH)  # close to where loss came: creep
-            if self.remb_bps is not None:  # no point growing far past what REMB allows,
-                # but REMB alone holds nothing below its floor (REMB_FLOOR_BPS): a receiver
-                # getting 60 kbit/s estimates about that, and once kept a lifted cap's
-                # target there for 12 s (measured)
+            if self.remb_bps is not None and not self.ramping:  # no point growing far
+                # past what REMB allows, but REMB alone holds nothing below its floor
+                # (REMB_FLOOR_BPS): a receiver getting 60 kbit/s estimates about that, and
+                # once kept a lifted cap's target there for 12 s (measured). While the call
+                # ramps, REMB is aiortc's estimate climbing 8 % a second from what it got
+                # (see START_BPS); a REMB that falls ends the ramp.
                 grown = min(grown, max(self.remb_bps, REMB_FLOOR_BPS, self.loss_bps))
             self.loss_bps = self._bound(grown)
         return self._update(now)
