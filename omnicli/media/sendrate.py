@@ -187,20 +187,19 @@ class SendRate:
             self.known_max = int(carried)
             self.cuts += 1
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
-        elif ramp_ends and fraction_lost >= LOW_LOSS and self.sending_bps is not None:
+        elif ramp_ends and fraction_lost >= LOW_LOSS and self._stepped_up():
             # Less loss than a cut, but the ramp's last step was too much: back at once to
             # the step before it (the last rate the link carried cleanly). Kept sending,
             # 350k of video on a 300 kbit/s link lost 5-10 % a report for the 4 s the
             # encoder's hysteresis held it, one stall and keyframe after another (measured).
-            # A packet or two (under 2 %: a busy host's socket) only ends the ramp.
+            # A packet or two (under 2 %: a busy host's socket), or loss at the start rate
+            # (no step to undo; random loss looks the same), only ends the ramp.
+            assert self.sending_bps is not None and self.sent_before is not None
             self.hold_until = now + interval
             self.clean = 0
-            sent = self.sending_bps
-            before = self.sent_before
-            back = before if before is not None and before < sent else sent * CUT_MARGIN
-            self.known_max = int(sent * (1 - fraction_lost))
+            self.known_max = int(self.sending_bps * (1 - fraction_lost))
             self.cuts += 1
-            self.loss_bps = self._bound(min(self.loss_bps, int(back)))
+            self.loss_bps = self._bound(min(self.loss_bps, self.sent_before))
         elif fraction_lost >= LOW_LOSS:
             self.clean = 0
         elif now - self.last_growth >= 0.8 * interval:
@@ -230,6 +229,11 @@ class SendRate:
         """The encoder's target is `bps` from `now` on (the hook tells after each change)."""
         if bps != self.sending_bps:
             self.sent_before, self.sending_bps, self.sending_since = self.sending_bps, bps, now
+
+    def _stepped_up(self) -> bool:
+        """The encoder's last change was up (while ramping: the ramp's last step)."""
+        before, now = self.sent_before, self.sending_bps
+        return before is not None and now is not None and before < now
 
     def _tested(self, now: float, interval: float) -> int:
         """The encoder rate a report at `now` speaks for: the current one once it has been

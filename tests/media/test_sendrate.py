@@ -432,7 +432,8 @@ def test_the_ramp_grows_from_what_the_encoder_sends() -> None:
 
 def test_loss_at_a_ramp_step_goes_back_to_the_step_before_at_once() -> None:
     """Some loss after a ramp step: back to the last step the link carried cleanly, as a
-    cut (the encoder follows at once); under 2 %: the ramp only ends; a lot of loss: a cut
+    cut (the encoder follows at once); under 2 %, or at the start rate: the ramp only ends;
+    a lot of loss: a cut
     from what the encoder sent, not from the target that ran ahead of it."""
     control = SendRate(ramp=True)
     control.sending(270_000, now=0.0)
@@ -450,6 +451,11 @@ def test_loss_at_a_ramp_step_goes_back_to_the_step_before_at_once() -> None:
     slight.on_report(0.0, now=3.5)
     assert slight.on_report(0.01, now=4.5) == int(525_000 * sendrate.GROWTH)
     assert not slight.ramping and slight.cuts == 0
+
+    first = SendRate(ramp=True)  # loss at the start rate: no step to undo (random loss?)
+    first.sending(270_000, now=0.0)
+    assert first.on_report(0.06, now=1.0) == 300_000
+    assert not first.ramping and first.cuts == 0
 
     heavy = SendRate(ramp=True)
     heavy.sending(270_000, now=0.0)
