@@ -54,17 +54,17 @@ from dataclasses import dataclass
 # frame rate and size stay full, and REMB neither stops the growth nor pulls the target
 # down: aiortc's receiver starts its estimate below what it gets (measured: 413 kbit/s
 # while 675 went through cleanly; its first REMB 3.5-4 s into the call) and climbs 8 % a
-# second. The ramp ends at the first report with any loss (back to the last encoder step
-# that got through cleanly, at once) or the first REMB below RAMP_REMB_DROP of its highest
-# (the receiver saw delay grow: a link that queues, or a busy receiver); from then on
-# REMB is the ceiling.
+# second. The ramp ends at the first report with any loss (with 2 % or more right after a
+# step up: back to the step before, at once) or the first REMB below RAMP_REMB_DROP of its
+# highest (the receiver saw delay grow: a link that queues, or a busy receiver); from then
+# on REMB is the ceiling.
 #
 # The ramp grows from what the encoder *sent* (`sending`), not from its own target: a
 # clean report says the link carried the encoder's rate, not a target the encoder has not
 # reached yet (it follows a ramp every RAMP_GAP_S). Growing the target x1.5 a report while
 # the encoder still sent 270k took it to 675k on reports that had only tested 270k; the
 # encoder then jumped to 630k on a 300 kbit/s link, half of it was dropped, and the picture
-# froze for 0.6-1.2 s four to five seconds into the call (bench_network.py --trace, cap300).
+# froze for 0.5-1.2 s four to five seconds into the call (bench_network.py --trace, cap300).
 # Bounded, the encoder climbs one step (270k, 350k, 470k...) per tested step, every 2 s.
 START_BPS = 300_000
 START_GROWTH = 1.5
@@ -187,19 +187,18 @@ class SendRate:
             self.known_max = int(carried)
             self.cuts += 1
             self.loss_bps = self._bound(int(carried * CUT_MARGIN))
-        elif ramp_ends and fraction_lost >= LOW_LOSS and self._stepped_up():
+        elif ramp_ends and fraction_lost >= LOW_LOSS and (back := self._step_before()):
             # Less loss than a cut, but the ramp's last step was too much: back at once to
             # the step before it (the last rate the link carried cleanly). Kept sending,
             # 350k of video on a 300 kbit/s link lost 5-10 % a report for the 4 s the
             # encoder's hysteresis held it, one stall and keyframe after another (measured).
             # A packet or two (under 2 %: a busy host's socket), or loss at the start rate
             # (no step to undo; random loss looks the same), only ends the ramp.
-            assert self.sending_bps is not None and self.sent_before is not None
             self.hold_until = now + interval
             self.clean = 0
-            self.known_max = int(self.sending_bps * (1 - fraction_lost))
+            self.known_max = int((self.sending_bps or back) * (1 - fraction_lost))
             self.cuts += 1
-            self.loss_bps = self._bound(min(self.loss_bps, self.sent_before))
+            self.loss_bps = self._bound(min(self.loss_bps, back))
         elif fraction_lost >= LOW_LOSS:
             self.clean = 0
         elif now - self.last_growth >= 0.8 * interval:
@@ -230,10 +229,11 @@ class SendRate:
         if bps != self.sending_bps:
             self.sent_before, self.sending_bps, self.sending_since = self.sending_bps, bps, now
 
-    def _stepped_up(self) -> bool:
-        """The encoder's last change was up (while ramping: the ramp's last step)."""
+    def _step_before(self) -> int | None:
+        """The encoder's rate before its last change if that change was up (while ramping:
+        the ramp's last step), else None."""
         before, now = self.sent_before, self.sending_bps
-        return before is not None and now is not None and before < now
+        return before if before is not None and now is not None and before < now else None
 
     def _tested(self, now: float, interval: float) -> int:
         """The encoder rate a report at `now` speaks for: the current one once it has been
