@@ -66,13 +66,17 @@ class Chromium:
 
         def pump() -> None:
             assert self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.stderr.append(line.rstrip())
-                if m := re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line):
-                    self._port = int(m.group(1))
-                    found.set()
+            try:
+                for line in self.proc.stderr:
+                    self.stderr.append(line.rstrip())
+                    if m := re.search(r"DevTools listening on ws://[^:]+:(\d+)/", line):
+                        self._port = int(m.group(1))
+                        found.set()
+            except (ValueError, OSError):  # closed by `close` while a child kept it open
+                pass
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not found.wait(30):
             self.close()
             raise AssertionError(f"chromium did not start: {self.stderr[-5:]}")
@@ -131,6 +135,7 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._pump.join(2)  # its end of file (a child process may hold the pipe longer)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         self._profile.cleanup()
