@@ -113,7 +113,6 @@ class SignalingServer:
         self._server: Server | None = None
         self.timers = Timers(self.board, self.cluster, lambda: self.clock(), self._deliver)
         self._timer: asyncio.Task[None] | None = None
-        self._wake = self.timers.wake
         self._reporter: asyncio.Task[None] | None = None
 
     @property
@@ -260,7 +259,7 @@ class SignalingServer:
                 await writer
             if user:
                 log.info("%s %s", user, "lost (may resume)" if lost else "offline")
-            self._wake.set()
+            self.timers.poke()
 
     def _disconnect(self, client: Client, lost: bool) -> None:
         user = self.board.user_of(client.conn)
@@ -323,7 +322,7 @@ class SignalingServer:
                 self.admission.gate.registered(client.ws)  # a session keeps its place at the cap
             user = self.board.user_of(client.conn) or before or f"conn {client.conn}"
             log_outcome(log, user, request.op, sends, self.board.user_of)
-        self._wake.set()
+        self.timers.poke()
 
     def _deliver(self, sends: list[Send]) -> None:
         """Hand sends to the SIP gateway, this node's connections, and other nodes."""
@@ -345,7 +344,7 @@ class SignalingServer:
 
     def _gateway_event(self, event: GatewayEvent) -> None:
         self._deliver(self.board.gateway_event(event, self.clock()))
-        self._wake.set()
+        self.timers.poke()
 
     async def _report_loop(self) -> None:
         """One line per address that failed authentication, every AUTH_REPORT seconds."""

@@ -46,6 +46,14 @@ class Timers:
         self.clock = clock
         self.deliver = deliver
         self.wake = asyncio.Event()  # set: something may have moved the next deadline
+        self.planned = -math.inf  # on Redis: when the waiting task means to wake up
+
+    def poke(self) -> None:
+        """A request or event may have moved the next deadline: wake the task. On Redis only
+        a deadline this node wrote sooner than the planned wake-up moves it (`_shared_wait`),
+        so the task is not woken for every request (thousands a second under load)."""
+        if self.cluster is None or self.cluster.store.written < self.planned:
+            self.wake.set()
 
     async def run(self) -> None:
         while True:
@@ -76,9 +84,13 @@ class Timers:
         store = cluster.store
         store.written = math.inf  # noted from now on: after the read in `step`
         planned = self.clock() + (TIMER_POLL if delay is None else min(delay, TIMER_POLL))
-        while (left := planned - self.clock()) > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await self.wake.wait()
-            self.wake.clear()
-            planned = min(planned, store.written)
+        try:
+            while (left := planned - self.clock()) > 0:
+                self.planned = planned
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self.wake.wait()
+                self.wake.clear()
+                planned = min(planned, store.written)
+        finally:
+            self.planned = -math.inf
