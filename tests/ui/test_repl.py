@@ -60,10 +60,13 @@ def fps(cell: str) -> float:
 
 
 def table_ok(rows: dict[str, tuple[str, str]]) -> bool:
+    """The switched tone and sizes have reached the table, and a round trip was measured
+    (RTCP reports come every 1 to 2 s; right after the device switches there may be none)."""
     return (
         rows["audio tone"][0] == "880 Hz"
         and 16 <= fps(rows["frame rate"][0]) <= 22
         and 24 <= fps(rows["frame rate"][1]) <= 33
+        and rows["round-trip time"][0].endswith(" ms")
     )
 
 
