@@ -5,8 +5,8 @@ In memory it sleeps until the switchboard's next deadline or until the driver wa
 (a request may have set a sooner one). On Redis other nodes set deadlines too (and may
 die), so it reads them again every TIMER_POLL s; a deadline this node writes meanwhile
 (the store notes the soonest) moves the wake-up without a read, so this node's own timers
-fire on time. A Redis failure is not fatal: the deadlines are data and fire once it is
-back.
+fire on time, and the driver's `poke` after a request wakes the task only for that. A
+Redis failure is not fatal: the deadlines are data and fire once it is back.
 """
 
 from __future__ import annotations
