@@ -70,7 +70,7 @@ class SignalingServer:
         self.clock = clock
         store, resume_secret, boot = None, config.resume_secret, None
         if config.redis_url:
-            from omnicli.server.redisstore import open_store
+            from omnicli.server.redisopen import open_store
 
             store, resume_secret, boot = open_store(config.redis_url, resume_secret)
             self.clock = time.time  # deadlines are shared between nodes: wall time

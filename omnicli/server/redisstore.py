@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -53,7 +52,6 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from omnicli.errors import UsageError
 from omnicli.server import suspend
 from omnicli.server.records import CallRecord, CallState, Presence, UserKey
 from omnicli.server.redispipe import RedisPipe
@@ -390,18 +388,3 @@ class RedisStore:
 
     def drop_lease(self, node: str) -> None:
         self.r.hdel(f"{self.prefix}nodes", node)
-
-
-def open_store(url: str, resume_secret: bytes | None) -> tuple[RedisStore, bytes, str]:
-    """Connect to Redis for a new node: its store, the resume secret every node of this
-    Redis shares (given, or made once and kept in Redis), and a fresh node id."""
-    try:
-        store = RedisStore.from_url(url)
-        store.r.ping()
-        if resume_secret is None:
-            key = f"{store.prefix}resume_secret"
-            store.r.set(key, secrets.token_hex(32), nx=True)
-            resume_secret = bytes.fromhex(store.r.get(key))
-    except (RedisStoreError, ValueError) as exc:
-        raise UsageError(f"cannot use Redis at {url}: {exc}") from None
-    return store, resume_secret, secrets.token_hex(6)
