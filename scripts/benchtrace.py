@@ -44,40 +44,20 @@ class Trace:
         self.events.append((round(time.monotonic(), 3), what, detail))
 
     def _wrap_sender(self, sender: Any) -> None:
-        from aiortc.rtp import (
-            RTCP_PSFB_APP,
-            RTCP_PSFB_FIR,
-            RTCP_PSFB_PLI,
-            RTCP_RTPFB_NACK,
-            RtcpPsfbPacket,
-            RtcpRrPacket,
-            RtcpRtpfbPacket,
-            RtcpSrPacket,
-            unpack_remb_fci,
-        )
+        from omnicli.media.sendhooks import feedback
 
         control = self.control
         handle = sender._handle_rtcp_packet
         state = {"target": control.target_bps, "encoder": None, "level": control.level}
 
         async def traced(packet: Any) -> None:
-            if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
-                for report in packet.reports:
-                    if report.ssrc == sender._ssrc:
-                        self.add("report", round(report.fraction_lost / 256, 3))
-            elif isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-                self.add("nack", len(packet.lost))
-            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (
-                RTCP_PSFB_PLI,
-                RTCP_PSFB_FIR,
-            ):
-                self.add("keyframe_request")
-            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-                try:
-                    bitrate, _ = unpack_remb_fci(packet.fci)
-                    self.add("remb", bitrate // 1000)
-                except ValueError:
-                    pass
+            for kind, value in feedback(packet, sender._ssrc):
+                if kind == "report":
+                    self.add("report", round(value, 3))
+                elif kind == "remb":
+                    self.add("remb", value[0] // 1000)
+                else:
+                    self.add(kind, value)
             await handle(packet)
             if control.target_bps != state["target"]:
                 state["target"] = control.target_bps

@@ -39,18 +39,6 @@ def install(
 ) -> bool:
     """Let `control` set the video encoder's target of aiortc `sender` (and the Opus bitrate
     of `audio_sender`, if given); False if it cannot."""
-    from aiortc.rtp import (
-        RTCP_PSFB_APP,
-        RTCP_PSFB_FIR,
-        RTCP_PSFB_PLI,
-        RTCP_RTPFB_NACK,
-        RtcpPsfbPacket,
-        RtcpRrPacket,
-        RtcpRtpfbPacket,
-        RtcpSrPacket,
-        unpack_remb_fci,
-    )
-
     if getattr(sender, "omnicli_sendrate", None) is not None:
         return True
     original = getattr(sender, "_handle_rtcp_packet", None)
@@ -66,21 +54,15 @@ def install(
         await original(packet)
         now = clock()
         before, cuts = control.target_bps, control.cuts
-        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-            counts["nacked"] += len(packet.lost)
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            counts["keyframe_requests"] += 1
-        if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
-            for report in packet.reports:
-                if report.ssrc == sender._ssrc:
-                    control.on_report(report.fraction_lost / 256, now)
-        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            try:
-                bitrate, ssrcs = unpack_remb_fci(packet.fci)
-            except ValueError:
-                bitrate, ssrcs = 0, []
-            if sender._ssrc in ssrcs:
-                control.on_remb(bitrate, now)
+        for kind, value in feedback(packet, sender._ssrc):
+            if kind == "nack":
+                counts["nacked"] += value
+            elif kind == "keyframe_request":
+                counts["keyframe_requests"] += 1
+            elif kind == "report":
+                control.on_report(value, now)
+            elif kind == "remb" and value[1]:  # REMB naming this sender
+                control.on_remb(value[0], now)
         encoder = sender._RTCRtpSender__encoder
         if encoder is not None and hasattr(encoder, "target_bitrate"):
             was = target.value
@@ -110,6 +92,37 @@ def install(
     budget_retransmissions(sender, RetransmitBudget(control), clock)
     sender.omnicli_sendrate = control
     return True
+
+
+def feedback(packet: Any, ssrc: int) -> list[tuple[str, Any]]:
+    """What an RTCP packet tells the sender of stream `ssrc`: ("report", fraction lost) for
+    each receiver report about it, ("nack", packets named), ("keyframe_request", None) for a
+    PLI or FIR, ("remb", (bitrate, whether it names `ssrc`)); nothing for the rest."""
+    from aiortc.rtp import (
+        RTCP_PSFB_APP,
+        RTCP_PSFB_FIR,
+        RTCP_PSFB_PLI,
+        RTCP_RTPFB_NACK,
+        RtcpPsfbPacket,
+        RtcpRrPacket,
+        RtcpRtpfbPacket,
+        RtcpSrPacket,
+        unpack_remb_fci,
+    )
+
+    if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+        return [("report", r.fraction_lost / 256) for r in packet.reports if r.ssrc == ssrc]
+    if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        return [("nack", len(packet.lost))]
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+        return [("keyframe_request", None)]
+    if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:  # a malformed REMB tells nothing
+            return []
+        return [("remb", (bitrate, ssrc in ssrcs))]
+    return []
 
 
 def start_encoder(sender: Any, setup: Callable[[], None]) -> None:
